@@ -1,0 +1,31 @@
+"""The one door to Parquet files and the DuckDB catalog.
+
+Nothing outside this package opens a Parquet file or a DuckDB connection.  Dask workers call
+:mod:`storage.shards` (write a shard atomically, read one back); only the flow process calls
+:mod:`storage.catalog` to register shards and run bookkeeping, so the catalog has one writer.
+"""
+
+from storage.catalog import Catalog, CatalogError
+from storage.layout import DataHome
+from storage.shards import (
+    StageMarker,
+    fixed_size_list,
+    iter_parquet_records,
+    read_shard,
+    read_shards,
+    to_matrix,
+    write_shard,
+)
+
+__all__ = [
+    "Catalog",
+    "CatalogError",
+    "DataHome",
+    "StageMarker",
+    "fixed_size_list",
+    "iter_parquet_records",
+    "read_shard",
+    "read_shards",
+    "to_matrix",
+    "write_shard",
+]

@@ -1,0 +1,174 @@
+"""The DuckDB catalog: every table a user queries, and the verbs the flow process writes with.
+
+Only the flow process writes (one writer); each write opens the file, does its work in one
+transaction and closes it again, so ``refinery sql`` can read between writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import duckdb
+import pyarrow as pa
+
+# Every table in the catalog, in the order README documents them.
+SCHEMA: dict[str, str] = {
+    "runs": """
+        run_id VARCHAR PRIMARY KEY, status VARCHAR, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ,
+        docs_in BIGINT, docs_kept BIGINT, docs_dropped BIGINT, docs_rejected BIGINT,
+        error VARCHAR, config JSON, run_dir VARCHAR""",
+    "stage_runs": """
+        run_id VARCHAR, stage VARCHAR, status VARCHAR, started_at TIMESTAMPTZ,
+        finished_at TIMESTAMPTZ, seconds DOUBLE, stats JSON""",
+    "documents": """
+        run_id VARCHAR, doc_id VARCHAR, source VARCHAR, location VARCHAR, title VARCHAR,
+        text VARCHAR, label VARCHAR, n_chars BIGINT""",
+    "rejects": "run_id VARCHAR, source VARCHAR, location VARCHAR, reason VARCHAR, record VARCHAR",
+    "dedup_clusters": "run_id VARCHAR, cluster_id VARCHAR, doc_id VARCHAR, is_survivor BOOLEAN, kind VARCHAR",
+    "drops": "run_id VARCHAR, doc_id VARCHAR, stage VARCHAR, reason VARCHAR",
+    "doc_attributes": "run_id VARCHAR, doc_id VARCHAR, name VARCHAR, value DOUBLE",
+    "pairs": """
+        run_id VARCHAR, pair_id VARCHAR, query VARCHAR, doc_id VARCHAR, generator VARCHAR,
+        prompt_id VARCHAR, kept BOOLEAN, score DOUBLE, rank INTEGER, negative_doc_id VARCHAR""",
+    "models": "run_id VARCHAR, name VARCHAR, path VARCHAR, base VARCHAR, created_at TIMESTAMPTZ",
+    "metrics": "run_id VARCHAR, stage VARCHAR, model VARCHAR, task VARCHAR, metric VARCHAR, value DOUBLE",
+}
+
+# The curated corpus of each run: documents no stage dropped.
+VIEWS: dict[str, str] = {
+    "corpus": """
+        SELECT d.* FROM documents d
+        WHERE NOT EXISTS (SELECT 1 FROM drops x WHERE x.run_id = d.run_id AND x.doc_id = d.doc_id)""",
+}
+
+
+class CatalogError(RuntimeError):
+    """The catalog cannot be opened or a query failed; the message says why."""
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Catalog:
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+
+    # -- connections -------------------------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(self.path))
+        try:
+            con.execute("BEGIN TRANSACTION")
+            yield con
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
+
+    def ensure_schema(self) -> "Catalog":
+        with self._write() as con:
+            for table, columns in SCHEMA.items():
+                con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
+            for view, body in VIEWS.items():
+                con.execute(f"CREATE OR REPLACE VIEW {view} AS {body}")
+        return self
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
+        """Run one read-only query; the answer as an Arrow table."""
+        if not self.path.exists():
+            raise CatalogError(f"no catalog at {self.path}: run `refinery run` first")
+        try:
+            con = duckdb.connect(str(self.path), read_only=True)
+        except duckdb.IOException as exc:  # another process holds the write lock right now
+            raise CatalogError(f"cannot open {self.path} for reading: {exc}") from exc
+        try:
+            return con.sql(sql, params=list(params or [])).to_arrow_table()
+        except duckdb.Error as exc:
+            raise CatalogError(str(exc).strip()) from exc
+        finally:
+            con.close()
+
+    def execute_write(self, sql: str, params: Sequence[Any] | None = None) -> None:
+        with self._write() as con:
+            con.execute(sql, params or [])
+
+    # -- registering shards -------------------------------------------------------------------
+    def replace(
+        self,
+        table: str,
+        run_id: str,
+        *,
+        parquet: Sequence[str | os.PathLike[str]] = (),
+        rows: pa.Table | None = None,
+        where: dict[str, str] | None = None,
+    ) -> int:
+        """Replace a run's rows of ``table`` (optionally narrowed by ``where``) with new ones.
+
+        The rows come from Parquet shards or an Arrow table, and must have the table's columns
+        (extra columns are ignored, missing ones become NULL). Delete and insert happen in one
+        transaction, so registering the same stage twice leaves the same rows: reruns are no-ops.
+        """
+        if table not in SCHEMA:
+            raise CatalogError(f"unknown table {table!r}")
+        filters = {"run_id": run_id, **(where or {})}
+        cond = " AND ".join(f"{k} = ?" for k in filters)
+        with self._write() as con:
+            columns = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+            con.execute(f"DELETE FROM {table} WHERE {cond}", list(filters.values()))
+            sources = []
+            if parquet:
+                files = [str(p) for p in parquet]
+                sources.append(("read_parquet(?, union_by_name=true)", [files]))
+            if rows is not None and rows.num_rows:
+                con.register("_incoming", rows)
+                sources.append(("_incoming", []))
+            inserted = 0
+            for source, params in sources:
+                present = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}", params).fetchall()}
+                select = ", ".join(
+                    "?" if c == "run_id" else (c if c in present else f"NULL AS {c}") for c in columns
+                )
+                inserted += con.execute(
+                    f"INSERT INTO {table} SELECT {select} FROM {source}", [run_id, *params]
+                ).fetchone()[0]
+            return inserted
+
+    # -- runs ---------------------------------------------------------------------------------
+    def start_run(self, run_id: str, *, config: dict[str, Any], run_dir: Path) -> None:
+        with self._write() as con:
+            con.execute(
+                "INSERT OR REPLACE INTO runs (run_id, status, started_at, config, run_dir)"
+                " VALUES (?, 'running', ?, ?, ?)",
+                [run_id, _now(), json.dumps(config, default=str), str(run_dir)],
+            )
+
+    def finish_run(self, run_id: str, *, status: str, error: str | None = None, **counts: int) -> None:
+        sets = ["status = ?", "finished_at = ?", "error = ?"]
+        params: list[Any] = [status, _now(), error]
+        for name, value in counts.items():
+            sets.append(f"{name} = ?")
+            params.append(value)
+        with self._write() as con:
+            con.execute(f"UPDATE runs SET {', '.join(sets)} WHERE run_id = ?", [*params, run_id])
+
+    def record_stage(
+        self, run_id: str, stage: str, *, status: str, started_at: datetime, stats: dict[str, Any]
+    ) -> None:
+        finished = _now()
+        with self._write() as con:
+            con.execute("DELETE FROM stage_runs WHERE run_id = ? AND stage = ?", [run_id, stage])
+            con.execute(
+                "INSERT INTO stage_runs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [run_id, stage, status, started_at, finished, (finished - started_at).total_seconds(),
+                 json.dumps(stats, default=str)],
+            )

@@ -1,0 +1,95 @@
+"""Parquet shards: atomic writes, reads, and stage completion markers."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SUCCESS_NAME = "_SUCCESS"
+
+
+def _atomic_target(path: Path) -> tuple[int, str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The temp file sits beside the target so the rename stays on one filesystem; its name
+    # starts with a dot so globs over "*.parquet" never pick up a half-written shard.
+    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+
+
+def write_shard(table: pa.Table, path: str | os.PathLike[str]) -> Path:
+    """Write ``table`` to ``path`` atomically (temp file + rename); returns the path."""
+    path = Path(path)
+    fd, tmp = _atomic_target(path)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_shard(path: str | os.PathLike[str], columns: Sequence[str] | None = None) -> pa.Table:
+    return pq.read_table(path, columns=list(columns) if columns is not None else None)
+
+
+def read_shards(paths: Sequence[str | os.PathLike[str]], columns: Sequence[str] | None = None) -> pa.Table:
+    """Concatenate shards in the order given (callers sort paths for determinism)."""
+    tables = [read_shard(p, columns) for p in paths]
+    if not tables:
+        raise ValueError("read_shards needs at least one shard")
+    return pa.concat_tables(tables, promote_options="default")
+
+
+def iter_parquet_records(path: str | os.PathLike[str], batch_size: int = 1024) -> Iterator[dict[str, Any]]:
+    """Rows of an input Parquet file as dicts (ingest reads user files through this)."""
+    with pq.ParquetFile(path) as f:
+        for batch in f.iter_batches(batch_size=batch_size):
+            yield from batch.to_pylist()
+
+
+def write_json_atomic(payload: Any, path: Path) -> Path:
+    fd, tmp = _atomic_target(path)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(payload, fh, indent=2, sort_keys=True, default=str)
+    os.replace(tmp, path)
+    return path
+
+
+class StageMarker:
+    """A completion marker, written last, so its presence means the work before it is done.
+
+    ``StageMarker(stage_dir)`` marks a whole stage; ``StageMarker(stage_dir, "_unit-00003")`` one
+    unit of work inside it. The stats it holds are what a rerun returns instead of redoing work.
+    """
+
+    def __init__(self, stage_dir: str | os.PathLike[str], name: str = SUCCESS_NAME):
+        self.path = Path(stage_dir) / f"{name}.json"
+
+    def read(self) -> dict[str, Any] | None:
+        if not self.path.exists():
+            return None
+        return json.loads(self.path.read_text())
+
+    def write(self, stats: dict[str, Any]) -> None:
+        write_json_atomic(stats, self.path)
+
+
+def fixed_size_list(matrix: "np.ndarray") -> pa.FixedSizeListArray:
+    """A 2-D array as one Arrow column of fixed-size lists (signatures, embeddings)."""
+    return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(matrix).reshape(-1)), matrix.shape[1])
+
+
+def to_matrix(column: pa.ChunkedArray | pa.Array) -> "np.ndarray":
+    """The inverse of :func:`fixed_size_list`: a ``(rows, width)`` numpy array."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    width = arr.type.list_size
+    return arr.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)

