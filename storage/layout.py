@@ -5,6 +5,7 @@
     <home>/runs/<run_id>/<stage>/...      Parquet shards, one folder per stage
     <home>/runs/<run_id>/<stage>/_SUCCESS.json   written last; a stage with it is finished
     <home>/runs/<run_id>/report.md|.html  the run report, plots in report_files/
+    <home>/cache/                         derived model files shared by runs (de-quantized LLM)
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ class DataHome:
     @property
     def catalog_path(self) -> Path:
         return self.root / CATALOG_FILE
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / "cache"
 
     def run_dir(self, run_id: str) -> Path:
         return self.root / "runs" / run_id

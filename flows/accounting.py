@@ -1,0 +1,62 @@
+"""The run's books: every document read is kept, dropped with a reason, or rejected."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from storage import Catalog, StageMarker, read_shard
+from flows.runtime import RunSpec
+
+
+class AccountingError(RuntimeError):
+    """docs in != kept + dropped + rejected, or a document was both kept and dropped."""
+
+
+@dataclass(frozen=True)
+class Books:
+    docs_in: int
+    docs_kept: int
+    docs_dropped: int
+    docs_rejected: int
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def check_books(run: RunSpec) -> Books:
+    """Count from the outputs themselves, not from stage stats, and fail loudly if they disagree.
+
+    in = records read (documents written by ingest + rejects); kept = rows of the corpus shards
+    quality wrote; dropped = rows of ``drops``; rejected = rows of ``rejects``.
+    """
+    catalog: Catalog = run.catalog
+    ingest = StageMarker(run.stage_dir("ingest")).read()
+    quality = StageMarker(run.stage_dir("quality")).read()
+    if ingest is None or quality is None:
+        raise AccountingError(f"run {run.run_id}: books need finished ingest and quality stages")
+    kept_ids = [i for p in quality["corpus_shards"] for i in read_shard(p, ["doc_id"]).column("doc_id").to_pylist()]
+    kept = len(kept_ids)
+    dropped_ids = set(catalog.query("SELECT doc_id FROM drops WHERE run_id = ?", [run.run_id]).column("doc_id").to_pylist())
+    overlap = len(dropped_ids.intersection(kept_ids))
+    documents, dropped, distinct_dropped, rejected = catalog.query(
+        """
+        SELECT
+          (SELECT count(*) FROM documents WHERE run_id = $run),
+          (SELECT count(*) FROM drops WHERE run_id = $run),
+          (SELECT count(DISTINCT doc_id) FROM drops WHERE run_id = $run),
+          (SELECT count(*) FROM rejects WHERE run_id = $run)
+        """.replace("$run", "?"), [run.run_id] * 4,
+    ).to_pylist()[0].values()
+    books = Books(docs_in=documents + rejected, docs_kept=kept, docs_dropped=dropped, docs_rejected=rejected)
+    problems = []
+    if documents != ingest["docs"]:
+        problems.append(f"catalog has {documents} documents, ingest wrote {ingest['docs']}")
+    if dropped != distinct_dropped:
+        problems.append(f"{dropped - distinct_dropped} documents dropped more than once")
+    if overlap:
+        problems.append(f"{overlap} documents both kept and dropped")
+    if books.docs_in != kept + dropped + rejected:
+        problems.append(f"docs in {books.docs_in} != kept {kept} + dropped {dropped} + rejected {rejected}")
+    if problems:
+        raise AccountingError(f"run {run.run_id}: the books do not balance: " + "; ".join(problems))
+    return books

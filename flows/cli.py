@@ -1,0 +1,206 @@
+"""The `refinery` command line."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import flows  # noqa: F401  (sets Prefect's offline defaults before Prefect is imported)
+from storage import Catalog, CatalogError, DataHome
+from tasks.config import ConfigError, config_reference, dump_config, load_config
+
+app = typer.Typer(
+    help="Refinery: raw text in; a deduplicated, quality-filtered corpus and a domain-tuned "
+    "embedding model out, every decision queryable in SQL.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+# piped output is not wrapped at 80 columns: tables stay one row per line
+console = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True)
+
+
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def _catalog(config: Optional[Path]) -> Catalog:
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2)
+    return Catalog(DataHome.resolve(cfg.home).catalog_path)
+
+
+def _print_rows(rows: list[dict], fmt: Format, title: str | None = None) -> None:
+    if fmt is Format.json:
+        sys.stdout.write(json.dumps(rows, default=str, indent=2) + "\n")
+    elif fmt is Format.csv:
+        if rows:
+            w = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    else:
+        table = Table(title=title)
+        for col in rows[0] if rows else ["(no rows)"]:
+            table.add_column(str(col))
+        for row in rows:
+            table.add_row(*(f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v)) for v in row.values()))
+        console.print(table)
+
+
+@app.command()
+def run(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config file (default: bundled BBC corpus)."),
+    dask_address: Optional[str] = typer.Option(None, "--dask-address", help="Existing Dask scheduler, e.g. tcp://host:8786."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Run id of a killed run to finish."),
+) -> None:
+    """Run the nightly flow: ingest → dedup → quality → synthesize → train → evaluate."""
+    try:
+        load_config(config)
+    except ConfigError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2)
+    from flows.nightly import nightly
+
+    stats = nightly(config_path=str(config) if config else None, dask_address=dask_address, run_id=resume)
+    _summary(stats)
+
+
+def _summary(stats: dict) -> None:
+    run_dir = Path(stats["run_dir"])
+    catalog = Catalog(run_dir.parent.parent / "catalog.duckdb")
+    books = stats["books"]
+    console.print(f"\n[bold]Run {stats['run_id']} completed[/bold]")
+    console.print(f"  docs in {books['docs_in']} = kept {books['docs_kept']} + dropped {books['docs_dropped']}"
+                  f" + rejected {books['docs_rejected']}")
+    console.print(f"  outputs:  {run_dir}")
+    console.print(f"  report:   {stats['report']}")
+    console.print(f"  catalog:  {catalog.path}   (try: refinery sql \"SELECT * FROM runs\")")
+    rows = catalog.query(
+        "SELECT model, max(value) FILTER (metric = 'ndcg@10') AS \"nDCG@10\","
+        " max(value) FILTER (metric = 'mrr@10') AS \"MRR@10\","
+        " max(value) FILTER (metric = 'recall@100') AS \"Recall@100\""
+        " FROM metrics WHERE run_id = ? AND task = 'headline' GROUP BY model"
+        " ORDER BY CASE model WHEN 'bm25' THEN 0 WHEN 'base' THEN 1 ELSE 2 END",
+        [stats["run_id"]]).to_pylist()
+    _print_rows(rows, Format.table, title="headline → article retrieval")
+
+
+@app.command()
+def sql(
+    query: str = typer.Argument(..., help="SQL to run read-only on the catalog."),
+    format: Format = typer.Option(Format.table, "--format", "-f", help="Output format."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config naming the data home."),
+) -> None:
+    """Run a read-only SQL query on the catalog (tables: runs, documents, corpus, drops, ...)."""
+    try:
+        rows = _catalog(config).query(query).to_pylist()
+    except CatalogError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1)
+    _print_rows(rows, format)
+
+
+@app.command()
+def runs(
+    limit: int = typer.Option(10, "--limit", "-n", help="How many recent runs."),
+    format: Format = typer.Option(Format.table, "--format", "-f"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c"),
+) -> None:
+    """Recent runs with status and headline figures."""
+    try:
+        rows = _catalog(config).query(
+            """
+            SELECT r.run_id, r.status, r.started_at::TIMESTAMP(0) AS started,
+                   round(epoch(r.finished_at - r.started_at) / 60, 1) AS minutes,
+                   r.docs_in, r.docs_kept, r.docs_dropped, r.docs_rejected,
+                   (SELECT count(*) FILTER (kept) FROM pairs p WHERE p.run_id = r.run_id) AS pairs_kept,
+                   max(m.value) FILTER (m.model = 'base' AND m.metric = 'ndcg@10') AS base_ndcg10,
+                   max(m.value) FILTER (m.model = 'tuned' AND m.metric = 'ndcg@10') AS tuned_ndcg10,
+                   left(r.error, 80) AS error
+            FROM runs r LEFT JOIN metrics m ON m.run_id = r.run_id AND m.task = 'headline'
+            GROUP BY ALL ORDER BY started DESC LIMIT ?
+            """, [limit]).to_pylist()
+    except CatalogError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1)
+    _print_rows(rows, format)
+
+
+@app.command("config")
+def show_config(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Validate and print this file instead."),
+    reference: bool = typer.Option(False, "--reference", help="Print every option as Markdown tables."),
+) -> None:
+    """Print the effective config as YAML (the defaults when no file is given)."""
+    try:
+        text = config_reference() if reference else dump_config(load_config(config))
+        sys.stdout.write(text)
+    except ConfigError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2)
+
+
+@app.command()
+def refilter(
+    run_id: str = typer.Argument(..., help="A run whose quality stage finished."),
+    config: Path = typer.Option(..., "--config", "-c", help="Config with the new quality thresholds."),
+    dask_address: Optional[str] = typer.Option(None, "--dask-address", help="Existing Dask scheduler."),
+) -> None:
+    """Re-decide a run's quality drops under new thresholds from stored scores (no rule re-runs)."""
+    from flows.nightly import refilter_run
+
+    try:
+        new = load_config(config)
+    except ConfigError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2)
+    catalog = Catalog(DataHome.resolve(new.home).catalog_path)
+    before = catalog.query("SELECT reason, count(*) AS n FROM drops WHERE run_id = ? AND stage = 'quality' GROUP BY reason",
+                           [run_id]).to_pylist()
+    try:
+        stats = refilter_run(run_id, new, dask_address)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1)
+    old = {r["reason"]: r["n"] for r in before}
+    rows = [{"reason": k, "before": old.get(k, 0), "after": stats["drops_by_reason"].get(k, 0)}
+            for k in sorted(set(old) | set(stats["drops_by_reason"]))]
+    _print_rows(rows, Format.table, title=f"quality drops of run {run_id}")
+    console.print(f"kept {stats['kept']}; books: {stats['books']}.\n"
+                  f"Later stages are now unfinished: `refinery run --resume {run_id}` redoes them on the new corpus.")
+
+
+@app.command()
+def serve(
+    cron: str = typer.Option("0 2 * * *", "--cron", help="When to run the nightly flow (cron, server time zone)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config file every scheduled run uses."),
+    dask_address: Optional[str] = typer.Option(None, "--dask-address", help="Existing Dask scheduler."),
+    name: str = typer.Option("refinery-nightly", "--name", help="Deployment name shown in the Prefect UI."),
+) -> None:
+    """Serve the nightly flow as a Prefect deployment: scheduled by cron, runnable from the UI."""
+    from flows.nightly import nightly
+
+    try:
+        load_config(config)
+    except ConfigError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2)
+    nightly.serve(name=name, cron=cron, parameters={
+        "config_path": str(config.resolve()) if config else None, "dask_address": dask_address})
+
+
+if __name__ == "__main__":
+    app()

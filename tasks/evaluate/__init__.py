@@ -1,0 +1,1 @@
+"""Headline -> article retrieval: rankings (dense and BM25) and ranking metrics."""

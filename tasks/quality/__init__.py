@@ -1,0 +1,76 @@
+"""Quality filtering: Gopher, C4 and FineWeb rule families, fastText language ID and a trainable
+fastText quality classifier.
+
+Scores live apart from decisions (Dolma's attributes): :func:`score_documents` computes every rule
+value per document, :func:`decide` / :func:`decision_sql` turn stored values into drop reasons under
+any thresholds, and :func:`family_fingerprints` tells which families need re-scoring after a config
+change.
+"""
+
+from tasks.quality.classifier import (
+    ClassifierReport,
+    QualityClassifier,
+    classifier_attributes,
+    document_keys,
+    exponential_noise,
+    pareto_keep,
+    read_text_source,
+    train_classifier,
+)
+from tasks.quality.config import (
+    C4Config,
+    ClassifierConfig,
+    FineWebConfig,
+    GopherQualityConfig,
+    GopherRepetitionConfig,
+    LangIdConfig,
+    QualityConfig,
+)
+from tasks.quality.langid import LanguageIdentifier, LanguagePrediction, default_model_path
+from tasks.quality.rules import (
+    ATTRIBUTES_VERSION,
+    FAMILIES,
+    RULES,
+    Rule,
+    active_rules,
+    decide,
+    decision_sql,
+    family_fingerprints,
+    required_attributes,
+    rule_thresholds,
+)
+from tasks.quality.score import FAMILY_EVALUATIONS, attribute_names, score_documents
+
+__all__ = [
+    "ATTRIBUTES_VERSION",
+    "C4Config",
+    "ClassifierConfig",
+    "ClassifierReport",
+    "FAMILIES",
+    "FAMILY_EVALUATIONS",
+    "FineWebConfig",
+    "GopherQualityConfig",
+    "GopherRepetitionConfig",
+    "LangIdConfig",
+    "LanguageIdentifier",
+    "LanguagePrediction",
+    "QualityClassifier",
+    "QualityConfig",
+    "RULES",
+    "Rule",
+    "active_rules",
+    "attribute_names",
+    "classifier_attributes",
+    "decide",
+    "decision_sql",
+    "default_model_path",
+    "document_keys",
+    "exponential_noise",
+    "family_fingerprints",
+    "pareto_keep",
+    "read_text_source",
+    "required_attributes",
+    "rule_thresholds",
+    "score_documents",
+    "train_classifier",
+]

@@ -1,0 +1,103 @@
+"""C4 attributes (Raffel et al. 2020), defined as datatrove's C4QualityFilter computes them.
+
+C4 walks the lines of a page, removing lines (too-long word, no terminal punctuation, too few words,
+'javascript', policy phrases) and dropping the page on 'lorem ipsum' or '{' in a surviving line, or
+when fewer than 5 sentences survive. Refinery never edits text, so it stores what that walk sees:
+the surviving sentence count and how many surviving lines hit the two page-level rules. Both are
+computed as if the page-level rules were off, which keeps every threshold re-decidable from the
+stored values alone (when a page rule is on, a hit drops the page whatever the sentence count).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from tasks.quality.config import C4Config
+from tasks.quality.text_stats import ParsedDoc, sentences_per_line
+
+__all__ = ["C4_ATTRIBUTES", "POLICY_SUBSTRINGS", "c4_attributes"]
+
+C4_ATTRIBUTES = (
+    "c4.num_sentences",  # sentences in the lines the line rules keep
+    "c4.lorem_ipsum_lines",  # surviving lines (before the javascript rule) containing "lorem ipsum"
+    "c4.curly_bracket_lines",  # surviving lines (after the javascript rule) containing "{"
+    "c4.kept_lines",  # lines the line rules keep
+    "c4.lines_with_terminal_punct_frac",  # of non-empty lines
+    "c4.short_lines_frac",  # of non-empty lines: fewer than min_words_per_line words
+    "c4.javascript_lines",  # non-empty lines mentioning "javascript"
+    "c4.policy_lines",  # non-empty lines with a policy phrase
+)
+
+CITATION_RE = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
+END_PUNCTUATION = (".", "?", "!", '"', "'")
+ELLIPSIS = "..."
+POLICY_SUBSTRINGS = (
+    "terms of use",
+    "privacy policy",
+    "cookie policy",
+    "uses cookies",
+    "use of cookies",
+    "use cookies",
+)
+
+
+def c4_attributes(doc: ParsedDoc, cfg: C4Config) -> tuple[float, ...]:
+    sentences = doc.sentences_per_line()
+    words_per_line = doc.chunks_per_line.tolist()
+    min_words = cfg.min_words_per_line
+    max_word = cfg.max_word_length
+    n_lines = terminal = short = javascript = policy = 0
+    num_sentences = lorem = curly = kept = 0
+    for i, line in enumerate(doc.lines):
+        line = line.strip()
+        if not line:
+            continue
+        n_lines += 1
+        n_words = words_per_line[i]
+        too_long = max_word is not None and len(line) > max_word and max(map(len, line.split())) > max_word
+        cited = False
+        if cfg.remove_citations and "[" in line:
+            stripped = CITATION_RE.sub("", line)
+            cited = stripped != line
+            line = stripped
+        ends_well = line.endswith(END_PUNCTUATION) and not line.endswith(ELLIPSIS)
+        is_short = min_words is not None and n_words < min_words
+        lower = line.lower()
+        has_js = "javascript" in lower
+        has_policy = any(p in lower for p in POLICY_SUBSTRINGS)
+        terminal += ends_well
+        short += is_short
+        javascript += has_js
+        policy += has_policy
+        # C4's line walk, in C4's order.
+        if too_long or (cfg.filter_no_terminal_punct and not ends_well) or is_short:
+            continue
+        if "lorem ipsum" in lower:
+            lorem += 1
+        if cfg.filter_javascript and has_js:
+            continue
+        if "{" in line:
+            curly += 1
+        if cfg.filter_policy and has_policy:
+            continue
+        kept += 1
+        num_sentences += _count_sentences(doc, line) if cited else int(sentences[i])
+    return (
+        float(num_sentences),
+        float(lorem),
+        float(curly),
+        float(kept),
+        terminal / n_lines if n_lines else np.nan,
+        short / n_lines if n_lines else np.nan,
+        float(javascript),
+        float(policy),
+    )
+
+
+def _count_sentences(doc: ParsedDoc, line: str) -> int:
+    """Sentences of a line whose text changed (citations removed), so its tokens must be redone."""
+    ids = doc.tokenizer.ids(line)
+    flags = doc.tokenizer.flags[ids]
+    return int(sentences_per_line(flags, np.array([len(ids)]))[0])

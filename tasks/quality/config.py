@@ -1,0 +1,208 @@
+"""Quality-filter configuration: one sub-model per rule family, defaults = the published thresholds.
+
+Two kinds of fields live here, and the difference matters for re-filtering:
+
+* **thresholds** (every field named by a rule in :data:`tasks.quality.rules.RULES`, plus the
+  classifier's ``mode``/``threshold``/``pareto_alpha``): they only change *decisions*, so a run can
+  re-decide from stored attributes (``decision_sql``) without re-scoring;
+* **scoring parameters** (everything else, e.g. ``c4.min_words_per_line`` or ``langid.languages``):
+  they change attribute *values*; :func:`tasks.quality.rules.family_fingerprints` hashes them so the
+  flow can tell which families must be re-scored.
+
+A threshold of ``None`` turns that rule off (as in datatrove); ``0`` is a real threshold.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "C4Config",
+    "ClassifierConfig",
+    "FineWebConfig",
+    "GopherQualityConfig",
+    "GopherRepetitionConfig",
+    "LangIdConfig",
+    "QualityConfig",
+    "STOP_WORDS",
+]
+
+# Gopher's stop words (Rae et al. 2021, as in datatrove); matched case-sensitively against words.
+STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
+DEFAULT_LANGUAGES = ("en",)
+
+
+class _Family(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LangIdConfig(_Family):
+    """fastText ``lid.176`` language identification (datatrove ``LanguageFilter`` semantics)."""
+
+    enabled: bool = Field(True, description="Compute langid.* attributes and apply the language rule.")
+    languages: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_LANGUAGES),
+        min_length=1,
+        description="ISO 639 codes to keep (lid.176 labels, e.g. 'en', 'de'). A document is kept when one of "
+        "them scores above min_score. Scoring parameter: one langid.<code> attribute per language.",
+    )
+    min_score: float = Field(
+        0.65, ge=0, le=1, description="Drop unless some allowed language's probability is > this (datatrove 0.65)."
+    )
+    per_paragraph: bool = Field(
+        False,
+        description="Score each blank-line-separated paragraph and average probabilities weighted by "
+        "paragraph length, instead of scoring the whole document at once. Scoring parameter.",
+    )
+    max_chars: int | None = Field(
+        None,
+        ge=1,
+        description="Only look at the first max_chars characters of each document (or paragraph); None = all. "
+        "fastText cost grows with length, and a few hundred words identify a language. Scoring parameter.",
+    )
+
+
+class GopherRepetitionConfig(_Family):
+    """Gopher repetition removal (Rae et al. 2021, Table A1), as in datatrove's GopherRepetitionFilter."""
+
+    enabled: bool = Field(True, description="Compute gopher_repetition.* attributes and apply these rules.")
+    drop_empty: bool = Field(True, description="Drop documents with no characters (datatrove reason 'empty').")
+    max_dup_para_frac: float | None = Field(
+        0.3, ge=0, le=1, description="Max fraction of paragraphs that repeat an earlier one."
+    )
+    max_dup_para_char_frac: float | None = Field(
+        0.2, ge=0, le=1, description="Max fraction of characters in repeated paragraphs."
+    )
+    max_dup_line_frac: float | None = Field(0.3, ge=0, le=1, description="Max fraction of lines that repeat an earlier one.")
+    max_dup_line_char_frac: float | None = Field(0.2, ge=0, le=1, description="Max fraction of characters in repeated lines.")
+    max_top_2gram_char_frac: float | None = Field(
+        0.2, ge=0, le=1, description="Max characters covered by the most frequent word 2-gram, over all characters."
+    )
+    max_top_3gram_char_frac: float | None = Field(0.18, ge=0, le=1, description="As above, for 3-grams.")
+    max_top_4gram_char_frac: float | None = Field(0.16, ge=0, le=1, description="As above, for 4-grams.")
+    max_dup_5gram_char_frac: float | None = Field(
+        0.15, ge=0, le=1, description="Max fraction of characters inside repeated word 5-grams."
+    )
+    max_dup_6gram_char_frac: float | None = Field(0.14, ge=0, le=1, description="As above, for 6-grams.")
+    max_dup_7gram_char_frac: float | None = Field(0.13, ge=0, le=1, description="As above, for 7-grams.")
+    max_dup_8gram_char_frac: float | None = Field(0.12, ge=0, le=1, description="As above, for 8-grams.")
+    max_dup_9gram_char_frac: float | None = Field(0.11, ge=0, le=1, description="As above, for 9-grams.")
+    max_dup_10gram_char_frac: float | None = Field(0.10, ge=0, le=1, description="As above, for 10-grams.")
+
+
+class GopherQualityConfig(_Family):
+    """Gopher quality heuristics (Rae et al. 2021), as in datatrove's GopherQualityFilter."""
+
+    enabled: bool = Field(True, description="Compute gopher_quality.* attributes and apply these rules.")
+    min_doc_words: int | None = Field(50, ge=0, description="Min words (tokens with a non-punctuation character).")
+    max_doc_words: int | None = Field(100_000, ge=0, description="Max words.")
+    min_avg_word_length: float | None = Field(3, ge=0, description="Min mean word length in characters.")
+    max_avg_word_length: float | None = Field(10, ge=0, description="Max mean word length in characters.")
+    max_symbol_word_ratio: float | None = Field(
+        0.1, ge=0, description="Max '#' per token, and max ellipses ('...' or '…') per token (two rules, one threshold)."
+    )
+    max_bullet_lines_ratio: float | None = Field(0.9, ge=0, le=1, description="Max fraction of lines starting with '•' or '-'.")
+    max_ellipsis_lines_ratio: float | None = Field(0.3, ge=0, le=1, description="Max fraction of lines ending with an ellipsis.")
+    min_alpha_words_ratio: float | None = Field(
+        0.8, ge=0, le=1, description="Min fraction of tokens containing a letter (datatrove: max_non_alpha_words_ratio)."
+    )
+    min_stop_words: int | None = Field(2, ge=0, description="Min number of distinct stop words present.")
+    stop_words: list[str] = Field(
+        default_factory=lambda: list(STOP_WORDS), description="Stop words counted by min_stop_words. Scoring parameter."
+    )
+
+
+class C4Config(_Family):
+    """C4's clean-up heuristics (Raffel et al. 2020), as in datatrove's C4QualityFilter.
+
+    Like C4, the line rules (terminal punctuation, words per line, word length, javascript, policy)
+    *remove lines* before sentences are counted; Refinery keeps the text whole and drops a document
+    when fewer than ``min_num_sentences`` sentences survive, or on lorem ipsum / curly brackets.
+    The line fractions are stored too, with optional document-level thresholds (off by default).
+    """
+
+    enabled: bool = Field(True, description="Compute c4.* attributes and apply these rules.")
+    min_num_sentences: int | None = Field(5, ge=0, description="Min sentences in the lines that survive the line rules.")
+    filter_lorem_ipsum: bool = Field(True, description="Drop documents with a surviving line containing 'lorem ipsum'.")
+    filter_curly_bracket: bool = Field(True, description="Drop documents with a surviving line containing '{'.")
+    remove_citations: bool = Field(True, description="Strip '[1]', '[edit]', '[citation needed]' before line checks. Scoring parameter.")
+    filter_no_terminal_punct: bool = Field(
+        True, description="Remove lines not ending in . ? ! \" ' (or ending in '...'). Scoring parameter."
+    )
+    min_words_per_line: int | None = Field(3, ge=0, description="Remove lines with fewer words. Scoring parameter.")
+    max_word_length: int | None = Field(1000, ge=1, description="Remove lines with a longer word. Scoring parameter.")
+    filter_javascript: bool = Field(True, description="Remove lines mentioning 'javascript'. Scoring parameter.")
+    filter_policy: bool = Field(True, description="Remove lines mentioning terms of use / privacy / cookie policy. Scoring parameter.")
+    min_terminal_punct_lines_ratio: float | None = Field(
+        None, ge=0, le=1, description="Optional: min fraction of non-empty lines ending in terminal punctuation."
+    )
+    max_short_lines_ratio: float | None = Field(
+        None, ge=0, le=1, description="Optional: max fraction of non-empty lines with fewer than min_words_per_line words."
+    )
+    max_javascript_lines: int | None = Field(None, ge=0, description="Optional: max lines mentioning 'javascript'.")
+    max_policy_lines: int | None = Field(None, ge=0, description="Optional: max lines with policy phrases.")
+
+
+class FineWebConfig(_Family):
+    """FineWeb's custom heuristics (Penedo et al. 2024), as in datatrove's FineWebQualityFilter."""
+
+    enabled: bool = Field(True, description="Compute fineweb.* attributes and apply these rules.")
+    drop_empty: bool = Field(True, description="Drop documents without a non-blank line (datatrove reason 'empty').")
+    min_line_punct_ratio: float | None = Field(
+        0.12, ge=0, le=1, description="Min fraction of lines ending in terminal punctuation (datatrove line_punct_thr)."
+    )
+    line_punct_exclude_zero: bool = Field(
+        False, description="Do not apply min_line_punct_ratio to documents where no line ends in punctuation."
+    )
+    max_short_line_ratio: float | None = Field(
+        0.67, ge=0, le=1, description="Max fraction of lines of at most short_line_length characters."
+    )
+    short_line_length: int = Field(30, ge=0, description="A line this long or shorter is short. Scoring parameter.")
+    max_char_dup_ratio: float | None = Field(
+        0.01, ge=0, le=1, description="Max fraction of characters in lines repeating an earlier line."
+    )
+    max_new_line_ratio: float | None = Field(0.3, ge=0, description="Max newlines per word (datatrove new_line_ratio).")
+
+
+class ClassifierConfig(_Family):
+    """A fastText quality classifier trained on the user's own notion of 'good' (DCLM / FineWeb-Edu style)."""
+
+    enabled: bool = Field(False, description="Train the classifier in the flow and filter with its score.")
+    positives: str | None = Field(
+        None,
+        description="Where good examples come from: a file (one document per line, or .jsonl with a 'text' field), "
+        "a folder (one document per .txt/.md file), or 'sql:SELECT text FROM ...' over the catalog.",
+    )
+    negatives_per_positive: float = Field(1.0, gt=0, description="Negatives sampled from the corpus per positive.")
+    max_positives: int | None = Field(50_000, ge=1, description="Cap on positives used for training.")
+    mode: Literal["threshold", "pareto"] = Field(
+        "threshold", description="'threshold': drop if score < threshold; 'pareto': keep if pareto(alpha) > 1 - score."
+    )
+    threshold: float = Field(0.5, ge=0, le=1, description="Min positive-class probability in 'threshold' mode.")
+    pareto_alpha: float = Field(9.0, gt=0, description="Pareto shape in 'pareto' mode (GPT-3 used 9).")
+    holdout: float = Field(0.2, gt=0, lt=1, description="Fraction of examples held out for accuracy / AUC.")
+    epochs: int = Field(5, ge=1, description="fastText epochs.")
+    lr: float = Field(0.5, gt=0, description="fastText learning rate.")
+    word_ngrams: int = Field(2, ge=1, description="fastText wordNgrams.")
+    dim: int = Field(64, ge=2, description="fastText embedding dimension.")
+    min_count: int = Field(1, ge=1, description="fastText minCount.")
+    max_chars: int = Field(10_000, ge=100, description="Characters of each document used for training and scoring.")
+    seed: int = Field(0, description="Seed for the train/holdout split, negative sampling and fastText.")
+
+
+class QualityConfig(BaseModel):
+    """All quality filtering. Families run (and decide) in this order: langid, gopher_repetition,
+    gopher_quality, c4, fineweb, classifier -- FineWeb's pipeline order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    langid: LangIdConfig = Field(default_factory=LangIdConfig, description="Language identification.")
+    gopher_repetition: GopherRepetitionConfig = Field(
+        default_factory=GopherRepetitionConfig, description="Gopher repetition rules."
+    )
+    gopher_quality: GopherQualityConfig = Field(default_factory=GopherQualityConfig, description="Gopher quality rules.")
+    c4: C4Config = Field(default_factory=C4Config, description="C4 rules.")
+    fineweb: FineWebConfig = Field(default_factory=FineWebConfig, description="FineWeb rules.")
+    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig, description="Learned quality classifier.")

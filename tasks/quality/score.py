@@ -1,0 +1,92 @@
+"""``score_documents``: texts in, one float attribute array per rule value out.
+
+Every enabled family is computed in one pass over the documents (each text is split into lines and
+tokens once). Values are what the rules in :mod:`tasks.quality.rules` compare, so stored attributes
+are enough to re-decide under new thresholds.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from tasks.quality.c4 import C4_ATTRIBUTES, c4_attributes
+from tasks.quality.classifier import QualityClassifier, classifier_attributes
+from tasks.quality.config import QualityConfig
+from tasks.quality.fineweb import FINEWEB_ATTRIBUTES, fineweb_attributes
+from tasks.quality.gopher import (
+    GOPHER_QUALITY_ATTRIBUTES,
+    GOPHER_REPETITION_ATTRIBUTES,
+    gopher_quality_attributes,
+    gopher_repetition_attributes,
+)
+from tasks.quality.langid import LanguageIdentifier
+from tasks.quality.text_stats import ParsedDoc
+from tasks.quality.tokenizer import default_tokenizer
+
+__all__ = ["FAMILY_EVALUATIONS", "attribute_names", "score_documents"]
+
+# family -> documents scored by it in this process. Tests (and the lead's "refilter reuses stored
+# attributes" check) reset it and assert it does not move.
+FAMILY_EVALUATIONS: Counter[str] = Counter()
+
+_TEXT_FAMILIES: tuple[tuple[str, tuple[str, ...], Callable], ...] = (
+    ("gopher_repetition", GOPHER_REPETITION_ATTRIBUTES, lambda doc, cfg: gopher_repetition_attributes(doc)),
+    ("gopher_quality", GOPHER_QUALITY_ATTRIBUTES, gopher_quality_attributes),
+    ("c4", C4_ATTRIBUTES, c4_attributes),
+    ("fineweb", FINEWEB_ATTRIBUTES, fineweb_attributes),
+)
+
+
+def attribute_names(cfg: QualityConfig) -> list[str]:
+    """Names ``score_documents`` returns under ``cfg`` (classifier ones only when a model is given)."""
+    names = []
+    if cfg.langid.enabled:
+        names += [f"langid.{lang}" for lang in cfg.langid.languages] + ["langid.allowed_score", "langid.top_score"]
+    for family, attrs, _ in _TEXT_FAMILIES:
+        if getattr(cfg, family).enabled:
+            names += attrs
+    return names
+
+
+def score_documents(
+    texts: Sequence[str],
+    cfg: QualityConfig,
+    *,
+    langid: LanguageIdentifier | None = None,
+    classifier: QualityClassifier | None = None,
+    keys: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Attribute name -> float64 array with one value per text (NaN where undefined).
+
+    Only enabled families are computed. ``langid`` defaults to one built from ``cfg.langid`` with
+    the bundled model. Classifier attributes (``classifier.score``, ``classifier.noise``) are added
+    only when ``cfg.classifier.enabled`` and a trained ``classifier`` is given; ``keys`` (uint64 doc
+    hashes) seed the Pareto noise, defaulting to a hash of each text.
+    """
+    n = len(texts)
+    out: dict[str, np.ndarray] = {}
+    if cfg.langid.enabled:
+        lid = langid if langid is not None else LanguageIdentifier.from_config(cfg.langid)
+        out.update(lid.attributes(texts))
+        FAMILY_EVALUATIONS["langid"] += n
+    families = [(name, attrs, fn, getattr(cfg, name)) for name, attrs, fn in _TEXT_FAMILIES if getattr(cfg, name).enabled]
+    if families:
+        tokenizer = default_tokenizer()
+        rows: list[list[tuple[float, ...]]] = [[] for _ in families]
+        for text in texts:
+            tokenizer.maybe_reset()
+            doc = ParsedDoc(text, tokenizer)
+            for row, (_, _, fn, fam_cfg) in zip(rows, families):
+                row.append(fn(doc, fam_cfg))
+        for row, (name, attrs, _, _) in zip(rows, families):
+            table = np.array(row, dtype=np.float64).reshape(n, len(attrs))
+            for j, attr in enumerate(attrs):
+                out[attr] = np.ascontiguousarray(table[:, j])
+            FAMILY_EVALUATIONS[name] += n
+    if cfg.classifier.enabled and classifier is not None:
+        out.update(classifier_attributes(texts, classifier, keys=keys))
+        FAMILY_EVALUATIONS["classifier"] += n
+    return out

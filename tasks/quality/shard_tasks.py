@@ -1,0 +1,119 @@
+"""Prefect tasks of the quality stage: score and decide one shard of dedup survivors."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from prefect import task
+
+from storage import read_shard, write_shard
+from tasks.quality import (
+    ClassifierConfig,
+    LangIdConfig,
+    LanguageIdentifier,
+    QualityClassifier,
+    QualityConfig,
+    decide,
+    read_text_source,
+    score_documents,
+    train_classifier,
+)
+
+
+@functools.lru_cache(maxsize=2)
+def _language_identifier(settings: str) -> LanguageIdentifier:
+    # one model load per worker process and language settings, not one per shard
+    return LanguageIdentifier.from_config(LangIdConfig.model_validate_json(settings))
+
+
+def attributes_table(doc_ids: pa.Array, attrs: dict[str, np.ndarray]) -> pa.Table:
+    """Dolma-style long table: one row per (doc, attribute)."""
+    names = sorted(attrs)
+    n = len(doc_ids)
+    return pa.table({
+        "doc_id": pa.concat_arrays([doc_ids] * len(names)) if names else pa.array([], pa.string()),
+        "name": pa.array(np.repeat(np.array(names, dtype=object), n), pa.string()),
+        "value": pa.array(np.concatenate([np.asarray(attrs[k], dtype=np.float64) for k in names])
+                          if names else np.array([], dtype=np.float64)),
+    })
+
+
+@functools.lru_cache(maxsize=2)
+def _classifier(path: str, max_chars: int) -> QualityClassifier:
+    return QualityClassifier(path, max_chars=max_chars)
+
+
+def doc_keys(doc_ids: pa.Array) -> np.ndarray:
+    """The uint64 behind each hex doc id: seeds per-document draws (Pareto noise) stably."""
+    return np.array([int(d, 16) for d in doc_ids.to_pylist()], dtype=np.uint64)
+
+
+def survivors(shard: Path, dedup_drops: Path, columns: list[str] | None = None) -> pa.Table:
+    """The documents of an ingest shard that dedup kept."""
+    docs = read_shard(shard, columns)
+    gone = read_shard(dedup_drops, ["doc_id"]).column("doc_id")
+    return docs.filter(pc.invert(pc.is_in(docs.column("doc_id"), value_set=gone)))
+
+
+@task(name="train-quality-classifier", task_run_name="train fastText quality classifier")
+def train_quality_classifier(positives: str, shards: list[str], dedup_drops: Path, cfg: ClassifierConfig,
+                             out_path: Path) -> dict[str, Any]:
+    """Positives from a file/folder (or a Parquet shard of an SQL answer), negatives sampled from the corpus.
+
+    Negatives are the dedup survivors with the smallest seeded hash of their doc id, so the sample
+    is stable and spread over the whole corpus.
+    """
+    good = (read_shard(positives, ["text"]).column("text").to_pylist() if positives.endswith(".parquet")
+            else read_text_source(positives))
+    if cfg.max_positives is not None:
+        good = good[: cfg.max_positives]
+    corpus = pa.concat_tables([survivors(Path(s), dedup_drops, ["doc_id", "text"]) for s in sorted(shards)])
+    want = min(corpus.num_rows, max(2, round(len(good) * cfg.negatives_per_positive)))
+    keys = doc_keys(corpus.column("doc_id").combine_chunks()) ^ np.uint64(cfg.seed)
+    bad = corpus.column("text").take(pa.array(np.argsort(keys, kind="stable")[:want])).to_pylist()
+    report = train_classifier(good, bad, out_path=out_path, cfg=cfg)
+    return {"path": report.path, "accuracy": report.accuracy, "auc": report.auc,
+            "n_train": report.n_train, "n_test": report.n_test, "positives": len(good), "negatives": len(bad)}
+
+
+@task(name="quality-shard", task_run_name="quality {shard.name}", retries=1)
+def quality_shard(shard: Path, dedup_drops: Path, out_dir: Path, cfg: QualityConfig,
+                  classifier: str | None = None) -> dict[str, Any]:
+    """Score every surviving doc of ``shard``; write attributes, drops and kept-document shards."""
+    stem = shard.stem.removeprefix("documents-")
+    paths = {k: out_dir / f"{k}-{stem}.parquet" for k in ("attributes", "drops", "corpus")}
+    docs = survivors(shard, dedup_drops)
+    if not all(p.exists() for p in paths.values()):
+        texts = docs.column("text").to_pylist()
+        langid = _language_identifier(cfg.langid.model_dump_json()) if cfg.langid.enabled else None
+        model = _classifier(classifier, cfg.classifier.max_chars) if classifier else None
+        attrs = score_documents(texts, cfg, langid=langid, classifier=model,
+                                keys=doc_keys(docs.column("doc_id").combine_chunks()))
+        reasons = np.array([r or "" for r in decide(attrs, cfg)], dtype=object)
+        dropped = reasons != ""
+        doc_ids = docs.column("doc_id").combine_chunks()
+        write_shard(attributes_table(doc_ids, attrs), paths["attributes"])
+        write_shard(pa.table({
+            "doc_id": doc_ids.filter(pa.array(dropped)),
+            "stage": pa.array(["quality"] * int(dropped.sum()), pa.string()),
+            "reason": pa.array(reasons[dropped].tolist(), pa.string()),
+        }), paths["drops"])
+        write_shard(docs.filter(pa.array(~dropped)), paths["corpus"])
+    kept = read_shard(paths["corpus"], ["doc_id"]).num_rows
+    return {"shard": str(shard), "docs": docs.num_rows, "kept": kept, "dropped": docs.num_rows - kept,
+            **{k: str(v) for k, v in paths.items()}}
+
+
+@task(name="write-corpus-shard", task_run_name="corpus {shard.name}")
+def write_corpus_shard(shard: Path, dedup_drops: Path, quality_drops: Path, out_dir: Path) -> dict[str, Any]:
+    """Rewrite one corpus shard from stored decisions (refilter): survivors minus quality drops."""
+    docs = survivors(shard, dedup_drops)
+    gone = read_shard(quality_drops, ["doc_id"]).column("doc_id")
+    kept = docs.filter(pc.invert(pc.is_in(docs.column("doc_id"), value_set=gone)))
+    path = write_shard(kept, out_dir / f"corpus-{shard.stem.removeprefix('documents-')}.parquet")
+    return {"corpus": str(path), "kept": kept.num_rows}

@@ -1,0 +1,1 @@
+"""Synthesize (query, passage) training pairs: generators, consistency filter, diversity stats."""

@@ -1,0 +1,127 @@
+"""Options of the synthesize stage: which generators run, how much they sample, what is kept."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+GeneratorName = Literal["smollm2", "inverse_cloze"]
+
+DEFAULT_GENERATORS: tuple[GeneratorName, ...] = ("inverse_cloze", "smollm2")
+DEFAULT_SMOLLM2_PASSAGES = 150
+DEFAULT_INVERSE_CLOZE_PASSAGES = 1200
+DEFAULT_CANDIDATES_PER_PASSAGE = 4
+DEFAULT_MAX_NEW_TOKENS = 20
+DEFAULT_TEMPERATURE = 0.7
+DEFAULT_TOP_P = 0.9
+DEFAULT_GENERATION_BATCH_SIZE = 16
+DEFAULT_SEED = 0
+DEFAULT_CONSISTENCY_TOP_K = 3
+DEFAULT_MAX_PAIRS_PER_PASSAGE = 1
+# Skip the 10 nearest documents: in a news corpus they are often unlabelled near-duplicates or
+# follow-ups of the same story, which would teach the model to push true matches away.
+DEFAULT_HARD_NEGATIVE_RANK_WINDOW = (10, 50)
+# About the first 150 words: the lead paragraphs, which is what a news query is about and all
+# that fits in a short prompt for a 135M-parameter model.
+DEFAULT_MAX_PASSAGE_CHARS = 700
+DEFAULT_MIN_QUERY_WORDS = 2
+DEFAULT_MAX_QUERY_WORDS = 16
+DEFAULT_MIN_SENTENCE_WORDS = 6
+
+
+class SynthesizeConfig(BaseModel):
+    """How (query, passage) training pairs are synthesized from the curated corpus.
+
+    Passages are article bodies; headlines are never shown to a generator (they are the
+    evaluation queries). Each generator proposes candidate queries for a sample of passages;
+    a candidate is kept only if the base embedding model ranks its passage in the top
+    ``consistency_top_k`` of the whole corpus for it (consistency filter).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    generators: list[GeneratorName] = Field(
+        default_factory=lambda: list(DEFAULT_GENERATORS),
+        min_length=1,
+        description="Query generators to run: 'smollm2' (few-shot SmolLM2-135M-Instruct) and/or "
+        "'inverse_cloze' (one sentence of the passage is the query, the rest the positive; no model). "
+        "inverse_cloze is the baseline an LLM generator must beat.",
+    )
+    passages: int = Field(
+        default=DEFAULT_SMOLLM2_PASSAGES,
+        ge=0,
+        description="Passages drawn from the corpus for the smollm2 generator (about 1-2 s each on 2 CPU cores "
+        "with 4 candidates).",
+    )
+    inverse_cloze_passages: int = Field(
+        default=DEFAULT_INVERSE_CLOZE_PASSAGES,
+        ge=0,
+        description="Passages drawn from the corpus for the inverse_cloze generator (cheap: the cost is the "
+        "consistency filter and the training steps).",
+    )
+    candidates_per_passage: int = Field(
+        default=DEFAULT_CANDIDATES_PER_PASSAGE,
+        ge=1,
+        le=32,
+        description="Candidate queries sampled per passage; the consistency filter picks among them.",
+    )
+    max_new_tokens: int = Field(
+        default=DEFAULT_MAX_NEW_TOKENS, ge=4, le=128, description="Token limit of one generated query."
+    )
+    temperature: float = Field(
+        default=DEFAULT_TEMPERATURE, gt=0, le=2, description="Sampling temperature of the generator."
+    )
+    top_p: float = Field(default=DEFAULT_TOP_P, gt=0, le=1, description="Nucleus-sampling mass of the generator.")
+    batch_size: int = Field(
+        default=DEFAULT_GENERATION_BATCH_SIZE, ge=1, description="Prompts per generation call (left-padded)."
+    )
+    seed: int = Field(
+        default=DEFAULT_SEED, description="Seed for passage sampling, generator sampling and sentence choice."
+    )
+    max_passage_chars: int = Field(
+        default=DEFAULT_MAX_PASSAGE_CHARS,
+        ge=100,
+        description="Characters of the passage shown to the smollm2 generator (cut at a word boundary).",
+    )
+    min_query_words: int = Field(
+        default=DEFAULT_MIN_QUERY_WORDS, ge=1, description="Generated queries with fewer words are rejected."
+    )
+    max_query_words: int = Field(
+        default=DEFAULT_MAX_QUERY_WORDS, ge=1, description="Generated queries with more words are rejected."
+    )
+    min_sentence_words: int = Field(
+        default=DEFAULT_MIN_SENTENCE_WORDS,
+        ge=1,
+        description="inverse_cloze only picks sentences with at least this many words as queries.",
+    )
+    consistency_top_k: int = Field(
+        default=DEFAULT_CONSISTENCY_TOP_K,
+        ge=1,
+        description="Keep a candidate only if the base model ranks its passage (or a member of its dedup "
+        "cluster) within this many documents of the whole corpus.",
+    )
+    max_pairs_per_passage: int = Field(
+        default=DEFAULT_MAX_PAIRS_PER_PASSAGE,
+        ge=1,
+        description="Kept candidates per passage and generator, best-ranked first; more adds near-duplicate pairs.",
+    )
+    hard_negatives: bool = Field(
+        default=False,
+        description="Mine one hard negative per kept pair from the base model's ranking (for training with "
+        "triplets).",
+    )
+    hard_negative_rank_window: tuple[int, int] = Field(
+        default=DEFAULT_HARD_NEGATIVE_RANK_WINDOW,
+        description="(start, stop): the hard negative is the document at rank `start` (0-based, after removing "
+        "the positive and its dedup cluster) of the base ranking, if it lies before `stop`.",
+    )
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> SynthesizeConfig:
+        if self.min_query_words > self.max_query_words:
+            raise ValueError("min_query_words must not exceed max_query_words")
+        start, stop = self.hard_negative_rank_window
+        if not 0 <= start < stop:
+            raise ValueError("hard_negative_rank_window must satisfy 0 <= start < stop")
+        return self

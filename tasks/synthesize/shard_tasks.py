@@ -1,0 +1,114 @@
+"""Prefect tasks of the synthesize stage: generate candidates per passage slice, then filter them."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import xxhash
+from prefect import task
+
+from storage import read_shard, read_shards, write_shard
+from tasks.embedding import BASE_MODEL_PATH, encode
+from tasks.embedding_tasks import cached_encoder, load_embeddings
+from tasks.synthesize.config import SynthesizeConfig
+from tasks.synthesize.diversity import query_diversity
+from tasks.synthesize.filters import consistency_filter, mine_hard_negatives
+from tasks.synthesize.generators import build_generator, load_smollm2, smollm2_gguf_path
+
+# Passages per generation task: small enough to spread over the workers, big enough to batch.
+PASSAGES_PER_TASK = {"smollm2": 25, "inverse_cloze": 500}
+
+CANDIDATE_SCHEMA = pa.schema([
+    ("doc_id", pa.string()), ("query", pa.string()), ("positive", pa.string()),
+    ("generator", pa.string()), ("prompt_id", pa.string()),
+])
+
+
+@functools.lru_cache(maxsize=2)
+def _generator(name: str, settings: str, cache_dir: Path):
+    # one model load per worker process and settings, not one per task
+    cfg = SynthesizeConfig.model_validate_json(settings)
+    return build_generator(name, cfg, cache_dir=cache_dir, show_progress=False)
+
+
+@task(name="prepare-generator", task_run_name="de-quantize SmolLM2 into the cache")
+def prepare_smollm2(cache_dir: Path) -> str:
+    """Load the GGUF once and cache the de-quantized model, so every worker then loads in seconds."""
+    load_smollm2(smollm2_gguf_path(), cache_dir=cache_dir)
+    return str(cache_dir)
+
+
+@task(name="generate-candidates", task_run_name="{generator} passages {start}-{stop}", retries=1)
+def generate_candidates(passages: Path, start: int, stop: int, generator: str, cfg: SynthesizeConfig,
+                        out_dir: Path, cache_dir: Path) -> str:
+    """Candidate queries for passages ``[start, stop)`` of the passages shard."""
+    out = out_dir / f"candidates-{generator}-{start:06d}.parquet"
+    if out.exists():
+        return str(out)
+    rows = read_shard(passages).slice(start, stop - start)
+    doc_ids = rows.column("doc_id").to_pylist()
+    texts = rows.column("text").to_pylist()
+    per_passage = _generator(generator, cfg.model_dump_json(), cache_dir).generate(texts)
+    records = [
+        {"doc_id": d, "query": c.query, "positive": c.positive or text, "generator": generator,
+         "prompt_id": c.prompt_id}
+        for d, text, cands in zip(doc_ids, texts, per_passage) for c in cands
+    ]
+    return str(write_shard(pa.Table.from_pylist(records, schema=CANDIDATE_SCHEMA), out))
+
+
+def best_per_passage(doc_ids: list[str], generators: list[str], rank: np.ndarray, kept: np.ndarray,
+                     limit: int) -> np.ndarray:
+    """Of the kept candidates, the ``limit`` best-ranked per (passage, generator); ties to the first."""
+    order = np.lexsort((np.arange(len(rank)), rank))
+    taken: dict[tuple[str, str], int] = {}
+    out = np.zeros(len(rank), dtype=bool)
+    for i in order:
+        if kept[i]:
+            key = (doc_ids[i], generators[i])
+            if taken.get(key, 0) < limit:
+                taken[key] = taken.get(key, 0) + 1
+                out[i] = True
+    return out
+
+
+@task(name="filter-pairs", task_run_name="consistency filter, hard negatives, diversity")
+def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: SynthesizeConfig,
+                 out_dir: Path) -> dict[str, Any]:
+    """Keep a candidate when the base model ranks its passage in the top k for its query."""
+    cands = read_shards(sorted(candidate_shards))
+    doc_ids, corpus_emb = load_embeddings(sorted(embedding_shards))
+    position = {d: i for i, d in enumerate(doc_ids)}
+    queries = cands.column("query").to_pylist()
+    cand_docs = cands.column("doc_id").to_pylist()
+    gens = cands.column("generator").to_pylist()
+    positive = np.array([position[d] for d in cand_docs], dtype=np.int64)
+    q_emb = encode(cached_encoder(str(BASE_MODEL_PATH)), queries, show_progress=False)
+    consistent, rank = consistency_filter(q_emb, corpus_emb, positive, cfg.consistency_top_k)
+    kept = best_per_passage(cand_docs, gens, rank, consistent, cfg.max_pairs_per_passage)
+    negative = np.full(len(queries), -1)
+    if cfg.hard_negatives and kept.any():
+        negative[kept] = mine_hard_negatives(q_emb[kept], corpus_emb, positive[kept],
+                                             rank_window=tuple(cfg.hard_negative_rank_window))
+    score = np.einsum("ij,ij->i", q_emb, corpus_emb[positive]) if len(queries) else np.zeros(0)
+    pairs = cands.append_column("pair_id", pa.array(
+        [xxhash.xxh3_64_hexdigest(f"{g}\x1f{d}\x1f{q}".encode()) for g, d, q in zip(gens, cand_docs, queries)],
+        pa.string()))
+    for name, values in (("kept", pa.array(kept, pa.bool_())), ("score", pa.array(score, pa.float64())),
+                         ("rank", pa.array(rank, pa.int32())),
+                         ("negative_doc_id", pa.array([doc_ids[i] if i >= 0 else None for i in negative], pa.string()))):
+        pairs = pairs.append_column(name, values)
+    path = write_shard(pairs, out_dir / "pairs.parquet")
+    gen_col = np.array(gens, dtype=object)
+    by_generator, diversity = {}, {}
+    for g in sorted(set(gens)):
+        sel = (gen_col == g) & kept
+        by_generator[g] = {"generated": int((gen_col == g).sum()), "consistent": int(((gen_col == g) & consistent).sum()),
+                           "kept": int(sel.sum())}
+        diversity[g] = query_diversity([q for q, s in zip(queries, sel) if s], q_emb[sel])
+    return {"pairs_path": str(path), "generated": len(queries), "kept": int(kept.sum()),
+            "by_generator": by_generator, "diversity": diversity}

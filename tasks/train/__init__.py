@@ -1,0 +1,1 @@
+"""Fine-tune the sentence-embedding model on synthesized (query, passage) pairs."""

@@ -1,0 +1,62 @@
+"""Options of the train stage: fine-tuning all-MiniLM-L6-v2 with MultipleNegativesRankingLoss."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_EPOCHS = 1
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_LEARNING_RATE = 2e-5
+DEFAULT_WARMUP_RATIO = 0.1
+DEFAULT_WEIGHT_DECAY = 0.01
+DEFAULT_MAX_GRAD_NORM = 1.0
+DEFAULT_MAX_SEQ_LENGTH = 256
+# sentence-transformers' MNRL default: cosine similarities times 20 (temperature 0.05).
+DEFAULT_SCALE = 20.0
+DEFAULT_SEED = 0
+
+
+class TrainConfig(BaseModel):
+    """How the embedding model is fine-tuned on the kept (query, passage) pairs.
+
+    The loss is MultipleNegativesRankingLoss: each query must rank its own passage above every
+    other passage in the batch (and above its hard negative, when used), so a larger batch gives
+    more negatives per step at the same cost per pair.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(default=DEFAULT_EPOCHS, ge=1, le=20, description="Passes over the training pairs.")
+    batch_size: int = Field(
+        default=DEFAULT_BATCH_SIZE,
+        ge=2,
+        description="Pairs per step; each query's in-batch negatives are the other batch_size - 1 passages.",
+    )
+    learning_rate: float = Field(
+        default=DEFAULT_LEARNING_RATE, gt=0, le=1e-2, description="Peak AdamW learning rate."
+    )
+    warmup_ratio: float = Field(
+        default=DEFAULT_WARMUP_RATIO,
+        ge=0,
+        le=1,
+        description="Share of steps with linearly rising learning rate; it then decays linearly to 0.",
+    )
+    weight_decay: float = Field(default=DEFAULT_WEIGHT_DECAY, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(
+        default=DEFAULT_MAX_GRAD_NORM, gt=0, description="Gradient norm clipping threshold."
+    )
+    max_seq_length: int = Field(
+        default=DEFAULT_MAX_SEQ_LENGTH,
+        ge=8,
+        le=512,
+        description="Token limit for queries and passages during training (cost grows with it). The saved "
+        "model keeps the base model's limit, so base and tuned are evaluated alike.",
+    )
+    scale: float = Field(
+        default=DEFAULT_SCALE, gt=0, description="MNRL similarity scale (inverse temperature)."
+    )
+    seed: int = Field(default=DEFAULT_SEED, description="Seed for shuffling, batching and dropout.")
+    use_hard_negatives: bool = Field(
+        default=False,
+        description="Train on (query, passage, negative) triplets where a mined negative is present.",
+    )
