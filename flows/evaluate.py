@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +51,6 @@ def _evaluate(run: RunSpec, out: Path) -> dict[str, Any]:
         raise RuntimeError(f"run {run.run_id}: evaluate needs a finished quality stage")
     corpus = quality["corpus_shards"]
     queries = run.catalog.query(QUERIES_SQL, [run.run_id])
-    if cfg.max_queries and queries.num_rows > cfg.max_queries:
-        queries = queries.take(sorted(random.Random(cfg.seed).sample(range(queries.num_rows), cfg.max_queries)))
     queries_path = write_shard(queries, out / "queries.parquet")
     model_paths = {"base": str(BASE_MODEL_PATH)}
     if "tuned" in cfg.models:

@@ -16,11 +16,22 @@ import pyarrow.parquet as pq
 SUCCESS_NAME = "_SUCCESS"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()
+
+
 def _atomic_target(path: Path) -> tuple[int, str]:
     path.parent.mkdir(parents=True, exist_ok=True)
     # The temp file sits beside the target so the rename stays on one filesystem; its name
     # starts with a dot so globs over "*.parquet" never pick up a half-written shard.
-    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600; shards are read by other workers and users
+    return fd, tmp
 
 
 def write_shard(table: pa.Table, path: str | os.PathLike[str]) -> Path:

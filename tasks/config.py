@@ -94,6 +94,11 @@ def _rows(model: type[BaseModel], prefix: str) -> list[tuple[str, str, str]]:
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             rows += _rows(ann, key + ".")
             continue
+        item = getattr(ann, "__args__", (None,))[0]
+        if getattr(ann, "__origin__", None) is list and isinstance(item, type) and issubclass(item, BaseModel):
+            rows.append((key, "see below", (field.description or "")))
+            rows += _rows(item, key + "[].")
+            continue
         default = field.get_default(call_default_factory=True)
         if isinstance(default, BaseModel):
             default = default.model_dump(mode="json")

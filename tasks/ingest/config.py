@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 BUILTIN_BBC = "builtin:bbc"
 DEFAULT_SHARD_SIZE = 500
 
-Format = Literal["auto", "bbc", "jsonl", "parquet", "text"]
+Format = Literal["auto", "jsonl", "parquet", "text"]
 
 
 class SourceConfig(BaseModel):
@@ -36,4 +36,4 @@ class IngestConfig(BaseModel):
     shard_size: int = Field(DEFAULT_SHARD_SIZE, ge=1, description="Documents per Parquet shard.")
     unicode_form: Literal["NFC", "NFKC"] = Field("NFC", description="Unicode normalization form applied to text and title.")
     min_chars: int = Field(1, ge=0, description="Records whose normalized text is shorter are rejected (`empty_text`).")
-    limit: int | None = Field(None, ge=1, description="Stop after this many records (per run; for trials and tests).")
+    limit: int | None = Field(None, ge=1, description="Read at most this many records from each input file or text folder (trials, tests).")

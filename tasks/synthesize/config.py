@@ -7,16 +7,19 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 GeneratorName = Literal["smollm2", "inverse_cloze"]
+# Templates defined in tasks.synthesize.generators.PROMPTS; a changed prompt gets a new id.
+PromptId = Literal["title_v1", "question_v1", "summary_v1", "keywords_v1"]
 
 DEFAULT_GENERATORS: tuple[GeneratorName, ...] = ("inverse_cloze", "smollm2")
 DEFAULT_SMOLLM2_PASSAGES = 150
 DEFAULT_INVERSE_CLOZE_PASSAGES = 1200
 DEFAULT_CANDIDATES_PER_PASSAGE = 4
-DEFAULT_MAX_NEW_TOKENS = 20
+DEFAULT_MAX_NEW_TOKENS = 24
 DEFAULT_TEMPERATURE = 0.7
 DEFAULT_TOP_P = 0.9
-DEFAULT_GENERATION_BATCH_SIZE = 16
+DEFAULT_GENERATION_BATCH_SIZE = 8
 DEFAULT_SEED = 0
+DEFAULT_PROMPT_IDS: tuple[PromptId, ...] = ("title_v1", "question_v1", "summary_v1", "keywords_v1")
 DEFAULT_CONSISTENCY_TOP_K = 3
 DEFAULT_MAX_PAIRS_PER_PASSAGE = 1
 # Skip the 10 nearest documents: in a news corpus they are often unlabelled near-duplicates or
@@ -66,6 +69,12 @@ class SynthesizeConfig(BaseModel):
         le=32,
         description="Candidate queries sampled per passage; the consistency filter picks among them.",
     )
+    prompt_ids: list[PromptId] = Field(
+        default_factory=lambda: list(DEFAULT_PROMPT_IDS),
+        min_length=1,
+        description="Few-shot prompt templates of the smollm2 generator (each passage is prompted with one, "
+        "drawn by a seeded hash of its text).",
+    )
     max_new_tokens: int = Field(
         default=DEFAULT_MAX_NEW_TOKENS, ge=4, le=128, description="Token limit of one generated query."
     )
@@ -74,7 +83,8 @@ class SynthesizeConfig(BaseModel):
     )
     top_p: float = Field(default=DEFAULT_TOP_P, gt=0, le=1, description="Nucleus-sampling mass of the generator.")
     batch_size: int = Field(
-        default=DEFAULT_GENERATION_BATCH_SIZE, ge=1, description="Prompts per generation call (left-padded)."
+        default=DEFAULT_GENERATION_BATCH_SIZE, ge=1, description="Passages per generation call (left-padded); each passage's prompt is computed once and "
+        "shared by its candidates.",
     )
     seed: int = Field(
         default=DEFAULT_SEED, description="Seed for passage sampling, generator sampling and sentence choice."

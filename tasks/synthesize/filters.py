@@ -118,3 +118,36 @@ def mine_hard_negatives(
             pick = start if rng is None else int(rng.integers(start, depth))
             negatives[q] = int(top[pick])
     return negatives
+
+
+def keep_best_per_passage(
+    rank: Sequence[int] | np.ndarray,
+    passage_of: Sequence[int] | np.ndarray,
+    *,
+    top_k: int,
+    max_per_passage: int,
+) -> np.ndarray:
+    """Mask of candidates to turn into training pairs.
+
+    A candidate qualifies when its positive's rank is at most ``top_k`` (see
+    :func:`consistency_filter`); of the qualifying candidates of one passage (``passage_of``
+    gives each candidate's passage id) the ``max_per_passage`` best ranked are kept, the
+    earlier candidate winning a tie. Several queries for one passage add little but
+    near-duplicate positives, which in-batch negatives handle badly.
+    """
+    rank = np.asarray(rank, dtype=np.int64)
+    passage_of = np.asarray(passage_of)
+    if rank.shape != passage_of.shape:
+        raise ValueError("rank and passage_of must have one entry per candidate")
+    if top_k < 1 or max_per_passage < 1:
+        raise ValueError("top_k and max_per_passage must be >= 1")
+    keep = np.zeros(rank.shape[0], dtype=bool)
+    taken: dict[object, int] = {}
+    for c in np.lexsort((np.arange(rank.shape[0]), rank)):
+        if rank[c] > top_k:
+            break
+        p = passage_of[c].item() if hasattr(passage_of[c], "item") else passage_of[c]
+        if taken.get(p, 0) < max_per_passage:
+            taken[p] = taken.get(p, 0) + 1
+            keep[c] = True
+    return keep

@@ -32,6 +32,7 @@ from tasks.synthesize.config import (
     DEFAULT_MAX_QUERY_WORDS,
     DEFAULT_MIN_QUERY_WORDS,
     DEFAULT_MIN_SENTENCE_WORDS,
+    DEFAULT_PROMPT_IDS,
     DEFAULT_SEED,
     DEFAULT_TEMPERATURE,
     DEFAULT_TOP_P,
@@ -218,7 +219,6 @@ PROMPTS: dict[str, PromptTemplate] = {
         ),
     ),
 }
-DEFAULT_PROMPT_IDS: tuple[str, ...] = tuple(PROMPTS)
 _SHOT_QUERIES = {q.lower() for t in PROMPTS.values() for _, q in t.shots}
 
 _LIST_MARKER = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+")
@@ -348,12 +348,15 @@ def _save_dequantized(tokenizer, model, target: Path) -> None:
 class SmolLM2Generator:
     """Few-shot query sampling with SmolLM2-135M-Instruct on CPU.
 
-    Candidate ``j`` of a passage uses prompt template ``prompt_ids[j % len(prompt_ids)]``, so
-    the candidates of a passage mix query styles. Prompts are sorted by length and sampled in
-    left-padded batches; a batch's sampling is seeded by ``seed`` and its position, so a rerun on
-    the same passages with the same options gives the same candidates. Outputs that did not end
-    within ``max_new_tokens`` are dropped, the rest go through :func:`clean_query` and are
-    de-duplicated per passage. The model loads on the first call to :meth:`generate`.
+    Each passage gets one prompt template, drawn from ``prompt_ids`` by a seeded hash of the
+    passage text, and ``candidates_per_passage`` samples from it. The prompt (about 300 tokens)
+    costs far more than the ~20 generated tokens, so it is run once per passage and its KV cache
+    is copied to all of that passage's samples. Prompts are sorted by length and processed
+    ``batch_size`` passages at a time, left-padded; a batch's sampling is seeded by ``seed`` and
+    its position, so a rerun on the same passages with the same options gives the same
+    candidates. A run-on output is cut at its first complete sentence (or dropped if it has
+    none); outputs then go through :func:`clean_query` and are de-duplicated per passage. The
+    model loads on the first call to :meth:`generate`.
     """
 
     name = "smollm2"
@@ -407,9 +410,14 @@ class SmolLM2Generator:
             max_passage_chars=cfg.max_passage_chars,
             min_query_words=cfg.min_query_words,
             max_query_words=cfg.max_query_words,
+            prompt_ids=cfg.prompt_ids,
         )
         options.update(kwargs)
         return cls(**options)
+
+    def prompt_id_for(self, passage: str) -> str:
+        """The template this passage is prompted with (stable across runs, batches and workers)."""
+        return self.prompt_ids[_passage_rng(self.seed, passage).randrange(len(self.prompt_ids))]
 
     def prompt(self, passage: str, prompt_id: str) -> str:
         """The chat-formatted prompt text for one passage and template."""
@@ -427,34 +435,32 @@ class SmolLM2Generator:
         if not passages:
             return []
         self._load()
-        jobs = [
-            (i, self.prompt_ids[j % len(self.prompt_ids)])
-            for i in range(len(passages))
-            for j in range(self.candidates_per_passage)
-        ]
-        texts = {(i, pid): self.prompt(passages[i], pid) for i, pid in set(jobs)}
+        prompt_ids = [self.prompt_id_for(p) for p in passages]
+        texts = [self.prompt(p, pid) for p, pid in zip(passages, prompt_ids)]
         # Similar lengths in a batch waste less compute on padding.
-        order = sorted(range(len(jobs)), key=lambda n: len(texts[jobs[n]]))
-        outputs: list[tuple[str, bool] | None] = [None] * len(jobs)
+        order = sorted(range(len(passages)), key=lambda i: len(texts[i]))
+        outputs: list[list[tuple[str, bool]]] = [[] for _ in passages]
         batches = range(0, len(order), self.batch_size)
         for b, start in enumerate(_progress(batches, self.show_progress, "smollm2 batches")):
             idx = order[start : start + self.batch_size]
-            for n, out in zip(idx, self._sample([texts[jobs[n]] for n in idx], seed=self.seed + b)):
-                outputs[n] = out
+            for i, samples in zip(idx, self._sample([texts[i] for i in idx], seed=self.seed + b)):
+                outputs[i] = samples
         results: list[list[Candidate]] = [[] for _ in passages]
-        seen: list[set[str]] = [set() for _ in passages]
-        for (i, pid), out in zip(jobs, outputs):
-            text, finished = out
-            if not finished:
-                # A run-on output is kept only up to its first complete sentence or line.
-                text = first_complete_sentence(text)
-                if text is None:
+        for i, samples in enumerate(outputs):
+            seen: set[str] = set()
+            for text, finished in samples:
+                if not finished:
+                    # A run-on output is kept only up to its first complete sentence or line.
+                    text = first_complete_sentence(text)
+                    if text is None:
+                        continue
+                query = clean_query(
+                    text, passages[i], min_words=self.min_query_words, max_words=self.max_query_words
+                )
+                if query is None or query.lower() in seen:
                     continue
-            query = clean_query(text, passages[i], min_words=self.min_query_words, max_words=self.max_query_words)
-            if query is None or query.lower() in seen[i]:
-                continue
-            seen[i].add(query.lower())
-            results[i].append(Candidate(query=query, prompt_id=pid))
+                seen.add(query.lower())
+                results[i].append(Candidate(query=query, prompt_id=prompt_ids[i]))
         return results
 
     def _load(self) -> None:
@@ -462,15 +468,28 @@ class SmolLM2Generator:
             self._tokenizer, self._model = load_smollm2(self.gguf_path, cache_dir=self.cache_dir)
             self._tokenizer.padding_side = "left"
 
-    def _sample(self, prompts: list[str], *, seed: int) -> list[tuple[str, bool]]:
+    def _sample(self, prompts: list[str], *, seed: int) -> list[list[tuple[str, bool]]]:
+        """``candidates_per_passage`` samples per prompt: (text, whether it ended by itself)."""
         import torch
 
         tok, model = self._tokenizer, self._model
+        n = self.candidates_per_passage
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        ids, mask = enc["input_ids"], enc["attention_mask"]
         torch.manual_seed(seed)
         with torch.inference_mode():
+            # Prefill every prompt but its last token once, then share that cache among the n
+            # samples; generate() runs only the last prompt token and the new ones.
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            prefill = model(
+                input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1], use_cache=True
+            )
+            cache = prefill.cache
+            cache.batch_repeat_interleave(n)
             generated = model.generate(
-                **enc,
+                input_ids=ids.repeat_interleave(n, dim=0),
+                attention_mask=mask.repeat_interleave(n, dim=0),
+                cache=cache,
                 do_sample=True,
                 temperature=self.temperature,
                 top_p=self.top_p,
@@ -481,10 +500,11 @@ class SmolLM2Generator:
                 stop_strings=["\n"],
                 tokenizer=tok,
             )
-        new = generated[:, enc["input_ids"].shape[1] :]
+        new = generated[:, ids.shape[1] :]
         texts = tok.batch_decode(new, skip_special_tokens=True)
         ended = (new == tok.eos_token_id).any(dim=1).tolist()
-        return [(text, end or "\n" in text) for text, end in zip(texts, ended)]
+        flat = [(text, end or "\n" in text) for text, end in zip(texts, ended)]
+        return [flat[k * n : (k + 1) * n] for k in range(len(prompts))]
 
 
 def _progress(iterable, show: bool, desc: str):
