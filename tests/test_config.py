@@ -42,3 +42,13 @@ def test_unreadable_and_non_mapping_files(tmp_path):
     (tmp_path / "bad.yaml").write_text("a: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(tmp_path / "bad.yaml")
+
+
+def test_readme_documents_every_option():
+    """README's configuration section is the reference generated from the models (`make readme`)."""
+    from pathlib import Path
+
+    from tasks.config import config_reference
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert config_reference() in readme

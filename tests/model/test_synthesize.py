@@ -1,0 +1,225 @@
+"""Inverse cloze, query cleaning, consistency filter, hard negatives, diversity (tasks/synthesize)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from tasks.embedding import encode
+from tasks.synthesize.config import SynthesizeConfig
+from tasks.synthesize.diversity import query_diversity
+from tasks.synthesize.filters import (
+    consistency_filter,
+    keep_best_per_passage,
+    mine_hard_negatives,
+    positive_ranks,
+)
+from tasks.synthesize.generators import (
+    INVERSE_CLOZE_PROMPT_ID,
+    PROMPTS,
+    InverseClozeGenerator,
+    build_generator,
+    clean_query,
+    first_complete_sentence,
+    split_sentences,
+    truncate_passage,
+)
+
+# ----------------------------------------------------------------------------- inverse cloze
+
+
+def test_inverse_cloze_is_deterministic_given_seed(bbc_articles):
+    bodies = [body for _, body in bbc_articles]
+    first = InverseClozeGenerator(seed=3).generate(bodies)
+    again = InverseClozeGenerator(seed=3).generate(list(reversed(bodies)))
+    assert first == list(reversed(again))  # same passage, same query, whatever its position
+    other = InverseClozeGenerator(seed=4).generate(bodies)
+    assert [c[0].query for c in first] != [c[0].query for c in other]
+
+
+def test_inverse_cloze_query_is_a_sentence_removed_from_the_positive(bbc_articles):
+    for _, body in bbc_articles:
+        (cand,) = InverseClozeGenerator(seed=0, min_sentence_words=6).generate([body])[0]
+        assert cand.prompt_id == INVERSE_CLOZE_PROMPT_ID
+        assert cand.query in " ".join(body.split())
+        assert len(cand.query.split()) >= 6
+        assert cand.query not in cand.positive
+        # Everything else of the passage is still there.
+        assert len(cand.positive) > 0.5 * len(body)
+
+
+def test_inverse_cloze_several_candidates_are_distinct(bbc_articles):
+    body = bbc_articles[0][1]
+    cands = InverseClozeGenerator(seed=0, candidates_per_passage=3).generate([body])[0]
+    assert len({c.query for c in cands}) == 3
+
+
+def test_inverse_cloze_skips_passages_too_short_to_split():
+    gen = InverseClozeGenerator(seed=0)
+    assert gen.generate(["Only one sentence in this passage here.", ""]) == [[], []]
+
+
+def test_split_sentences_keeps_paragraphs_and_quotes():
+    text = 'Shares rose 5%. Mr Brown said "it is fine." The U.S. firm grew.\n\nIs it? Yes.'
+    assert split_sentences(text) == [
+        ["Shares rose 5%.", 'Mr Brown said "it is fine."', "The U.S. firm grew."],
+        ["Is it?", "Yes."],
+    ]
+
+
+# ----------------------------------------------------------------------------- cleaning
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ('"Nokia phone sales jump in Asia"', "Nokia phone sales jump in Asia"),
+        ("Query: Nokia profit warning.", "Nokia profit warning"),
+        ("1. Why did Nokia shares fall?", "Why did Nokia shares fall?"),
+        ("Here is a search query:\n**Steel costs hit carmakers**", "Steel costs hit carmakers"),
+        ("Title - England call up winger\nArticle: more text", "England call up winger"),
+    ],
+)
+def test_clean_query_strips_decoration(raw, expected):
+    assert clean_query(raw, "unrelated passage") == expected
+
+
+def test_clean_query_rejects_unusable_outputs():
+    passage = "Shares in the carmaker fell sharply on Tuesday after a profit warning from the board."
+    assert clean_query("", passage) is None
+    assert clean_query("Volvo", passage) is None  # too short
+    assert clean_query(" ".join(["word"] * 3 + [f"w{i}" for i in range(20)]), passage) is None  # too long
+    assert clean_query("jobs job jobs job jobs job", passage) is None  # repetition loop
+    assert clean_query("the carmaker fell sharply on Tuesday after", passage) is None  # verbatim copy
+    assert clean_query(PROMPTS["title_v1"].shots[0][1], passage) is None  # parroted example
+    assert clean_query("carmaker shares fall on profit warning", passage) is not None
+
+
+def test_first_complete_sentence_cuts_run_on_output():
+    assert first_complete_sentence("Japan nears recession. Japan is in") == "Japan nears recession."
+    assert first_complete_sentence("The U.S. economy grows. More") == "The U.S. economy grows."
+    assert first_complete_sentence("Title line\nmore") == "Title line"
+    assert first_complete_sentence("never ends and") is None
+
+
+def test_truncate_passage_cuts_at_a_word_boundary():
+    text = "alpha beta gamma delta " * 20
+    cut = truncate_passage(text, 50)
+    assert len(cut) <= 50 and text.startswith(cut) and not cut.endswith(" ")
+    assert text.split()[len(cut.split()) - 1] == cut.split()[-1]
+
+
+def test_build_generator_rejects_unknown_names():
+    cfg = SynthesizeConfig()
+    assert build_generator("inverse_cloze", cfg).name == "inverse_cloze"
+    with pytest.raises(ValueError, match="valid"):
+        build_generator("gpt", cfg)
+
+
+def test_config_validates_ranges():
+    with pytest.raises(ValidationError):
+        SynthesizeConfig(generators=["gpt"])
+    with pytest.raises(ValidationError):
+        SynthesizeConfig(min_query_words=10, max_query_words=5)
+    with pytest.raises(ValidationError):
+        SynthesizeConfig(hard_negative_rank_window=(5, 5))
+    with pytest.raises(ValidationError):
+        SynthesizeConfig(unknown_option=1)
+
+
+# ----------------------------------------------------------------------------- filters on real embeddings
+
+
+@pytest.fixture(scope="module")
+def corpus(bbc_articles, encoder):
+    headlines = [h for h, _ in bbc_articles]
+    bodies = [b for _, b in bbc_articles]
+    return headlines, bodies, encode(encoder, headlines, show_progress=False), encode(encoder, bodies, show_progress=False)
+
+
+def test_consistency_filter_keeps_on_topic_and_drops_off_topic_queries(corpus, encoder):
+    headlines, _, head_emb, body_emb = corpus
+    n = len(headlines)
+    # Headlines point to their own article; the same headlines claimed for the wrong article do not.
+    shifted = [(i + 1) % n for i in range(n)]
+    kept, rank = consistency_filter(head_emb, body_emb, list(range(n)), 1)
+    kept_wrong, rank_wrong = consistency_filter(head_emb, body_emb, shifted, 1)
+    assert kept.mean() >= 0.9
+    assert kept_wrong.mean() <= 0.1
+    assert rank.min() >= 1 and rank_wrong.max() <= n
+    assert np.median(rank_wrong) > np.median(rank)
+    # A larger k never keeps fewer.
+    assert consistency_filter(head_emb, body_emb, shifted, n)[0].all()
+    generic = encode(encoder, ["what happened today"], show_progress=False)
+    assert positive_ranks(generic, body_emb, [0])[0] >= 1
+
+
+def test_consistency_rank_ignores_members_of_the_positive_cluster(corpus):
+    _, _, head_emb, body_emb = corpus
+    dup_emb = np.vstack([body_emb, body_emb[:1]])  # doc 12 duplicates doc 0
+    q = head_emb[:1]
+    plain = positive_ranks(q, dup_emb, [12])
+    clustered = positive_ranks(q, dup_emb, [12], same_as_positive=[{0, 12}])
+    assert clustered[0] == 1
+    assert plain[0] >= clustered[0]
+
+
+def test_hard_negatives_skip_positive_cluster_and_window(corpus):
+    _, _, head_emb, body_emb = corpus
+    n = body_emb.shape[0]
+    positives = list(range(n))
+    exclude = [{(i + 1) % n} for i in range(n)]
+    hardest = mine_hard_negatives(head_emb, body_emb, positives, exclude=exclude, rank_window=(0, 5))
+    for q, neg in enumerate(hardest):
+        assert neg not in (q, (q + 1) % n)
+        # It is the closest document that is neither the positive nor excluded.
+        scores = body_emb @ head_emb[q]
+        allowed = [d for d in range(n) if d not in (q, (q + 1) % n)]
+        assert neg == max(allowed, key=lambda d: scores[d])
+    second = mine_hard_negatives(head_emb, body_emb, positives, exclude=exclude, rank_window=(1, 5))
+    assert not np.array_equal(second, hardest)
+    # Too few documents left for the window start: -1.
+    assert (mine_hard_negatives(head_emb, body_emb, positives, rank_window=(n, n + 5)) == -1).all()
+    sampled = mine_hard_negatives(head_emb, body_emb, positives, rank_window=(0, 3), seed=1)
+    assert sampled.tolist() == mine_hard_negatives(head_emb, body_emb, positives, rank_window=(0, 3), seed=1).tolist()
+    assert all(neg != q for q, neg in enumerate(sampled))
+
+
+# ----------------------------------------------------------------------------- diversity
+
+
+def test_diversity_of_repetitive_vs_varied_queries(encoder):
+    repetitive = ["oil price rise", "oil price rise", "oil price rises"]
+    varied = ["oil price rise", "england rugby squad named", "new mobile phone launched"]
+    rep = query_diversity(repetitive, encode(encoder, repetitive, show_progress=False))
+    var = query_diversity(varied, encode(encoder, varied, show_progress=False))
+    assert rep["unique_fraction"] == pytest.approx(2 / 3)
+    assert var["unique_fraction"] == 1.0
+    assert var["distinct_1"] == 1.0 and var["distinct_2"] == 1.0
+    assert rep["distinct_1"] == pytest.approx(4 / 9)
+    assert rep["mean_pairwise_cosine"] > var["mean_pairwise_cosine"]
+    assert var["mean_query_words"] == pytest.approx(11 / 3)
+
+
+def test_diversity_pairwise_cosine_matches_brute_force(encoder):
+    queries = ["stock markets fall", "film wins award", "election called", "new phone"]
+    emb = encode(encoder, queries, show_progress=False)
+    sims = emb @ emb.T
+    brute = (sims.sum() - np.trace(sims)) / (len(queries) * (len(queries) - 1))
+    assert query_diversity(queries, emb)["mean_pairwise_cosine"] == pytest.approx(brute, abs=1e-5)
+    assert "mean_pairwise_cosine" not in query_diversity(queries)
+    assert query_diversity([])["unique_fraction"] == 0.0
+
+
+def test_keep_best_per_passage_takes_best_ranked_within_top_k():
+    rank = [4, 1, 2, 9, 1, 3]
+    passage = [0, 0, 0, 1, 2, 2]
+    assert keep_best_per_passage(rank, passage, top_k=3, max_per_passage=1).tolist() == [
+        False, True, False, False, True, False,
+    ]
+    assert keep_best_per_passage(rank, passage, top_k=3, max_per_passage=2).tolist() == [
+        False, True, True, False, True, True,
+    ]
+    # A tie goes to the earlier candidate.
+    assert keep_best_per_passage([2, 2], [5, 5], top_k=3, max_per_passage=1).tolist() == [True, False]
