@@ -6,7 +6,7 @@ dot product is a cosine similarity, and score every query against the whole corp
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 import numpy as np
 
@@ -122,7 +122,7 @@ def mine_hard_negatives(
 
 def keep_best_per_passage(
     rank: Sequence[int] | np.ndarray,
-    passage_of: Sequence[int] | np.ndarray,
+    passage_of: Sequence[Hashable],
     *,
     top_k: int,
     max_per_passage: int,
@@ -130,24 +130,24 @@ def keep_best_per_passage(
     """Mask of candidates to turn into training pairs.
 
     A candidate qualifies when its positive's rank is at most ``top_k`` (see
-    :func:`consistency_filter`); of the qualifying candidates of one passage (``passage_of``
-    gives each candidate's passage id) the ``max_per_passage`` best ranked are kept, the
-    earlier candidate winning a tie. Several queries for one passage add little but
-    near-duplicate positives, which in-batch negatives handle badly.
+    :func:`consistency_filter`); of the qualifying candidates sharing a key in ``passage_of``
+    (a passage id, or a (passage, generator) tuple to cap each generator separately) the
+    ``max_per_passage`` best ranked are kept, the earlier candidate winning a tie. Several
+    queries for one passage add little but near-duplicate positives, which in-batch negatives
+    handle badly.
     """
     rank = np.asarray(rank, dtype=np.int64)
-    passage_of = np.asarray(passage_of)
-    if rank.shape != passage_of.shape:
+    if rank.shape[0] != len(passage_of):
         raise ValueError("rank and passage_of must have one entry per candidate")
     if top_k < 1 or max_per_passage < 1:
         raise ValueError("top_k and max_per_passage must be >= 1")
     keep = np.zeros(rank.shape[0], dtype=bool)
-    taken: dict[object, int] = {}
+    taken: dict[Hashable, int] = {}
     for c in np.lexsort((np.arange(rank.shape[0]), rank)):
         if rank[c] > top_k:
             break
-        p = passage_of[c].item() if hasattr(passage_of[c], "item") else passage_of[c]
-        if taken.get(p, 0) < max_per_passage:
-            taken[p] = taken.get(p, 0) + 1
+        key = passage_of[c]
+        if taken.get(key, 0) < max_per_passage:
+            taken[key] = taken.get(key, 0) + 1
             keep[c] = True
     return keep

@@ -482,7 +482,12 @@ class SmolLM2Generator:
             # samples; generate() runs only the last prompt token and the new ones.
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
             prefill = model(
-                input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1], use_cache=True
+                input_ids=ids[:, :-1],
+                attention_mask=mask[:, :-1],
+                position_ids=positions[:, :-1],
+                use_cache=True,
+                # Only the cache is needed: skip the 49k-word output layer over every prompt token.
+                logits_to_keep=1,
             )
             cache = prefill.cache
             cache.batch_repeat_interleave(n)

@@ -223,3 +223,6 @@ def test_keep_best_per_passage_takes_best_ranked_within_top_k():
     ]
     # A tie goes to the earlier candidate.
     assert keep_best_per_passage([2, 2], [5, 5], top_k=3, max_per_passage=1).tolist() == [True, False]
+    # (passage, generator) keys cap each generator separately.
+    keys = [("d1", "smollm2"), ("d1", "inverse_cloze"), ("d1", "smollm2")]
+    assert keep_best_per_passage([1, 1, 1], keys, top_k=1, max_per_passage=1).tolist() == [True, True, False]
