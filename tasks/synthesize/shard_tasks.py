@@ -16,7 +16,7 @@ from tasks.embedding import BASE_MODEL_PATH, encode
 from tasks.embedding_tasks import cached_encoder, load_embeddings
 from tasks.synthesize.config import SynthesizeConfig
 from tasks.synthesize.diversity import query_diversity
-from tasks.synthesize.filters import consistency_filter, mine_hard_negatives
+from tasks.synthesize.filters import consistency_filter, keep_best_per_passage, mine_hard_negatives
 from tasks.synthesize.generators import build_generator, load_smollm2, smollm2_gguf_path
 
 # Passages per generation task: small enough to spread over the workers, big enough to batch.
@@ -61,21 +61,6 @@ def generate_candidates(passages: Path, start: int, stop: int, generator: str, c
     return str(write_shard(pa.Table.from_pylist(records, schema=CANDIDATE_SCHEMA), out))
 
 
-def best_per_passage(doc_ids: list[str], generators: list[str], rank: np.ndarray, kept: np.ndarray,
-                     limit: int) -> np.ndarray:
-    """Of the kept candidates, the ``limit`` best-ranked per (passage, generator); ties to the first."""
-    order = np.lexsort((np.arange(len(rank)), rank))
-    taken: dict[tuple[str, str], int] = {}
-    out = np.zeros(len(rank), dtype=bool)
-    for i in order:
-        if kept[i]:
-            key = (doc_ids[i], generators[i])
-            if taken.get(key, 0) < limit:
-                taken[key] = taken.get(key, 0) + 1
-                out[i] = True
-    return out
-
-
 @task(name="filter-pairs", task_run_name="consistency filter, hard negatives, diversity")
 def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: SynthesizeConfig,
                  out_dir: Path) -> dict[str, Any]:
@@ -89,7 +74,8 @@ def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: 
     positive = np.array([position[d] for d in cand_docs], dtype=np.int64)
     q_emb = encode(cached_encoder(str(BASE_MODEL_PATH)), queries, show_progress=False)
     consistent, rank = consistency_filter(q_emb, corpus_emb, positive, cfg.consistency_top_k)
-    kept = best_per_passage(cand_docs, gens, rank, consistent, cfg.max_pairs_per_passage)
+    kept = keep_best_per_passage(rank, list(zip(cand_docs, gens)), top_k=cfg.consistency_top_k,
+                                 max_per_passage=cfg.max_pairs_per_passage)
     negative = np.full(len(queries), -1)
     if cfg.hard_negatives and kept.any():
         negative[kept] = mine_hard_negatives(q_emb[kept], corpus_emb, positive[kept],
