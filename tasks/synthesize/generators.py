@@ -13,7 +13,6 @@ candidates per passage, possibly empty. Candidates are only proposals; the consi
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import os
 import random
 import re
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from tasks.packaged import packaged_file
 from tasks.synthesize.config import (
     DEFAULT_CANDIDATES_PER_PASSAGE,
     DEFAULT_GENERATION_BATCH_SIZE,
@@ -289,14 +289,7 @@ def smollm2_gguf_path() -> Path:
     The package is found through its metadata because importing it fails (its ``__init__``
     imports a module that is not installed).
     """
-    try:
-        files = importlib.metadata.files(SMOLLM2_DISTRIBUTION) or []
-    except importlib.metadata.PackageNotFoundError as err:
-        raise FileNotFoundError(f"package {SMOLLM2_DISTRIBUTION!r} is not installed") from err
-    for f in files:
-        if f.name == SMOLLM2_GGUF_NAME:
-            return Path(str(f.locate()))
-    raise FileNotFoundError(f"{SMOLLM2_GGUF_NAME} not found in package {SMOLLM2_DISTRIBUTION!r}")
+    return packaged_file(SMOLLM2_DISTRIBUTION, SMOLLM2_GGUF_NAME)
 
 
 def load_smollm2(gguf_path: Path | None = None, *, cache_dir: Path | None = None):
