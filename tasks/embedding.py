@@ -6,9 +6,10 @@ these two functions so that all of them see the same normalisation and the same 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,6 +52,24 @@ def load_encoder(
     if max_seq_length is not None:
         model.max_seq_length = max_seq_length
     return model
+
+
+@contextlib.contextmanager
+def all_cores() -> Iterator[int]:
+    """Let torch use every core inside the block, then restore the previous thread count.
+
+    Dask workers start torch with one thread each, so that workers side by side do not fight for
+    the cores; a task that runs alone (training, a filter after a gather) uses them all. Yields
+    the thread count in force.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(os.cpu_count() or 1, 1))
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
 
 
 def encode(

@@ -8,7 +8,7 @@ import numpy as np
 from prefect import task
 
 from storage import read_shard, read_shards
-from tasks.embedding import encode
+from tasks.embedding import all_cores, encode
 from tasks.embedding_tasks import cached_encoder, load_embeddings
 from tasks.evaluate.config import EvaluateConfig
 from tasks.evaluate.retrieval import RANKING_DEPTH, bm25_rankings, dense_rankings, evaluate_rankings
@@ -37,8 +37,9 @@ def score_retrieval(queries_path: Path, corpus_shards: list[str], embeddings: di
             order = np.array([position[d] for d in doc_ids])
             matrix = np.empty_like(doc_emb)
             matrix[order] = doc_emb  # rows in corpus order whatever the shard order
-            q_emb = encode(cached_encoder(model_paths[model], cfg.max_seq_length), texts,
-                           batch_size=cfg.encode_batch_size, show_progress=False)
+            with all_cores():  # runs alone, after the corpus is embedded
+                q_emb = encode(cached_encoder(model_paths[model], cfg.max_seq_length), texts,
+                               batch_size=cfg.encode_batch_size, show_progress=False)
             ranks = dense_rankings(q_emb, matrix, RANKING_DEPTH)
         results[model] = evaluate_rankings(ranks, relevant)
     return results

@@ -12,7 +12,9 @@ candidates per passage, possibly empty. Candidates are only proposals; the consi
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import itertools
 import os
 import random
 import re
@@ -342,12 +344,14 @@ class SmolLM2Generator:
     """Few-shot query sampling with SmolLM2-135M-Instruct on CPU.
 
     Each passage gets one prompt template, drawn from ``prompt_ids`` by a seeded hash of the
-    passage text, and ``candidates_per_passage`` samples from it. The prompt (about 300 tokens)
-    costs far more than the ~20 generated tokens, so it is run once per passage and its KV cache
-    is copied to all of that passage's samples. Prompts are sorted by length and processed
-    ``batch_size`` passages at a time, left-padded; a batch's sampling is seeded by ``seed`` and
-    its position, so a rerun on the same passages with the same options gives the same
-    candidates. A run-on output is cut at its first complete sentence (or dropped if it has
+    passage text, and ``candidates_per_passage`` samples from it. Prefill (reading the ~370-token
+    prompt) costs far more than decoding the ~20 new tokens, so it is done as little as possible:
+    the template's few-shot part (about half the prompt) is prefilled once per generator and its
+    KV cache shared by every passage of that template, each passage's own text is prefilled once,
+    and the result is copied to all of that passage's samples. Passages are grouped by template,
+    sorted by length and processed ``batch_size`` at a time; a batch's sampling is seeded by
+    ``seed`` and its position, so a rerun on the same passages with the same options gives the
+    same candidates. A run-on output is cut at its first complete sentence (or dropped if it has
     none); outputs then go through :func:`clean_query` and are de-duplicated per passage. The
     model loads on the first call to :meth:`generate`.
     """
@@ -389,6 +393,8 @@ class SmolLM2Generator:
         self.show_progress = show_progress
         self._tokenizer = None
         self._model = None
+        # prompt_id -> (token ids of the template's shared prefix, their KV cache)
+        self._prefixes: dict[str, tuple[list[int], object]] = {}
 
     @classmethod
     def from_config(cls, cfg: SynthesizeConfig, **kwargs) -> SmolLM2Generator:
@@ -430,14 +436,18 @@ class SmolLM2Generator:
         self._load()
         prompt_ids = [self.prompt_id_for(p) for p in passages]
         texts = [self.prompt(p, pid) for p, pid in zip(passages, prompt_ids)]
-        # Similar lengths in a batch waste less compute on padding.
-        order = sorted(range(len(passages)), key=lambda i: len(texts[i]))
+        # One template per batch, so its prefix cache is shared; similar lengths waste less padding.
+        order = sorted(range(len(passages)), key=lambda i: (prompt_ids[i], len(texts[i])))
+        batches = [
+            chunk
+            for _, group in itertools.groupby(order, key=prompt_ids.__getitem__)
+            for chunk in _chunks(list(group), self.batch_size)
+        ]
         outputs: list[list[tuple[str, bool]]] = [[] for _ in passages]
-        batches = range(0, len(order), self.batch_size)
-        for b, start in enumerate(_progress(batches, self.show_progress, "smollm2 batches")):
-            idx = order[start : start + self.batch_size]
-            for i, samples in zip(idx, self._sample([texts[i] for i in idx], seed=self.seed + b)):
-                outputs[i] = samples
+        for b, idx in enumerate(_progress(batches, self.show_progress, "smollm2 batches")):
+            samples = self._sample([texts[i] for i in idx], prompt_ids[idx[0]], seed=self.seed + b)
+            for i, passage_samples in zip(idx, samples):
+                outputs[i] = passage_samples
         results: list[list[Candidate]] = [[] for _ in passages]
         for i, samples in enumerate(outputs):
             seen: set[str] = set()
@@ -459,30 +469,69 @@ class SmolLM2Generator:
     def _load(self) -> None:
         if self._model is None:
             self._tokenizer, self._model = load_smollm2(self.gguf_path, cache_dir=self.cache_dir)
-            self._tokenizer.padding_side = "left"
 
-    def _sample(self, prompts: list[str], *, seed: int) -> list[list[tuple[str, bool]]]:
-        """``candidates_per_passage`` samples per prompt: (text, whether it ended by itself)."""
+    def _prefix(self, prompt_id: str) -> tuple[list[int], object]:
+        """Token ids and KV cache of the part of ``prompt_id``'s prompt that no passage changes."""
+        if prompt_id not in self._prefixes:
+            import torch
+
+            # The tokens two different passages share: system line, shots, the last "Article:".
+            a, b = (self._tokenizer(self.prompt(p, prompt_id), add_special_tokens=False)["input_ids"]
+                    for p in ("alpha", "omega"))
+            common = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+            ids = a[: max(common - 1, 0)]  # one token back: a word piece could merge across the seam
+            with torch.inference_mode():
+                cache = self._model(input_ids=torch.tensor([ids]), use_cache=True, logits_to_keep=1).cache
+            self._prefixes[prompt_id] = (ids, cache)
+        return self._prefixes[prompt_id]
+
+    def _prefill(self, prompts: list[str], prompt_id: str):
+        """(ids, mask, cache): the batch of prompts (all of ``prompt_id``) and the KV cache of all
+        but their last token, which is what ``generate`` continues from.
+
+        Each row is the template's shared prefix, padding, then the passage's own tokens. The
+        padding is masked out and skipped by the position ids, so every row reads as its unpadded
+        prompt; the prefix cache is computed once per template and copied into the batch.
+        """
         import torch
 
         tok, model = self._tokenizer, self._model
-        n = self.candidates_per_passage
-        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        ids, mask = enc["input_ids"], enc["attention_mask"]
-        torch.manual_seed(seed)
+        prefix, prefix_cache = self._prefix(prompt_id)
+        encoded = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        shared = len(prefix) if all(e[: len(prefix)] == prefix for e in encoded) else 0
+        tails = [e[shared:] for e in encoded]
+        width = max(len(t) for t in tails)
+        pad = tok.pad_token_id
+        ids = torch.tensor([prefix[:shared] + [pad] * (width - len(t)) + t for t in tails])
+        mask = torch.tensor([[1] * shared + [0] * (width - len(t)) + [1] * len(t) for t in tails])
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = None
+        if shared:
+            cache = copy.deepcopy(prefix_cache)
+            cache.batch_repeat_interleave(len(prompts))
         with torch.inference_mode():
-            # Prefill every prompt but its last token once, then share that cache among the n
-            # samples; generate() runs only the last prompt token and the new ones.
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
             prefill = model(
-                input_ids=ids[:, :-1],
+                input_ids=ids[:, shared:-1],
                 attention_mask=mask[:, :-1],
-                position_ids=positions[:, :-1],
+                position_ids=positions[:, shared:-1],
+                cache=cache,
                 use_cache=True,
                 # Only the cache is needed: skip the 49k-word output layer over every prompt token.
                 logits_to_keep=1,
             )
-            cache = prefill.cache
+        return ids, mask, prefill.cache
+
+    def _sample(self, prompts: list[str], prompt_id: str, *, seed: int) -> list[list[tuple[str, bool]]]:
+        """``candidates_per_passage`` samples per prompt (all of ``prompt_id``): (text, ended by itself)."""
+        import torch
+
+        tok, model = self._tokenizer, self._model
+        n = self.candidates_per_passage
+        ids, mask, cache = self._prefill(prompts, prompt_id)
+        torch.manual_seed(seed)
+        with torch.inference_mode():
+            # The prompts' cache is shared by the n samples of each; generate() runs only the last
+            # prompt token and the new ones.
             cache.batch_repeat_interleave(n)
             generated = model.generate(
                 input_ids=ids.repeat_interleave(n, dim=0),
@@ -503,6 +552,10 @@ class SmolLM2Generator:
         ended = (new == tok.eos_token_id).any(dim=1).tolist()
         flat = [(text, end or "\n" in text) for text, end in zip(texts, ended)]
         return [flat[k * n : (k + 1) * n] for k in range(len(prompts))]
+
+
+def _chunks(items: list[int], size: int) -> list[list[int]]:
+    return [items[k : k + size] for k in range(0, len(items), size)]
 
 
 def _progress(iterable, show: bool, desc: str):

@@ -12,15 +12,16 @@ import xxhash
 from prefect import task
 
 from storage import read_shard, read_shards, write_shard
-from tasks.embedding import BASE_MODEL_PATH, encode
+from tasks.embedding import BASE_MODEL_PATH, all_cores, encode
 from tasks.embedding_tasks import cached_encoder, load_embeddings
 from tasks.synthesize.config import SynthesizeConfig
 from tasks.synthesize.diversity import query_diversity
 from tasks.synthesize.filters import consistency_filter, keep_best_per_passage, mine_hard_negatives
 from tasks.synthesize.generators import build_generator, load_smollm2, smollm2_gguf_path
 
-# Passages per generation task: small enough to spread over the workers, big enough to batch.
-PASSAGES_PER_TASK = {"smollm2": 25, "inverse_cloze": 500}
+# Passages per generation task: small enough to spread over the workers, big enough to batch
+# (SmolLM2 batches passages of one prompt template: 32 gives about 8 of each of the 4).
+PASSAGES_PER_TASK = {"smollm2": 32, "inverse_cloze": 500}
 
 CANDIDATE_SCHEMA = pa.schema([
     ("doc_id", pa.string()), ("query", pa.string()), ("positive", pa.string()),
@@ -72,7 +73,8 @@ def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: 
     cand_docs = cands.column("doc_id").to_pylist()
     gens = cands.column("generator").to_pylist()
     positive = np.array([position[d] for d in cand_docs], dtype=np.int64)
-    q_emb = encode(cached_encoder(str(BASE_MODEL_PATH)), queries, show_progress=False)
+    with all_cores():  # runs alone, after every candidate is in
+        q_emb = encode(cached_encoder(str(BASE_MODEL_PATH)), queries, show_progress=False)
     consistent, rank = consistency_filter(q_emb, corpus_emb, positive, cfg.consistency_top_k)
     kept = keep_best_per_passage(rank, list(zip(cand_docs, gens)), top_k=cfg.consistency_top_k,
                                  max_per_passage=cfg.max_pairs_per_passage)

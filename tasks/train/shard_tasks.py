@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pyarrow.compute as pc
 from prefect import task
 
 from storage import read_shard, read_shards
+from tasks.embedding import all_cores
 from tasks.train.config import TrainConfig
 from tasks.train.finetune import fine_tune
 
@@ -17,10 +17,6 @@ from tasks.train.finetune import fine_tune
 def train_model(pairs_path: Path, corpus_shards: list[str], base_path: str, out_dir: Path,
                 cfg: TrainConfig) -> dict[str, object]:
     """Fine-tune ``base_path`` on (query, positive[, hard negative]) of kept pairs; returns the saved path."""
-    import torch
-
-    # Dask workers start with one BLAS thread; training is the only work left, so use every core.
-    torch.set_num_threads(max(os.cpu_count() or 1, 1))
     pairs = read_shard(pairs_path)
     pairs = pairs.filter(pc.field("kept"))
     negatives: list[str | None] = [None] * pairs.num_rows
@@ -34,6 +30,7 @@ def train_model(pairs_path: Path, corpus_shards: list[str], base_path: str, out_
     ]
     if not examples:
         raise ValueError("no kept pairs to train on: loosen synthesize.consistency_top_k or add passages")
-    path = fine_tune(examples, base_path=base_path, out_dir=out_dir, cfg=cfg)
+    with all_cores():  # training is the only work left in the run
+        path = fine_tune(examples, base_path=base_path, out_dir=out_dir, cfg=cfg)
     return {"model_path": str(path), "examples": len(examples),
             "with_negatives": sum(1 for e in examples if len(e) == 3)}

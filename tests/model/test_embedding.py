@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 
 from tasks.embedding import BASE_MODEL_PATH, encode, load_encoder
 
@@ -28,3 +29,21 @@ def test_loading_is_offline_and_token_limit_can_be_overridden():
     short = encode(model, [long_text, "word " * 40], show_progress=False)
     # Truncated at 32 tokens, both texts look the same to the model.
     assert np.allclose(short[0], short[1], atol=1e-5)
+
+
+def test_all_cores_uses_every_core_and_restores_the_worker_setting():
+    import torch
+
+    from tasks.embedding import all_cores
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # as on a Dask worker
+    try:
+        with all_cores() as n:
+            assert n == torch.get_num_threads() == (os.cpu_count() or 1)
+        assert torch.get_num_threads() == 1
+        with pytest.raises(RuntimeError), all_cores():
+            raise RuntimeError("task failed")
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

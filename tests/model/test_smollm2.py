@@ -47,3 +47,30 @@ def test_generates_cleaned_candidates_for_real_passages(bbc_articles, tmp_path):
     assert any(tmp_path.iterdir())
     again = SmolLM2Generator.from_config(cfg, cache_dir=tmp_path, show_progress=False).generate(passages)
     assert again == results
+
+
+@pytest.mark.slow
+def test_shared_prefix_prefill_reads_each_prompt_as_if_alone(bbc_articles, tmp_path):
+    """The few-shot prefix is prefilled once per template and rows are padded in the middle; the
+    next-token distribution of every row must still be the one of its prompt run on its own."""
+    import torch
+
+    gen = SmolLM2Generator(cache_dir=tmp_path, show_progress=False, max_passage_chars=400)
+    passages = [bbc_articles[i][1] for i in (0, 3, 6)]
+    prompts = [gen.prompt(p, "question_v1") for p in passages]
+    # Passages of different lengths, so the shorter rows carry padding between prefix and passage.
+    tok = gen._tokenizer
+    lengths = {len(tok(p, add_special_tokens=False)["input_ids"]) for p in prompts}
+    assert len(lengths) > 1
+
+    ids, mask, cache = gen._prefill(prompts, "question_v1")
+    assert cache.get_seq_length() == ids.shape[1] - 1
+    with torch.inference_mode():
+        positions = mask.cumsum(-1)[:, -1:] - 1
+        batched = gen._model(input_ids=ids[:, -1:], attention_mask=mask, position_ids=positions,
+                             cache=cache).logits[:, -1]
+        for row, prompt in enumerate(prompts):
+            alone = gen._model(input_ids=tok(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+                               ).logits[0, -1]
+            assert torch.allclose(batched[row].softmax(-1), alone.softmax(-1), atol=1e-4)
+            assert batched[row].argmax() == alone.argmax()
