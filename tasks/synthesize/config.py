@@ -14,7 +14,7 @@ DEFAULT_GENERATORS: tuple[GeneratorName, ...] = ("inverse_cloze", "smollm2")
 # Sized for the 15-minute `make run` on 2 cores: SmolLM2 takes about 2 s a passage on one core
 # (4 candidates), and about 60% of passages yield a pair at consistency_top_k=3.
 DEFAULT_SMOLLM2_PASSAGES = 64
-# About 68% pass the filter at top_k=3: ~820 pairs, 26 training steps (~9 s each on 2 cores at 256
+# About 68% pass the filter at top_k=3: ~820 pairs, 26 training steps (9-13 s each on 2 cores at 256
 # tokens). Measured on BBC: tuned nDCG@10 0.836 with 1,200 passages, 0.835 with 1,500 and 0.837
 # with 1,800 (base 0.820), so more passages buy training time, not quality.
 DEFAULT_INVERSE_CLOZE_PASSAGES = 1200
