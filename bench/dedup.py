@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 import xxhash
 
 from bench import corpora
-from tasks.dedup import DedupConfig, deduplicate, estimated_jaccard, exact_keys, shingle_sets, signatures
+from refinery.tasks.dedup import DedupConfig, deduplicate, estimated_jaccard, exact_keys, shingle_sets, signatures
 
 DEFAULT_SAMPLE_DOCS = 50_000
 DEFAULT_DATASKETCH_DOCS = 1_000
@@ -235,7 +235,7 @@ def sign_shards(
     cluster, client = _cluster(n_workers)
     try:
         client.wait_for_workers(n_workers)
-        client.run(lambda: __import__("tasks.dedup") and None)  # imports happen before the clock starts
+        client.run(lambda: __import__("refinery.tasks.dedup") and None)  # imports happen before the clock starts
         cfg_json = cfg.model_dump_json()
         keys = np.empty(n_docs if collect else 0, dtype=np.uint64)
         sigs = np.empty((n_docs if collect else 0, cfg.num_perm), dtype=np.uint32)

@@ -238,7 +238,7 @@ def mixed_set(n_docs: int, *, seed: int = 0, crafted_fraction: float = 0.35) -> 
 
 
 def run_refinery(texts: Sequence[str], cfg) -> tuple[dict[str, list[bool]], float, dict[str, np.ndarray]]:
-    from tasks.quality import FAMILIES, QualityConfig, decide, score_documents
+    from refinery.tasks.quality import FAMILIES, QualityConfig, decide, score_documents
 
     start = time.process_time()
     attrs = score_documents(texts, cfg)
@@ -262,7 +262,7 @@ def _datatrove_filters(languages: Sequence[str]):
     )
     from fasttext.FastText import _FastText
 
-    from tasks.quality.langid import default_model_path
+    from refinery.tasks.quality.langid import default_model_path
 
     # datatrove checks for the 'fasttext-numpy2-wheel' distribution; Refinery has the same module from
     # 'fasttext-numpy2', so skip the distribution-name check.
@@ -311,8 +311,8 @@ def disagreements(texts: Sequence[str], ours: Sequence[bool], theirs: Sequence[b
 
 def throughput_bbc(n: int, cfg) -> dict[str, float]:
     """Refinery docs/s per core on plain BBC articles, cold (fresh tokenizer memo) and warm."""
-    from tasks.quality import score_documents
-    from tasks.quality.tokenizer import default_tokenizer
+    from refinery.tasks.quality import score_documents
+    from refinery.tasks.quality.tokenizer import default_tokenizer
 
     texts = [t for _, t in load_bbc()][:n]
     default_tokenizer()._reset()
@@ -337,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_tokenizer_tables(Path(__file__).resolve().parents[1] / "tasks" / "quality" / "_spacy_en.py")
         return 0
 
-    from tasks.quality import QualityConfig
+    from refinery.tasks.quality import QualityConfig
 
     cfg = QualityConfig(langid={"max_chars": args.langid_max_chars})
     texts, composition = mixed_set(args.docs, seed=args.seed)

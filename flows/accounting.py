@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from storage import Catalog, StageMarker, read_shard
-from flows.runtime import RunSpec
+from refinery.storage import Catalog, StageMarker, read_shard
+from refinery.flows.runtime import RunSpec
+
+
+# What synthesize, train and evaluate record when curation kept nothing (they skip, the run completes).
+NO_CORPUS = "no document survived curation"
+
+
+def corpus_is_empty(quality_stats: dict) -> bool:
+    return not quality_stats.get("kept")
 
 
 class AccountingError(RuntimeError):
@@ -59,4 +67,25 @@ def check_books(run: RunSpec) -> Books:
         problems.append(f"docs in {books.docs_in} != kept {kept} + dropped {dropped} + rejected {rejected}")
     if problems:
         raise AccountingError(f"run {run.run_id}: the books do not balance: " + "; ".join(problems))
+    return books
+
+
+def books_so_far(run: RunSpec) -> dict[str, int]:
+    """The figures a failed run has, without balancing them: docs_in and docs_rejected once ingest
+    finished, docs_dropped (what dedup and quality registered so far) after that, docs_kept once
+    quality finished. Empty before ingest finished."""
+    if StageMarker(run.stage_dir("ingest")).read() is None:
+        return {}
+    documents, dropped, rejected = run.catalog.query(
+        """
+        SELECT
+          (SELECT count(*) FROM documents WHERE run_id = $run),
+          (SELECT count(*) FROM drops WHERE run_id = $run),
+          (SELECT count(*) FROM rejects WHERE run_id = $run)
+        """.replace("$run", "?"), [run.run_id] * 3,
+    ).to_pylist()[0].values()
+    books = {"docs_in": documents + rejected, "docs_rejected": rejected, "docs_dropped": dropped}
+    quality = StageMarker(run.stage_dir("quality")).read()
+    if quality is not None:
+        books["docs_kept"] = quality["kept"]
     return books

@@ -13,9 +13,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-import flows  # noqa: F401  (sets Prefect's offline defaults before Prefect is imported)
-from storage import Catalog, CatalogError, DataHome
-from tasks.config import ConfigError, RefineryConfig, config_reference, dump_config, load_config
+import refinery.flows  # noqa: F401  (sets Prefect's offline defaults before Prefect is imported)
+from refinery.storage import Catalog, CatalogError, DataHome
+from refinery.tasks.config import ConfigError, RefineryConfig, config_reference, dump_config, load_config, parse_config
 
 app = typer.Typer(
     help="Refinery: raw text in; a deduplicated, quality-filtered corpus and a domain-tuned "
@@ -69,12 +69,27 @@ def run(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config file (default: bundled BBC corpus)."),
     dask_address: Optional[str] = typer.Option(None, "--dask-address", help="Existing Dask scheduler, e.g. tcp://host:8786."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Run id of a killed run to finish."),
+    stages: Optional[str] = typer.Option(None, "--stages", help="Comma-separated stages, a prefix of the chain "
+                                         "(e.g. ingest,dedup,quality to curate only); default: the config's."),
 ) -> None:
     """Run the nightly flow: ingest → dedup → quality → synthesize → train → evaluate."""
-    _config(config)
-    from flows.nightly import nightly
+    cfg = _config(config)
+    chosen = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
+    if chosen is not None:
+        try:
+            parse_config({**cfg.model_dump(mode="json"), "stages": chosen}, "--stages")
+        except ConfigError as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2)
+    from refinery.flows.nightly import nightly
 
-    stats = nightly(config_path=str(config) if config else None, dask_address=dask_address, run_id=resume)
+    try:
+        stats = nightly(config_path=str(config) if config else None, dask_address=dask_address, run_id=resume,
+                        stages=chosen)
+    except Exception as exc:  # the flow logged the traceback; the run's row and report hold the error
+        sys.stderr.write(f"\nrefinery run failed: {type(exc).__name__}: {exc}\n"
+                         "(`refinery runs` shows the run; its report.md says what finished)\n")
+        raise typer.Exit(1)
     _summary(stats)
 
 
@@ -88,14 +103,23 @@ def _summary(stats: dict) -> None:
     console.print(f"  outputs:  {run_dir}")
     console.print(f"  report:   {stats['report']}")
     console.print(f"  catalog:  {catalog.path}   (try: refinery sql \"SELECT * FROM runs\")")
+    evaluation = stats.get("evaluate") or {}
+    if evaluation.get("skipped"):
+        console.print(f"  evaluation skipped: {evaluation['skipped']}")
+        return
+    if "evaluate" not in stats:
+        return
+    task = evaluation.get("task", "headline")
     rows = catalog.query(
         "SELECT model, max(value) FILTER (metric = 'ndcg@10') AS \"nDCG@10\","
         " max(value) FILTER (metric = 'mrr@10') AS \"MRR@10\","
         " max(value) FILTER (metric = 'recall@100') AS \"Recall@100\""
-        " FROM metrics WHERE run_id = ? AND task = 'headline' GROUP BY model"
+        " FROM metrics WHERE run_id = ? AND stage = 'evaluate' AND task = ? GROUP BY model"
         " ORDER BY CASE model WHEN 'bm25' THEN 0 WHEN 'base' THEN 1 ELSE 2 END",
-        [stats["run_id"]]).to_pylist()
-    _print_rows(rows, Format.table, title="headline → article retrieval")
+        [stats["run_id"], task]).to_pylist()
+    title = {"headline": "headline → article retrieval",
+             "synthetic_heldout": "held-out synthetic query → document retrieval"}
+    _print_rows(rows, Format.table, title=title.get(task, task))
 
 
 @app.command()
@@ -119,7 +143,7 @@ def runs(
     format: Format = typer.Option(Format.table, "--format", "-f"),
     config: Optional[Path] = typer.Option(None, "--config", "-c"),
 ) -> None:
-    """Recent runs with status and headline figures."""
+    """Recent runs with status, books (so far, for a failed run) and evaluation figures."""
     try:
         rows = _catalog(config).query(
             """
@@ -127,10 +151,11 @@ def runs(
                    round(epoch(r.finished_at - r.started_at) / 60, 1) AS minutes,
                    r.docs_in, r.docs_kept, r.docs_dropped, r.docs_rejected,
                    (SELECT count(*) FILTER (kept) FROM pairs p WHERE p.run_id = r.run_id) AS pairs_kept,
+                   any_value(m.task) AS eval_task,
                    max(m.value) FILTER (m.model = 'base' AND m.metric = 'ndcg@10') AS base_ndcg10,
                    max(m.value) FILTER (m.model = 'tuned' AND m.metric = 'ndcg@10') AS tuned_ndcg10,
                    left(r.error, 80) AS error
-            FROM runs r LEFT JOIN metrics m ON m.run_id = r.run_id AND m.task = 'headline'
+            FROM runs r LEFT JOIN metrics m ON m.run_id = r.run_id AND m.stage = 'evaluate'
             GROUP BY ALL ORDER BY started DESC LIMIT ?
             """, [limit]).to_pylist()
     except CatalogError as exc:
@@ -155,7 +180,7 @@ def refilter(
     dask_address: Optional[str] = typer.Option(None, "--dask-address", help="Existing Dask scheduler."),
 ) -> None:
     """Re-decide a run's quality drops under new thresholds from stored scores (no rule re-runs)."""
-    from flows.nightly import refilter_run
+    from refinery.flows.nightly import refilter_run
 
     new = _config(config)
     catalog = Catalog(DataHome.resolve(new.home).catalog_path)
@@ -174,19 +199,84 @@ def refilter(
                   f"Later stages are now unfinished: `refinery run --resume {run_id}` redoes them on the new corpus.")
 
 
+def _schedule(cron: str, interval: Optional[float], timezone: str):
+    from prefect.schedules import Cron, Interval
+
+    # an interval is anchored a moment from now, so the first run is due after one interval
+    return Interval(interval, timezone=timezone) if interval else Cron(cron, timezone=timezone)
+
+
+def _deployment_parameters(config: Optional[Path], dask_address: Optional[str]) -> dict:
+    _config(config)
+    return {"config_path": str(config.resolve()) if config else None, "dask_address": dask_address}
+
+
+SCHEDULE_HELP = "When to run the nightly flow (cron, in --timezone)."
+INTERVAL_HELP = "Run every SECONDS instead of by cron (first run one interval from now)."
+
+
 @app.command()
 def serve(
-    cron: str = typer.Option("0 2 * * *", "--cron", help="When to run the nightly flow (cron, server time zone)."),
+    cron: str = typer.Option("0 2 * * *", "--cron", help=SCHEDULE_HELP),
+    interval: Optional[float] = typer.Option(None, "--interval", min=1, help=INTERVAL_HELP),
+    timezone: str = typer.Option("UTC", "--timezone", help="Time zone of the cron schedule (IANA name)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config file every scheduled run uses."),
     dask_address: Optional[str] = typer.Option(None, "--dask-address", help="Existing Dask scheduler."),
     name: str = typer.Option("refinery-nightly", "--name", help="Deployment name shown in the Prefect UI."),
 ) -> None:
-    """Serve the nightly flow as a Prefect deployment: scheduled by cron, runnable from the UI."""
-    from flows.nightly import nightly
+    """Serve the nightly flow from this process: runs by schedule and from the UI's Run button.
 
-    _config(config)
-    nightly.serve(name=name, cron=cron, parameters={
-        "config_path": str(config.resolve()) if config else None, "dask_address": dask_address})
+    Needs a Prefect server (PREFECT_API_URL); stops serving on Ctrl-C.
+    """
+    from prefect.types.entrypoint import EntrypointType
+
+    from refinery.flows.nightly import nightly
+
+    parameters = _deployment_parameters(config, dask_address)
+    nightly.serve(name=name, schedule=_schedule(cron, interval, timezone), parameters=parameters,
+                  entrypoint_type=EntrypointType.MODULE_PATH)
+
+
+@app.command()
+def deploy(
+    pool: str = typer.Option("refinery", "--pool", help="Prefect work pool (a process pool; created if missing)."),
+    cron: str = typer.Option("0 2 * * *", "--cron", help=SCHEDULE_HELP),
+    interval: Optional[float] = typer.Option(None, "--interval", min=1, help=INTERVAL_HELP),
+    timezone: str = typer.Option("UTC", "--timezone", help="Time zone of the cron schedule (IANA name)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config file every scheduled run uses."),
+    dask_address: Optional[str] = typer.Option(None, "--dask-address", help="Existing Dask scheduler."),
+    name: str = typer.Option("refinery-nightly", "--name", help="Deployment name shown in the Prefect UI."),
+) -> None:
+    """Register the nightly deployment on a work pool; `prefect worker start --pool POOL` runs it.
+
+    The worker imports the flow from the installed package (entrypoint refinery.flows.nightly.nightly),
+    so it needs Refinery installed, not this checkout.
+    """
+    from prefect import deploy as prefect_deploy
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+    from prefect.types.entrypoint import EntrypointType
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    from refinery.flows.nightly import nightly
+
+    parameters = _deployment_parameters(config, dask_address)
+
+    async def ensure_pool() -> None:
+        async with get_client() as client:
+            try:
+                await client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+                console.print(f"created process work pool {pool!r}")
+            except ObjectAlreadyExists:
+                pass
+
+    run_coro_as_sync(ensure_pool())
+    deployment = nightly.to_deployment(name=name, schedule=_schedule(cron, interval, timezone),
+                                       parameters=parameters, entrypoint_type=EntrypointType.MODULE_PATH)
+    (deployment_id,) = prefect_deploy(deployment, work_pool_name=pool, build=False, push=False, print_next_steps_message=False)
+    console.print(f"deployment nightly/{name} ({deployment_id}) on work pool {pool!r}; "
+                  f"start a worker with: prefect worker start --pool {pool}")
 
 
 if __name__ == "__main__":

@@ -8,9 +8,9 @@ from typing import Any
 from prefect import flow, unmapped
 from prefect.artifacts import create_table_artifact
 
-from flows.runtime import RunSpec, gather, run_stage
-from storage import StageMarker
-from tasks.dedup.shard_tasks import cluster_shards, signature_shard
+from refinery.flows.runtime import RunSpec, gather, run_stage
+from refinery.storage import StageMarker
+from refinery.tasks.dedup.shard_tasks import cluster_shards, signature_shard
 
 
 def _dedup(run: RunSpec, out: Path) -> dict[str, Any]:

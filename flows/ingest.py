@@ -8,9 +8,9 @@ from typing import Any
 from prefect import flow, unmapped
 from prefect.artifacts import create_table_artifact
 
-from flows.runtime import RunSpec, gather, run_stage
-from tasks.ingest.readers import plan_units
-from tasks.ingest.shard_tasks import ingest_unit
+from refinery.flows.runtime import RunSpec, gather, run_stage
+from refinery.tasks.ingest.readers import plan_units
+from refinery.tasks.ingest.shard_tasks import ingest_unit
 
 
 def _ingest(run: RunSpec, out: Path) -> dict[str, Any]:

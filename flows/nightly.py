@@ -9,17 +9,17 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect_dask import DaskTaskRunner
 
-from flows.accounting import check_books
-from flows.dedup import dedup_flow
-from flows.evaluate import evaluate_flow
-from flows.ingest import ingest_flow
-from flows.quality import quality_flow, refilter_flow
-from flows.report import write_report
-from flows.runtime import RunSpec, dask_cluster, new_run_id
-from flows.synthesize import synthesize_flow
-from flows.train import train_flow
-from storage import DataHome
-from tasks.config import RefineryConfig, dump_config, load_config
+from refinery.flows.accounting import books_so_far, check_books
+from refinery.flows.dedup import dedup_flow
+from refinery.flows.evaluate import evaluate_flow
+from refinery.flows.ingest import ingest_flow
+from refinery.flows.quality import quality_flow, refilter_flow
+from refinery.flows.report import write_report
+from refinery.flows.runtime import RunSpec, dask_cluster, new_run_id
+from refinery.flows.synthesize import synthesize_flow
+from refinery.flows.train import train_flow
+from refinery.storage import DataHome
+from refinery.tasks.config import RefineryConfig, dump_config, load_config, parse_config
 
 STAGE_FLOWS = (
     ("ingest", ingest_flow),
@@ -31,24 +31,33 @@ STAGE_FLOWS = (
 )
 
 
-def prepare_run(config: RefineryConfig, run_id: str | None = None) -> RunSpec:
-    """Create (or reopen, to resume) a run: data home, catalog tables, the run's config file."""
+def prepare_run(config: RefineryConfig, run_id: str | None = None, stages: list[str] | None = None) -> RunSpec:
+    """Create (or reopen, to resume) a run: data home, catalog tables, the run's config file.
+
+    ``stages`` overrides the config's; on a resumed run it may extend a curation-only run.
+    """
     home = DataHome.resolve(config.home).ensure()
     resuming = run_id is not None and (home.run_dir(run_id) / "config.yaml").exists()
     if resuming:
         # a resumed run keeps the config it started with, so finished stages stay valid
         config = load_config(home.run_dir(run_id) / "config.yaml")
+    if stages is not None:
+        config = parse_config({**config.model_dump(mode="json"), "stages": list(stages)}, "--stages")
     run = RunSpec(run_id=run_id or new_run_id(), home=str(home.root), config=config)
     run.run_dir.mkdir(parents=True, exist_ok=True)
-    if not resuming:
+    if not resuming or stages is not None:
         (run.run_dir / "config.yaml").write_text(dump_config(config))
     run.catalog.ensure_schema().start_run(run.run_id, config=config.model_dump(mode="json"), run_dir=run.run_dir)
     return run
 
 
 def run_chain(run: RunSpec, dask_address: str | None = None) -> dict[str, Any]:
+    """The config's stages in order, then the books and the report.
+
+    A failed stage marks the run failed with the figures known so far and still publishes a report
+    saying where it failed; the stage's own error is what the caller gets.
+    """
     logger = get_run_logger()
-    catalog = run.catalog
     stats: dict[str, Any] = {}
     stage = "setup"
     try:
@@ -56,17 +65,41 @@ def run_chain(run: RunSpec, dask_address: str | None = None) -> dict[str, Any]:
             logger.info("run %s: Dask scheduler at %s; outputs under %s", run.run_id, address, run.run_dir)
             runner = DaskTaskRunner(address=address)
             for stage, stage_flow in STAGE_FLOWS:
+                if stage not in run.config.stages:
+                    continue
                 stats[stage] = stage_flow.with_options(task_runner=runner)(run)
                 if stage == "quality":
                     stats["books"] = check_books(run).as_dict()
     except BaseException as exc:
-        error = f"{stage}: {type(exc).__name__}: {exc}"
         logger.error("run %s failed in %s\n%s", run.run_id, stage, traceback.format_exc())
-        catalog.finish_run(run.run_id, status="failed", error=error, **stats.get("books", {}))
+        _record_failure(run, stage, exc)
         raise
-    catalog.finish_run(run.run_id, status="completed", **stats["books"])
+    run.catalog.finish_run(run.run_id, status="completed", **stats["books"])
     stats["report"] = str(write_report(run))
     return stats
+
+
+def _record_failure(run: RunSpec, stage: str, exc: BaseException) -> None:
+    """Mark the run failed, with the figures known so far, and publish its report.
+
+    Each step is guarded: nothing here may replace the stage's error with one of its own.
+    """
+    logger = get_run_logger()
+    error = f"{stage}: {type(exc).__name__}: {exc}"
+    try:
+        books = books_so_far(run)
+    except Exception:
+        logger.exception("run %s: could not count the books of the failed run", run.run_id)
+        books = {}
+    try:
+        run.catalog.finish_run(run.run_id, status="failed", error=error, **books)
+    except Exception:
+        logger.exception("run %s: could not mark the run failed in the catalog", run.run_id)
+    try:
+        path = write_report(run, failed_stage=stage, error=error)
+        logger.info("run %s: report of the failed run at %s", run.run_id, path)
+    except Exception:
+        logger.exception("run %s: could not write the report of the failed run", run.run_id)
 
 
 @flow(name="refilter-run", log_prints=True)
@@ -86,9 +119,10 @@ def refilter_run(run_id: str, config: RefineryConfig, dask_address: str | None =
 
 @flow(name="nightly", log_prints=True)
 def nightly(config_path: str | None = None, dask_address: str | None = None,
-            run_id: str | None = None) -> dict[str, Any]:
-    """The whole chain. ``run_id`` of an unfinished run resumes it; finished stages are skipped."""
-    run = prepare_run(load_config(config_path), run_id)
+            run_id: str | None = None, stages: list[str] | None = None) -> dict[str, Any]:
+    """The chain (the config's ``stages``, or ``stages``). ``run_id`` of an unfinished run resumes it;
+    finished stages are skipped."""
+    run = prepare_run(load_config(config_path), run_id, stages)
     stats = run_chain(run, dask_address)
     stats["run_id"] = run.run_id
     stats["run_dir"] = str(run.run_dir)

@@ -14,10 +14,10 @@ import pyarrow as pa
 from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_table_artifact
 
-from flows.runtime import RunSpec, gather, run_stage
-from storage import StageMarker, write_shard
-from tasks.config import dump_config
-from tasks.quality import QualityConfig, decision_sql, family_fingerprints
+from refinery.flows.runtime import RunSpec, gather, run_stage
+from refinery.storage import StageMarker, write_shard
+from refinery.tasks.config import dump_config
+from refinery.tasks.quality import QualityConfig, decision_sql, family_fingerprints
 
 CLASSIFIER_NAME = "quality_classifier"
 DOWNSTREAM = ("synthesize", "train", "evaluate")
@@ -37,7 +37,7 @@ def _positives(run: RunSpec, out: Path) -> str:
 
 
 def _train_classifier(run: RunSpec, out: Path, shards: list[str], dedup_drops: Path) -> str:
-    from tasks.quality.shard_tasks import train_quality_classifier
+    from refinery.tasks.quality.shard_tasks import train_quality_classifier
 
     cfg = run.config.quality.classifier
     report = train_quality_classifier.submit(_positives(run, out), shards, dedup_drops, cfg,
@@ -55,7 +55,7 @@ def _train_classifier(run: RunSpec, out: Path, shards: list[str], dedup_drops: P
 
 
 def _quality(run: RunSpec, out: Path) -> dict[str, Any]:
-    from tasks.quality.shard_tasks import quality_shard
+    from refinery.tasks.quality.shard_tasks import quality_shard
 
     ingest = StageMarker(run.stage_dir("ingest")).read()
     dedup = StageMarker(run.stage_dir("dedup")).read()
@@ -112,7 +112,7 @@ def refilter_flow(run: RunSpec, quality: QualityConfig) -> dict[str, Any]:
     is updated, and the later stages are marked unfinished so ``refinery run --resume`` redoes them
     on the new corpus.
     """
-    from tasks.quality.shard_tasks import write_corpus_shard
+    from refinery.tasks.quality.shard_tasks import write_corpus_shard
 
     done = StageMarker(run.stage_dir("quality")).read()
     ingest = StageMarker(run.stage_dir("ingest")).read()

@@ -1,4 +1,5 @@
-"""The run report: what went in, what was dropped and why, what the model gained.
+"""The run report: what went in, what was dropped and why, what the model gained, and for a
+failed run where it failed.
 
 Written as ``report.md`` and ``report.html`` (plots in ``report_files/``) in the run folder and
 published as a Prefect markdown artifact.
@@ -11,9 +12,12 @@ from typing import Any
 
 from prefect.artifacts import create_markdown_artifact
 
-from flows.runtime import RunSpec
-from storage import StageMarker
-from tasks.report import bar_chart, markdown_table, render_html, s_curve
+from refinery.flows.accounting import NO_CORPUS, corpus_is_empty
+from refinery.flows.evaluate import DESCRIPTIONS, HEADLINE, SYNTHETIC_HELDOUT
+from refinery.flows.runtime import RunSpec
+from refinery.storage import StageMarker
+from refinery.tasks.config import STAGES
+from refinery.tasks.report import bar_chart, markdown_table, render_html, s_curve
 
 METRIC_ORDER = ("ndcg@10", "mrr@10", "recall@100")
 HISTOGRAMS = 6
@@ -26,19 +30,33 @@ def _section(title: str, *parts: str) -> str:
     return f"## {title}\n\n" + "\n".join(parts) + "\n"
 
 
-def write_report(run: RunSpec) -> Path:
+def write_report(run: RunSpec, *, failed_stage: str | None = None, error: str | None = None) -> Path:
+    """Write and publish the report of a finished run, or of a failed one (``failed_stage``).
+
+    Sections cover the stages that finished; a failed run's report opens with where it failed,
+    the error (``error``, else the one stored in ``runs``) and which stages finished before.
+    """
     q = run.catalog.query
     rid = [run.run_id]
     files = run.run_dir / "report_files"
+    markers = {stage: StageMarker(run.stage_dir(stage)).read() for stage in STAGES}
     out: list[str] = []
     (r,) = q("SELECT * FROM runs WHERE run_id = ?", rid).to_pylist()
+    status = "failed" if failed_stage else r["status"]
     finished = "" if r["finished_at"] is None else f", finished {r['finished_at']:%H:%M:%S}"
-    out.append(f"# Refinery run {run.run_id}\n\nStatus **{r['status']}**, started "
+    out.append(f"# Refinery run {run.run_id}\n\nStatus **{status}**, started "
                f"{r['started_at']:%Y-%m-%d %H:%M:%S %Z}{finished}. Outputs: `{run.run_dir}`.\n")
+    if failed_stage:
+        out.append(_failure_section(run, markers, failed_stage, error or r["error"]))
+    quality = markers["quality"]
+    if quality is not None and corpus_is_empty(quality):
+        out.append(_empty_corpus_section(run, [s for s in STAGES if (markers[s] or {}).get("skipped")]))
     out.append(_section("Accounting",
-                        "Every record read is kept, dropped (with a reason) or rejected.\n",
+                        "Every record read is kept, dropped (with a reason) or rejected"
+                        + (" (figures so far: the run failed)" if failed_stage else "") + ".\n",
                         markdown_table([{k: r[k] for k in ("docs_in", "docs_kept", "docs_dropped", "docs_rejected")}])))
-    stages = q("SELECT stage, status, round(seconds, 1) AS seconds FROM stage_runs WHERE run_id = ? ORDER BY started_at", rid).to_pylist()
+    stages = q("SELECT stage, status, round(seconds, 1) AS seconds, stats->>'skipped' AS skipped FROM stage_runs"
+               " WHERE run_id = ? ORDER BY started_at", rid).to_pylist()
     out.append(_section("Stages", markdown_table(stages)))
 
     drops = q("SELECT stage, reason, count(*) AS docs FROM drops WHERE run_id = ? GROUP BY ALL ORDER BY stage, docs DESC", rid).to_pylist()
@@ -46,7 +64,7 @@ def write_report(run: RunSpec) -> Path:
     out.append(_section("Drops and rejects", "**Dropped, by stage and reason**\n", markdown_table(drops),
                         "\n**Rejected records, by reason**\n", markdown_table(rejects)))
 
-    dedup = StageMarker(run.stage_dir("dedup")).read() or {}
+    dedup = markers["dedup"] or {}
     if dedup:
         figures = {k: v for k, v in dedup.items() if isinstance(v, (int, float)) and not k.startswith("lsh_")}
         lsh = {k.removeprefix("lsh_"): v for k, v in dedup.items() if k.startswith("lsh_")}
@@ -57,45 +75,110 @@ def write_report(run: RunSpec) -> Path:
                       f"![LSH S-curve](report_files/{png.name})\n"]
         out.append(_section("Dedup", *parts))
 
-    out.append(_quality_section(run, files))
+    if quality is not None:
+        out.append(_quality_section(run, files))
 
-    pairs = q("""SELECT generator, count(*) AS generated, count(*) FILTER (kept) AS kept,
-                        round(avg(CASE WHEN kept THEN 1 ELSE 0 END), 3) AS keep_rate
-                 FROM pairs WHERE run_id = ? GROUP BY generator ORDER BY generator""", rid).to_pylist()
-    diversity = q("""SELECT model AS generator, metric, round(value, 4) AS value FROM metrics
-                     WHERE run_id = ? AND stage = 'synthesize' ORDER BY model, metric""", rid).to_pylist()
-    samples = q("""SELECT generator, query, doc_id, rank FROM pairs WHERE run_id = ? AND kept
-                   ORDER BY hash(pair_id) LIMIT 8""", rid).to_pylist()
-    out.append(_section("Synthesized pairs", markdown_table(pairs), "\n**Diversity**\n", markdown_table(diversity),
-                        "\n**Sample of kept pairs**\n", markdown_table(samples)))
-
+    synth = markers["synthesize"]
+    if synth is not None and not synth.get("skipped"):
+        out.append(_pairs_section(run, synth))
     models = q("SELECT name, path, base FROM models WHERE run_id = ?", rid).to_pylist()
-    out.append(_section("Models", markdown_table(models)))
-
-    metrics = q("SELECT model, metric, value FROM metrics WHERE run_id = ? AND task = 'headline'", rid).to_pylist()
-    if metrics:
-        table = {m: {x["model"]: x["value"] for x in metrics if x["metric"] == m} for m in METRIC_ORDER}
-        rows = [{"model": model, **{m: table[m].get(model) for m in METRIC_ORDER}} for model in MODEL_ORDER
-                if any(model in table[m] for m in METRIC_ORDER)]
-        png = bar_chart(table, files / "evaluation.png", title="headline → article retrieval")
-        out.append(_section("Evaluation: headline → article retrieval",
-                            "Queries are headlines (never shown to the generator or trainer); every member of "
-                            "a dedup cluster counts as relevant.\n", markdown_table(rows),
-                            f"![evaluation](report_files/{png.name})\n"))
+    if models:
+        out.append(_section("Models", markdown_table(models)))
+    evaluation = markers["evaluate"]
+    if evaluation is not None and not evaluation.get("skipped"):
+        out.append(_evaluation_section(run, evaluation, synth or {}, files))
 
     text = "\n".join(out)
     md_path = run.run_dir / "report.md"
     md_path.write_text(text)
     (run.run_dir / "report.html").write_text(render_html(text, f"Refinery run {run.run_id}"))
     create_markdown_artifact(key="run-report", markdown=text.replace("![", "[plot: "),
-                             description=f"Refinery run {run.run_id}")
+                             description=f"Refinery run {run.run_id} ({status})")
     return md_path
+
+
+def _failure_section(run: RunSpec, markers: dict[str, Any], failed_stage: str, error: str | None) -> str:
+    done = [s for s in run.config.stages if markers.get(s) is not None]
+    later = [s for s in run.config.stages if markers.get(s) is None and s != failed_stage]
+    return _section(
+        "Failure",
+        f"The run **failed in stage {failed_stage}**.\n",
+        f"- finished before it: {', '.join(done) or 'none'}",
+        f"- not finished: {', '.join(later) or 'none'}\n",
+        "**Error**\n", f"```\n{error or '(not recorded)'}\n```\n",
+        "The sections below show what the finished stages wrote. `refinery run --resume "
+        f"{run.run_id}` redoes only the unfinished stages, with the config the run started with "
+        f"(`runs/{run.run_id}/config.yaml`).\n",
+    )
+
+
+def _empty_corpus_section(run: RunSpec, skipped: list[str]) -> str:
+    rid = [run.run_id]
+    reasons = run.catalog.query(
+        "SELECT stage, reason, count(*) AS docs FROM drops WHERE run_id = ? GROUP BY ALL ORDER BY docs DESC, reason",
+        rid).to_pylist()
+    rejects = run.catalog.query(
+        "SELECT reason, count(*) AS records FROM rejects WHERE run_id = ? GROUP BY reason ORDER BY records DESC",
+        rid).to_pylist()
+    why = ", ".join(f"{r['reason']} ({r['docs']})" for r in reasons) or "none"
+    rejected = ", ".join(f"{r['reason']} ({r['records']})" for r in rejects) or "none"
+    return _section(
+        "No document survived curation",
+        "Every document was dropped or rejected"
+        + (f", so {', '.join(skipped)} recorded that they were skipped ({NO_CORPUS})" if skipped else "") + ".\n",
+        f"- dropped, by reason: {why}",
+        f"- rejected records, by reason: {rejected}\n",
+    )
+
+
+def _pairs_section(run: RunSpec, synth: dict[str, Any]) -> str:
+    q = run.catalog.query
+    rid = [run.run_id]
+    pairs = q("""SELECT generator, count(*) AS generated, count(*) FILTER (kept) AS kept,
+                        count(*) FILTER (kept AND split = 'heldout') AS held_out,
+                        round(avg(CASE WHEN kept THEN 1 ELSE 0 END), 3) AS keep_rate
+                 FROM pairs WHERE run_id = ? GROUP BY generator ORDER BY generator""", rid).to_pylist()
+    diversity = q("""SELECT model AS generator, metric, round(value, 4) AS value FROM metrics
+                     WHERE run_id = ? AND stage = 'synthesize' ORDER BY model, metric""", rid).to_pylist()
+    samples = q("""SELECT generator, split, query, doc_id, rank FROM pairs WHERE run_id = ? AND kept
+                   ORDER BY hash(pair_id) LIMIT 8""", rid).to_pylist()
+    held = (f"{synth.get('heldout_pairs', 0)} kept pairs of {synth.get('heldout_passages', 0)} passages are held out "
+            f"for evaluation and never trained on; {synth.get('train_pairs', synth.get('kept', 0))} train.\n"
+            if synth.get("evaluation_task") == SYNTHETIC_HELDOUT else
+            "Every kept pair trains (the evaluation queries are the titles).\n")
+    return _section("Synthesized pairs", held, markdown_table(pairs), "\n**Diversity**\n", markdown_table(diversity),
+                    "\n**Sample of kept pairs**\n", markdown_table(samples))
+
+
+def _evaluation_section(run: RunSpec, evaluation: dict[str, Any], synth: dict[str, Any], files: Path) -> str:
+    task = evaluation.get("task", HEADLINE)
+    metrics = run.catalog.query("SELECT model, metric, value FROM metrics WHERE run_id = ? AND stage = 'evaluate'"
+                                " AND task = ?", [run.run_id, task]).to_pylist()
+    table = {m: {x["model"]: x["value"] for x in metrics if x["metric"] == m} for m in METRIC_ORDER}
+    rows = [{"model": model, **{m: table[m].get(model) for m in METRIC_ORDER}} for model in MODEL_ORDER
+            if any(model in table[m] for m in METRIC_ORDER)]
+    png = bar_chart(table, files / "evaluation.png", title=DESCRIPTIONS[task])
+    if task == HEADLINE:
+        about = ("Queries are headlines (never shown to the generator or trainer); every kept member of "
+                 "the headline's dedup cluster counts as relevant.\n")
+    else:
+        why = ("The corpus had no titles, so evaluation used held-out synthetic pairs"
+               if run.config.evaluate.task == "auto" else
+               "`evaluate.task` is `synthetic_heldout`, so evaluation used held-out synthetic pairs")
+        about = (f"{why}: {evaluation['queries']} queries of the {synth.get('heldout_passages', '?')} passages held "
+                 f"out from training (`synthesize.heldout_fraction` {run.config.synthesize.heldout_fraction}, by "
+                 "passage: no held-out passage was trained on). Each query's document and the kept members of its "
+                 "dedup cluster are relevant; a query that occurs verbatim in its document (inverse cloze) is cut "
+                 "from it first. The queries passed the base model's consistency filter, which favours the base "
+                 "model.\n")
+    return _section(f"Evaluation: {DESCRIPTIONS[task]}", about, markdown_table(rows),
+                    f"![evaluation](report_files/{png.name})\n")
 
 
 def _quality_section(run: RunSpec, files: Path) -> str:
     """Per-rule drop counts, and histograms of the attributes behind the most frequent drops."""
-    from tasks.quality import rule_thresholds
-    from tasks.quality.plots import plot_attribute_histograms, plot_drop_counts
+    from refinery.tasks.quality import rule_thresholds
+    from refinery.tasks.quality.plots import plot_attribute_histograms, plot_drop_counts
 
     q = run.catalog.query
     rid = [run.run_id]

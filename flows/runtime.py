@@ -15,13 +15,10 @@ from prefect.futures import PrefectFuture, as_completed
 from pydantic import BaseModel, ConfigDict
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from storage import Catalog, DataHome, StageMarker
-from tasks.config import DaskConfig, RefineryConfig
+from refinery.storage import Catalog, DataHome, StageMarker
+from refinery.tasks.config import STAGES, DaskConfig, RefineryConfig
 
 T = TypeVar("T")
-
-# The stages in chain order; the nightly flow runs them in this order.
-STAGES = ("ingest", "dedup", "quality", "synthesize", "train", "evaluate")
 
 
 class RunSpec(BaseModel):
@@ -105,11 +102,56 @@ def local_cluster(*, n_workers: int, threads_per_worker: int = 1, memory_limit: 
         yield cluster
 
 
+class WorkerPreflightError(RuntimeError):
+    """An existing Dask cluster cannot run Refinery's tasks: unreachable, no workers, or workers
+    that cannot import Refinery. Raised before any stage starts, never a silent wait."""
+
+
+# What a worker must import to run every stage's shard tasks (imported once, before the first stage).
+WORKER_IMPORTS = ", ".join(f"refinery.tasks.{m}" for m in (
+    "ingest.shard_tasks", "dedup.shard_tasks", "quality.shard_tasks", "embedding_tasks",
+    "synthesize.shard_tasks", "train.shard_tasks", "evaluate.shard_tasks"))
+
+
+def preflight(address: str, timeout: float) -> list[str]:
+    """Check an existing cluster before the run uses it; the addresses of its workers.
+
+    Waits up to ``timeout`` seconds for a first worker, then has every worker import Refinery's
+    task modules. The check is sent as source text (``exec``), so a worker without Refinery
+    answers with its ImportError instead of failing to unpickle the check itself.
+    """
+    from distributed import Client
+
+    try:
+        client = Client(address, timeout=timeout, set_as_default=False)
+    except OSError as exc:
+        raise WorkerPreflightError(f"cannot reach the Dask scheduler at {address} within {timeout:.0f} s: {exc}") from exc
+    with client:
+        try:
+            client.wait_for_workers(1, timeout=timeout)
+        except TimeoutError:
+            raise WorkerPreflightError(
+                f"the Dask scheduler at {address} has no workers (none joined within {timeout:.0f} s): start "
+                f"some with `dask worker {address}` where Refinery is installed") from None
+        answers = client.run(exec, f"import {WORKER_IMPORTS}", on_error="return")
+        names = {w: info.get("name", w) for w, info in client.scheduler_info()["workers"].items()}
+        bad = {w: a for w, a in answers.items() if isinstance(a, BaseException)}
+        if bad:
+            lines = "; ".join(f"worker {names.get(w, w)} ({w}): {type(e).__name__}: {e}" for w, e in sorted(bad.items()))
+            raise WorkerPreflightError(
+                f"{len(bad)} of {len(answers)} Dask workers at {address} cannot import Refinery ({lines}); "
+                "install Refinery (the same version as the flow's) in the workers' environment")
+        return sorted(answers)
+
+
 @contextlib.contextmanager
 def dask_cluster(cfg: DaskConfig, address: str | None = None) -> Iterator[str]:
-    """Yield a scheduler address: the one given, or a LocalCluster started for this run."""
+    """Yield a scheduler address: the one given (checked by :func:`preflight`), or a LocalCluster
+    started for this run."""
     address = address or cfg.address
     if address:
+        workers = preflight(address, cfg.worker_timeout)
+        get_run_logger().info("Dask cluster %s: %d workers can run Refinery's tasks", address, len(workers))
         yield address
         return
     from prefect.context import get_run_context

@@ -1,4 +1,8 @@
-"""synthesize: (query, passage) pairs from a language model, consistency-filtered, hard negatives mined."""
+"""synthesize: (query, passage) pairs from a language model, consistency-filtered, hard negatives mined.
+
+It also decides what the run is evaluated on (``evaluation_task``): without titles a share of the
+passages is held out, and their pairs become the evaluation queries instead of training pairs.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +14,12 @@ import xxhash
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
-from flows.evaluate import embeddings_of
-from flows.runtime import RunSpec, gather, run_stage
-from storage import StageMarker, read_shards, write_shard
-from tasks.embedding import BASE_MODEL_PATH
-from tasks.synthesize.shard_tasks import PASSAGES_PER_TASK, filter_pairs, generate_candidates, prepare_smollm2
+from refinery.flows.accounting import NO_CORPUS, corpus_is_empty
+from refinery.flows.evaluate import SYNTHETIC_HELDOUT, embeddings_of, evaluation_task
+from refinery.flows.runtime import RunSpec, gather, run_stage
+from refinery.storage import StageMarker, read_shards, write_shard
+from refinery.tasks.embedding import BASE_MODEL_PATH
+from refinery.tasks.synthesize.shard_tasks import PASSAGES_PER_TASK, filter_pairs, generate_candidates, prepare_smollm2
 
 
 def _passages(run: RunSpec, corpus_shards: list[str], out: Path) -> tuple[Path, int]:
@@ -34,6 +39,12 @@ def _synthesize(run: RunSpec, out: Path) -> dict[str, Any]:
     quality = StageMarker(run.stage_dir("quality")).read()
     if quality is None:
         raise RuntimeError(f"run {run.run_id}: synthesize needs a finished quality stage")
+    catalog = run.catalog
+    if corpus_is_empty(quality):
+        catalog.replace("pairs", run.run_id)
+        catalog.replace("metrics", run.run_id, where={"stage": "synthesize"})
+        return {"skipped": NO_CORPUS, "generated": 0, "kept": 0}
+    task = evaluation_task(run)
     corpus = quality["corpus_shards"]
     passages, n = _passages(run, corpus, out)
     cache = run.data_home.cache_dir / "smollm2"
@@ -47,8 +58,8 @@ def _synthesize(run: RunSpec, out: Path) -> dict[str, Any]:
                     for a in range(0, count, step)]
     embeddings = embeddings_of(run, "base", str(BASE_MODEL_PATH), corpus)
     candidates = gather(futures, "generate queries")
-    stats = filter_pairs.submit(candidates, embeddings, cfg, out).result()
-    catalog = run.catalog
+    stats = filter_pairs.submit(candidates, embeddings, cfg, out,
+                                heldout_fraction=cfg.heldout_fraction if task == SYNTHETIC_HELDOUT else None).result()
     catalog.replace("pairs", run.run_id, parquet=[stats["pairs_path"]])
     rows = [(g, k, v) for g, d in stats["diversity"].items() for k, v in d.items()]
     catalog.replace("metrics", run.run_id, where={"stage": "synthesize"}, rows=pa.table({
@@ -58,9 +69,10 @@ def _synthesize(run: RunSpec, out: Path) -> dict[str, Any]:
         key="synthesized-pairs",
         table=[{"generator": g, **v, **stats["diversity"].get(g, {})} for g, v in stats["by_generator"].items()],
         description=f"Run {run.run_id}: {stats['kept']} of {stats['generated']} candidate pairs kept "
-                    f"(passage in the base model's top {cfg.consistency_top_k}).",
+                    f"(passage in the base model's top {cfg.consistency_top_k}); {stats['heldout_pairs']} of them "
+                    f"held out for evaluation.",
     )
-    return {**stats, "passages": n}
+    return {**stats, "passages": n, "evaluation_task": task}
 
 
 @flow(name="synthesize", log_prints=True)

@@ -10,10 +10,10 @@ import pyarrow as pa
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
-from flows.runtime import RunSpec, run_stage
-from storage import StageMarker
-from tasks.embedding import BASE_MODEL_PATH
-from tasks.train.shard_tasks import train_model
+from refinery.flows.runtime import RunSpec, run_stage
+from refinery.storage import StageMarker
+from refinery.tasks.embedding import BASE_MODEL_PATH
+from refinery.tasks.train.shard_tasks import train_model
 
 BASE_NAME = "all-MiniLM-L6-v2"
 TUNED_NAME = "tuned"
@@ -24,9 +24,12 @@ def _train(run: RunSpec, out: Path) -> dict[str, Any]:
     quality = StageMarker(run.stage_dir("quality")).read()
     if synth is None or quality is None:
         raise RuntimeError(f"run {run.run_id}: train needs finished quality and synthesize stages")
+    if synth.get("skipped"):
+        run.catalog.replace("models", run.run_id, where={"name": TUNED_NAME})
+        return {"skipped": synth["skipped"]}
     stats = train_model.submit(Path(synth["pairs_path"]), quality["corpus_shards"], str(BASE_MODEL_PATH),
                                out / "model", run.config.train).result()
-    run.catalog.replace("models", run.run_id, rows=pa.table({
+    run.catalog.replace("models", run.run_id, where={"name": TUNED_NAME}, rows=pa.table({
         "name": [TUNED_NAME], "path": [stats["model_path"]], "base": [BASE_NAME],
         "created_at": [datetime.now(timezone.utc)]}))
     create_table_artifact(key="trained-model", table=[{"name": TUNED_NAME, "base": BASE_NAME, **stats}],

@@ -5,9 +5,9 @@ Nothing outside this package opens a Parquet file or a DuckDB connection.  Dask 
 :mod:`storage.catalog` to register shards and run bookkeeping, so the catalog has one writer.
 """
 
-from storage.catalog import Catalog, CatalogError
-from storage.layout import DataHome
-from storage.shards import (
+from refinery.storage.catalog import Catalog, CatalogError
+from refinery.storage.layout import DataHome
+from refinery.storage.shards import (
     StageMarker,
     fixed_size_list,
     iter_parquet_records,

@@ -35,10 +35,17 @@ SCHEMA: dict[str, str] = {
     "doc_attributes": "run_id VARCHAR, doc_id VARCHAR, name VARCHAR, value DOUBLE",
     "pairs": """
         run_id VARCHAR, pair_id VARCHAR, query VARCHAR, doc_id VARCHAR, generator VARCHAR,
-        prompt_id VARCHAR, kept BOOLEAN, score DOUBLE, rank INTEGER, negative_doc_id VARCHAR""",
+        prompt_id VARCHAR, kept BOOLEAN, score DOUBLE, rank INTEGER, negative_doc_id VARCHAR,
+        split VARCHAR""",
     "models": "run_id VARCHAR, name VARCHAR, path VARCHAR, base VARCHAR, created_at TIMESTAMPTZ",
     "metrics": "run_id VARCHAR, stage VARCHAR, model VARCHAR, task VARCHAR, metric VARCHAR, value DOUBLE",
 }
+
+# Columns added after a table was first released: ensure_schema adds them to an older catalog
+# (at the end, where SCHEMA lists them too, so old and new catalogs have the same column order).
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("pairs", "split", "VARCHAR"),
+)
 
 # The curated corpus of each run: documents no stage dropped.
 VIEWS: dict[str, str] = {
@@ -79,6 +86,8 @@ class Catalog:
         with self._write() as con:
             for table, columns in SCHEMA.items():
                 con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
+            for table, column, kind in ADDED_COLUMNS:
+                con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
             for view, body in VIEWS.items():
                 con.execute(f"CREATE OR REPLACE VIEW {view} AS {body}")
         return self

@@ -10,14 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from tasks.dedup import DedupConfig
-from tasks.evaluate.config import EvaluateConfig
-from tasks.ingest.config import IngestConfig
-from tasks.quality import QualityConfig
-from tasks.synthesize.config import SynthesizeConfig
-from tasks.train.config import TrainConfig
+from refinery.tasks.dedup import DedupConfig
+from refinery.tasks.evaluate.config import EvaluateConfig
+from refinery.tasks.ingest.config import IngestConfig
+from refinery.tasks.quality import QualityConfig
+from refinery.tasks.synthesize.config import SynthesizeConfig
+from refinery.tasks.train.config import TrainConfig
+
+
+# The stages in chain order; a run does a prefix of them.
+STAGES: tuple[str, ...] = ("ingest", "dedup", "quality", "synthesize", "train", "evaluate")
 
 
 class ConfigError(ValueError):
@@ -32,6 +36,8 @@ class DaskConfig(BaseModel):
     n_workers: int = Field(2, ge=1, description="LocalCluster worker processes.")
     threads_per_worker: int = Field(1, ge=1, description="Threads per LocalCluster worker.")
     memory_limit: str = Field("auto", description="Memory limit per LocalCluster worker (`auto`, `4GiB`, ...).")
+    worker_timeout: float = Field(30, gt=0, description="With an existing cluster: seconds to wait for a first "
+                                  "worker before the run fails (every worker must also import Refinery).")
 
 
 class RefineryConfig(BaseModel):
@@ -39,6 +45,10 @@ class RefineryConfig(BaseModel):
 
     home: str | None = Field(None, description="Data home (shards, catalog, models, reports). "
                              "`REFINERY_HOME` overrides it; default `./refinery-data`.")
+    stages: list[str] = Field(
+        default_factory=lambda: list(STAGES),
+        description="Stages this run does, a prefix of the chain (ingest, dedup, quality, synthesize, train, "
+        "evaluate): `[ingest, dedup, quality]` curates only. `refinery run --stages` overrides it.")
     dask: DaskConfig = Field(default_factory=DaskConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
@@ -46,6 +56,20 @@ class RefineryConfig(BaseModel):
     synthesize: SynthesizeConfig = Field(default_factory=SynthesizeConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+
+
+    @field_validator("stages")
+    @classmethod
+    def _prefix_of_chain(cls, stages: list[str]) -> list[str]:
+        unknown = [s for s in stages if s not in STAGES]
+        if unknown:
+            raise ValueError(f"unknown stage(s) {', '.join(unknown)}; the stages are {', '.join(STAGES)}")
+        if not stages or list(stages) != list(STAGES[: len(stages)]):
+            raise ValueError("stages must be the chain from ingest up to one stage, in order "
+                             f"(e.g. ingest, dedup, quality), got {', '.join(stages) or 'none'}")
+        if "quality" not in stages:
+            raise ValueError("a run needs at least ingest, dedup and quality: its books are checked after quality")
+        return list(stages)
 
 
 def _describe(exc: ValidationError, origin: str) -> str:

@@ -9,8 +9,8 @@ import numpy as np
 import pyarrow as pa
 from prefect import task
 
-from storage import fixed_size_list, read_shard, read_shards, to_matrix, write_shard
-from tasks.embedding import encode, load_encoder
+from refinery.storage import fixed_size_list, read_shard, read_shards, to_matrix, write_shard
+from refinery.tasks.embedding import encode, load_encoder
 
 
 @functools.lru_cache(maxsize=2)

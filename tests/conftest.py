@@ -6,6 +6,12 @@ Starting them costs ~10 s and ~15 s, so every test that needs them shares the sa
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
+
+# bench/ is a folder of the repository, not an installed package (Refinery installs only
+# refinery.*): the tests that use its corpora import it from the checkout
+sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("REFINERY_NO_PROGRESS", "1")
@@ -29,7 +35,7 @@ def prefect_api():
 @pytest.fixture(scope="session")
 def dask_address(prefect_api):
     """A 2-worker LocalCluster whose workers report to the session's Prefect API."""
-    from flows.runtime import local_cluster
+    from refinery.flows.runtime import local_cluster
 
     with local_cluster(n_workers=2, api_url=prefect_api) as cluster:
         yield cluster.scheduler_address

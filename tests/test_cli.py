@@ -8,8 +8,8 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
-from storage import Catalog
+from refinery.flows.cli import app
+from refinery.storage import Catalog
 
 runner = CliRunner()
 

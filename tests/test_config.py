@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.config import ConfigError, RefineryConfig, dump_config, load_config, parse_config
+from refinery.tasks.config import ConfigError, RefineryConfig, dump_config, load_config, parse_config
 
 
 def test_defaults_run_the_bundled_corpus():
@@ -48,7 +48,7 @@ def test_readme_documents_every_option():
     """README's configuration section is the reference generated from the models (`make readme`)."""
     from pathlib import Path
 
-    from tasks.config import config_reference
+    from refinery.tasks.config import config_reference
 
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     assert config_reference() in readme

@@ -18,12 +18,12 @@ Modules: config (DedupConfig), normalize (batch casefolding and whitespace colla
 survivors (one per cluster), clusters (deduplicate: exact, then near, then survivors).
 """
 
-from tasks.dedup.clusters import REASON_EXACT, REASON_NEAR, DedupResult, deduplicate
-from tasks.dedup.config import DedupConfig
-from tasks.dedup.exact import exact_duplicate_labels, exact_keys, normalize_for_exact
-from tasks.dedup.lsh import LshParams, candidate_edges, connected_component_labels, lsh_params, near_duplicate_labels
-from tasks.dedup.minhash import EMPTY_SIGNATURE_VALUE, estimated_jaccard, shingle_sets, signatures
-from tasks.dedup.survivors import choose_survivors
+from refinery.tasks.dedup.clusters import REASON_EXACT, REASON_NEAR, DedupResult, deduplicate
+from refinery.tasks.dedup.config import DedupConfig
+from refinery.tasks.dedup.exact import exact_duplicate_labels, exact_keys, normalize_for_exact
+from refinery.tasks.dedup.lsh import LshParams, candidate_edges, connected_component_labels, lsh_params, near_duplicate_labels
+from refinery.tasks.dedup.minhash import EMPTY_SIGNATURE_VALUE, estimated_jaccard, shingle_sets, signatures
+from refinery.tasks.dedup.survivors import choose_survivors
 
 __all__ = [
     "EMPTY_SIGNATURE_VALUE",

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tasks.dedup.config import DedupConfig
-from tasks.dedup.exact import exact_duplicate_labels
-from tasks.dedup.lsh import LshParams, candidate_edges, connected_component_labels, lsh_params
-from tasks.dedup.survivors import choose_survivors
+from refinery.tasks.dedup.config import DedupConfig
+from refinery.tasks.dedup.exact import exact_duplicate_labels
+from refinery.tasks.dedup.lsh import LshParams, candidate_edges, connected_component_labels, lsh_params
+from refinery.tasks.dedup.survivors import choose_survivors
 
 REASON_KEPT = ""
 REASON_EXACT = "dedup_exact"

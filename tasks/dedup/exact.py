@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import xxhash
 
-from tasks.dedup.normalize import collapse_whitespace, normalize_for_exact, utf8_casefolded
+from refinery.tasks.dedup.normalize import collapse_whitespace, normalize_for_exact, utf8_casefolded
 
 __all__ = ["EXACT_KEY_SEED", "exact_duplicate_labels", "exact_keys", "normalize_for_exact"]
 

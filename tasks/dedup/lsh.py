@@ -14,8 +14,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from tasks.dedup.config import DedupConfig
-from tasks.dedup.minhash import EMPTY_SIGNATURE_VALUE
+from refinery.tasks.dedup.config import DedupConfig
+from refinery.tasks.dedup.minhash import EMPTY_SIGNATURE_VALUE
 
 # Candidate pairs verified per chunk: bounds the (chunk, num_perm) comparison matrix to ~8 MB at 128 perms.
 _VERIFY_CHUNK_PAIRS = 1 << 16

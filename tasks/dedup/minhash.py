@@ -31,8 +31,8 @@ from functools import lru_cache
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from tasks.dedup.config import DedupConfig
-from tasks.dedup.normalize import PADDING, collapse_whitespace, normalize_for_exact, utf8_casefolded
+from refinery.tasks.dedup.config import DedupConfig
+from refinery.tasks.dedup.normalize import PADDING, collapse_whitespace, normalize_for_exact, utf8_casefolded
 
 EMPTY_SIGNATURE_VALUE = np.uint32(0xFFFFFFFF)
 SIGNATURE_DTYPE = np.uint32

@@ -13,8 +13,16 @@ import numpy as np
 import pyarrow as pa
 from prefect import task
 
-from storage import fixed_size_list, read_shard, read_shards, to_matrix, write_shard
-from tasks.dedup import DedupConfig, deduplicate, exact_keys, signatures
+from refinery.storage import fixed_size_list, read_shard, read_shards, to_matrix, write_shard
+from refinery.tasks.dedup import DedupConfig, deduplicate, exact_keys, signatures
+
+# Written with explicit types: a corpus without duplicates gives empty tables, which would
+# otherwise be typed null and break readers that compare doc ids (string) with them.
+CLUSTERS_SCHEMA = pa.schema([
+    ("cluster_id", pa.string()), ("doc_id", pa.string()), ("is_survivor", pa.bool_()), ("kind", pa.string()),
+])
+DROPS_SCHEMA = pa.schema([("doc_id", pa.string()), ("stage", pa.string()), ("reason", pa.string())])
+
 
 @task(name="dedup-signatures", task_run_name="signatures {shard.name}", retries=1)
 def signature_shard(shard: Path, out_dir: Path, cfg: DedupConfig) -> str:
@@ -36,8 +44,21 @@ def signature_shard(shard: Path, out_dir: Path, cfg: DedupConfig) -> str:
 
 @task(name="dedup-clusters", task_run_name="cluster {n_shards} shards")
 def cluster_shards(signature_shards: list[str], out_dir: Path, cfg: DedupConfig, n_shards: int) -> dict[str, Any]:
-    """Read every signature shard, cluster, and write clusters + drops shards."""
-    table = read_shards(sorted(signature_shards)).sort_by("doc_id")
+    """Read every signature shard, cluster, and write clusters + drops shards.
+
+    No signature shard (ingest read no document) gives empty clusters and drops shards.
+    """
+    if signature_shards:
+        clusters, drops, stats = _cluster(read_shards(sorted(signature_shards)).sort_by("doc_id"), cfg)
+    else:
+        nothing = deduplicate(np.zeros(0, np.uint64), np.zeros((0, cfg.num_perm), np.uint32), np.zeros(0, np.int64), cfg)
+        clusters, drops, stats = CLUSTERS_SCHEMA.empty_table(), DROPS_SCHEMA.empty_table(), nothing.stats()
+    clusters_path = write_shard(clusters, out_dir / "clusters.parquet")
+    drops_path = write_shard(drops, out_dir / "drops.parquet")
+    return {**stats, "clusters_path": str(clusters_path), "drops_path": str(drops_path)}
+
+
+def _cluster(table: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, pa.Table, dict[str, Any]]:
     doc_ids = table.column("doc_id").to_numpy(zero_copy_only=False)
     keys = table.column("exact_key").to_numpy()
     lengths = table.column("n_chars").to_numpy()
@@ -50,17 +71,15 @@ def cluster_shards(signature_shards: list[str], out_dir: Path, cfg: DedupConfig,
     exact_groups_per_label = np.zeros(len(label), dtype=np.int64)
     np.add.at(exact_groups_per_label, label, (result.exact_labels == np.arange(len(label))).astype(np.int64))
     clusters = pa.table({
-        "cluster_id": doc_ids[label[member]],
-        "doc_id": doc_ids[member],
-        "is_survivor": keep[member],
-        "kind": np.where(exact_groups_per_label[label[member]] == 1, "exact", "near"),
-    })
+        "cluster_id": pa.array(doc_ids[label[member]], pa.string()),
+        "doc_id": pa.array(doc_ids[member], pa.string()),
+        "is_survivor": pa.array(keep[member], pa.bool_()),
+        "kind": pa.array(np.where(exact_groups_per_label[label[member]] == 1, "exact", "near"), pa.string()),
+    }, schema=CLUSTERS_SCHEMA)
     dropped = ~keep
     drops = pa.table({
-        "doc_id": doc_ids[dropped],
-        "stage": np.full(int(dropped.sum()), "dedup"),
-        "reason": result.reasons[dropped],
-    })
-    clusters_path = write_shard(clusters, out_dir / "clusters.parquet")
-    drops_path = write_shard(drops, out_dir / "drops.parquet")
-    return {**result.stats(), "clusters_path": str(clusters_path), "drops_path": str(drops_path)}
+        "doc_id": pa.array(doc_ids[dropped], pa.string()),
+        "stage": pa.array(np.full(int(dropped.sum()), "dedup"), pa.string()),
+        "reason": pa.array(result.reasons[dropped], pa.string()),
+    }, schema=DROPS_SCHEMA)
+    return clusters, drops, result.stats()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks.dedup.config import SurvivorRule
+from refinery.tasks.dedup.config import SurvivorRule
 
 
 def choose_survivors(labels: np.ndarray, lengths: np.ndarray, *, rule: SurvivorRule = "longest") -> np.ndarray:

@@ -1,1 +1,2 @@
-"""Headline -> article retrieval: rankings (dense and BM25) and ranking metrics."""
+"""Query -> document retrieval (headlines, or held-out synthetic queries): rankings (dense and BM25) and ranking
+metrics."""

@@ -13,16 +13,28 @@ DEFAULT_BM25_K1 = 1.5
 DEFAULT_BM25_B = 0.75
 
 EvaluatedModel = Literal["base", "tuned", "bm25"]
+# 'auto': headline retrieval when a curated document has a title, else held-out synthetic pairs.
+EvaluationTask = Literal["auto", "headline", "synthetic_heldout"]
 
 
 class EvaluateConfig(BaseModel):
-    """How headline -> article retrieval is scored.
+    """How retrieval over the curated corpus is scored.
 
-    Queries are the headlines (the first line of each article), documents are the article bodies
-    without the headline. Every member of the query's dedup cluster counts as relevant.
+    With titles (task 'headline') the queries are the titles and the documents the bodies without
+    them. Without titles (task 'synthetic_heldout') the queries are synthetic queries of passages
+    the model was never trained on (see ``synthesize.heldout_fraction``). Every kept member of the
+    query's dedup cluster counts as relevant.
     """
 
     model_config = ConfigDict(extra="forbid")
+
+    task: EvaluationTask = Field(
+        default="auto",
+        description="What the queries are. 'headline': document titles (never shown to the generator or "
+        "trainer). 'synthetic_heldout': synthetic queries of passages held out from training. 'auto': "
+        "'headline' when some curated document has a title, else 'synthetic_heldout'. Decided by the "
+        "synthesize stage, which holds pairs out only for 'synthetic_heldout'.",
+    )
 
     models: list[EvaluatedModel] = Field(
         default_factory=lambda: list(DEFAULT_MODELS),

@@ -20,8 +20,8 @@ from typing import Any
 
 import xxhash
 
-from storage import iter_parquet_records
-from tasks.ingest.config import BUILTIN_BBC, IngestConfig, SourceConfig
+from refinery.storage import iter_parquet_records
+from refinery.tasks.ingest.config import BUILTIN_BBC, IngestConfig, SourceConfig
 
 RAW_SNIPPET_CHARS = 100_000  # rejects keep the raw record up to this size
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

@@ -8,9 +8,9 @@ from typing import Any
 import pyarrow as pa
 from prefect import task
 
-from storage import StageMarker, write_shard
-from tasks.ingest.config import IngestConfig
-from tasks.ingest.readers import Record, Reject, Unit, read_unit
+from refinery.storage import StageMarker, write_shard
+from refinery.tasks.ingest.config import IngestConfig
+from refinery.tasks.ingest.readers import Record, Reject, Unit, read_unit
 
 DOCUMENT_SCHEMA = pa.schema([
     ("doc_id", pa.string()), ("source", pa.string()), ("location", pa.string()),

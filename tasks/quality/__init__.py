@@ -7,7 +7,7 @@ any thresholds, and :func:`family_fingerprints` tells which families need re-sco
 change.
 """
 
-from tasks.quality.classifier import (
+from refinery.tasks.quality.classifier import (
     ClassifierReport,
     QualityClassifier,
     classifier_attributes,
@@ -17,7 +17,7 @@ from tasks.quality.classifier import (
     read_text_source,
     train_classifier,
 )
-from tasks.quality.config import (
+from refinery.tasks.quality.config import (
     C4Config,
     ClassifierConfig,
     FineWebConfig,
@@ -26,8 +26,8 @@ from tasks.quality.config import (
     LangIdConfig,
     QualityConfig,
 )
-from tasks.quality.langid import LanguageIdentifier, LanguagePrediction, default_model_path
-from tasks.quality.rules import (
+from refinery.tasks.quality.langid import LanguageIdentifier, LanguagePrediction, default_model_path
+from refinery.tasks.quality.rules import (
     ATTRIBUTES_VERSION,
     FAMILIES,
     RULES,
@@ -39,7 +39,7 @@ from tasks.quality.rules import (
     required_attributes,
     rule_thresholds,
 )
-from tasks.quality.score import FAMILY_EVALUATIONS, attribute_names, score_documents
+from refinery.tasks.quality.score import FAMILY_EVALUATIONS, attribute_names, score_documents
 
 __all__ = [
     "ATTRIBUTES_VERSION",

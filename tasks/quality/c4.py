@@ -14,8 +14,8 @@ import re
 
 import numpy as np
 
-from tasks.quality.config import C4Config
-from tasks.quality.text_stats import ParsedDoc, sentences_per_line
+from refinery.tasks.quality.config import C4Config
+from refinery.tasks.quality.text_stats import ParsedDoc, sentences_per_line
 
 __all__ = ["C4_ATTRIBUTES", "POLICY_SUBSTRINGS", "c4_attributes"]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import xxhash
 
-from tasks.quality.config import ClassifierConfig
+from refinery.tasks.quality.config import ClassifierConfig
 
 __all__ = [
     "ClassifierReport",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-from tasks.quality.config import FineWebConfig
-from tasks.quality.text_stats import ParsedDoc, find_duplicates
-from tasks.quality.tokenizer import TERMINAL_PUNCTUATION
+from refinery.tasks.quality.config import FineWebConfig
+from refinery.tasks.quality.text_stats import ParsedDoc, find_duplicates
+from refinery.tasks.quality.tokenizer import TERMINAL_PUNCTUATION
 
 __all__ = ["FINEWEB_ATTRIBUTES", "fineweb_attributes"]
 

@@ -13,9 +13,9 @@ from collections import Counter
 
 import numpy as np
 
-from tasks.quality.config import STOP_WORDS, GopherQualityConfig
-from tasks.quality.text_stats import ParsedDoc, find_duplicates
-from tasks.quality.tokenizer import FLAG_ALPHA, FLAG_NON_SYMBOL, STOP_WORD_SHIFT
+from refinery.tasks.quality.config import STOP_WORDS, GopherQualityConfig
+from refinery.tasks.quality.text_stats import ParsedDoc, find_duplicates
+from refinery.tasks.quality.tokenizer import FLAG_ALPHA, FLAG_NON_SYMBOL, STOP_WORD_SHIFT
 
 __all__ = [
     "GOPHER_QUALITY_ATTRIBUTES",

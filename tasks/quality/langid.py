@@ -13,12 +13,12 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from tasks.packaged import packaged_file
+from refinery.tasks.packaged import packaged_file
 from typing import NamedTuple
 
 import numpy as np
 
-from tasks.quality.config import LangIdConfig
+from refinery.tasks.quality.config import LangIdConfig
 
 __all__ = ["LID_MODEL_FILE", "LanguageIdentifier", "LanguagePrediction", "default_model_path"]
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.quality.config import QualityConfig
-from tasks.quality.rules import active_rules
+from refinery.tasks.quality.config import QualityConfig
+from refinery.tasks.quality.rules import active_rules
 
 __all__ = ["drop_counts", "plot_attribute_histograms", "plot_drop_counts"]
 

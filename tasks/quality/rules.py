@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from tasks.quality.config import QualityConfig
+from refinery.tasks.quality.config import QualityConfig
 
 __all__ = [
     "ATTRIBUTES_VERSION",

@@ -12,19 +12,19 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from tasks.quality.c4 import C4_ATTRIBUTES, c4_attributes
-from tasks.quality.classifier import QualityClassifier, classifier_attributes
-from tasks.quality.config import QualityConfig
-from tasks.quality.fineweb import FINEWEB_ATTRIBUTES, fineweb_attributes
-from tasks.quality.gopher import (
+from refinery.tasks.quality.c4 import C4_ATTRIBUTES, c4_attributes
+from refinery.tasks.quality.classifier import QualityClassifier, classifier_attributes
+from refinery.tasks.quality.config import QualityConfig
+from refinery.tasks.quality.fineweb import FINEWEB_ATTRIBUTES, fineweb_attributes
+from refinery.tasks.quality.gopher import (
     GOPHER_QUALITY_ATTRIBUTES,
     GOPHER_REPETITION_ATTRIBUTES,
     gopher_quality_attributes,
     gopher_repetition_attributes,
 )
-from tasks.quality.langid import LanguageIdentifier
-from tasks.quality.text_stats import ParsedDoc
-from tasks.quality.tokenizer import default_tokenizer
+from refinery.tasks.quality.langid import LanguageIdentifier
+from refinery.tasks.quality.text_stats import ParsedDoc
+from refinery.tasks.quality.tokenizer import default_tokenizer
 
 __all__ = ["FAMILY_EVALUATIONS", "attribute_names", "score_documents"]
 

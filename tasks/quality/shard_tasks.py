@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from prefect import task
 
-from storage import read_shard, write_shard
-from tasks.quality import (
+from refinery.storage import read_shard, write_shard
+from refinery.tasks.quality import (
     ClassifierConfig,
     LangIdConfig,
     LanguageIdentifier,
@@ -56,8 +56,12 @@ def doc_keys(doc_ids: pa.Array) -> np.ndarray:
 def survivors(shard: Path, dedup_drops: Path, columns: list[str] | None = None) -> pa.Table:
     """The documents of an ingest shard that dedup kept."""
     docs = read_shard(shard, columns)
-    gone = read_shard(dedup_drops, ["doc_id"]).column("doc_id")
-    return docs.filter(pc.invert(pc.is_in(docs.column("doc_id"), value_set=gone)))
+    return docs.filter(pc.invert(pc.is_in(docs.column("doc_id"), value_set=_doc_ids(dedup_drops))))
+
+
+def _doc_ids(drops: Path) -> pa.Array:
+    # cast: an empty drops shard written without a schema has a null-typed column
+    return read_shard(drops, ["doc_id"]).column("doc_id").combine_chunks().cast(pa.string())
 
 
 @task(name="train-quality-classifier", task_run_name="train fastText quality classifier")
@@ -113,7 +117,6 @@ def quality_shard(shard: Path, dedup_drops: Path, out_dir: Path, cfg: QualityCon
 def write_corpus_shard(shard: Path, dedup_drops: Path, quality_drops: Path, out_dir: Path) -> dict[str, Any]:
     """Rewrite one corpus shard from stored decisions (refilter): survivors minus quality drops."""
     docs = survivors(shard, dedup_drops)
-    gone = read_shard(quality_drops, ["doc_id"]).column("doc_id")
-    kept = docs.filter(pc.invert(pc.is_in(docs.column("doc_id"), value_set=gone)))
+    kept = docs.filter(pc.invert(pc.is_in(docs.column("doc_id"), value_set=_doc_ids(quality_drops))))
     path = write_shard(kept, out_dir / f"corpus-{shard.stem.removeprefix('documents-')}.parquet")
     return {"corpus": str(path), "kept": kept.num_rows}

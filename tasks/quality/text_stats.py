@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tasks.quality.tokenizer import FLAG_PUNCT, FLAG_SENT_END, WordTokenizer
+from refinery.tasks.quality.tokenizer import FLAG_PUNCT, FLAG_SENT_END, WordTokenizer
 
 __all__ = ["ParsedDoc", "find_duplicates", "sentences_per_line"]
 

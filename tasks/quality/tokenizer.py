@@ -23,8 +23,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from tasks.quality import _spacy_en as sp
-from tasks.quality.config import STOP_WORDS
+from refinery.tasks.quality import _spacy_en as sp
+from refinery.tasks.quality.config import STOP_WORDS
 
 __all__ = [
     "FLAG_ALPHA",

@@ -10,7 +10,7 @@ from collections.abc import Hashable, Sequence
 
 import numpy as np
 
-from tasks.synthesize.config import DEFAULT_HARD_NEGATIVE_RANK_WINDOW
+from refinery.tasks.synthesize.config import DEFAULT_HARD_NEGATIVE_RANK_WINDOW
 
 # Query rows scored per matrix product: bounds memory at (chunk x corpus) floats.
 QUERY_CHUNK = 512

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from tasks.packaged import packaged_file
-from tasks.synthesize.config import (
+from refinery.tasks.packaged import packaged_file
+from refinery.tasks.synthesize.config import (
     DEFAULT_CANDIDATES_PER_PASSAGE,
     DEFAULT_GENERATION_BATCH_SIZE,
     DEFAULT_MAX_NEW_TOKENS,

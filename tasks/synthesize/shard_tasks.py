@@ -11,13 +11,14 @@ import pyarrow as pa
 import xxhash
 from prefect import task
 
-from storage import read_shard, read_shards, write_shard
-from tasks.embedding import BASE_MODEL_PATH, all_cores, encode
-from tasks.embedding_tasks import cached_encoder, load_embeddings
-from tasks.synthesize.config import SynthesizeConfig
-from tasks.synthesize.diversity import query_diversity
-from tasks.synthesize.filters import consistency_filter, keep_best_per_passage, mine_hard_negatives
-from tasks.synthesize.generators import build_generator, load_smollm2, smollm2_gguf_path
+from refinery.storage import read_shard, read_shards, write_shard
+from refinery.tasks.embedding import BASE_MODEL_PATH, all_cores, encode
+from refinery.tasks.embedding_tasks import cached_encoder, load_embeddings
+from refinery.tasks.synthesize.config import SynthesizeConfig
+from refinery.tasks.synthesize.diversity import query_diversity
+from refinery.tasks.synthesize.filters import consistency_filter, keep_best_per_passage, mine_hard_negatives
+from refinery.tasks.synthesize.generators import build_generator, load_smollm2, smollm2_gguf_path
+from refinery.tasks.synthesize.split import HELDOUT, TRAIN, split_by_passage
 
 # Passages per generation task: small enough to spread over the workers, big enough to batch
 # (SmolLM2 batches passages of one prompt template: 32 gives about 8 of each of the 4).
@@ -62,10 +63,15 @@ def generate_candidates(passages: Path, start: int, stop: int, generator: str, c
     return str(write_shard(pa.Table.from_pylist(records, schema=CANDIDATE_SCHEMA), out))
 
 
-@task(name="filter-pairs", task_run_name="consistency filter, hard negatives, diversity")
+@task(name="filter-pairs", task_run_name="consistency filter, held-out split, hard negatives, diversity")
 def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: SynthesizeConfig,
-                 out_dir: Path) -> dict[str, Any]:
-    """Keep a candidate when the base model ranks its passage in the top k for its query."""
+                 out_dir: Path, heldout_fraction: float | None = None) -> dict[str, Any]:
+    """Keep a candidate when the base model ranks its passage in the top k for its query.
+
+    With ``heldout_fraction`` that share of the passages with a kept pair is held out (``split``
+    'heldout', see :mod:`tasks.synthesize.split`): their pairs are evaluation queries, and their
+    documents are never a mined hard negative, so training never sees their text.
+    """
     cands = read_shards(sorted(candidate_shards))
     doc_ids, corpus_emb = load_embeddings(sorted(embedding_shards))
     position = {d: i for i, d in enumerate(doc_ids)}
@@ -78,17 +84,22 @@ def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: 
     consistent, rank = consistency_filter(q_emb, corpus_emb, positive, cfg.consistency_top_k)
     kept = keep_best_per_passage(rank, list(zip(cand_docs, gens)), top_k=cfg.consistency_top_k,
                                  max_per_passage=cfg.max_pairs_per_passage)
+    split = split_by_passage(cand_docs, kept, heldout_fraction, seed=cfg.seed)
+    train = kept & (split == TRAIN)
+    held_docs = {position[d] for d, s in zip(cand_docs, split) if s == HELDOUT}
     negative = np.full(len(queries), -1)
-    if cfg.hard_negatives and kept.any():
-        negative[kept] = mine_hard_negatives(q_emb[kept], corpus_emb, positive[kept],
-                                             rank_window=tuple(cfg.hard_negative_rank_window))
+    if cfg.hard_negatives and train.any():
+        negative[train] = mine_hard_negatives(q_emb[train], corpus_emb, positive[train],
+                                              rank_window=tuple(cfg.hard_negative_rank_window),
+                                              exclude=[held_docs] * int(train.sum()), seed=cfg.seed)
     score = np.einsum("ij,ij->i", q_emb, corpus_emb[positive]) if len(queries) else np.zeros(0)
     pairs = cands.append_column("pair_id", pa.array(
         [xxhash.xxh3_64_hexdigest(f"{g}\x1f{d}\x1f{q}".encode()) for g, d, q in zip(gens, cand_docs, queries)],
         pa.string()))
     for name, values in (("kept", pa.array(kept, pa.bool_())), ("score", pa.array(score, pa.float64())),
                          ("rank", pa.array(rank, pa.int32())),
-                         ("negative_doc_id", pa.array([doc_ids[i] if i >= 0 else None for i in negative], pa.string()))):
+                         ("negative_doc_id", pa.array([doc_ids[i] if i >= 0 else None for i in negative], pa.string())),
+                         ("split", pa.array(split.tolist(), pa.string()))):
         pairs = pairs.append_column(name, values)
     path = write_shard(pairs, out_dir / "pairs.parquet")
     gen_col = np.array(gens, dtype=object)
@@ -98,5 +109,8 @@ def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: 
         by_generator[g] = {"generated": int((gen_col == g).sum()), "consistent": int(((gen_col == g) & consistent).sum()),
                            "kept": int(sel.sum())}
         diversity[g] = query_diversity([q for q, s in zip(queries, sel) if s], q_emb[sel])
+    heldout = kept & (split == HELDOUT)
     return {"pairs_path": str(path), "generated": len(queries), "kept": int(kept.sum()),
+            "train_pairs": int(train.sum()), "heldout_pairs": int(heldout.sum()),
+            "heldout_passages": len({d for d, h in zip(cand_docs, heldout) if h}),
             "by_generator": by_generator, "diversity": diversity}

@@ -18,8 +18,8 @@ from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
-from tasks.embedding import BASE_MODEL_PATH, load_encoder
-from tasks.train.config import TrainConfig
+from refinery.tasks.embedding import BASE_MODEL_PATH, load_encoder
+from refinery.tasks.train.config import TrainConfig
 
 # Written next to the model files: what the run did, for the caller to log or show.
 TRAINING_STATS_FILE = "refinery_training.json"

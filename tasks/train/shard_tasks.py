@@ -7,18 +7,26 @@ from pathlib import Path
 import pyarrow.compute as pc
 from prefect import task
 
-from storage import read_shard, read_shards
-from tasks.embedding import all_cores
-from tasks.train.config import TrainConfig
-from tasks.train.finetune import fine_tune
+from refinery.storage import read_shard, read_shards
+from refinery.tasks.embedding import all_cores
+from refinery.tasks.synthesize.split import TRAIN
+from refinery.tasks.train.config import TrainConfig
+from refinery.tasks.train.finetune import fine_tune
 
 
 @task(name="fine-tune", task_run_name="fine-tune on {pairs_path.name}")
 def train_model(pairs_path: Path, corpus_shards: list[str], base_path: str, out_dir: Path,
                 cfg: TrainConfig) -> dict[str, object]:
-    """Fine-tune ``base_path`` on (query, positive[, hard negative]) of kept pairs; returns the saved path."""
+    """Fine-tune ``base_path`` on (query, positive[, hard negative]) of the kept training pairs.
+
+    Pairs held out for evaluation (``split = 'heldout'``) are never trained on; shards written
+    before the split existed have no such column and are all training pairs.
+    """
     pairs = read_shard(pairs_path)
-    pairs = pairs.filter(pc.field("kept"))
+    train = pc.field("kept")
+    if "split" in pairs.column_names:
+        train = train & (pc.field("split") == TRAIN)
+    pairs = pairs.filter(train)
     negatives: list[str | None] = [None] * pairs.num_rows
     if cfg.use_hard_negatives:
         corpus = read_shards(sorted(corpus_shards), ["doc_id", "text"])
@@ -29,7 +37,7 @@ def train_model(pairs_path: Path, corpus_shards: list[str], base_path: str, out_
         for q, p, n in zip(pairs.column("query").to_pylist(), pairs.column("positive").to_pylist(), negatives)
     ]
     if not examples:
-        raise ValueError("no kept pairs to train on: loosen synthesize.consistency_top_k or add passages")
+        raise ValueError("no kept training pairs: loosen synthesize.consistency_top_k or add passages")
     with all_cores():  # training is the only work left in the run
         path = fine_tune(examples, base_path=base_path, out_dir=out_dir, cfg=cfg)
     return {"model_path": str(path), "examples": len(examples),

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from tasks.dedup import REASON_EXACT, REASON_NEAR, DedupConfig, deduplicate, exact_keys, signatures
+from refinery.tasks.dedup import REASON_EXACT, REASON_NEAR, DedupConfig, deduplicate, exact_keys, signatures
 
 
 def words(n: int, seed: int) -> list[str]:

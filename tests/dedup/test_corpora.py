@@ -3,7 +3,7 @@
 import numpy as np
 
 from bench.corpora import corpus_texts, load_bbc, synthetic_chunk, synthetic_corpus
-from tasks.dedup import normalize_for_exact
+from refinery.tasks.dedup import normalize_for_exact
 
 
 def test_bbc_articles_load_in_a_stable_order() -> None:

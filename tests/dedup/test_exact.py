@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tasks.dedup import exact_duplicate_labels, exact_keys, normalize_for_exact
+from refinery.tasks.dedup import exact_duplicate_labels, exact_keys, normalize_for_exact
 
 
 def test_keys_ignore_case_and_whitespace_layout_but_not_punctuation() -> None:

@@ -5,7 +5,7 @@ import pytest
 from datasketch.lsh import _optimal_param
 from pydantic import ValidationError
 
-from tasks.dedup import (
+from refinery.tasks.dedup import (
     DedupConfig,
     candidate_edges,
     connected_component_labels,

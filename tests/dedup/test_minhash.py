@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from datasketch import MinHash
 
-from tasks.dedup import EMPTY_SIGNATURE_VALUE, DedupConfig, estimated_jaccard, shingle_sets, signatures
+from refinery.tasks.dedup import EMPTY_SIGNATURE_VALUE, DedupConfig, estimated_jaccard, shingle_sets, signatures
 
 CFG = DedupConfig()
 BBC_LIKE = [

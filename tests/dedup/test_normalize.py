@@ -5,8 +5,8 @@ import sys
 import numpy as np
 import xxhash
 
-from tasks.dedup import exact_keys, normalize_for_exact
-from tasks.dedup.normalize import UNICODE_SPACES, collapse_whitespace, utf8_casefolded
+from refinery.tasks.dedup import exact_keys, normalize_for_exact
+from refinery.tasks.dedup.normalize import UNICODE_SPACES, collapse_whitespace, utf8_casefolded
 
 ALPHABET = "aZ \t\n\r\x0b\x0c\x1c\x1f.,ßİΣσÉé£’\u00ad\x85\xa0\u1680\u2000\u200a\u200b\u2028\u202f\u205f\u3000ﬁ"
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tasks.dedup import choose_survivors
+from refinery.tasks.dedup import choose_survivors
 
 
 def test_longest_wins_and_ties_go_to_the_smallest_row() -> None:

@@ -7,11 +7,11 @@ import json
 import pytest
 from prefect_dask import DaskTaskRunner
 
-from flows.dedup import dedup_flow
-from flows.ingest import ingest_flow
-from flows.nightly import prepare_run
-from tasks.config import parse_config
-from tasks.ingest.readers import bbc_folder
+from refinery.flows.dedup import dedup_flow
+from refinery.flows.ingest import ingest_flow
+from refinery.flows.nightly import prepare_run
+from refinery.tasks.config import parse_config
+from refinery.tasks.ingest.readers import bbc_folder
 
 
 def variants(n_docs: int = 12) -> list[str]:
@@ -48,7 +48,7 @@ def clusters_of(tmp_path, name: str, shard_size: int, address: str, extra) -> se
 
 @pytest.mark.slow
 def test_same_clusters_for_any_shard_size_and_worker_count(tmp_path, prefect_api, dask_address):
-    from flows.runtime import local_cluster
+    from refinery.flows.runtime import local_cluster
 
     extra = tmp_path / "variants.jsonl"
     extra.write_text("\n".join(variants()) + "\n")

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from storage import Catalog, StageMarker
-from tasks.ingest.readers import bbc_folder
+from refinery.storage import Catalog, StageMarker
+from refinery.tasks.ingest.readers import bbc_folder
 
 BBC_SLICE = 120
 
@@ -45,7 +45,7 @@ def crafted_records() -> list[str]:
 
 @pytest.fixture(scope="module")
 def nightly_run(tmp_path_factory, prefect_api, dask_address):
-    from flows.nightly import nightly
+    from refinery.flows.nightly import nightly
 
     root = tmp_path_factory.mktemp("nightly")
     extra = root / "crafted.jsonl"
@@ -125,8 +125,17 @@ def test_pairs_from_both_generators_filtered_and_never_from_headlines(nightly_ru
     assert leak["n"] == 0
 
 
+def test_titled_corpus_trains_on_every_kept_pair(nightly_run):
+    """With titles to evaluate on, no pair is held out: training sees every kept pair."""
+    (row,) = q(nightly_run, "SELECT count(*) FILTER (kept) AS kept, count(*) FILTER (split <> 'train') AS held "
+                            "FROM pairs WHERE run_id = $run")
+    assert row["held"] == 0
+    assert nightly_run["stats"]["train"]["examples"] == row["kept"]
+    assert nightly_run["stats"]["synthesize"]["evaluation_task"] == "headline"
+
+
 def test_tuned_model_registered_and_loadable(nightly_run):
-    from tasks.embedding import encode, load_encoder
+    from refinery.tasks.embedding import encode, load_encoder
 
     (model,) = q(nightly_run, "SELECT * FROM models WHERE run_id = $run")
     assert model["name"] == "tuned" and Path(model["path"]).is_dir()
@@ -167,7 +176,7 @@ def test_flows_and_tasks_are_recorded_by_prefect(nightly_run, prefect_api):
 
 
 def test_rerun_is_a_no_op_and_killed_run_resumes(nightly_run):
-    from flows.nightly import nightly
+    from refinery.flows.nightly import nightly
 
     run_id = nightly_run["stats"]["run_id"]
     before = q(nightly_run, "SELECT stage, finished_at FROM stage_runs WHERE run_id = $run ORDER BY stage")
@@ -191,7 +200,7 @@ def test_rerun_is_a_no_op_and_killed_run_resumes(nightly_run):
 
 
 def test_failed_stage_marks_run_failed(tmp_path, prefect_api, dask_address):
-    from flows.nightly import nightly
+    from refinery.flows.nightly import nightly
 
     cfg = tmp_path / "bad.yaml"
     cfg.write_text(yaml.safe_dump({"home": str(tmp_path / "home"),

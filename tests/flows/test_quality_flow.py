@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from prefect_dask import DaskTaskRunner
 
-from flows.accounting import check_books
-from flows.dedup import dedup_flow
-from flows.ingest import ingest_flow
-from flows.nightly import prepare_run, refilter_run
-from flows.quality import RefilterError, quality_flow
-from storage import StageMarker
-from tasks.config import parse_config
-from tasks.ingest.readers import bbc_folder
+from refinery.flows.accounting import check_books
+from refinery.flows.dedup import dedup_flow
+from refinery.flows.ingest import ingest_flow
+from refinery.flows.nightly import prepare_run, refilter_run
+from refinery.flows.quality import RefilterError, quality_flow
+from refinery.storage import StageMarker
+from refinery.tasks.config import parse_config
+from refinery.tasks.ingest.readers import bbc_folder
 
 
 def worker_evaluations(address: str) -> int:
@@ -23,7 +23,7 @@ def worker_evaluations(address: str) -> int:
     from distributed import Client
 
     def count() -> int:
-        from tasks.quality import FAMILY_EVALUATIONS
+        from refinery.tasks.quality import FAMILY_EVALUATIONS
 
         return sum(FAMILY_EVALUATIONS.values())
 

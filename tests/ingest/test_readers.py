@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.ingest.config import IngestConfig, SourceConfig
-from tasks.ingest.readers import Record, Reject, doc_id_for, normalize, plan_units, read_unit
+from refinery.tasks.ingest.config import IngestConfig, SourceConfig
+from refinery.tasks.ingest.readers import Record, Reject, doc_id_for, normalize, plan_units, read_unit
 
 
 def read_all(cfg: IngestConfig) -> list[Record | Reject]:

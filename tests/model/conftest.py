@@ -24,6 +24,6 @@ def bbc_articles() -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="session")
 def encoder():
-    from tasks.embedding import load_encoder
+    from refinery.tasks.embedding import load_encoder
 
     return load_encoder()

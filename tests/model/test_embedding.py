@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from tasks.embedding import BASE_MODEL_PATH, encode, load_encoder
+from refinery.tasks.embedding import BASE_MODEL_PATH, encode, load_encoder
 
 
 def test_encode_returns_unit_float32_rows(encoder, bbc_articles):
@@ -34,7 +34,7 @@ def test_loading_is_offline_and_token_limit_can_be_overridden():
 def test_all_cores_uses_every_core_and_restores_the_worker_setting():
     import torch
 
-    from tasks.embedding import all_cores
+    from refinery.tasks.embedding import all_cores
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)  # as on a Dask worker

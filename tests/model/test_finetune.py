@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from tasks.embedding import BASE_MODEL_PATH, encode, load_encoder
-from tasks.synthesize.generators import InverseClozeGenerator
-from tasks.train.config import TrainConfig
-from tasks.train.finetune import TRAINING_STATS_FILE, fine_tune, make_batches
+from refinery.tasks.embedding import BASE_MODEL_PATH, encode, load_encoder
+from refinery.tasks.synthesize.generators import InverseClozeGenerator
+from refinery.tasks.train.config import TrainConfig
+from refinery.tasks.train.finetune import TRAINING_STATS_FILE, fine_tune, make_batches
 
 
 def test_batches_never_repeat_a_text_and_keep_columns_apart():

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from tasks.evaluate.retrieval import (
+from refinery.tasks.evaluate.retrieval import (
     RANKING_DEPTH,
     bm25_rankings,
     cluster_relevance,

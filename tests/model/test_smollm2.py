@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from tasks.synthesize.config import DEFAULT_PROMPT_IDS, SynthesizeConfig
-from tasks.synthesize.generators import PROMPTS, SmolLM2Generator, smollm2_gguf_path
+from refinery.tasks.synthesize.config import DEFAULT_PROMPT_IDS, SynthesizeConfig
+from refinery.tasks.synthesize.generators import PROMPTS, SmolLM2Generator, smollm2_gguf_path
 
 
 def test_gguf_file_is_found_without_importing_the_package():

@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from tasks.embedding import encode
-from tasks.synthesize.config import SynthesizeConfig
-from tasks.synthesize.diversity import query_diversity
-from tasks.synthesize.filters import (
+from refinery.tasks.embedding import encode
+from refinery.tasks.synthesize.config import SynthesizeConfig
+from refinery.tasks.synthesize.diversity import query_diversity
+from refinery.tasks.synthesize.filters import (
     consistency_filter,
     keep_best_per_passage,
     mine_hard_negatives,
     positive_ranks,
 )
-from tasks.synthesize.generators import (
+from refinery.tasks.synthesize.generators import (
     INVERSE_CLOZE_PROMPT_ID,
     PROMPTS,
     InverseClozeGenerator,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bench.quality import load_bbc
-from tasks.quality import (
+from refinery.tasks.quality import (
     ClassifierConfig,
     QualityClassifier,
     QualityConfig,
@@ -18,7 +18,7 @@ from tasks.quality import (
     score_documents,
     train_classifier,
 )
-from tasks.quality.classifier import roc_auc
+from refinery.tasks.quality.classifier import roc_auc
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tasks.quality import (
+from refinery.tasks.quality import (
     FAMILY_EVALUATIONS,
     QualityConfig,
     decide,

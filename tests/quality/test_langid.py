@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bench.quality import FOREIGN_SENTENCES
-from tasks.quality import LanguageIdentifier, QualityConfig, decide, default_model_path, score_documents
+from refinery.tasks.quality import LanguageIdentifier, QualityConfig, decide, default_model_path, score_documents
 
 GERMAN = "\n".join(FOREIGN_SENTENCES["de"])
 FRENCH = " ".join(FOREIGN_SENTENCES["fr"])

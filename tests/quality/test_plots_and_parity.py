@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from bench.quality import agreement, run_datatrove, run_refinery
-from tasks.quality import QualityConfig, decide, score_documents
-from tasks.quality.plots import drop_counts, plot_attribute_histograms, plot_drop_counts
+from refinery.tasks.quality import QualityConfig, decide, score_documents
+from refinery.tasks.quality.plots import drop_counts, plot_attribute_histograms, plot_drop_counts
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

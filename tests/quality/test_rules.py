@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from tasks.quality import RULES, QualityConfig, Rule, decide, score_documents
-from tasks.quality.rules import FAMILIES
+from refinery.tasks.quality import RULES, QualityConfig, Rule, decide, score_documents
+from refinery.tasks.quality.rules import FAMILIES
 
 EN = (
     "The government said on Monday that it would publish the report later this year. "

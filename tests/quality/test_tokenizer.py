@@ -10,9 +10,9 @@ import re
 import numpy as np
 import pytest
 
-from tasks.quality import _spacy_en as sp
-from tasks.quality.text_stats import ParsedDoc
-from tasks.quality.tokenizer import WordTokenizer, _prefix_len, _suffix_len, tokenize, tokenize_chunk
+from refinery.tasks.quality import _spacy_en as sp
+from refinery.tasks.quality.text_stats import ParsedDoc
+from refinery.tasks.quality.tokenizer import WordTokenizer, _prefix_len, _suffix_len, tokenize, tokenize_chunk
 
 # What spaCy 3.8's blank English tokenizer produces (datatrove's word tokenizer).
 SPACY_SPLITS = {

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from storage import Catalog, CatalogError, DataHome, StageMarker, fixed_size_list, read_shard, to_matrix, write_shard
+from refinery.storage import Catalog, CatalogError, DataHome, StageMarker, fixed_size_list, read_shard, to_matrix, write_shard
 
 
 def test_write_shard_is_atomic_and_leaves_no_temp_files(tmp_path, monkeypatch):

@@ -1,0 +1,1 @@
+"""Readers for the input formats and the ingest shard tasks."""

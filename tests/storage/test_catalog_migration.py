@@ -1,0 +1,27 @@
+"""A catalog written before a column was added gets it from ensure_schema, with its rows intact."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from refinery.storage import Catalog
+from refinery.storage.catalog import SCHEMA
+
+
+def test_ensure_schema_adds_the_pairs_split_column_to_an_old_catalog(tmp_path):
+    catalog = Catalog(tmp_path / "catalog.duckdb")
+    old_pairs = ("run_id VARCHAR, pair_id VARCHAR, query VARCHAR, doc_id VARCHAR, generator VARCHAR, "
+                 "prompt_id VARCHAR, kept BOOLEAN, score DOUBLE, rank INTEGER, negative_doc_id VARCHAR")
+    catalog.execute_write(f"CREATE TABLE pairs ({old_pairs})")
+    catalog.execute_write("INSERT INTO pairs (run_id, pair_id, query, doc_id, kept) VALUES ('r0', 'p', 'q', 'd', true)")
+
+    catalog.ensure_schema().ensure_schema()  # twice: adding is idempotent
+
+    columns = catalog.query("DESCRIBE pairs").column("column_name").to_pylist()
+    fresh = Catalog(tmp_path / "fresh.duckdb").ensure_schema()
+    assert columns == fresh.query("DESCRIBE pairs").column("column_name").to_pylist()
+    assert columns[-1] == "split" and "split VARCHAR" in SCHEMA["pairs"]
+    assert catalog.query("SELECT run_id, query, split FROM pairs").to_pylist() == [
+        {"run_id": "r0", "query": "q", "split": None}]
+    catalog.replace("pairs", "r1", rows=pa.table({"pair_id": ["p1"], "split": ["heldout"]}))
+    assert catalog.query("SELECT split FROM pairs WHERE run_id = 'r1'").to_pylist() == [{"split": "heldout"}]
