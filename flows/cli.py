@@ -7,7 +7,7 @@ import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -211,18 +211,25 @@ def _deployment_parameters(config: Optional[Path], dask_address: Optional[str]) 
     return {"config_path": str(config.resolve()) if config else None, "dask_address": dask_address}
 
 
-SCHEDULE_HELP = "When to run the nightly flow (cron, in --timezone)."
-INTERVAL_HELP = "Run every SECONDS instead of by cron (first run one interval from now)."
+# the options `serve` and `deploy` share
+CronOption = Annotated[str, typer.Option("--cron", help="When to run the nightly flow (cron, in --timezone).")]
+IntervalOption = Annotated[Optional[float], typer.Option(
+    "--interval", min=1, help="Run every SECONDS instead of by cron (first run one interval from now).")]
+TimezoneOption = Annotated[str, typer.Option("--timezone", help="Time zone of the cron schedule (IANA name).")]
+DeploymentConfigOption = Annotated[Optional[Path], typer.Option(
+    "--config", "-c", help="Config file every scheduled run uses.")]
+DaskAddressOption = Annotated[Optional[str], typer.Option("--dask-address", help="Existing Dask scheduler.")]
+DeploymentNameOption = Annotated[str, typer.Option("--name", help="Deployment name shown in the Prefect UI.")]
 
 
 @app.command()
 def serve(
-    cron: str = typer.Option("0 2 * * *", "--cron", help=SCHEDULE_HELP),
-    interval: Optional[float] = typer.Option(None, "--interval", min=1, help=INTERVAL_HELP),
-    timezone: str = typer.Option("UTC", "--timezone", help="Time zone of the cron schedule (IANA name)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config file every scheduled run uses."),
-    dask_address: Optional[str] = typer.Option(None, "--dask-address", help="Existing Dask scheduler."),
-    name: str = typer.Option("refinery-nightly", "--name", help="Deployment name shown in the Prefect UI."),
+    cron: CronOption = "0 2 * * *",
+    interval: IntervalOption = None,
+    timezone: TimezoneOption = "UTC",
+    config: DeploymentConfigOption = None,
+    dask_address: DaskAddressOption = None,
+    name: DeploymentNameOption = "refinery-nightly",
 ) -> None:
     """Serve the nightly flow from this process: runs by schedule and from the UI's Run button.
 
@@ -240,12 +247,12 @@ def serve(
 @app.command()
 def deploy(
     pool: str = typer.Option("refinery", "--pool", help="Prefect work pool (a process pool; created if missing)."),
-    cron: str = typer.Option("0 2 * * *", "--cron", help=SCHEDULE_HELP),
-    interval: Optional[float] = typer.Option(None, "--interval", min=1, help=INTERVAL_HELP),
-    timezone: str = typer.Option("UTC", "--timezone", help="Time zone of the cron schedule (IANA name)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config file every scheduled run uses."),
-    dask_address: Optional[str] = typer.Option(None, "--dask-address", help="Existing Dask scheduler."),
-    name: str = typer.Option("refinery-nightly", "--name", help="Deployment name shown in the Prefect UI."),
+    cron: CronOption = "0 2 * * *",
+    interval: IntervalOption = None,
+    timezone: TimezoneOption = "UTC",
+    config: DeploymentConfigOption = None,
+    dask_address: DaskAddressOption = None,
+    name: DeploymentNameOption = "refinery-nightly",
 ) -> None:
     """Register the nightly deployment on a work pool; `prefect worker start --pool POOL` runs it.
 

@@ -27,7 +27,7 @@ def catalog(home):
 def test_help_lists_commands():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("run", "sql", "runs", "config"):
+    for command in ("run", "sql", "runs", "config", "serve", "deploy", "refilter"):
         assert command in result.output
 
 

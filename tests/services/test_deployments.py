@@ -52,6 +52,8 @@ def test_served_schedule_fires_and_the_run_completes(served, prefect_server):
                    what="the server's scheduler to create a run that the served process picks up")
     _pause(prefect_server, dep["id"])
     final = prefect_server.wait_final(run["id"], timeout=RUN_TIMEOUT)
+    print(f"scheduled run (served): {final['total_run_time']:.1f} s, due {final['expected_start_time']}, "
+          f"started {final['start_time']}")
     assert final["state_type"] == "COMPLETED", log_of("refinery-serve")[-4000:]
     assert final["auto_scheduled"] and final["deployment_id"] == dep["id"]
     # the run is in the catalog with balanced books: 160 notes and a broken line
@@ -82,6 +84,7 @@ def ui_run(served, prefect_server):
 
 def test_run_started_from_the_ui_completes_and_publishes_its_report(ui_run, prefect_server):
     final = ui_run["final"]
+    print(f"UI-triggered run: {final['total_run_time']:.1f} s")
     assert final["state_type"] == "COMPLETED", log_of("refinery-serve")[-4000:]
     assert not final["auto_scheduled"]
     (report,) = [a for a in prefect_server.artifacts(final["id"]) if a["key"] == "run-report"]
@@ -127,6 +130,7 @@ def test_deployed_to_a_work_pool_a_prefect_worker_runs_the_scheduled_run(prefect
                        what="the scheduled run to be picked up by the Prefect worker")
         _pause(prefect_server, dep["id"])
         final = prefect_server.wait_final(run["id"], timeout=RUN_TIMEOUT)
+    print(f"scheduled run (work pool): {final['total_run_time']:.1f} s")
     assert final["state_type"] == "COMPLETED", log_of("prefect-worker")[-4000:]
     assert final["work_pool_name"] == "refinery-test"
     (row,) = Catalog(tmp_path / "home" / "catalog.duckdb").query("SELECT status, docs_in FROM runs").to_pylist()
