@@ -130,7 +130,7 @@ def sql(
 ) -> None:
     """Run a read-only SQL query on the catalog (tables: runs, documents, corpus, drops, ...)."""
     try:
-        rows = _catalog(config).query(query).to_pylist()
+        rows = _catalog(config).user_query(query).to_pylist()
     except CatalogError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(1)

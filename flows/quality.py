@@ -30,7 +30,7 @@ def _positives(run: RunSpec, out: Path) -> str:
         raise ValueError("quality.classifier.enabled needs quality.classifier.positives (a file, a folder or sql:...)")
     if not source.startswith("sql:"):
         return source
-    answer = run.catalog.query(source.removeprefix("sql:"))
+    answer = run.catalog.user_query(source.removeprefix("sql:"))
     if "text" not in answer.column_names:
         raise ValueError("quality.classifier.positives SQL must return a `text` column")
     return str(write_shard(answer.select(["text"]), out / "classifier" / "positives.parquet"))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import time
 from collections.abc import Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -56,7 +58,37 @@ VIEWS: dict[str, str] = {
 
 
 class CatalogError(RuntimeError):
-    """The catalog cannot be opened or a query failed; the message says why."""
+    """The catalog cannot be opened, a query failed or was refused; the message says why."""
+
+
+# How long a reader waits for the flow process's write transaction (which holds the file lock).
+READ_LOCK_WAIT_S = 30.0
+# What the door lets through: DESCRIBE, SHOW and SUMMARIZE parse as SELECT; an EXPLAIN is checked
+# for what it explains (EXPLAIN ANALYZE runs it).
+READ_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
+READ_KINDS = "SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE or EXPLAIN"
+_EXPLAIN = re.compile(r"^\s*EXPLAIN\s+(?:ANALY[SZ]E\s+)?", re.IGNORECASE)
+
+
+def read_statement(sql: str) -> str:
+    """``sql`` when it is exactly one statement that only reads; else a CatalogError saying why."""
+    con = duckdb.connect()
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise CatalogError(f"not valid SQL: {str(exc).strip()}") from exc
+    finally:
+        con.close()
+    if len(statements) != 1:
+        raise CatalogError(f"refused: one statement at a time ({len(statements)} given); the catalog answers "
+                           f"one {READ_KINDS}")
+    (statement,) = statements
+    if statement.type not in READ_STATEMENTS:
+        raise CatalogError(f"refused: {statement.type.name} is not a read; the catalog is read-only here and "
+                           f"answers one {READ_KINDS}")
+    if statement.type == duckdb.StatementType.EXPLAIN:
+        read_statement(_EXPLAIN.sub("", statement.query, count=1))
+    return statement.query
 
 
 def _now() -> datetime:
@@ -93,19 +125,52 @@ class Catalog:
         return self
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
-        """Run one read-only query; the answer as an Arrow table."""
+        """Run one of Refinery's own read-only queries; the answer as an Arrow table."""
+        with self._read() as con:
+            return self._answer(con, sql, params)
+
+    def user_query(self, sql: str) -> pa.Table:
+        """Run SQL a person wrote (`refinery sql`, `sql:` positives) through the door that only reads.
+
+        One read statement (:func:`read_statement`), on a read-only connection whose file access
+        is limited to the data home and whose configuration is locked, so neither ``COPY … TO``
+        nor ``read_text('/etc/passwd')`` nor ``SET``/``ATTACH``/``INSTALL`` gets through.
+        """
+        statement = read_statement(sql)
+        with self._read() as con:
+            con.execute("SET allowed_directories = ?", [[str(self.path.parent.resolve()) + os.sep]])
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
+            return self._answer(con, statement)
+
+    @contextmanager
+    def _read(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only connection; waits (up to READ_LOCK_WAIT_S) while the flow process writes."""
         if not self.path.exists():
             raise CatalogError(f"no catalog at {self.path}: run `refinery run` first")
+        deadline = time.monotonic() + READ_LOCK_WAIT_S
+        delay = 0.05
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=True,
+                                     config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+                break
+            except duckdb.IOException as exc:  # the writer holds the file lock for one transaction
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise CatalogError(f"cannot open {self.path} for reading: {exc}") from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
         try:
-            con = duckdb.connect(str(self.path), read_only=True)
-        except duckdb.IOException as exc:  # another process holds the write lock right now
-            raise CatalogError(f"cannot open {self.path} for reading: {exc}") from exc
+            yield con
+        finally:
+            con.close()
+
+    @staticmethod
+    def _answer(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
         try:
             return con.sql(sql, params=list(params or [])).to_arrow_table()
         except duckdb.Error as exc:
             raise CatalogError(str(exc).strip()) from exc
-        finally:
-            con.close()
 
     def execute_write(self, sql: str, params: Sequence[Any] | None = None) -> None:
         with self._write() as con:
