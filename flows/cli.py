@@ -144,8 +144,9 @@ def runs(
     config: Optional[Path] = typer.Option(None, "--config", "-c"),
 ) -> None:
     """Recent runs with status, books (so far, for a failed run) and evaluation figures."""
+    home = DataHome.resolve(_config(config).home)
     try:
-        rows = _catalog(config).query(
+        rows = Catalog(home.catalog_path).query(
             """
             SELECT r.run_id, r.status, r.started_at::TIMESTAMP(0) AS started,
                    round(epoch(r.finished_at - r.started_at) / 60, 1) AS minutes,
@@ -161,6 +162,8 @@ def runs(
     except CatalogError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(1)
+    if home.lock_holder() is None:  # no live run in this home: a `running` row is a killed run
+        rows = [{**r, "status": "interrupted" if r["status"] == "running" else r["status"]} for r in rows]
     _print_rows(rows, format)
 
 

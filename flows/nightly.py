@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import traceback
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,9 @@ def prepare_run(config: RefineryConfig, run_id: str | None = None, stages: list[
     ``stages`` overrides the config's; on a resumed run it may extend a curation-only run.
     """
     home = DataHome.resolve(config.home).ensure()
-    resuming = run_id is not None and (home.run_dir(run_id) / "config.yaml").exists()
+    resuming = run_id is not None
+    if resuming and not (home.run_dir(run_id) / "config.yaml").exists():
+        raise ValueError(f"no run {run_id} to resume under {home.root} (`refinery runs` lists the runs)")
     if resuming:
         # a resumed run keeps the config it started with, so finished stages stay valid
         config = load_config(home.run_dir(run_id) / "config.yaml")
@@ -47,7 +50,9 @@ def prepare_run(config: RefineryConfig, run_id: str | None = None, stages: list[
     run.run_dir.mkdir(parents=True, exist_ok=True)
     if not resuming or stages is not None:
         (run.run_dir / "config.yaml").write_text(dump_config(config))
-    run.catalog.ensure_schema().start_run(run.run_id, config=config.model_dump(mode="json"), run_dir=run.run_dir)
+    catalog = run.catalog.ensure_schema()
+    catalog.mark_interrupted()  # the caller holds the home's run lock: a `running` run is a dead one
+    catalog.start_run(run.run_id, config=config.model_dump(mode="json"), run_dir=run.run_dir)
     return run
 
 
@@ -109,12 +114,33 @@ def refilter_run(run_id: str, config: RefineryConfig, dask_address: str | None =
     if not (home.run_dir(run_id) / "config.yaml").exists():
         raise ValueError(f"no run {run_id} under {home.root}")
     run = RunSpec(run_id=run_id, home=str(home.root), config=load_config(home.run_dir(run_id) / "config.yaml"))
-    with dask_cluster(run.config.dask, dask_address) as address:
+    with home.run_lock(f"a refilter of run {run_id}"), dask_cluster(run.config.dask, dask_address) as address:
         stats = refilter_flow.with_options(task_runner=DaskTaskRunner(address=address))(run, config.quality)
-    refiltered = RunSpec(run_id=run_id, home=run.home, config=load_config(run.run_dir / "config.yaml"))
-    stats["books"] = check_books(refiltered).as_dict()
-    run.catalog.finish_run(run_id, status="refiltered", **stats["books"])
+        refiltered = RunSpec(run_id=run_id, home=run.home, config=load_config(run.run_dir / "config.yaml"))
+        stats["books"] = check_books(refiltered).as_dict()
+        run.catalog.finish_run(run_id, status="refiltered", **stats["books"])
     return stats
+
+
+def check_deployment_config(config_path: str | None) -> None:
+    """A run started from a deployment (the UI's Run button takes any parameters) may only read a
+    config under the folder of the deployment's own config, or under ``REFINERY_CONFIG_DIR`` (a
+    ``:``-separated list, set where the deployment runs)."""
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import deployment
+
+    if config_path is None or deployment.id is None:
+        return
+    allowed = [Path(p).resolve() for p in os.environ.get("REFINERY_CONFIG_DIR", "").split(os.pathsep) if p]
+    with get_client(sync_client=True) as client:
+        default = (client.read_deployment(deployment.id).parameters or {}).get("config_path")
+    if default:
+        allowed.append(Path(default).resolve().parent)
+    path = Path(config_path).resolve()
+    if not any(path.is_relative_to(folder) for folder in allowed):
+        raise ValueError(f"config_path {config_path} is outside the folders this deployment may read config from "
+                         f"({', '.join(map(str, allowed)) or 'none'}); set REFINERY_CONFIG_DIR where the "
+                         "deployment runs to allow another")
 
 
 @flow(name="nightly", log_prints=True)
@@ -122,8 +148,11 @@ def nightly(config_path: str | None = None, dask_address: str | None = None,
             run_id: str | None = None, stages: list[str] | None = None) -> dict[str, Any]:
     """The chain (the config's ``stages``, or ``stages``). ``run_id`` of an unfinished run resumes it;
     finished stages are skipped."""
-    run = prepare_run(load_config(config_path), run_id, stages)
-    stats = run_chain(run, dask_address)
+    check_deployment_config(config_path)
+    config = load_config(config_path)
+    with DataHome.resolve(config.home).run_lock("a nightly run"):
+        run = prepare_run(config, run_id, stages)
+        stats = run_chain(run, dask_address)
     stats["run_id"] = run.run_id
     stats["run_dir"] = str(run.run_dir)
     return stats

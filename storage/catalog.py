@@ -220,11 +220,18 @@ class Catalog:
     # -- runs ---------------------------------------------------------------------------------
     def start_run(self, run_id: str, *, config: dict[str, Any], run_dir: Path) -> None:
         with self._write() as con:
+            # a resumed run keeps its started_at; its figures and error are those of this attempt
             con.execute(
-                "INSERT OR REPLACE INTO runs (run_id, status, started_at, config, run_dir)"
-                " VALUES (?, 'running', ?, ?, ?)",
+                "INSERT INTO runs (run_id, status, started_at, config, run_dir) VALUES (?, 'running', ?, ?, ?)"
+                " ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL, error = NULL,"
+                " config = excluded.config, run_dir = excluded.run_dir",
                 [run_id, _now(), json.dumps(config, default=str), str(run_dir)],
             )
+
+    def mark_interrupted(self) -> int:
+        """Runs still marked ``running`` become ``interrupted`` (call only while holding the run lock)."""
+        with self._write() as con:
+            return con.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'").fetchone()[0]
 
     def finish_run(self, run_id: str, *, status: str, error: str | None = None, **counts: int) -> None:
         sets = ["status = ?", "finished_at = ?", "error = ?"]

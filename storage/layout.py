@@ -6,17 +6,26 @@
     <home>/runs/<run_id>/<stage>/_SUCCESS.json   written last; a stage with it is finished
     <home>/runs/<run_id>/report.md|.html  the run report, plots in report_files/
     <home>/cache/                         derived model files shared by runs (de-quantized LLM)
+    <home>/run.lock                       held (flock) by the process running a run in this home
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_HOME = Path("refinery-data")
 HOME_ENV = "REFINERY_HOME"
 CATALOG_FILE = "catalog.duckdb"
+LOCK_FILE = "run.lock"
+
+
+class HomeBusyError(RuntimeError):
+    """Another live process is running a run in this data home (the catalog has one writer)."""
 
 
 @dataclass(frozen=True)
@@ -46,3 +55,40 @@ class DataHome:
     def ensure(self) -> "DataHome":
         (self.root / "runs").mkdir(parents=True, exist_ok=True)
         return self
+
+    @contextlib.contextmanager
+    def run_lock(self, holder: str) -> Iterator[None]:
+        """Hold the home's run lock while a run (or refilter) writes; fail at once if it is held.
+
+        An OS file lock, so it is released when its process dies: a run whose row still says
+        ``running`` while nobody holds the lock was killed (see :meth:`lock_holder`).
+        """
+        self.ensure()
+        fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                other = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another run"
+                raise HomeBusyError(f"{other} is running in {self.root} (pid in {self.root / LOCK_FILE}); "
+                                    "wait for it to finish, or use another data home") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{holder} (pid {os.getpid()})".encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
+    def lock_holder(self) -> str | None:
+        """Who holds the run lock right now (None: no live run in this home)."""
+        path = self.root / LOCK_FILE
+        if not path.exists():
+            return None
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.pread(fd, 200, 0).decode(errors="replace").strip() or "a run"
+        else:
+            return None
+        finally:
+            os.close(fd)

@@ -179,6 +179,7 @@ def test_rerun_is_a_no_op_and_killed_run_resumes(nightly_run):
     from refinery.flows.nightly import nightly
 
     run_id = nightly_run["stats"]["run_id"]
+    (started,) = q(nightly_run, "SELECT started_at FROM runs WHERE run_id = $run")
     before = q(nightly_run, "SELECT stage, finished_at FROM stage_runs WHERE run_id = $run ORDER BY stage")
     shard = Path(nightly_run["stats"]["ingest"]["shards"][0])
     mtime = shard.stat().st_mtime_ns
@@ -197,6 +198,19 @@ def test_rerun_is_a_no_op_and_killed_run_resumes(nightly_run):
     assert changed == ["evaluate"]
     assert q(nightly_run, "SELECT model, metric, value FROM metrics WHERE run_id = $run ORDER BY ALL") == metrics
     assert StageMarker(run_dir / "evaluate").read() is not None
+    # a resumed run keeps the time it first started, and ends completed again
+    assert q(nightly_run, "SELECT started_at, status FROM runs WHERE run_id = $run") == [
+        {**started, "status": "completed"}]
+
+
+def test_resuming_an_unknown_run_is_an_error(tmp_path, prefect_api):
+    from refinery.flows.nightly import nightly
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"home": str(tmp_path / "home")}))
+    with pytest.raises(ValueError, match="no run 20990101-000000-abcd to resume"):
+        nightly(config_path=str(cfg), run_id="20990101-000000-abcd")
+    assert not (tmp_path / "home" / "runs" / "20990101-000000-abcd").exists()
 
 
 def test_failed_stage_marks_run_failed(tmp_path, prefect_api, dask_address):

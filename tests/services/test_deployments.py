@@ -92,6 +92,19 @@ def test_run_started_from_the_ui_completes_and_publishes_its_report(ui_run, pref
     assert "## Accounting" in report["data"] and "docs_in" in report["data"]
 
 
+def test_a_ui_run_may_not_point_the_deployment_at_another_config(served, prefect_server, tmp_path):
+    """The Run button takes any parameters: a config outside the deployment's folder is refused."""
+    stray = tmp_path / "stray.yaml"
+    stray.write_text(f"home: {tmp_path / 'stray-home'}\n")
+    dep = served["deployment"]
+    created = prefect_server.post(f"/deployments/{dep['id']}/create_flow_run",
+                                  {"parameters": {"config_path": str(stray)}})
+    final = prefect_server.wait_final(created["id"], timeout=RUN_TIMEOUT)
+    assert final["state_type"] == "FAILED"
+    assert "is outside the folders this deployment may read config from" in final["state"]["message"]
+    assert not (tmp_path / "stray-home").exists()
+
+
 CHROMIUM = shutil.which("chromium")
 
 
