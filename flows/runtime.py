@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from refinery.storage import Catalog, DataHome, StageMarker
-from refinery.tasks.config import STAGES, DaskConfig, RefineryConfig
+from refinery.tasks.config import DaskConfig, RefineryConfig
 
 T = TypeVar("T")
 

@@ -4,7 +4,6 @@ output kept in the test output folder."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket

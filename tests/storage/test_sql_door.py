@@ -6,7 +6,6 @@ from __future__ import annotations
 import multiprocessing
 import time
 
-import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
