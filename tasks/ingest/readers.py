@@ -24,6 +24,8 @@ from refinery.storage import iter_parquet_records
 from refinery.tasks.ingest.config import BUILTIN_BBC, IngestConfig, SourceConfig
 
 RAW_SNIPPET_CHARS = 100_000  # rejects keep the raw record up to this size
+# A file whose format `auto` cannot tell: one reject per file (its first bytes kept), not an abort.
+UNSUPPORTED = "unsupported"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _TRAILING_SPACE = re.compile(r"[ \t]+\n")
 _MANY_BLANK_LINES = re.compile(r"\n{3,}")
@@ -82,7 +84,7 @@ def _detect(path: Path) -> str:
         return "parquet"
     if name.endswith(".txt"):
         return "text"
-    raise ValueError(f"cannot tell the format of {path}; set `format` for this source")
+    return UNSUPPORTED
 
 
 def plan_units(cfg: IngestConfig) -> list[Unit]:
@@ -110,8 +112,11 @@ def plan_units(cfg: IngestConfig) -> list[Unit]:
             chunk = tuple(str(p) for p in text_files[start : start + cfg.shard_size])
             units.append(Unit(len(units), name, "text", chunk, base, src))
         for f, kind in kinds.items():
-            if kind != "text":
+            if kind not in ("text", UNSUPPORTED):
                 units.append(Unit(len(units), name, kind, (str(f),), base, src))
+        unsupported = tuple(str(f) for f, k in kinds.items() if k == UNSUPPORTED)
+        if unsupported:
+            units.append(Unit(len(units), name, UNSUPPORTED, unsupported, base, src))
     return units
 
 
@@ -171,7 +176,18 @@ def _parquet_records(unit: Unit) -> Iterator[tuple[str, dict[str, Any] | None, s
         yield loc, None, f"unreadable_parquet: {type(exc).__name__}: {exc}", ""
 
 
-_READERS = {"text": _text_records, "jsonl": _jsonl_records, "parquet": _parquet_records}
+def _unsupported_files(unit: Unit) -> Iterator[tuple[str, dict[str, Any] | None, str | None, str]]:
+    for path in unit.paths:
+        with open(path, "rb") as f:
+            head = f.read(RAW_SNIPPET_CHARS)
+        suffix = "".join(Path(path).suffixes) or "(none)"
+        yield (_location(path, unit.base), None,
+               f"unsupported_format: extension {suffix}; set `format` for this source to read it",
+               head.decode("utf-8", "replace"))
+
+
+_READERS = {"text": _text_records, "jsonl": _jsonl_records, "parquet": _parquet_records,
+            UNSUPPORTED: _unsupported_files}
 
 
 def read_unit(unit: Unit, *, unicode_form: str = "NFC", min_chars: int = 1,

@@ -92,3 +92,18 @@ def test_parquet_folder_and_text_folder(tmp_path):
 def test_missing_source_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         plan_units(IngestConfig(sources=[SourceConfig(path=str(tmp_path / "nope.jsonl"))]))
+
+
+def test_unknown_extensions_in_a_folder_are_one_reject_each_not_an_abort(tmp_path):
+    (tmp_path / "notes.jsonl").write_text(json.dumps({"id": "a", "text": "The river rose in the night."}) + "\n")
+    (tmp_path / "scan.pdf").write_bytes(b"%PDF-1.4 binary \x00\xff stuff")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "LICENSE").write_text("MIT License, the text of it")
+    items = read_all(IngestConfig(sources=[SourceConfig(path=str(tmp_path))]))
+    docs = [i for i in items if isinstance(i, Record)]
+    rejects = {r.location: r for r in items if isinstance(r, Reject)}
+    assert [d.text for d in docs] == ["The river rose in the night."]
+    assert set(rejects) == {"scan.pdf", "sub/LICENSE"}
+    assert rejects["scan.pdf"].reason.startswith("unsupported_format: extension .pdf")
+    assert rejects["sub/LICENSE"].reason.startswith("unsupported_format: extension (none)")
+    assert rejects["scan.pdf"].record.startswith("%PDF-1.4")  # the raw bytes are kept
