@@ -95,6 +95,22 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _connect_waiting(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """Open the catalog, waiting up to READ_LOCK_WAIT_S while another process holds its file lock
+    (the flow process during one write transaction, or a reader during one query)."""
+    deadline = time.monotonic() + READ_LOCK_WAIT_S
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only,
+                                  config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise CatalogError(f"cannot open {path} {'for reading' if read_only else 'to write'}: {exc}") from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
 class Catalog:
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
@@ -103,7 +119,8 @@ class Catalog:
     @contextmanager
     def _write(self) -> Iterator[duckdb.DuckDBPyConnection]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(self.path))
+        # a reader (`refinery sql`, `refinery runs`) holds a shared file lock while it answers
+        con = _connect_waiting(self.path, read_only=False)
         try:
             con.execute("BEGIN TRANSACTION")
             yield con
@@ -148,18 +165,7 @@ class Catalog:
         """A read-only connection; waits (up to READ_LOCK_WAIT_S) while the flow process writes."""
         if not self.path.exists():
             raise CatalogError(f"no catalog at {self.path}: run `refinery run` first")
-        deadline = time.monotonic() + READ_LOCK_WAIT_S
-        delay = 0.05
-        while True:
-            try:
-                con = duckdb.connect(str(self.path), read_only=True,
-                                     config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
-                break
-            except duckdb.IOException as exc:  # the writer holds the file lock for one transaction
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise CatalogError(f"cannot open {self.path} for reading: {exc}") from exc
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
+        con = _connect_waiting(self.path, read_only=True)
         try:
             yield con
         finally:

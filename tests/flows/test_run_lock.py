@@ -60,18 +60,22 @@ def test_a_killed_run_is_interrupted_and_the_next_run_says_so(home, prefect_api,
     cfg.write_text(yaml.safe_dump({"stages": ["ingest", "dedup", "quality"], "dask": {"n_workers": 1},
                                    "ingest": {"shard_size": 20, "sources": [{"path": str(corpus)}]}}))
     env = {**os.environ, "PREFECT_API_URL": prefect_api, "REFINERY_HOME": str(home)}
+    log = (tmp_path / "run.log").open("w")
     proc = subprocess.Popen([str(Path(sys.executable).parent / "refinery"), "run", "--config", str(cfg)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     catalog = Catalog(home / "catalog.duckdb")
     deadline = time.monotonic() + 300
     try:
         while not (catalog.path.exists() and DataHome(home).lock_holder()
                    and catalog.query("SELECT count(*) AS n FROM runs").to_pylist()[0]["n"]):
-            assert proc.poll() is None and time.monotonic() < deadline, "the run never started"
+            assert proc.poll() is None and time.monotonic() < deadline, \
+                "the run never started:\n" + (tmp_path / "run.log").read_text()[-3000:]
             time.sleep(0.5)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(60)
+        log.close()
     (killed,) = catalog.query("SELECT run_id, status FROM runs").to_pylist()
     assert killed["status"] == "running"  # what the dead process left behind
     result = CliRunner().invoke(app, ["runs", "--format", "csv"])

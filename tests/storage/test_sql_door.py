@@ -113,3 +113,26 @@ def test_reads_wait_for_a_writer_in_another_process(catalog):
     finally:
         writer.join(60)
     assert rows == [{"run_id": "r1"}, {"run_id": "r2"}]
+
+
+def _hold_read(path: str, seconds: float, started) -> None:
+    import duckdb
+
+    con = duckdb.connect(path, read_only=True)
+    started.set()
+    time.sleep(seconds)
+    con.close()
+
+
+def test_the_flow_process_writes_wait_for_a_reader_in_another_process(catalog):
+    """A `refinery sql` in another process holds a shared lock while it answers; a write waits for it."""
+    ctx = multiprocessing.get_context("spawn")
+    started = ctx.Event()
+    reader = ctx.Process(target=_hold_read, args=(str(catalog.path), 3.0, started))
+    reader.start()
+    try:
+        assert started.wait(60)
+        catalog.start_run("r3", config={}, run_dir=catalog.path.parent / "runs" / "r3")
+    finally:
+        reader.join(60)
+    assert {r["run_id"] for r in catalog.query("SELECT run_id FROM runs").to_pylist()} == {"r1", "r3"}
