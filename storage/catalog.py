@@ -30,7 +30,7 @@ SCHEMA: dict[str, str] = {
         finished_at TIMESTAMPTZ, seconds DOUBLE, stats JSON""",
     "documents": """
         run_id VARCHAR, doc_id VARCHAR, source VARCHAR, location VARCHAR, title VARCHAR,
-        text VARCHAR, label VARCHAR, n_chars BIGINT""",
+        text VARCHAR, label VARCHAR, n_chars BIGINT, record_id VARCHAR""",
     "rejects": "run_id VARCHAR, source VARCHAR, location VARCHAR, reason VARCHAR, record VARCHAR",
     "dedup_clusters": "run_id VARCHAR, cluster_id VARCHAR, doc_id VARCHAR, is_survivor BOOLEAN, kind VARCHAR",
     "drops": "run_id VARCHAR, doc_id VARCHAR, stage VARCHAR, reason VARCHAR",
@@ -47,6 +47,7 @@ SCHEMA: dict[str, str] = {
 # (at the end, where SCHEMA lists them too, so old and new catalogs have the same column order).
 ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("pairs", "split", "VARCHAR"),
+    ("documents", "record_id", "VARCHAR"),
 )
 
 # The curated corpus of each run: documents no stage dropped.

@@ -14,7 +14,15 @@ from refinery.tasks.embedding import encode, load_encoder
 
 
 @functools.lru_cache(maxsize=2)
-def cached_encoder(model_path: str, max_seq_length: int | None = None):
+def cached_encoder(model_path: str, max_seq_length: int | None = None, backend: str = "torch",
+                   cache_dir: str | None = None):
+    """One loaded encoder per worker process and (model, length, backend).
+
+    ``backend`` is ``evaluate.encoder``; ``cache_dir`` (the data home's cache) holds what a
+    non-torch backend derives from the model folder.
+    """
+    if backend != "torch":
+        raise NotImplementedError(f"encoder backend {backend!r}")
     model = load_encoder(model_path)
     if max_seq_length:
         model.max_seq_length = max_seq_length
@@ -23,13 +31,14 @@ def cached_encoder(model_path: str, max_seq_length: int | None = None):
 
 @task(name="embed-shard", task_run_name="embed {shard.name} ({model_name})", retries=1)
 def embed_shard(shard: Path, *, model_path: str, model_name: str, out_dir: Path,
-                batch_size: int = 64, max_seq_length: int | None = None) -> str:
+                batch_size: int = 64, max_seq_length: int | None = None, backend: str = "torch",
+                cache_dir: str | None = None) -> str:
     """Embed the ``text`` of every document of a shard; one Parquet shard of (doc_id, embedding)."""
     out = out_dir / f"embeddings-{shard.stem}.parquet"
     if out.exists():
         return str(out)
     docs = read_shard(shard, ["doc_id", "text"])
-    emb = encode(cached_encoder(model_path, max_seq_length), docs.column("text").to_pylist(),
+    emb = encode(cached_encoder(model_path, max_seq_length, backend, cache_dir), docs.column("text").to_pylist(),
                  batch_size=batch_size, show_progress=False)
     return str(write_shard(pa.table({"doc_id": docs.column("doc_id"), "embedding": fixed_size_list(emb)}), out))
 

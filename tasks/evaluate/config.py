@@ -13,6 +13,8 @@ DEFAULT_BM25_K1 = 1.5
 DEFAULT_BM25_B = 0.75
 
 EvaluatedModel = Literal["base", "tuned", "bm25"]
+# How texts are embedded at inference (training always runs in PyTorch).
+EncoderBackend = Literal["torch", "onnx", "onnx-int8"]
 # 'auto': headline retrieval when a curated document has a title, else held-out synthetic pairs.
 EvaluationTask = Literal["auto", "headline", "synthetic_heldout"]
 
@@ -41,6 +43,12 @@ class EvaluateConfig(BaseModel):
         min_length=1,
         description="Retrievers to score: 'base' (the packaged all-MiniLM-L6-v2), "
         "'tuned' (the fine-tuned model) and 'bm25' (lexical baseline).",
+    )
+    encoder: EncoderBackend = Field(
+        default="torch",
+        description="Inference path for embedding (consistency filter, hard negatives, evaluation): 'torch' "
+        "(sentence-transformers on PyTorch), 'onnx' or 'onnx-int8' (ONNX Runtime, exported locally from the "
+        "model folder and cached in the data home).",
     )
     encode_batch_size: int = Field(
         default=DEFAULT_ENCODE_BATCH_SIZE, ge=1, description="Texts per forward pass when embedding."

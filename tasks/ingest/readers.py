@@ -43,7 +43,8 @@ class Unit:
 
 @dataclass(frozen=True)
 class Record:
-    doc_id: str
+    doc_id: str  # doc_id_for(source, record_id)
+    record_id: str  # the record's id_field value, else its location (a text file: its relative path)
     source: str
     location: str
     title: str | None
@@ -216,8 +217,10 @@ def read_unit(unit: Unit, *, unicode_form: str = "NFC", min_chars: int = 1,
         title = obj.get(opts.title_field) if opts.title_field else None
         label = obj.get(opts.label_field) if opts.label_field else None
         key = obj.get(opts.id_field) if opts.id_field else None
+        record_id = str(key) if key is not None else loc
         yield Record(
-            doc_id=doc_id_for(unit.source, str(key) if key is not None else loc),
+            doc_id=doc_id_for(unit.source, record_id),
+            record_id=record_id,
             source=unit.source,
             location=loc,
             title=normalize(str(title), unicode_form) if title is not None else None,

@@ -15,6 +15,7 @@ from refinery.tasks.ingest.readers import Record, Reject, Unit, read_unit
 DOCUMENT_SCHEMA = pa.schema([
     ("doc_id", pa.string()), ("source", pa.string()), ("location", pa.string()),
     ("title", pa.string()), ("text", pa.string()), ("label", pa.string()), ("n_chars", pa.int64()),
+    ("record_id", pa.string()),
 ])
 REJECT_SCHEMA = pa.schema([
     ("source", pa.string()), ("location", pa.string()), ("reason", pa.string()), ("record", pa.string()),
