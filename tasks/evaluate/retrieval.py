@@ -17,20 +17,27 @@ MRR_K = 10
 RECALL_K = 100
 # Largest cutoff evaluate_rankings needs, so callers know how deep to rank.
 RANKING_DEPTH = max(NDCG_K, MRR_K, RECALL_K)
-# Query rows scored per matrix product: bounds memory at (chunk x n_docs) floats.
-DENSE_QUERY_CHUNK = 1024
+# Bytes of float32 scores one dense step may hold (query rows x documents): 64 MiB is 1,600 query
+# rows against 10,000 documents, or 16 against a million, so memory stays flat whatever the sizes.
+SCORE_CHUNK_BYTES = 64 << 20
 
 Rankings = np.ndarray | Sequence[Sequence[int]]
 
 
+def rows_per_chunk(n_docs: int, budget_bytes: int = SCORE_CHUNK_BYTES) -> int:
+    """Query rows whose float32 scores against ``n_docs`` documents fit in ``budget_bytes`` (at least 1)."""
+    return max(1, budget_bytes // (4 * max(n_docs, 1)))
+
+
 def dense_rankings(
-    query_emb: np.ndarray, doc_emb: np.ndarray, k: int, *, chunk_size: int = DENSE_QUERY_CHUNK
+    query_emb: np.ndarray, doc_emb: np.ndarray, k: int, *, budget_bytes: int = SCORE_CHUNK_BYTES
 ) -> np.ndarray:
     """Top-``k`` document indices per query by dot product, best first.
 
     With L2-normalised embeddings (as :func:`tasks.embedding.encode` returns) this is cosine
     similarity. Returns an int64 array of shape ``(n_queries, min(k, n_docs))``; ties go to the
-    lower document index.
+    lower document index. Queries are scored in chunks of at most ``budget_bytes`` of scores, so
+    no queries x documents matrix is ever held.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -38,25 +45,103 @@ def dense_rankings(
     doc_emb = np.asarray(doc_emb, dtype=np.float32)
     depth = min(k, doc_emb.shape[0])
     out = np.empty((query_emb.shape[0], depth), dtype=np.int64)
-    for start in range(0, query_emb.shape[0], chunk_size):
-        scores = query_emb[start : start + chunk_size] @ doc_emb.T
-        out[start : start + chunk_size] = top_k_indices(scores, depth)
+    step = rows_per_chunk(doc_emb.shape[0], budget_bytes)
+    for start in range(0, query_emb.shape[0], step):
+        scores = query_emb[start : start + step] @ doc_emb.T
+        out[start : start + step] = top_k_indices(scores, depth)
     return out
 
 
 def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
-    """Column indices of the ``k`` largest values of each row, best first, ties to the lower index."""
+    """Column indices of the ``k`` largest values of each row, best first, ties to the lower index.
+
+    Also at the cut: of documents tied with the ``k``-th score, the lowest-indexed ones are kept.
+    """
     n = scores.shape[1]
     k = min(k, n)
     if k < n:
-        # argpartition keeps this O(n) per row; only the k survivors are fully sorted.
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        part.sort(axis=1)  # index order first, so the stable sort below breaks ties by index
+        # argpartition keeps this O(n) per row; it finds the k-th score, then the kept set is every
+        # score above it plus the lowest-indexed ones equal to it (argpartition alone picks any).
+        kth = np.take_along_axis(scores, np.argpartition(-scores, k - 1, axis=1)[:, k - 1 : k], axis=1)
+        above = scores > kth
+        tied = scores == kth
+        keep = above | (tied & (np.cumsum(tied, axis=1) <= k - above.sum(axis=1, keepdims=True)))
+        part = np.nonzero(keep)[1].reshape(scores.shape[0], k)  # row-major: index order per row
     else:
         part = np.tile(np.arange(n), (scores.shape[0], 1))
     part_scores = np.take_along_axis(scores, part, axis=1)
     order = np.argsort(-part_scores, axis=1, kind="stable")
     return np.take_along_axis(part, order, axis=1).astype(np.int64)
+
+
+class Bm25Index:
+    """BM25 (Lucene variant, via ``bm25s``) over a fixed list of documents; top-k per query.
+
+    Text is lower-cased and split into word tokens of two or more characters; English stopwords
+    are dropped (``stopwords="none"`` keeps them). No stemming: no stemmer ships offline with the
+    project. Rankings are exactly those of scoring every document and sorting (ties to the lower
+    document index), but bm25s's ``retrieve`` does the top-k, one query's scores at a time.
+    """
+
+    def __init__(self, docs: Sequence[str], *, k1: float = 1.5, b: float = 0.75,
+                 stopwords: Literal["english", "none"] = "english"):
+        import bm25s
+
+        self._stopwords = "en" if stopwords == "english" else None
+        self._index = bm25s.BM25(k1=k1, b=b)
+        self._index.index(self._tokenize(docs), show_progress=False)
+        self.n_docs = len(docs)
+
+    def _tokenize(self, texts: Sequence[str]) -> list[list[str]]:
+        import bm25s
+
+        return bm25s.tokenize(list(texts), stopwords=self._stopwords, return_ids=False, show_progress=False)
+
+    def top_k(self, queries: Sequence[str], k: int) -> np.ndarray:
+        """``(n_queries, min(k, n_docs))`` document indices, best first.
+
+        A query with no indexable token scores every document 0 and gets documents in index order.
+        """
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        depth = min(k, self.n_docs)
+        tokens = self._tokenize(queries)
+        out = np.empty((len(queries), depth), dtype=np.int64)
+        if not len(queries):
+            return out
+        # One more than needed: when the extra score is below the last kept one, the top `depth`
+        # is exactly the set of documents scoring at least that much, whatever bm25s's tie order.
+        wide = min(depth + 1, self.n_docs)
+        docs, scores = self._index.retrieve(tokens, k=wide, sorted=True, show_progress=False, n_threads=0,
+                                            backend_selection="numpy")
+        for q in range(len(queries)):
+            out[q] = self._exact_top(tokens[q], docs[q], scores[q], depth)
+        return out
+
+    def _exact_top(self, tokens: list[str], docs: np.ndarray, scores: np.ndarray, depth: int) -> np.ndarray:
+        order = np.lexsort((docs, -scores))  # score descending, then document index
+        docs, scores = docs[order], scores[order]
+        if len(docs) == depth or scores[depth] < scores[depth - 1]:
+            return docs[:depth]
+        last = scores[depth - 1]
+        above = docs[scores > last]
+        need = depth - len(above)
+        if last == 0:
+            # BM25's idf is positive, so a score of 0 means the document has none of the query's
+            # tokens: the tied documents are the lowest-indexed ones without any of them.
+            tied = np.setdiff1d(np.arange(self.n_docs), self._matching(tokens), assume_unique=True)[:need]
+        else:  # a positive tie across the cut (equal documents): score this one query in full
+            full = self._index.get_scores(tokens) if tokens else np.zeros(self.n_docs, dtype=np.float32)
+            tied = np.flatnonzero(full == last)[:need]
+        return np.concatenate([above, tied]).astype(np.int64)
+
+    def _matching(self, tokens: list[str]) -> np.ndarray:
+        """Indices of the documents holding at least one of ``tokens``."""
+        ids = self._index.get_tokens_ids(tokens)
+        if not ids:
+            return np.zeros(0, dtype=np.int64)
+        indptr, indices = self._index.scores["indptr"], self._index.scores["indices"]
+        return np.unique(np.concatenate([indices[indptr[t] : indptr[t + 1]] for t in ids]).astype(np.int64))
 
 
 def bm25_rankings(
@@ -68,28 +153,10 @@ def bm25_rankings(
     b: float = 0.75,
     stopwords: Literal["english", "none"] = "english",
 ) -> np.ndarray:
-    """Top-``k`` document indices per query by BM25 (Lucene variant, via ``bm25s``), best first.
-
-    Text is lower-cased and split into word tokens of two or more characters; English stopwords
-    are dropped. No stemming: no stemmer ships offline with the project. A query with no
-    indexable token scores every document 0 and gets documents in index order.
-    """
-    import bm25s
-
+    """Top-``k`` document indices per query by BM25, best first (see :class:`Bm25Index`)."""
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    sw = "en" if stopwords == "english" else None
-    doc_tokens = bm25s.tokenize(list(docs), stopwords=sw, return_ids=False, show_progress=False)
-    query_tokens = bm25s.tokenize(list(queries), stopwords=sw, return_ids=False, show_progress=False)
-    index = bm25s.BM25(k1=k1, b=b)
-    index.index(doc_tokens, show_progress=False)
-    vocab = index.vocab_dict
-    scores = np.zeros((len(queries), len(docs)), dtype=np.float32)
-    for qi, tokens in enumerate(query_tokens):
-        known = [t for t in tokens if t in vocab]
-        if known:
-            scores[qi] = index.get_scores(known)
-    return top_k_indices(scores, k)
+    return Bm25Index(docs, k1=k1, b=b, stopwords=stopwords).top_k(queries, k)
 
 
 def cluster_relevance(

@@ -1,7 +1,9 @@
 """Decide which synthesized queries to keep, and mine hard negatives, from base-model rankings.
 
 Both functions take L2-normalised embeddings (as :func:`tasks.embedding.encode` returns), so a
-dot product is a cosine similarity, and score every query against the whole corpus.
+dot product is a cosine similarity, and score every query against the documents they are given
+(the synthesize stage gives the filter pool: the passages' documents and seeded distractors).
+Queries are scored in chunks of at most :data:`SCORE_CHUNK_BYTES` of scores.
 """
 
 from __future__ import annotations
@@ -10,10 +12,8 @@ from collections.abc import Hashable, Sequence
 
 import numpy as np
 
+from refinery.tasks.evaluate.retrieval import SCORE_CHUNK_BYTES, rows_per_chunk
 from refinery.tasks.synthesize.config import DEFAULT_HARD_NEGATIVE_RANK_WINDOW
-
-# Query rows scored per matrix product: bounds memory at (chunk x corpus) floats.
-QUERY_CHUNK = 512
 
 
 def positive_ranks(
@@ -23,7 +23,7 @@ def positive_ranks(
     *,
     same_as_positive: Sequence[set[int]] | None = None,
 ) -> np.ndarray:
-    """1-based rank of each query's positive document among the whole corpus.
+    """1-based rank of each query's positive document among the documents of ``corpus_emb``.
 
     Rank is one plus the number of documents scoring strictly higher than the positive, not
     counting documents in ``same_as_positive[q]`` (members of the positive's dedup cluster:
@@ -37,8 +37,9 @@ def positive_ranks(
     if same_as_positive is not None and len(same_as_positive) != len(positive_index):
         raise ValueError("same_as_positive needs one set per query")
     ranks = np.empty(len(positive_index), dtype=np.int64)
-    for start in range(0, len(positive_index), QUERY_CHUNK):
-        stop = start + QUERY_CHUNK
+    step = rows_per_chunk(corpus_emb.shape[0], SCORE_CHUNK_BYTES)
+    for start in range(0, len(positive_index), step):
+        stop = start + step
         scores = query_emb[start:stop] @ corpus_emb.T
         rows = np.arange(scores.shape[0])
         pos = positive_index[start:stop]
@@ -60,7 +61,7 @@ def consistency_filter(
     *,
     same_as_positive: Sequence[set[int]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Keep a synthesized query only if its own passage ranks in the top ``top_k`` of the corpus.
+    """Keep a synthesized query only if its own passage ranks in the top ``top_k`` of the documents.
 
     Returns ``(kept, rank)``: a boolean mask and the 1-based rank of the positive per query
     (see :func:`positive_ranks` for ``same_as_positive``). A query that the base model cannot
@@ -100,8 +101,9 @@ def mine_hard_negatives(
         raise ValueError("exclude needs one set per query")
     rng = np.random.default_rng(seed) if seed is not None else None
     negatives = np.full(len(positive_index), -1, dtype=np.int64)
-    for begin in range(0, len(positive_index), QUERY_CHUNK):
-        scores = query_emb[begin : begin + QUERY_CHUNK] @ corpus_emb.T
+    step = rows_per_chunk(corpus_emb.shape[0], SCORE_CHUNK_BYTES)
+    for begin in range(0, len(positive_index), step):
+        scores = query_emb[begin : begin + step] @ corpus_emb.T
         for r in range(scores.shape[0]):
             q = begin + r
             row = scores[r]

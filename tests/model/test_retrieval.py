@@ -85,6 +85,14 @@ def test_top_k_indices_matches_full_sort():
     assert np.array_equal(top_k_indices(scores, 7), expected)
 
 
+def test_top_k_indices_keeps_the_lowest_indices_of_a_tie_at_the_cut():
+    rng = np.random.default_rng(2)
+    scores = rng.integers(0, 4, size=(40, 60)).astype(np.float32)  # many ties at every cut
+    for k in (1, 5, 17, 59, 60):
+        expected = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        assert np.array_equal(top_k_indices(scores, k), expected)
+
+
 def test_bm25_ranks_exact_word_match_first(bbc_articles):
     bodies = [body for _, body in bbc_articles]
     # One rare word from a chosen article, and a sentence copied from another.
@@ -99,3 +107,52 @@ def test_bm25_query_without_known_words_does_not_fail(bbc_articles):
     bodies = [body for _, body in bbc_articles]
     ranks = bm25_rankings(["the of and", "zzzqqq"], bodies, 5)
     assert ranks.shape == (2, 5)
+
+
+def _exhaustive_bm25(queries, docs, k, **options):
+    """The ranking BM25 gave before top-k retrieval: every document scored, then sorted."""
+    import bm25s
+
+    sw = "en" if options.get("stopwords", "english") == "english" else None
+    index = bm25s.BM25(k1=options.get("k1", 1.5), b=options.get("b", 0.75))
+    index.index(bm25s.tokenize(list(docs), stopwords=sw, return_ids=False, show_progress=False), show_progress=False)
+    scores = np.zeros((len(queries), len(docs)), dtype=np.float32)
+    for qi, tokens in enumerate(bm25s.tokenize(list(queries), stopwords=sw, return_ids=False, show_progress=False)):
+        known = [t for t in tokens if t in index.vocab_dict]
+        if known:
+            scores[qi] = index.get_scores(known)
+    return top_k_indices(scores, k)
+
+
+@pytest.mark.parametrize("k", [1, 3, 7, 20, 100])
+def test_bm25_top_k_equals_the_exhaustive_ranking(bbc_articles, k):
+    bodies = [body for _, body in bbc_articles]
+    # exact copies tie with their original at every score; short documents tie at zero for most queries
+    docs = bodies + bodies[:3] + ["Shares rose.", "Shares fell.", "The match was drawn.", "Nothing here."]
+    queries = [headline for headline, _ in bbc_articles] + [
+        "shares", "match", "zzzqqq unknown", "the of and", bodies[5].split(".")[0], "profits shares match"]
+    got = bm25_rankings(queries, docs, k)
+    assert np.array_equal(got, _exhaustive_bm25(queries, docs, k))
+    assert got.shape == (len(queries), min(k, len(docs)))
+
+
+def test_bm25_options_reach_the_index(bbc_articles):
+    bodies = [body for _, body in bbc_articles]
+    queries = ["the company said", "a game of the season"]
+    for options in ({"stopwords": "none"}, {"k1": 0.9, "b": 0.4}):
+        assert np.array_equal(bm25_rankings(queries, bodies, 5, **options), _exhaustive_bm25(queries, bodies, 5, **options))
+
+
+@pytest.mark.parametrize("budget", [4, 4 * 37, 1 << 20])
+def test_dense_chunked_top_k_equals_the_exhaustive_ranking(budget):
+    # small integers: every dot product is exact in float32, so any chunking sees the same scores
+    rng = np.random.default_rng(1)
+    docs = rng.integers(-3, 4, size=(37, 8)).astype(np.float32)
+    docs[5] = docs[9] = docs[30]  # ties: the lower index first in every chunking, also at the cut
+    queries = rng.integers(-3, 4, size=(23, 8)).astype(np.float32)
+    queries[3] = docs[9]
+    expected = np.argsort(-(queries @ docs.T), axis=1, kind="stable")[:, :10]
+    got = dense_rankings(queries, docs, 10, budget_bytes=budget)
+    assert np.array_equal(got, expected)
+    row = got[3].tolist()
+    assert row[row.index(5) : row.index(5) + 3] == [5, 9, 30]
