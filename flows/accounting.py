@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from refinery.storage import Catalog, StageMarker, read_shard
+from refinery.storage import Catalog, StageMarker
 from refinery.flows.runtime import RunSpec
 
 
@@ -42,19 +42,16 @@ def check_books(run: RunSpec) -> Books:
     quality = StageMarker(run.stage_dir("quality")).read()
     if ingest is None or quality is None:
         raise AccountingError(f"run {run.run_id}: books need finished ingest and quality stages")
-    kept_ids = [i for p in quality["corpus_shards"] for i in read_shard(p, ["doc_id"]).column("doc_id").to_pylist()]
-    kept = len(kept_ids)
-    dropped_ids = set(catalog.query("SELECT doc_id FROM drops WHERE run_id = ?", [run.run_id]).column("doc_id").to_pylist())
-    overlap = len(dropped_ids.intersection(kept_ids))
-    documents, dropped, distinct_dropped, rejected = catalog.query(
-        """
-        SELECT
-          (SELECT count(*) FROM documents WHERE run_id = $run),
-          (SELECT count(*) FROM drops WHERE run_id = $run),
-          (SELECT count(DISTINCT doc_id) FROM drops WHERE run_id = $run),
-          (SELECT count(*) FROM rejects WHERE run_id = $run)
-        """.replace("$run", "?"), [run.run_id] * 4,
-    ).to_pylist()[0].values()
+    # counted in DuckDB over the shards: the flow process never holds the corpus's ids
+    documents, dropped, distinct_dropped, rejected = _counts(catalog, run.run_id)
+    kept = overlap = 0
+    if quality["corpus_shards"]:
+        kept, overlap = catalog.query(
+            """
+            WITH kept AS (SELECT doc_id FROM read_parquet(?::VARCHAR[]))
+            SELECT (SELECT count(*) FROM kept),
+                   (SELECT count(*) FROM kept WHERE doc_id IN (SELECT doc_id FROM drops WHERE run_id = ?))
+            """, [list(quality["corpus_shards"]), run.run_id]).to_pylist()[0].values()
     books = Books(docs_in=documents + rejected, docs_kept=kept, docs_dropped=dropped, docs_rejected=rejected)
     problems = []
     if documents != ingest["docs"]:
@@ -70,20 +67,26 @@ def check_books(run: RunSpec) -> Books:
     return books
 
 
+def _counts(catalog: Catalog, run_id: str) -> tuple[int, int, int, int]:
+    """documents, drops, distinct dropped doc ids, rejects of a run."""
+    return tuple(catalog.query(
+        """
+        SELECT
+          (SELECT count(*) FROM documents WHERE run_id = $run),
+          (SELECT count(*) FROM drops WHERE run_id = $run),
+          (SELECT count(DISTINCT doc_id) FROM drops WHERE run_id = $run),
+          (SELECT count(*) FROM rejects WHERE run_id = $run)
+        """.replace("$run", "?"), [run_id] * 4,
+    ).to_pylist()[0].values())
+
+
 def books_so_far(run: RunSpec) -> dict[str, int]:
     """The figures a failed run has, without balancing them: docs_in and docs_rejected once ingest
     finished, docs_dropped (what dedup and quality registered so far) after that, docs_kept once
     quality finished. Empty before ingest finished."""
     if StageMarker(run.stage_dir("ingest")).read() is None:
         return {}
-    documents, dropped, rejected = run.catalog.query(
-        """
-        SELECT
-          (SELECT count(*) FROM documents WHERE run_id = $run),
-          (SELECT count(*) FROM drops WHERE run_id = $run),
-          (SELECT count(*) FROM rejects WHERE run_id = $run)
-        """.replace("$run", "?"), [run.run_id] * 3,
-    ).to_pylist()[0].values()
+    documents, dropped, _, rejected = _counts(run.catalog, run.run_id)
     books = {"docs_in": documents + rejected, "docs_rejected": rejected, "docs_dropped": dropped}
     quality = StageMarker(run.stage_dir("quality")).read()
     if quality is not None:

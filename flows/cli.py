@@ -71,6 +71,8 @@ def run(
     resume: Optional[str] = typer.Option(None, "--resume", help="Run id of a killed run to finish."),
     stages: Optional[str] = typer.Option(None, "--stages", help="Comma-separated stages, a prefix of the chain "
                                          "(e.g. ingest,dedup,quality to curate only); default: the config's."),
+    from_run: Optional[str] = typer.Option(None, "--from-run", help="Start a new run from this run's curated corpus: "
+                                           "its finished ingest/dedup/quality are reused (linked, not redone)."),
 ) -> None:
     """Run the nightly flow: ingest → dedup → quality → synthesize → train → evaluate."""
     cfg = _config(config)
@@ -85,7 +87,7 @@ def run(
 
     try:
         stats = nightly(config_path=str(config) if config else None, dask_address=dask_address, run_id=resume,
-                        stages=chosen)
+                        stages=chosen, from_run=from_run)
     except Exception as exc:  # the flow logged the traceback; the run's row and report hold the error
         sys.stderr.write(f"\nrefinery run failed: {type(exc).__name__}: {exc}\n"
                          "(`refinery runs` shows the run; its report.md says what finished)\n")
@@ -165,6 +167,36 @@ def runs(
     if home.lock_holder() is None:  # no live run in this home: a `running` row is a killed run
         rows = [{**r, "status": "interrupted" if r["status"] == "running" else r["status"]} for r in rows]
     _print_rows(rows, format)
+
+
+@app.command()
+def gc(
+    keep: int = typer.Option(..., "--keep", min=0, help="How many of the most recent completed runs to keep."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be deleted."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config naming the data home."),
+) -> None:
+    """Delete every run but the N most recent completed ones: catalog rows, shards, models, reports.
+
+    Refuses while a run is live in the data home (it holds the home's run lock).
+    """
+    from refinery.flows.runs import collect_garbage
+    from refinery.storage.layout import HomeBusyError
+
+    home = DataHome.resolve(_config(config).home)
+    if not home.catalog_path.exists():
+        err.print(f"[red]no catalog at {home.catalog_path}: nothing to collect[/red]")
+        raise typer.Exit(1)
+    try:
+        with home.run_lock("refinery gc"):
+            done = collect_garbage(home, keep, dry_run=dry_run)
+    except HomeBusyError as exc:
+        err.print(f"[red]refusing to collect: {exc}[/red]")
+        raise typer.Exit(1)
+    verb = "would delete" if dry_run else "deleted"
+    console.print(f"kept {len(done.kept)} run(s): {', '.join(done.kept) or '-'}")
+    console.print(f"{verb} {len(done.deleted)} run(s): {', '.join(done.deleted) or '-'}")
+    if done.orphans:
+        console.print(f"{verb} {len(done.orphans)} folder(s) of runs the catalog does not know: {', '.join(done.orphans)}")
 
 
 @app.command("config")

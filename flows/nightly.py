@@ -16,11 +16,12 @@ from refinery.flows.evaluate import evaluate_flow
 from refinery.flows.ingest import ingest_flow
 from refinery.flows.quality import quality_flow, refilter_flow
 from refinery.flows.report import write_report
+from refinery.flows.runs import reuse_curation
 from refinery.flows.runtime import RunSpec, dask_cluster, new_run_id
 from refinery.flows.synthesize import synthesize_flow
 from refinery.flows.train import train_flow
 from refinery.storage import DataHome
-from refinery.tasks.config import RefineryConfig, dump_config, load_config, parse_config
+from refinery.tasks.config import CURATION_STAGES, RefineryConfig, dump_config, load_config, parse_config
 
 STAGE_FLOWS = (
     ("ingest", ingest_flow),
@@ -32,18 +33,28 @@ STAGE_FLOWS = (
 )
 
 
-def prepare_run(config: RefineryConfig, run_id: str | None = None, stages: list[str] | None = None) -> RunSpec:
+def prepare_run(config: RefineryConfig, run_id: str | None = None, stages: list[str] | None = None,
+                from_run: str | None = None) -> RunSpec:
     """Create (or reopen, to resume) a run: data home, catalog tables, the run's config file.
 
     ``stages`` overrides the config's; on a resumed run it may extend a curation-only run.
+    ``from_run`` starts a new run from another run's finished curation stages (see
+    :func:`flows.runs.reuse_curation`); the new run's config takes that run's curation sections.
     """
     home = DataHome.resolve(config.home).ensure()
     resuming = run_id is not None
-    if resuming and not (home.run_dir(run_id) / "config.yaml").exists():
-        raise ValueError(f"no run {run_id} to resume under {home.root} (`refinery runs` lists the runs)")
+    if resuming and from_run:
+        raise ValueError("--resume and --from-run do not go together: a resumed run keeps what it started from")
+    for name, given in (("resume", run_id), ("reuse", from_run)):
+        if given is not None and not (home.run_dir(given) / "config.yaml").exists():
+            raise ValueError(f"no run {given} to {name} under {home.root} (`refinery runs` lists the runs)")
     if resuming:
         # a resumed run keeps the config it started with, so finished stages stay valid
         config = load_config(home.run_dir(run_id) / "config.yaml")
+    if from_run:
+        source = load_config(home.run_dir(from_run) / "config.yaml").model_dump(mode="json")
+        config = parse_config({**config.model_dump(mode="json"), **{s: source[s] for s in CURATION_STAGES}},
+                              f"the curation config of run {from_run}")
     if stages is not None:
         config = parse_config({**config.model_dump(mode="json"), "stages": list(stages)}, "--stages")
     run = RunSpec(run_id=run_id or new_run_id(), home=str(home.root), config=config)
@@ -53,6 +64,9 @@ def prepare_run(config: RefineryConfig, run_id: str | None = None, stages: list[
     catalog = run.catalog.ensure_schema()
     catalog.mark_interrupted()  # the caller holds the home's run lock: a `running` run is a dead one
     catalog.start_run(run.run_id, config=config.model_dump(mode="json"), run_dir=run.run_dir)
+    if from_run:
+        reused = reuse_curation(run, from_run)
+        get_run_logger().info("run %s: reusing %s of run %s", run.run_id, ", ".join(reused), from_run)
     return run
 
 
@@ -145,13 +159,14 @@ def check_deployment_config(config_path: str | None) -> None:
 
 @flow(name="nightly", log_prints=True)
 def nightly(config_path: str | None = None, dask_address: str | None = None,
-            run_id: str | None = None, stages: list[str] | None = None) -> dict[str, Any]:
+            run_id: str | None = None, stages: list[str] | None = None,
+            from_run: str | None = None) -> dict[str, Any]:
     """The chain (the config's ``stages``, or ``stages``). ``run_id`` of an unfinished run resumes it;
-    finished stages are skipped."""
+    finished stages are skipped. ``from_run`` starts a new run from that run's curated corpus."""
     check_deployment_config(config_path)
     config = load_config(config_path)
     with DataHome.resolve(config.home).run_lock("a nightly run"):
-        run = prepare_run(config, run_id, stages)
+        run = prepare_run(config, run_id, stages, from_run)
         stats = run_chain(run, dask_address)
     stats["run_id"] = run.run_id
     stats["run_dir"] = str(run.run_dir)

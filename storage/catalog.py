@@ -28,26 +28,37 @@ SCHEMA: dict[str, str] = {
     "stage_runs": """
         run_id VARCHAR, stage VARCHAR, status VARCHAR, started_at TIMESTAMPTZ,
         finished_at TIMESTAMPTZ, seconds DOUBLE, stats JSON""",
-    "documents": """
-        run_id VARCHAR, doc_id VARCHAR, source VARCHAR, location VARCHAR, title VARCHAR,
-        text VARCHAR, label VARCHAR, n_chars BIGINT, record_id VARCHAR""",
     "rejects": "run_id VARCHAR, source VARCHAR, location VARCHAR, reason VARCHAR, record VARCHAR",
     "dedup_clusters": "run_id VARCHAR, cluster_id VARCHAR, doc_id VARCHAR, is_survivor BOOLEAN, kind VARCHAR",
     "drops": "run_id VARCHAR, doc_id VARCHAR, stage VARCHAR, reason VARCHAR",
-    "doc_attributes": "run_id VARCHAR, doc_id VARCHAR, name VARCHAR, value DOUBLE",
     "pairs": """
         run_id VARCHAR, pair_id VARCHAR, query VARCHAR, doc_id VARCHAR, generator VARCHAR,
         prompt_id VARCHAR, kept BOOLEAN, score DOUBLE, rank INTEGER, negative_doc_id VARCHAR,
         split VARCHAR""",
     "models": "run_id VARCHAR, name VARCHAR, path VARCHAR, base VARCHAR, created_at TIMESTAMPTZ",
     "metrics": "run_id VARCHAR, stage VARCHAR, model VARCHAR, task VARCHAR, metric VARCHAR, value DOUBLE",
+    # which Parquet files hold each run's rows of a SHARD_TABLES table (``part``: the ``where`` they
+    # were registered under, as JSON, e.g. {"stage": "quality"}; ``columns``: those the files have)
+    "shard_files": "run_id VARCHAR, tbl VARCHAR, part VARCHAR, paths VARCHAR[], columns VARCHAR[]",
 }
+
+# Tables whose rows stay in the Parquet shards the workers wrote (document text, ~40 scores per
+# document): the catalog keeps only which files hold each run's rows (``shard_files``) and a view
+# of that name over them, so it grows with metadata, not with the corpus. Queried like tables.
+SHARD_TABLES: dict[str, str] = {
+    "documents": """
+        run_id VARCHAR, doc_id VARCHAR, source VARCHAR, location VARCHAR, title VARCHAR,
+        text VARCHAR, label VARCHAR, n_chars BIGINT, record_id VARCHAR""",
+    "doc_attributes": "run_id VARCHAR, doc_id VARCHAR, name VARCHAR, value DOUBLE",
+}
+# A catalog from before SHARD_TABLES held these as tables: ensure_schema renames them, and the
+# views keep showing their rows.
+LEGACY_SUFFIX = "_legacy"
 
 # Columns added after a table was first released: ensure_schema adds them to an older catalog
 # (at the end, where SCHEMA lists them too, so old and new catalogs have the same column order).
 ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("pairs", "split", "VARCHAR"),
-    ("documents", "record_id", "VARCHAR"),
 )
 
 # The curated corpus of each run: documents no stage dropped.
@@ -56,6 +67,43 @@ VIEWS: dict[str, str] = {
         SELECT d.* FROM documents d
         WHERE NOT EXISTS (SELECT 1 FROM drops x WHERE x.run_id = d.run_id AND x.doc_id = d.doc_id)""",
 }
+
+
+def _kind(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
+    """'BASE TABLE', 'VIEW' or None: what ``name`` is in the catalog."""
+    row = con.execute("SELECT table_type FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()
+    return row[0] if row else None
+
+
+def _sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _rebuild_view(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """(Re)create the view ``table`` over every run's registered files (and a legacy table's rows).
+
+    One branch per registration, its run_id and ``where`` values as constants, so a query for one
+    run reads only that run's files (DuckDB prunes the other branches).
+    """
+    columns = [c.strip().split()[0] for c in SHARD_TABLES[table].split(",")]
+    types = dict(c.strip().split(maxsplit=1) for c in SHARD_TABLES[table].split(","))
+    branches = []
+    for run_id, part, paths, present in con.execute(
+            "SELECT run_id, part, paths, columns FROM shard_files WHERE tbl = ? ORDER BY run_id, part", [table]).fetchall():
+        fixed = {"run_id": run_id, **json.loads(part)}
+        files = "[" + ", ".join(map(_sql_literal, paths)) + "]"
+        select = ", ".join(
+            f"CAST({_sql_literal(fixed[c])} AS {types[c]}) AS {c}" if c in fixed
+            else (f"CAST({c} AS {types[c]}) AS {c}" if c in present else f"CAST(NULL AS {types[c]}) AS {c}")
+            for c in columns)
+        branches.append(f"SELECT {select} FROM read_parquet({files}, union_by_name=true)")
+    if _kind(con, f"{table}{LEGACY_SUFFIX}") == "BASE TABLE":
+        legacy = {r[0] for r in con.execute(f"DESCRIBE {table}{LEGACY_SUFFIX}").fetchall()}
+        branches.append("SELECT " + ", ".join(c if c in legacy else f"CAST(NULL AS {types[c]}) AS {c}" for c in columns)
+                        + f" FROM {table}{LEGACY_SUFFIX}")
+    if not branches:
+        branches.append("SELECT " + ", ".join(f"CAST(NULL AS {types[c]}) AS {c}" for c in columns) + " WHERE false")
+    con.execute(f"CREATE OR REPLACE VIEW {table} AS " + "\nUNION ALL\n".join(branches))
 
 
 class CatalogError(RuntimeError):
@@ -138,6 +186,10 @@ class Catalog:
                 con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
             for table, column, kind in ADDED_COLUMNS:
                 con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
+            for table in SHARD_TABLES:
+                if _kind(con, table) == "BASE TABLE":
+                    con.execute(f"ALTER TABLE {table} RENAME TO {table}{LEGACY_SUFFIX}")
+                _rebuild_view(con, table)
             for view, body in VIEWS.items():
                 con.execute(f"CREATE OR REPLACE VIEW {view} AS {body}")
         return self
@@ -199,6 +251,8 @@ class Catalog:
         (extra columns are ignored, missing ones become NULL). Delete and insert happen in one
         transaction, so registering the same stage twice leaves the same rows: reruns are no-ops.
         """
+        if table in SHARD_TABLES:
+            return self._register_shards(table, run_id, parquet, where or {}, rows)
         if table not in SCHEMA:
             raise CatalogError(f"unknown table {table!r}")
         filters = {"run_id": run_id, **(where or {})}
@@ -223,6 +277,70 @@ class Catalog:
                     f"INSERT INTO {table} SELECT {select} FROM {source}", [run_id, *params]
                 ).fetchone()[0]
             return inserted
+
+    def _register_shards(self, table: str, run_id: str, parquet: Sequence[str | os.PathLike[str]],
+                         where: dict[str, str], rows: pa.Table | None) -> int:
+        """Record which files hold ``run_id``'s rows of a shard table and rebuild its view; the rows
+        stay in the files. Replacing keeps the same semantics as for a table."""
+        if rows is not None and rows.num_rows:
+            raise CatalogError(f"{table} rows live in Parquet shards: register files, not rows")
+        files = sorted(str(Path(p).resolve()) for p in parquet)
+        part = json.dumps(where, sort_keys=True)
+        with self._write() as con:
+            con.execute("DELETE FROM shard_files WHERE run_id = ? AND tbl = ? AND part = ?", [run_id, table, part])
+            count = 0
+            if files:
+                source = "read_parquet(?, union_by_name=true)"
+                present = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}", [files]).fetchall()]
+                count = con.execute(f"SELECT count(*) FROM {source}", [files]).fetchone()[0]
+                con.execute("INSERT INTO shard_files VALUES (?, ?, ?, ?, ?)", [run_id, table, part, files, present])
+            _rebuild_view(con, table)
+            return count
+
+    def shard_paths(self, table: str, run_id: str) -> list[str]:
+        """The Parquet files registered as ``run_id``'s rows of a shard table."""
+        rows = self.query("SELECT paths FROM shard_files WHERE run_id = ? AND tbl = ? ORDER BY part", [run_id, table])
+        return [p for paths in rows.column("paths").to_pylist() for p in paths]
+
+    def copy_run_rows(self, table: str, source: str, target: str, *, where: dict[str, str] | None = None,
+                      paths: tuple[str, str] | None = None) -> int:
+        """Copy ``source``'s rows of ``table`` (narrowed by ``where``) to run ``target``, replacing
+        ``target``'s; ``paths=(old, new)`` rewrites that prefix of file paths (shard tables' files,
+        ``models.path``). Metadata only: a shard table's files are registered, not read."""
+        old, new = paths or ("", "")
+        with self._write() as con:
+            if table in SHARD_TABLES:
+                part = json.dumps(where or {}, sort_keys=True)
+                con.execute("DELETE FROM shard_files WHERE run_id = ? AND tbl = ? AND part = ?", [target, table, part])
+                con.execute("INSERT INTO shard_files SELECT ?, tbl, part, list_transform(paths, lambda p: "
+                            "CASE WHEN starts_with(p, ?) THEN ? || p[length(?) + 1:] ELSE p END), columns "
+                            "FROM shard_files WHERE run_id = ? AND tbl = ? AND part = ?",
+                            [target, old, new, old, source, table, part])
+                _rebuild_view(con, table)
+                return con.execute(f"SELECT count(*) FROM {table} WHERE run_id = ?", [target]).fetchone()[0]
+            filters = {"run_id": source, **(where or {})}
+            cond = " AND ".join(f"{k} = ?" for k in filters)
+            columns = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+            con.execute(f"DELETE FROM {table} WHERE {cond}", [target, *list(filters.values())[1:]])
+            select = ", ".join("? AS run_id" if c == "run_id" else
+                               ("CASE WHEN starts_with(path, ?) THEN ? || path[length(?) + 1:] ELSE path END"
+                                if c == "path" else c) for c in columns)
+            params = [target, *([old, new, old] if "path" in columns else [])]
+            return con.execute(f"INSERT INTO {table} SELECT {select} FROM {table} WHERE {cond}",
+                               [*params, *filters.values()]).fetchone()[0]
+
+    def delete_runs(self, run_ids: Sequence[str]) -> None:
+        """Every row of these runs, in every table (and their shard registrations)."""
+        if not run_ids:
+            return
+        with self._write() as con:
+            for table in SCHEMA:
+                con.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT unnest(?::VARCHAR[]))", [list(run_ids)])
+            for table in SHARD_TABLES:
+                if _kind(con, f"{table}{LEGACY_SUFFIX}") == "BASE TABLE":
+                    con.execute(f"DELETE FROM {table}{LEGACY_SUFFIX} WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+                                [list(run_ids)])
+                _rebuild_view(con, table)
 
     # -- runs ---------------------------------------------------------------------------------
     def start_run(self, run_id: str, *, config: dict[str, Any], run_dir: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -60,11 +61,20 @@ def read_shards(paths: Sequence[str | os.PathLike[str]], columns: Sequence[str] 
     return pa.concat_tables(tables, promote_options="default")
 
 
-def iter_parquet_records(path: str | os.PathLike[str], batch_size: int = 1024) -> Iterator[dict[str, Any]]:
-    """Rows of an input Parquet file as dicts (ingest reads user files through this)."""
+def iter_parquet_records(path: str | os.PathLike[str], batch_size: int = 1024, *,
+                         row_groups: Sequence[int] | None = None) -> Iterator[dict[str, Any]]:
+    """Rows of an input Parquet file as dicts (ingest reads user files through this); with
+    ``row_groups``, only the rows of those row groups, in file order."""
     with pq.ParquetFile(path) as f:
-        for batch in f.iter_batches(batch_size=batch_size):
+        for batch in f.iter_batches(batch_size=batch_size, row_groups=row_groups):
             yield from batch.to_pylist()
+
+
+def parquet_row_groups(path: str | os.PathLike[str]) -> list[tuple[int, int]]:
+    """(rows, compressed bytes) of each row group of a Parquet file, read from its footer alone."""
+    meta = pq.read_metadata(path)
+    groups = (meta.row_group(i) for i in range(meta.num_row_groups))
+    return [(g.num_rows, sum(g.column(j).total_compressed_size for j in range(g.num_columns))) for g in groups]
 
 
 def write_json_atomic(payload: Any, path: Path) -> Path:
@@ -73,6 +83,58 @@ def write_json_atomic(payload: Any, path: Path) -> Path:
         json.dump(payload, fh, indent=2, sort_keys=True, default=str)
     os.replace(tmp, path)
     return path
+
+
+def link_tree(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, rewrite: tuple[str, str],
+              skip: Sequence[str] = ()) -> int:
+    """Make ``dst`` a copy of the finished folder ``src`` that costs no disk: every file hard-linked
+    (copied where links are impossible), except JSON files (markers, stats), which are rewritten
+    with ``rewrite=(old, new)`` path prefixes replaced so they name the files under ``dst``.
+    Top-level files named in ``skip`` are left out (a marker the caller writes last).
+
+    Built beside ``dst`` and renamed into place, so a killed copy leaves nothing half-made;
+    returns the number of files.
+    """
+    src, dst = Path(src), Path(dst)
+    old, new = rewrite
+    tmp = dst.with_name(f".{dst.name}.linking")
+    shutil.rmtree(tmp, ignore_errors=True)
+    count = 0
+    for folder, _, names in os.walk(src):
+        target = tmp / Path(folder).relative_to(src)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            if name.startswith(".") or (folder == str(src) and name in skip):  # "." : an unfinished write
+                continue
+            source = Path(folder) / name
+            if name.endswith(".json"):
+                payload = rewrite_paths(json.loads(source.read_text()), old, new)
+                (target / name).write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
+            else:
+                try:
+                    os.link(source, target / name)
+                except OSError:
+                    shutil.copy2(source, target / name)
+            count += 1
+    shutil.rmtree(dst, ignore_errors=True)
+    os.replace(tmp, dst)
+    return count
+
+
+def rewrite_paths(value: Any, old: str, new: str) -> Any:
+    """``value`` (JSON data) with every string that starts with ``old`` starting with ``new`` instead."""
+    if isinstance(value, str):
+        return new + value[len(old):] if value.startswith(old) else value
+    if isinstance(value, list):
+        return [rewrite_paths(v, old, new) for v in value]
+    if isinstance(value, dict):
+        return {k: rewrite_paths(v, old, new) for k, v in value.items()}
+    return value
+
+
+def remove_tree(path: str | os.PathLike[str]) -> None:
+    """Delete a run's folder (gc)."""
+    shutil.rmtree(path, ignore_errors=True)
 
 
 class StageMarker:

@@ -22,6 +22,8 @@ from refinery.tasks.train.config import TrainConfig
 
 # The stages in chain order; a run does a prefix of them.
 STAGES: tuple[str, ...] = ("ingest", "dedup", "quality", "synthesize", "train", "evaluate")
+# The stages that make the curated corpus (a later run can start from them: --from-run).
+CURATION_STAGES: tuple[str, ...] = STAGES[:3]
 
 
 class ConfigError(ValueError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from refinery.storage import Catalog
+from refinery.storage import Catalog, write_shard
 from refinery.storage.catalog import SCHEMA
 
 
@@ -25,3 +25,21 @@ def test_ensure_schema_adds_the_pairs_split_column_to_an_old_catalog(tmp_path):
         {"run_id": "r0", "query": "q", "split": None}]
     catalog.replace("pairs", "r1", rows=pa.table({"pair_id": ["p1"], "split": ["heldout"]}))
     assert catalog.query("SELECT split FROM pairs WHERE run_id = 'r1'").to_pylist() == [{"split": "heldout"}]
+
+
+def test_a_catalog_with_document_tables_keeps_their_rows_behind_the_views(tmp_path):
+    """Before documents and doc_attributes were views over shards they were tables holding the text."""
+    catalog = Catalog(tmp_path / "catalog.duckdb")
+    catalog.execute_write("CREATE TABLE documents (run_id VARCHAR, doc_id VARCHAR, source VARCHAR, location VARCHAR, "
+                          "title VARCHAR, text VARCHAR, label VARCHAR, n_chars BIGINT)")
+    catalog.execute_write("INSERT INTO documents VALUES ('old', 'd1', 's', 'f:1', NULL, 'old text', NULL, 8)")
+
+    catalog.ensure_schema().ensure_schema()
+    shard = tmp_path / "documents-00000-000.parquet"
+    write_shard(pa.table({"doc_id": ["d2"], "text": ["new text"], "record_id": ["r2"]}), shard)
+    catalog.replace("documents", "new", parquet=[shard])
+
+    rows = catalog.query("SELECT run_id, doc_id, text, record_id FROM documents ORDER BY run_id").to_pylist()
+    assert rows == [{"run_id": "new", "doc_id": "d2", "text": "new text", "record_id": "r2"},
+                    {"run_id": "old", "doc_id": "d1", "text": "old text", "record_id": None}]
+    assert catalog.query("SELECT count(*) AS n FROM corpus WHERE run_id = 'old'").to_pylist() == [{"n": 1}]
