@@ -21,6 +21,8 @@ from refinery.tasks.report import bar_chart, markdown_table, render_html, s_curv
 
 METRIC_ORDER = ("ndcg@10", "mrr@10", "recall@100")
 HISTOGRAMS = 6
+# Documents whose values the histograms show (a seeded sample, the same every time).
+HISTOGRAM_SAMPLE = 20_000
 HISTOGRAM_DEFAULTS = ("gopher_quality.word_count", "langid.allowed_score", "gopher_quality.stop_word_count",
                       "gopher_quality.mean_word_length")
 MODEL_ORDER = ("bm25", "base", "tuned")
@@ -188,18 +190,21 @@ def _quality_section(run: RunSpec, files: Path) -> str:
     (scored,) = q("SELECT count(DISTINCT doc_id) AS n FROM doc_attributes WHERE run_id = ?", rid).to_pylist()
     if not scored["n"]:
         return _section("Quality", "_(no documents scored)_\n")
-    reasons = [r["reason"] for r in by_rule for _ in range(r["docs"])] + [None] * (scored["n"] - sum(r["docs"] for r in by_rule))
-    bars = plot_drop_counts(reasons, files / "quality_drops.png")
+    bars = plot_drop_counts({r["reason"]: r["docs"] for r in by_rule}, scored["n"], files / "quality_drops.png")
     thresholds = rule_thresholds(cfg)
     names = list(dict.fromkeys(thresholds[r["reason"]][0] for r in by_rule if r["reason"] in thresholds))
     names = (names + [n for n in HISTOGRAM_DEFAULTS if n not in names])[:HISTOGRAMS]
+    # histograms of a seeded sample of documents: the flow process never holds a value per document
     values = q("SELECT name, list(value ORDER BY doc_id) AS v FROM doc_attributes WHERE run_id = ? AND name IN ("
-               + ", ".join("?" * len(names)) + ") GROUP BY name", [run.run_id, *names]).to_pylist()
+               + ", ".join("?" * len(names)) + ") AND doc_id IN (SELECT doc_id FROM doc_attributes WHERE run_id = ?"
+               f" AND name = ? ORDER BY hash(doc_id), doc_id LIMIT {HISTOGRAM_SAMPLE}) GROUP BY name",
+               [run.run_id, *names, run.run_id, names[0]]).to_pylist()
     attrs = {r["name"]: r["v"] for r in values}
     pngs = plot_attribute_histograms(attrs, files / "quality", cfg=cfg, names=[n for n in names if n in attrs])
     rows = [{"rule": r["reason"], "attribute": thresholds.get(r["reason"], ("", None))[0],
              "threshold": thresholds.get(r["reason"], ("", None))[1], "docs": r["docs"]} for r in by_rule]
+    sampled = (f" Histograms show a sample of {HISTOGRAM_SAMPLE} documents." if scored["n"] > HISTOGRAM_SAMPLE else "")
     return _section("Quality", f"{scored['n']} documents scored; every value is in `doc_attributes`, every drop in "
-                    "`drops` (first failing rule, in family order).\n", markdown_table(rows),
+                    f"`drops` (first failing rule, in family order).{sampled}\n", markdown_table(rows),
                     f"![drops per rule](report_files/{bars.name})\n",
                     " ".join(f"![{p.stem}](report_files/quality/{p.name})" for p in pngs) + "\n")

@@ -65,17 +65,17 @@ def plot_attribute_histograms(
     return paths
 
 
-def plot_drop_counts(reasons: Sequence[str | None], path: str | Path) -> Path:
-    """Horizontal bar chart of documents per drop reason (kept documents excluded)."""
+def plot_drop_counts(dropped: Mapping[str, int], total: int, path: str | Path) -> Path:
+    """Horizontal bar chart of documents per drop reason, out of ``total`` documents decided."""
     from matplotlib.figure import Figure
 
-    counts = {k: v for k, v in drop_counts(reasons).items() if k != "kept"}
+    counts = {k: v for k, v in sorted(dropped.items(), key=lambda kv: (-kv[1], kv[0])) if k != "kept"}
     fig = Figure(figsize=(7, 0.35 * max(len(counts), 1) + 1.2))
     ax = fig.subplots()
     labels = list(counts)[::-1]
     ax.barh(labels, [counts[k] for k in labels], color="#C44E52")
     ax.set_xlabel("documents dropped")
-    ax.set_title(f"{sum(counts.values())} of {len(reasons)} documents dropped", fontsize=10)
+    ax.set_title(f"{sum(counts.values())} of {total} documents dropped", fontsize=10)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

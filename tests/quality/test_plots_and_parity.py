@@ -24,7 +24,8 @@ def test_histograms_and_drop_counts(tmp_path: Path, mixed_texts: list[str]) -> N
     assert all(p.read_bytes().startswith(PNG_MAGIC) for p in paths)
     counts = drop_counts(reasons)
     assert sum(counts.values()) == len(reasons) and counts["kept"] == reasons.count(None)
-    assert plot_drop_counts(reasons, tmp_path / "drops.png").read_bytes().startswith(PNG_MAGIC)
+    dropped = {k: v for k, v in counts.items() if k != "kept"}
+    assert plot_drop_counts(dropped, len(reasons), tmp_path / "drops.png").read_bytes().startswith(PNG_MAGIC)
     all_nan = {"x": np.full(3, np.nan)}
     assert plot_attribute_histograms(all_nan, tmp_path / "nan")[0].is_file()
 
