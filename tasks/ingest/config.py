@@ -8,6 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 BUILTIN_BBC = "builtin:bbc"
 DEFAULT_SHARD_SIZE = 500
+# A 64 MiB range is ~30k documents of ~2 KB: a few seconds of one worker, long enough that a
+# task's scheduling cost does not count, short enough that a big file keeps every worker busy.
+DEFAULT_SPLIT_BYTES = 64 * 2**20
 
 Format = Literal["auto", "jsonl", "parquet", "text"]
 
@@ -37,3 +40,9 @@ class IngestConfig(BaseModel):
     unicode_form: Literal["NFC", "NFKC"] = Field("NFC", description="Unicode normalization form applied to text and title.")
     min_chars: int = Field(1, ge=0, description="Records whose normalized text is shorter are rejected (`empty_text`).")
     limit: int | None = Field(None, ge=1, description="Read at most this many records from each input file or text folder (trials, tests).")
+    split_bytes: int | None = Field(
+        DEFAULT_SPLIT_BYTES, ge=0,
+        description="An uncompressed JSONL file larger than this is read as byte ranges of this size, a Parquet "
+                    "file as runs of row groups of about this size, each by its own ingest task, so one big file "
+                    "uses every worker; documents, ids and locations are the same as read whole. Gzip files are "
+                    "read whole. 0 or null: one task per file; with `limit`, files are read whole too.")

@@ -1,8 +1,10 @@
 """Turn raw inputs into normalized document records, and bad records into rejects.
 
-A *unit* is the work one Dask task does: one JSONL/Parquet file, or a slice of a folder of text
-files. Reading a unit yields ``Record`` (a good document) or ``Reject`` (source, location, reason
-and the raw record, so nothing is lost) and never raises for a bad record.
+A *unit* is the work one Dask task does: one JSONL/Parquet file, a byte range of a big JSONL file
+or a run of row groups of a big Parquet file (``ingest.split_bytes``, see :mod:`.splits`), or a
+slice of a folder of text files. Reading a unit yields ``Record`` (a good document) or ``Reject``
+(source, location, reason and the raw record, so nothing is lost) and never raises for a bad
+record. A record reads the same, with the same location and id, however its file is split.
 """
 
 from __future__ import annotations
@@ -18,17 +20,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import xxhash
 
 from refinery.storage import iter_parquet_records
 from refinery.tasks.ingest.config import BUILTIN_BBC, IngestConfig, SourceConfig
+from refinery.tasks.ingest.splits import WHOLE, Piece, jsonl_pieces, parquet_pieces, range_lines
 
 RAW_SNIPPET_CHARS = 100_000  # rejects keep the raw record up to this size
 # A file whose format `auto` cannot tell: one reject per file (its first bytes kept), not an abort.
 UNSUPPORTED = "unsupported"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_TRAILING_SPACE = re.compile(r"[ \t]+\n")
-_MANY_BLANK_LINES = re.compile(r"\n{3,}")
+_CONTROL_BYTES = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class Unit:
     paths: tuple[str, ...]
     base: str = ""  # folder that locations are relative to
     options: SourceConfig = field(default_factory=SourceConfig)
+    piece: Piece = WHOLE  # the part of paths[0] this unit reads (JSONL, Parquet)
 
 
 @dataclass(frozen=True)
@@ -61,11 +65,38 @@ class Reject:
 
 
 def normalize(text: str, form: str = "NFC") -> str:
-    """Unicode-normalize, drop control characters, unify newlines, trim blank runs."""
-    text = unicodedata.normalize(form, text).replace("\r\n", "\n").replace("\r", "\n")
-    text = _CONTROL.sub("", text)
-    text = _TRAILING_SPACE.sub("\n", text)
-    return _MANY_BLANK_LINES.sub("\n\n", text).strip()
+    """Unicode-normalize, unify newlines, drop control characters and the spaces and tabs that end
+    a line, cut runs of blank lines to one, strip the ends."""
+    text = unicodedata.normalize(form, text)
+    # Most texts have no CR and no control character: look for them in the UTF-8 bytes, where a
+    # one-byte search is memchr-fast and a byte translate is a table lookup (a regex scan of 2 KB
+    # costs ~6 us); each is one ASCII byte, never part of a multi-byte character.
+    data = text.encode("utf-8", "surrogatepass")
+    if b"\r" in data:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if len(data.translate(None, _CONTROL_BYTES)) != len(data):
+        text = _CONTROL.sub("", text)
+    return _tidy_lines(text).strip()
+
+
+def _tidy_lines(text: str) -> str:
+    """Spaces and tabs before each newline removed, runs of blank lines cut to one (a line loop:
+    the equivalent regex substitutions cost ~40 us on a 2 KB text, this ~4 us). The last line's
+    end is left to the caller's strip()."""
+    if "\n" not in text:
+        return text
+    lines: list[str] = []
+    blank = False
+    for line in text.split("\n"):
+        line = line.rstrip(" \t")
+        if not line:
+            if blank:
+                continue
+            blank = True
+        else:
+            blank = False
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def doc_id_for(source: str, key: str) -> str:
@@ -89,7 +120,11 @@ def _detect(path: Path) -> str:
 
 
 def plan_units(cfg: IngestConfig) -> list[Unit]:
-    """Split every source into units; deterministic for a given config and input tree."""
+    """Split every source into units; deterministic for a given config and input tree (unit
+    indices name the shards and markers a resumed run finds). A JSONL or Parquet file larger than
+    ``cfg.split_bytes`` becomes several units (:mod:`.splits`), unless ``cfg.limit`` is set (a limit
+    counts records from the start of each file)."""
+    split = cfg.split_bytes if cfg.limit is None else None
     units: list[Unit] = []
     for src in cfg.sources:
         if src.path == BUILTIN_BBC:
@@ -113,8 +148,10 @@ def plan_units(cfg: IngestConfig) -> list[Unit]:
             chunk = tuple(str(p) for p in text_files[start : start + cfg.shard_size])
             units.append(Unit(len(units), name, "text", chunk, base, src))
         for f, kind in kinds.items():
-            if kind not in ("text", UNSUPPORTED):
-                units.append(Unit(len(units), name, kind, (str(f),), base, src))
+            if kind in ("text", UNSUPPORTED):
+                continue
+            for piece in jsonl_pieces(f, split) if kind == "jsonl" else parquet_pieces(f, split):
+                units.append(Unit(len(units), name, kind, (str(f),), base, src, piece))
         unsupported = tuple(str(f) for f, k in kinds.items() if k == UNSUPPORTED)
         if unsupported:
             units.append(Unit(len(units), name, UNSUPPORTED, unsupported, base, src))
@@ -128,14 +165,17 @@ def _location(path: str, base: str) -> str:
         return path
 
 
-def _text_records(unit: Unit) -> Iterator[tuple[str, dict[str, Any] | None, str | None, str]]:
+_Item = tuple[str, dict[str, Any] | None, str | None, str | bytes]  # location, record, reason, raw
+
+
+def _text_records(unit: Unit) -> Iterator[_Item]:
     for path in unit.paths:
         loc = _location(path, unit.base)
         raw = Path(path).read_bytes()
         try:
             body = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            yield loc, None, f"undecodable_utf8: {exc.reason} at byte {exc.start}", raw.decode("utf-8", "replace")
+            yield loc, None, f"undecodable_utf8: {exc.reason} at byte {exc.start}", raw
             continue
         title = None
         if unit.options.title_from_first_line:
@@ -144,51 +184,98 @@ def _text_records(unit: Unit) -> Iterator[tuple[str, dict[str, Any] | None, str 
         yield loc, {"text": body, "title": title, "label": label, "id": loc}, None, ""
 
 
-def _jsonl_records(unit: Unit) -> Iterator[tuple[str, dict[str, Any] | None, str | None, str]]:
+def _jsonl_lines(unit: Unit) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw line) of the unit's file, or of the lines starting in its byte range."""
+    path = unit.paths[0]
+    if unit.piece.span is not None:
+        with open(path, "rb") as fh:
+            yield from range_lines(fh, unit.piece.span, unit.piece.offset)
+        return
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        yield from enumerate(io.BufferedReader(fh), start=1)  # type: ignore[arg-type]
+
+
+_UNPARSED = object()
+# Values orjson reads exactly as json does; it reads an integer beyond 64 bits as a float
+# (json: an int), so a record whose used fields hold anything else is parsed again by json.
+_EXACT_TYPES = (str, int, bool, type(None))
+
+
+def _fast_json(raw: bytes, fields: tuple[str, ...]) -> Any:
+    """The line parsed by orjson (~2.5x faster than json on 2 KB records), or ``_UNPARSED`` where
+    json might read it differently: invalid JSON or UTF-8, NaN/Infinity, lone surrogates (orjson
+    refuses them all), huge integers. ``_jsonl_records`` then takes json's path, so the outcome is
+    json's for every line."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _UNPARSED
+    if type(obj) is dict:
+        if any(type(obj.get(f)) not in _EXACT_TYPES for f in fields):
+            return _UNPARSED
+    elif type(obj) is float:
+        return _UNPARSED
+    return obj
+
+
+def _jsonl_records(unit: Unit) -> Iterator[_Item]:
     path = unit.paths[0]
     loc = _location(path, unit.base)
-    opener = gzip.open if path.endswith(".gz") else open
+    opts = unit.options
+    fields = tuple(f for f in (opts.text_field, opts.title_field, opts.id_field, opts.label_field) if f)
     try:
-        with opener(path, "rb") as fh:
-            for n, raw in enumerate(io.BufferedReader(fh), start=1):  # type: ignore[arg-type]
+        for n, raw in _jsonl_lines(unit):
+            obj = _fast_json(raw, fields)
+            if obj is _UNPARSED:
                 line = raw.decode("utf-8", "replace")
                 if not line.strip():
                     continue
                 try:
                     obj = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    yield f"{loc}:{n}", None, f"invalid_json: {exc.msg}", line
+                    yield f"{loc}:{n}", None, f"invalid_json: {exc.msg}", raw
                     continue
-                if not isinstance(obj, dict):
-                    yield f"{loc}:{n}", None, f"not_an_object: {type(obj).__name__}", line
-                    continue
-                yield f"{loc}:{n}", obj, None, line
+            if not isinstance(obj, dict):
+                yield f"{loc}:{n}", None, f"not_an_object: {type(obj).__name__}", raw
+                continue
+            yield f"{loc}:{n}", obj, None, raw
     except (OSError, EOFError) as exc:  # truncated gzip, unreadable file: the rest of the file is lost
         yield f"{loc}", None, f"unreadable_file: {exc}", ""
 
 
-def _parquet_records(unit: Unit) -> Iterator[tuple[str, dict[str, Any] | None, str | None, str]]:
+def _parquet_records(unit: Unit) -> Iterator[_Item]:
     path = unit.paths[0]
     loc = _location(path, unit.base)
+    span = unit.piece.span
     try:
-        for n, row in enumerate(iter_parquet_records(path)):
+        rows = iter_parquet_records(path, row_groups=range(*span) if span else None)
+        for n, row in enumerate(rows, start=unit.piece.offset):
             yield f"{loc}:{n}", row, None, ""
     except Exception as exc:  # noqa: BLE001 - a corrupt file is a reject, not a crash
-        yield loc, None, f"unreadable_parquet: {type(exc).__name__}: {exc}", ""
+        where = f"row groups {span[0]}-{span[1] - 1}: " if span else ""
+        yield loc, None, f"unreadable_parquet: {where}{type(exc).__name__}: {exc}", ""
 
 
-def _unsupported_files(unit: Unit) -> Iterator[tuple[str, dict[str, Any] | None, str | None, str]]:
+def _unsupported_files(unit: Unit) -> Iterator[_Item]:
     for path in unit.paths:
         with open(path, "rb") as f:
             head = f.read(RAW_SNIPPET_CHARS)
         suffix = "".join(Path(path).suffixes) or "(none)"
         yield (_location(path, unit.base), None,
-               f"unsupported_format: extension {suffix}; set `format` for this source to read it",
-               head.decode("utf-8", "replace"))
+               f"unsupported_format: extension {suffix}; set `format` for this source to read it", head)
 
 
 _READERS = {"text": _text_records, "jsonl": _jsonl_records, "parquet": _parquet_records,
             UNSUPPORTED: _unsupported_files}
+
+
+def _snippet(raw: str | bytes) -> str:
+    """The raw record as text, cut to RAW_SNIPPET_CHARS (bytes decoded with replacement; at most
+    4 bytes make one character, so decoding 4x the cap gives the same cut as decoding it all)."""
+    if isinstance(raw, bytes):
+        raw = raw[: 4 * RAW_SNIPPET_CHARS].decode("utf-8", "replace")
+    return raw[:RAW_SNIPPET_CHARS]
 
 
 def read_unit(unit: Unit, *, unicode_form: str = "NFC", min_chars: int = 1,
@@ -200,19 +287,20 @@ def read_unit(unit: Unit, *, unicode_form: str = "NFC", min_chars: int = 1,
             return
         count += 1
         if obj is None:
-            yield Reject(unit.source, loc, reason or "unreadable", raw[:RAW_SNIPPET_CHARS])
+            yield Reject(unit.source, loc, reason or "unreadable", _snippet(raw))
             continue
-        raw = raw or json.dumps(obj, default=str, ensure_ascii=False)
         text = obj.get(opts.text_field)
+        reason = None
         if text is None:
-            yield Reject(unit.source, loc, f"missing_field: {opts.text_field}", raw[:RAW_SNIPPET_CHARS])
-            continue
-        if not isinstance(text, str):
-            yield Reject(unit.source, loc, f"bad_type: {opts.text_field} is {type(text).__name__}", raw[:RAW_SNIPPET_CHARS])
-            continue
-        text = normalize(text, unicode_form)
-        if len(text) < max(min_chars, 1):
-            yield Reject(unit.source, loc, "empty_text", raw[:RAW_SNIPPET_CHARS])
+            reason = f"missing_field: {opts.text_field}"
+        elif not isinstance(text, str):
+            reason = f"bad_type: {opts.text_field} is {type(text).__name__}"
+        else:
+            text = normalize(text, unicode_form)
+            if len(text) < max(min_chars, 1):
+                reason = "empty_text"
+        if reason is not None:
+            yield Reject(unit.source, loc, reason, _snippet(raw or json.dumps(obj, default=str, ensure_ascii=False)))
             continue
         title = obj.get(opts.title_field) if opts.title_field else None
         label = obj.get(opts.label_field) if opts.label_field else None

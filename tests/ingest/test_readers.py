@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
+import re
+import unicodedata
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -107,3 +110,48 @@ def test_unknown_extensions_in_a_folder_are_one_reject_each_not_an_abort(tmp_pat
     assert rejects["scan.pdf"].reason.startswith("unsupported_format: extension .pdf")
     assert rejects["sub/LICENSE"].reason.startswith("unsupported_format: extension (none)")
     assert rejects["scan.pdf"].record.startswith("%PDF-1.4")  # the raw bytes are kept
+
+
+_RULE_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def normalize_by_the_rules(text: str, form: str) -> str:
+    """normalize() as its docstring states it, one regex per rule (slow, plainly right)."""
+    text = unicodedata.normalize(form, text).replace("\r\n", "\n").replace("\r", "\n")
+    text = re.sub(r"[ \t]+\n", "\n", _RULE_CONTROL.sub("", text))
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def test_normalize_follows_its_rules_on_any_mix_of_tricky_characters():
+    alphabet = [" ", "\t", "\n", "\r", "\r\n", "\x00", "\x07", "\x0b", "\x0c", "\x1f", "\x7f", "\x85", "\u2028",
+                "\u3000", "\xa0", "a", "\u00e9", "e\u0301", "\ufb01", "\ud800", "\U0001f600", "\n\n\n"]
+    rng = random.Random(0)
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 24)))
+        for form in ("NFC", "NFKC"):
+            assert normalize(text, form) == normalize_by_the_rules(text, form), repr(text)
+
+
+def test_jsonl_values_read_as_the_json_module_reads_them(tmp_path):
+    # orjson parses most lines; where it would read a value differently (integers beyond 64 bits,
+    # NaN, lone surrogates) or refuse the line, the json module's reading is the one kept
+    big = 123456789012345678901234567890
+    lines = [
+        f'{{"id": {big}, "text": "huge id", "title": {{"n": {big}}}}}',
+        '{"id": "nan", "text": "a NaN elsewhere", "score": NaN}',
+        '{"id": "inf", "text": 1e400}',
+        f'{{"id": "int", "text": {big}}}',
+        '{"id": "dup", "text": "first", "text": "second"}',
+        '{"id": "esc", "text": "tab\\tand \\u00e9 and \\ud83d\\ude00"}',
+        f"{big}",
+    ]
+    (tmp_path / "v.jsonl").write_text("\n".join(lines) + "\n")
+    items = read_all(IngestConfig(sources=[SourceConfig(path=str(tmp_path / "v.jsonl"), name="v")]))
+    by_line = {i.location.rsplit(":", 1)[1]: i for i in items}
+    assert by_line["1"].doc_id == doc_id_for("v", str(big)) and by_line["1"].title == f"{{'n': {big}}}"
+    assert by_line["2"].text == "a NaN elsewhere"
+    assert by_line["3"].reason == "bad_type: text is float"
+    assert by_line["4"].reason == "bad_type: text is int"
+    assert by_line["5"].text == "second"
+    assert by_line["6"].text == "tab\tand \u00e9 and \U0001f600"
+    assert by_line["7"].reason == "not_an_object: int"
