@@ -20,7 +20,7 @@ from refinery.flows.runs import reuse_curation
 from refinery.flows.runtime import RunSpec, dask_cluster, new_run_id
 from refinery.flows.synthesize import synthesize_flow
 from refinery.flows.train import train_flow
-from refinery.storage import DataHome
+from refinery.storage import DataHome, sweep_partial_writes
 from refinery.tasks.config import CURATION_STAGES, RefineryConfig, dump_config, load_config, parse_config
 
 STAGE_FLOWS = (
@@ -59,6 +59,8 @@ def prepare_run(config: RefineryConfig, run_id: str | None = None, stages: list[
         config = parse_config({**config.model_dump(mode="json"), "stages": list(stages)}, "--stages")
     run = RunSpec(run_id=run_id or new_run_id(), home=str(home.root), config=config)
     run.run_dir.mkdir(parents=True, exist_ok=True)
+    if resuming:  # the caller holds the home's run lock: nothing else writes here
+        sweep_partial_writes(run.run_dir)
     if not resuming or stages is not None:
         (run.run_dir / "config.yaml").write_text(dump_config(config))
     catalog = run.catalog.ensure_schema()

@@ -17,6 +17,7 @@ from refinery.storage.shards import (
     read_shards,
     remove_tree,
     rewrite_paths,
+    sweep_partial_writes,
     to_matrix,
     write_shard,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "read_shards",
     "remove_tree",
     "rewrite_paths",
+    "sweep_partial_writes",
     "to_matrix",
     "write_shard",
 ]

@@ -132,6 +132,21 @@ def rewrite_paths(value: Any, old: str, new: str) -> Any:
     return value
 
 
+def sweep_partial_writes(root: str | os.PathLike[str]) -> int:
+    """Delete what interrupted writes left under ``root``: temp files of :func:`write_shard` and
+    :func:`write_json_atomic` and half-linked folders of :func:`link_tree` (all start with a dot).
+    Call only while nothing writes there (a resumed run, under the home's run lock)."""
+    removed = 0
+    for path in sorted(Path(root).rglob(".*"), key=lambda p: len(p.parts), reverse=True):
+        if path.is_file() and path.name.endswith(".tmp"):
+            path.unlink(missing_ok=True)
+            removed += 1
+        elif path.is_dir() and path.name.endswith(".linking"):
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+    return removed
+
+
 def remove_tree(path: str | os.PathLike[str]) -> None:
     """Delete a run's folder (gc)."""
     shutil.rmtree(path, ignore_errors=True)
