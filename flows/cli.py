@@ -111,17 +111,17 @@ def _summary(stats: dict) -> None:
         return
     if "evaluate" not in stats:
         return
-    task = evaluation.get("task", "headline")
-    rows = catalog.query(
-        "SELECT model, max(value) FILTER (metric = 'ndcg@10') AS \"nDCG@10\","
-        " max(value) FILTER (metric = 'mrr@10') AS \"MRR@10\","
-        " max(value) FILTER (metric = 'recall@100') AS \"Recall@100\""
-        " FROM metrics WHERE run_id = ? AND stage = 'evaluate' AND task = ? GROUP BY model"
-        " ORDER BY CASE model WHEN 'bm25' THEN 0 WHEN 'base' THEN 1 ELSE 2 END",
-        [stats["run_id"], task]).to_pylist()
-    title = {"headline": "headline → article retrieval",
-             "synthetic_heldout": "held-out synthetic query → document retrieval"}
-    _print_rows(rows, Format.table, title=title.get(task, task))
+    for task in evaluation.get("tasks") or [evaluation.get("task", "headline")]:  # one table per query set
+        rows = catalog.query(
+            "SELECT model, max(value) FILTER (metric = 'ndcg@10') AS \"nDCG@10\","
+            " max(value) FILTER (metric = 'mrr@10') AS \"MRR@10\","
+            " max(value) FILTER (metric = 'recall@100') AS \"Recall@100\""
+            " FROM metrics WHERE run_id = ? AND stage = 'evaluate' AND task = ? AND model <> 'queries' GROUP BY model"
+            " ORDER BY CASE model WHEN 'bm25' THEN 0 WHEN 'base' THEN 1 ELSE 2 END",
+            [stats["run_id"], task]).to_pylist()
+        title = {"headline": "headline → article retrieval",
+                 "synthetic_heldout": "held-out synthetic query → document retrieval"}
+        _print_rows(rows, Format.table, title=title.get(task, task))
 
 
 @app.command()

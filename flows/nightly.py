@@ -12,7 +12,7 @@ from prefect_dask import DaskTaskRunner
 
 from refinery.flows.accounting import books_so_far, check_books
 from refinery.flows.dedup import dedup_flow
-from refinery.flows.evaluate import evaluate_flow
+from refinery.flows.evaluate import evaluate_flow, validate_query_sets
 from refinery.flows.ingest import ingest_flow
 from refinery.flows.quality import quality_flow, refilter_flow
 from refinery.flows.report import write_report
@@ -57,6 +57,7 @@ def prepare_run(config: RefineryConfig, run_id: str | None = None, stages: list[
                               f"the curation config of run {from_run}")
     if stages is not None:
         config = parse_config({**config.model_dump(mode="json"), "stages": list(stages)}, "--stages")
+    validate_query_sets(config)  # a missing, malformed or unmatched query set fails before any stage
     run = RunSpec(run_id=run_id or new_run_id(), home=str(home.root), config=config)
     run.run_dir.mkdir(parents=True, exist_ok=True)
     if resuming:  # the caller holds the home's run lock: nothing else writes here

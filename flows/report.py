@@ -13,7 +13,7 @@ from typing import Any
 from prefect.artifacts import create_markdown_artifact
 
 from refinery.flows.accounting import NO_CORPUS, corpus_is_empty
-from refinery.flows.evaluate import DESCRIPTIONS, HEADLINE, SYNTHETIC_HELDOUT
+from refinery.flows.evaluate import HEADLINE, QUERY_COUNTS, SYNTHETIC_HELDOUT, describe
 from refinery.flows.runtime import RunSpec
 from refinery.storage import StageMarker
 from refinery.tasks.config import STAGES
@@ -88,7 +88,9 @@ def write_report(run: RunSpec, *, failed_stage: str | None = None, error: str | 
         out.append(_section("Models", markdown_table(models)))
     evaluation = markers["evaluate"]
     if evaluation is not None and not evaluation.get("skipped"):
-        out.append(_evaluation_section(run, evaluation, synth or {}, files))
+        tasks = evaluation.get("tasks") or [evaluation.get("task", HEADLINE)]
+        out += [_evaluation_section(run, task, evaluation, synth or {}, files, first=i == 0)
+                for i, task in enumerate(tasks)]
 
     text = "\n".join(out)
     md_path = run.run_dir / "report.md"
@@ -147,34 +149,67 @@ def _pairs_section(run: RunSpec, synth: dict[str, Any]) -> str:
     held = (f"{synth.get('heldout_pairs', 0)} kept pairs of {synth.get('heldout_passages', 0)} passages are held out "
             f"for evaluation and never trained on; {synth.get('train_pairs', synth.get('kept', 0))} train.\n"
             if synth.get("evaluation_task") == SYNTHETIC_HELDOUT else
-            "Every kept pair trains (the evaluation queries are the titles).\n")
+            "Every kept pair trains (the evaluation queries are the titles).\n"
+            if synth.get("evaluation_task", HEADLINE) == HEADLINE else
+            "Every kept pair trains (the evaluation queries are your query sets).\n")
     return _section("Synthesized pairs", held, markdown_table(pairs), "\n**Diversity**\n", markdown_table(diversity),
                     "\n**Sample of kept pairs**\n", markdown_table(samples))
 
 
-def _evaluation_section(run: RunSpec, evaluation: dict[str, Any], synth: dict[str, Any], files: Path) -> str:
-    task = evaluation.get("task", HEADLINE)
-    metrics = run.catalog.query("SELECT model, metric, value FROM metrics WHERE run_id = ? AND stage = 'evaluate'"
-                                " AND task = ?", [run.run_id, task]).to_pylist()
+COUNT_LABELS = {"in_source": "queries in the set", "sampled": "sampled (evaluate.max_queries)",
+                "scored": "scored", "all_relevant_dropped": "every relevant document dropped by curation",
+                "not_ingested": "no relevant document among the ingested records"}
+
+
+def _evaluation_section(run: RunSpec, task: str, evaluation: dict[str, Any], synth: dict[str, Any], files: Path,
+                        *, first: bool) -> str:
+    """One task's section: what its queries are, how many were scored (and why not the others), the figures."""
+    rows_all = run.catalog.query("SELECT model, metric, value FROM metrics WHERE run_id = ? AND stage = 'evaluate'"
+                                 " AND task = ?", [run.run_id, task]).to_pylist()
+    counts = {x["metric"]: int(x["value"]) for x in rows_all if x["model"] == QUERY_COUNTS}
+    metrics = [x for x in rows_all if x["model"] != QUERY_COUNTS]
     table = {m: {x["model"]: x["value"] for x in metrics if x["metric"] == m} for m in METRIC_ORDER}
     rows = [{"model": model, **{m: table[m].get(model) for m in METRIC_ORDER}} for model in MODEL_ORDER
             if any(model in table[m] for m in METRIC_ORDER)]
-    png = bar_chart(table, files / "evaluation.png", title=DESCRIPTIONS[task])
+    cfg = run.config.evaluate
+    sources = {s.name: s for s in cfg.queries}
     if task == HEADLINE:
         about = ("Queries are headlines (never shown to the generator or trainer); every kept member of "
                  "the headline's dedup cluster counts as relevant.\n")
-    else:
+    elif task == SYNTHETIC_HELDOUT:
         why = ("The corpus had no titles, so evaluation used held-out synthetic pairs"
-               if run.config.evaluate.task == "auto" else
+               if cfg.task == "auto" else
                "`evaluate.task` is `synthetic_heldout`, so evaluation used held-out synthetic pairs")
-        about = (f"{why}: {evaluation['queries']} queries of the {synth.get('heldout_passages', '?')} passages held "
+        scored = (evaluation.get("by_task") or {}).get(task, {}).get("queries", evaluation.get("queries"))
+        about = (f"{why}: {scored} queries of the {synth.get('heldout_passages', '?')} passages held "
                  f"out from training (`synthesize.heldout_fraction` {run.config.synthesize.heldout_fraction}, by "
                  "passage: no held-out passage was trained on). Each query's document and the kept members of its "
                  "dedup cluster are relevant; a query that occurs verbatim in its document (inverse cloze) is cut "
                  "from it first. The queries passed the base model's consistency filter, which favours the base "
                  "model.\n")
-    return _section(f"Evaluation: {DESCRIPTIONS[task]}", about, markdown_table(rows),
-                    f"![evaluation](report_files/{png.name})\n")
+    else:
+        source = sources.get(task)
+        where = (f"`{source.path}`" + (f" (qrels split `{source.split}`)" if source.format in ("auto", "beir")
+                                       and Path(source.path).expanduser().is_dir() else "")) if source else "the set"
+        restricted = f" of ingest source `{source.source}`" if source and source.source else ""
+        about = (f"Your queries and judgements from {where}. A judged record id (relevance > 0) is matched to "
+                 f"`documents.record_id`{restricted}; the kept members of that document's dedup cluster are "
+                 "relevant. A query none of whose relevant documents survived curation is counted, not scored.\n")
+    pool = evaluation.get("pool_docs")
+    if first and pool is not None:
+        about += (f"\nEvery task ranks the same pool of {pool} of the {evaluation.get('corpus_docs', '?')} curated "
+                  f"documents (`evaluate.pool_docs` {cfg.pool_docs}: every relevant document of the scored queries "
+                  "plus seeded random distractors; the whole corpus when smaller), for every model.\n")
+    parts = [about]
+    if counts:
+        parts.append(markdown_table([{COUNT_LABELS.get(k, k): v for k, v in counts.items()}]))
+    if rows:
+        name = "evaluation.png" if first else f"evaluation-{task}.png"
+        png = bar_chart(table, files / name, title=describe(task))
+        parts += ["", markdown_table(rows), f"![evaluation](report_files/{png.name})\n"]
+    else:
+        parts.append("\n_No query of this set could be scored._\n")
+    return _section(f"Evaluation: {describe(task)}", *parts)
 
 
 def _quality_section(run: RunSpec, files: Path) -> str:

@@ -1,7 +1,9 @@
 """synthesize: (query, passage) pairs from a language model, consistency-filtered, hard negatives mined.
 
-It also decides what the run is evaluated on (``evaluation_task``): without titles a share of the
-passages is held out, and their pairs become the evaluation queries instead of training pairs.
+It also decides what the run is evaluated on (``evaluation_task``): without titles or query sets
+a share of the passages is held out, and their pairs become the evaluation queries instead of
+training pairs. Passages and the filter pool are seeded samples of the corpus chosen on the
+workers (:mod:`tasks.evaluate.pool`); the flow holds their doc ids only.
 """
 
 from __future__ import annotations
@@ -10,28 +12,41 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import xxhash
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
 from refinery.flows.accounting import NO_CORPUS, corpus_is_empty
-from refinery.flows.evaluate import SYNTHETIC_HELDOUT, embeddings_of, evaluation_task
+from refinery.flows.evaluate import SYNTHETIC_HELDOUT, builtin_task, embeddings_of, pool_of, sample_corpus
 from refinery.flows.runtime import RunSpec, gather, run_stage
-from refinery.storage import StageMarker, read_shards, write_shard
+from refinery.storage import StageMarker
 from refinery.tasks.embedding import BASE_MODEL_PATH
+from refinery.tasks.evaluate.names import content_key
+from refinery.tasks.evaluate.shard_tasks import select_rows
 from refinery.tasks.synthesize.shard_tasks import PASSAGES_PER_TASK, filter_pairs, generate_candidates, prepare_smollm2
 
+# Passages are the documents of smallest xxh3(doc_id, seed) (no salt: the draw of every run so far).
+PASSAGE_SALT = ""
 
-def _passages(run: RunSpec, corpus_shards: list[str], out: Path) -> tuple[Path, int]:
-    """Choose passages by a seeded hash of doc_id (stable, spread over the corpus); body text only."""
+
+def _passages(run: RunSpec, corpus_shards: list[str], total: int, out: Path) -> tuple[Path, int, list[str]]:
+    """Choose passages by a seeded hash of doc_id (stable, spread over the corpus); body text only.
+
+    One sample serves both: the first passages in key order, and the filter pool (the passages'
+    documents plus the next documents in key order, ``filter_pool_docs`` in all). Returns the
+    passages shard (named by its documents and the config), its size and the filter pool's ids.
+    """
     cfg = run.config.synthesize
-    corpus = read_shards(sorted(corpus_shards), ["doc_id", "text"])
-    keys = [xxhash.xxh3_64_intdigest(d.encode(), seed=cfg.seed) for d in corpus.column("doc_id").to_pylist()]
     wanted = max(cfg.passages if "smollm2" in cfg.generators else 0,
                  cfg.inverse_cloze_passages if "inverse_cloze" in cfg.generators else 0)
-    order = sorted(range(corpus.num_rows), key=keys.__getitem__)[:wanted]
-    chosen = corpus.take(pa.array(order, pa.int64()))
-    return write_shard(chosen, out / "passages.parquet"), chosen.num_rows
+    ranked = sample_corpus(run, corpus_shards, total, seed=cfg.seed, salt=PASSAGE_SALT,
+                           n=max(wanted, cfg.filter_pool_docs))
+    chosen = ranked[:wanted]
+    ids = [k.doc_id for k in chosen]
+    shards = sorted(corpus_shards)
+    holding = [shards[i] for i in sorted({k.shard for k in chosen})]
+    path = out / f"passages-{content_key(ids, cfg.model_dump_json())}.parquet"
+    written = select_rows.submit(holding, ids, path, given_order=True).result()
+    return Path(written["path"]), written["docs"], [k.doc_id for k in ranked]
 
 
 def _synthesize(run: RunSpec, out: Path) -> dict[str, Any]:
@@ -44,22 +59,26 @@ def _synthesize(run: RunSpec, out: Path) -> dict[str, Any]:
         catalog.replace("pairs", run.run_id)
         catalog.replace("metrics", run.run_id, where={"stage": "synthesize"})
         return {"skipped": NO_CORPUS, "generated": 0, "kept": 0}
-    task = evaluation_task(run)
+    task = builtin_task(run)
     corpus = quality["corpus_shards"]
-    passages, n = _passages(run, corpus, out)
+    passages, n, filter_pool = _passages(run, corpus, quality["kept"], out)
+    candidates_dir = out / passages.stem.replace("passages-", "candidates-")
     cache = run.data_home.cache_dir / "smollm2"
     wait_for = [prepare_smollm2.submit(cache)] if "smollm2" in cfg.generators and cfg.passages else []
     futures = []
     for generator in cfg.generators:
         count = min(n, cfg.passages if generator == "smollm2" else cfg.inverse_cloze_passages)
         step = PASSAGES_PER_TASK[generator]
-        futures += [generate_candidates.submit(passages, a, min(a + step, count), generator, cfg, out, cache,
-                                               wait_for=wait_for if generator == "smollm2" else [])
+        futures += [generate_candidates.submit(passages, a, min(a + step, count), generator, cfg, candidates_dir,
+                                               cache, wait_for=wait_for if generator == "smollm2" else [])
                     for a in range(0, count, step)]
-    embeddings = embeddings_of(run, "base", str(BASE_MODEL_PATH), corpus)
+    pool = pool_of(run, corpus, filter_pool)
+    embeddings = embeddings_of(run, "base", str(BASE_MODEL_PATH), pool)
     candidates = gather(futures, "generate queries")
     stats = filter_pairs.submit(candidates, embeddings, cfg, out,
-                                heldout_fraction=cfg.heldout_fraction if task == SYNTHETIC_HELDOUT else None).result()
+                                heldout_fraction=cfg.heldout_fraction if task == SYNTHETIC_HELDOUT else None,
+                                encoder=run.config.evaluate.encoder,
+                                cache_dir=str(run.data_home.cache_dir)).result()
     catalog.replace("pairs", run.run_id, parquet=[stats["pairs_path"]])
     rows = [(g, k, v) for g, d in stats["diversity"].items() for k, v in d.items()]
     catalog.replace("metrics", run.run_id, where={"stage": "synthesize"}, rows=pa.table({
@@ -69,10 +88,10 @@ def _synthesize(run: RunSpec, out: Path) -> dict[str, Any]:
         key="synthesized-pairs",
         table=[{"generator": g, **v, **stats["diversity"].get(g, {})} for g, v in stats["by_generator"].items()],
         description=f"Run {run.run_id}: {stats['kept']} of {stats['generated']} candidate pairs kept "
-                    f"(passage in the base model's top {cfg.consistency_top_k}); {stats['heldout_pairs']} of them "
-                    f"held out for evaluation.",
+                    f"(passage in the base model's top {cfg.consistency_top_k} of a pool of {len(filter_pool)} "
+                    f"documents); {stats['heldout_pairs']} of them held out for evaluation.",
     )
-    return {**stats, "passages": n, "evaluation_task": task}
+    return {**stats, "passages": n, "filter_pool_docs": len(filter_pool), "evaluation_task": task}
 
 
 @flow(name="synthesize", log_prints=True)

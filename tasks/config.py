@@ -130,8 +130,9 @@ def _rows(model: type[BaseModel], prefix: str) -> list[tuple[str, str, str]]:
             default = default.model_dump(mode="json")
         elif isinstance(default, list):
             default = [d.model_dump(mode="json") if isinstance(d, BaseModel) else d for d in default]
-        rows.append((key, yaml.safe_dump(default, default_flow_style=True, width=10_000).strip().removesuffix("\n..."),
-                     (field.description or "").replace("|", "\\|").replace("\n", " ")))
+        shown = ("(required)" if field.is_required() else
+                 yaml.safe_dump(default, default_flow_style=True, width=10_000).strip().removesuffix("\n..."))
+        rows.append((key, shown, (field.description or "").replace("|", "\\|").replace("\n", " ")))
     return rows
 
 

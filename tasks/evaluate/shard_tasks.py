@@ -1,57 +1,134 @@
-"""Prefect task of the evaluate stage: query → document retrieval for every configured model."""
+"""Prefect tasks of the evaluate stage (and of the synthesize stage's samples of the corpus).
+
+Sampling the corpus (:mod:`tasks.evaluate.pool`) runs here, on the workers, shard by shard, so
+that the flow process only ever holds about as many doc ids as it asked for; scoring ranks the
+pool, never the whole corpus.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from prefect import task
 
-from refinery.storage import read_shard, read_shards
+from refinery.storage import read_shard, read_shards, write_shard
 from refinery.tasks.embedding import all_cores, encode
 from refinery.tasks.embedding_tasks import cached_encoder, load_embeddings
-from refinery.tasks.evaluate.config import EvaluateConfig
+from refinery.tasks.evaluate.config import EvaluateConfig, QuerySetConfig
 from refinery.tasks.evaluate.heldout import cut_verbatim
-from refinery.tasks.evaluate.retrieval import RANKING_DEPTH, bm25_rankings, dense_rankings, evaluate_rankings
+from refinery.tasks.evaluate.pool import KEY_SPACE, Keyed, merge_smallest, smallest_in_shard
+from refinery.tasks.evaluate.queries import read_query_set
+from refinery.tasks.evaluate.retrieval import RANKING_DEPTH, Bm25Index, dense_rankings, evaluate_rankings
+
+POOL_COLUMNS = ("doc_id", "text")
 
 
-@task(name="score-retrieval", task_run_name="{task} retrieval: {models}")
-def score_retrieval(queries_path: Path, corpus_shards: list[str], embeddings: dict[str, list[str]],
-                    model_paths: dict[str, str], models: list[str], cfg: EvaluateConfig, task: str = "headline",
-                    cut_path: Path | None = None) -> dict[str, dict[str, float]]:
-    """Metrics per model. ``queries_path`` holds (query, relevant: list of corpus doc ids).
+def _shard_range() -> str:
+    from prefect.runtime import task_run
 
-    Dense models rank the corpus by cosine to their own embeddings of it (``embeddings[model]``
-    shard paths, in corpus order); BM25 ranks the raw text. ``cut_path`` holds (doc_id, query)
-    rows: that query is cut from that document's text before ranking (see
+    shards = task_run.parameters["shards"]
+    return f"sample keys of shards {shards[0][0]}-{shards[-1][0]}" if shards else "sample keys"
+
+
+@task(name="sample-keys", task_run_name=_shard_range)
+def sample_keys(shards: list[tuple[int, str]], *, seed: int, salt: str, n: int,
+                below: int = KEY_SPACE) -> list[Keyed]:
+    """The at most ``n`` smallest sample keys below ``below`` of some corpus shards, smallest first.
+
+    ``shards`` are (index in the sorted shard list, path); only the doc id column is read.
+    """
+    return merge_smallest([smallest_in_shard(read_shard(path, ["doc_id"]).column("doc_id").to_pylist(),
+                                             shard=i, seed=seed, salt=salt, n=n, below=below)
+                           for i, path in shards], n)
+
+
+@task(name="select-rows", task_run_name="{out.name}")
+def select_rows(shards: list[str], doc_ids: list[str] | None, out: Path, *, given_order: bool = False) -> dict[str, Any]:
+    """Write the (doc_id, text) rows of ``doc_ids`` found in ``shards`` (all rows when None) to one shard.
+
+    Rows keep the shards' order, or with ``given_order`` the order of ``doc_ids``. ``out`` is
+    named by what it holds (see :mod:`tasks.evaluate.names`), so an existing one is reused.
+    """
+    if out.exists():
+        return {"path": str(out), "docs": read_shard(out, ["doc_id"]).num_rows}
+    wanted = pa.array(doc_ids, pa.string()) if doc_ids is not None else None
+    pieces = []
+    for path in shards:
+        ids = read_shard(path, ["doc_id"]).column("doc_id")
+        mask = pc.is_in(ids, value_set=wanted) if wanted is not None else None
+        if mask is not None and not pc.any(mask).as_py():
+            continue  # the text of a shard without a wanted row is never read
+        rows = read_shard(path, list(POOL_COLUMNS))
+        pieces.append(rows.filter(mask) if mask is not None else rows)
+    schema = pa.schema([("doc_id", pa.string()), ("text", pa.string())])
+    table = pa.concat_tables([p.cast(schema) for p in pieces]) if pieces else schema.empty_table()
+    if given_order and doc_ids is not None:
+        where = {d: i for i, d in enumerate(table.column("doc_id").to_pylist())}
+        table = table.take(pa.array([where[d] for d in doc_ids if d in where], pa.int64()))
+    return {"path": str(write_shard(table, out)), "docs": table.num_rows}
+
+
+@task(name="load-query-set", task_run_name="query set {source.name}")
+def load_query_set(source: QuerySetConfig, *, max_queries: int, seed: int, out: Path) -> dict[str, Any]:
+    """Read a query set (:func:`tasks.evaluate.queries.read_query_set`) and write its sample as one shard."""
+    table, stats = read_query_set(source, max_queries=max_queries, seed=seed)
+    return {"path": str(write_shard(table, out)), **stats}
+
+
+@task(name="score-retrieval", task_run_name="retrieval: {models}")
+def score_retrieval(query_sets: dict[str, str], pool_parts: list[str], embeddings: dict[str, list[str]],
+                    model_paths: dict[str, str], models: list[str], cfg: EvaluateConfig,
+                    cache_dir: str | None = None, cuts: dict[str, str] | None = None) -> dict[str, dict[str, dict[str, float]]]:
+    """Metrics per query set and model. Each ``query_sets`` shard holds (query, relevant: doc ids of the pool).
+
+    Dense models rank the pool by cosine to their own embeddings of it (``embeddings[model]``,
+    shards of the pool parts); BM25 ranks the pool's text. ``cuts[task]`` holds (doc_id, query)
+    rows: for that task only, the query is cut from that document's text before ranking (see
     :mod:`tasks.evaluate.heldout`); those documents are embedded again here.
     """
-    queries = read_shard(queries_path)
-    texts = queries.column("query").to_pylist()
-    corpus = read_shards(sorted(corpus_shards), ["doc_id", "text"])
-    position = {d: i for i, d in enumerate(corpus.column("doc_id").to_pylist())}
-    relevant = [{position[d] for d in rel} for rel in queries.column("relevant").to_pylist()]
-    doc_texts = corpus.column("text").to_pylist()
-    changed = _cut_documents(cut_path, position, doc_texts) if cut_path else set()
-    results: dict[str, dict[str, float]] = {}
+    pool = read_shards(pool_parts, list(POOL_COLUMNS))
+    position = {d: i for i, d in enumerate(pool.column("doc_id").to_pylist())}
+    doc_texts = pool.column("text").to_pylist()
+    sets = {}
+    for task_name, path in query_sets.items():
+        table = read_shard(path, ["query", "relevant"])
+        relevant = [{position[d] for d in rel} for rel in table.column("relevant").to_pylist()]
+        texts, changed = doc_texts, set()
+        if cuts and task_name in cuts:
+            texts = list(doc_texts)
+            changed = _cut_documents(Path(cuts[task_name]), position, texts)
+        sets[task_name] = (table.column("query").to_pylist(), relevant, texts, changed)
+    results: dict[str, dict[str, dict[str, float]]] = {t: {} for t in sets}
+    plain_bm25: Bm25Index | None = None
     for model in models:
         if model == "bm25":
-            ranks = bm25_rankings(texts, doc_texts, RANKING_DEPTH,
-                                  k1=cfg.bm25_k1, b=cfg.bm25_b, stopwords=cfg.bm25_stopwords)
-        else:
-            doc_ids, doc_emb = load_embeddings(embeddings[model])
-            order = np.array([position[d] for d in doc_ids])
-            matrix = np.empty_like(doc_emb)
-            matrix[order] = doc_emb  # rows in corpus order whatever the shard order
-            encoder = cached_encoder(model_paths[model], cfg.max_seq_length)
-            with all_cores():  # runs alone, after the corpus is embedded
-                q_emb = encode(encoder, texts, batch_size=cfg.encode_batch_size, show_progress=False)
+            for task_name, (queries, relevant, texts, changed) in sets.items():
+                if changed:
+                    index = Bm25Index(texts, k1=cfg.bm25_k1, b=cfg.bm25_b, stopwords=cfg.bm25_stopwords)
+                else:
+                    plain_bm25 = plain_bm25 or Bm25Index(doc_texts, k1=cfg.bm25_k1, b=cfg.bm25_b,
+                                                         stopwords=cfg.bm25_stopwords)
+                    index = plain_bm25
+                results[task_name][model] = evaluate_rankings(index.top_k(queries, RANKING_DEPTH), relevant)
+            continue
+        doc_ids, doc_emb = load_embeddings(embeddings[model])
+        matrix = np.empty_like(doc_emb)
+        matrix[np.array([position[d] for d in doc_ids], dtype=np.int64)] = doc_emb  # rows in pool order
+        encoder = cached_encoder(model_paths[model], cfg.max_seq_length, cfg.encoder, cache_dir)
+        for task_name, (queries, relevant, texts, changed) in sets.items():
+            with all_cores():  # runs alone, after the pool is embedded
+                q_emb = encode(encoder, queries, batch_size=cfg.encode_batch_size, show_progress=False)
+                ranked = matrix
                 if changed:
                     rows = sorted(changed)
-                    matrix[rows] = encode(encoder, [doc_texts[i] for i in rows],
+                    ranked = matrix.copy()
+                    ranked[rows] = encode(encoder, [texts[i] for i in rows],
                                           batch_size=cfg.encode_batch_size, show_progress=False)
-            ranks = dense_rankings(q_emb, matrix, RANKING_DEPTH)
-        results[model] = evaluate_rankings(ranks, relevant)
+            results[task_name][model] = evaluate_rankings(dense_rankings(q_emb, ranked, RANKING_DEPTH), relevant)
     return results
 
 

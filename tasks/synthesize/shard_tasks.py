@@ -1,4 +1,5 @@
-"""Prefect tasks of the synthesize stage: generate candidates per passage slice, then filter them."""
+"""Prefect tasks of the synthesize stage: generate candidates per passage slice, then filter them
+within the filter pool."""
 
 from __future__ import annotations
 
@@ -65,12 +66,16 @@ def generate_candidates(passages: Path, start: int, stop: int, generator: str, c
 
 @task(name="filter-pairs", task_run_name="consistency filter, held-out split, hard negatives, diversity")
 def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: SynthesizeConfig,
-                 out_dir: Path, heldout_fraction: float | None = None) -> dict[str, Any]:
-    """Keep a candidate when the base model ranks its passage in the top k for its query.
+                 out_dir: Path, heldout_fraction: float | None = None, encoder: str = "torch",
+                 cache_dir: str | None = None) -> dict[str, Any]:
+    """Keep a candidate when the base model ranks its passage in the top k of the filter pool for its query.
 
-    With ``heldout_fraction`` that share of the passages with a kept pair is held out (``split``
+    ``embedding_shards`` are the base model's embeddings of the filter pool (the passages'
+    documents and seeded distractors); hard negatives come from it too. With
+    ``heldout_fraction`` that share of the passages with a kept pair is held out (``split``
     'heldout', see :mod:`tasks.synthesize.split`): their pairs are evaluation queries, and their
-    documents are never a mined hard negative, so training never sees their text.
+    documents are never a mined hard negative, so training never sees their text. ``encoder``
+    and ``cache_dir`` choose the inference backend (``evaluate.encoder``).
     """
     cands = read_shards(sorted(candidate_shards))
     doc_ids, corpus_emb = load_embeddings(sorted(embedding_shards))
@@ -80,7 +85,7 @@ def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: 
     gens = cands.column("generator").to_pylist()
     positive = np.array([position[d] for d in cand_docs], dtype=np.int64)
     with all_cores():  # runs alone, after every candidate is in
-        q_emb = encode(cached_encoder(str(BASE_MODEL_PATH)), queries, show_progress=False)
+        q_emb = encode(cached_encoder(str(BASE_MODEL_PATH), None, encoder, cache_dir), queries, show_progress=False)
     consistent, rank = consistency_filter(q_emb, corpus_emb, positive, cfg.consistency_top_k)
     kept = keep_best_per_passage(rank, list(zip(cand_docs, gens)), top_k=cfg.consistency_top_k,
                                  max_per_passage=cfg.max_pairs_per_passage)
