@@ -62,15 +62,14 @@ def _synthesize(run: RunSpec, out: Path) -> dict[str, Any]:
     task = builtin_task(run)
     corpus = quality["corpus_shards"]
     passages, n, filter_pool = _passages(run, corpus, quality["kept"], out)
-    candidates_dir = out / passages.stem.replace("passages-", "candidates-")
     cache = run.data_home.cache_dir / "smollm2"
     wait_for = [prepare_smollm2.submit(cache)] if "smollm2" in cfg.generators and cfg.passages else []
     futures = []
     for generator in cfg.generators:
         count = min(n, cfg.passages if generator == "smollm2" else cfg.inverse_cloze_passages)
         step = PASSAGES_PER_TASK[generator]
-        futures += [generate_candidates.submit(passages, a, min(a + step, count), generator, cfg, candidates_dir,
-                                               cache, wait_for=wait_for if generator == "smollm2" else [])
+        futures += [generate_candidates.submit(passages, a, min(a + step, count), generator, cfg, out, cache,
+                                               wait_for=wait_for if generator == "smollm2" else [])
                     for a in range(0, count, step)]
     pool = pool_of(run, corpus, filter_pool)
     embeddings = embeddings_of(run, "base", str(BASE_MODEL_PATH), pool)

@@ -48,8 +48,12 @@ def prepare_smollm2(cache_dir: Path) -> str:
 @task(name="generate-candidates", task_run_name="{generator} passages {start}-{stop}", retries=1)
 def generate_candidates(passages: Path, start: int, stop: int, generator: str, cfg: SynthesizeConfig,
                         out_dir: Path, cache_dir: Path) -> str:
-    """Candidate queries for passages ``[start, stop)`` of the passages shard."""
-    out = out_dir / f"candidates-{generator}-{start:06d}.parquet"
+    """Candidate queries for passages ``[start, stop)`` of the passages shard.
+
+    Named after the passages shard (itself named by its documents and the config), so candidates
+    of other passages are never reused.
+    """
+    out = out_dir / f"candidates-{passages.stem.removeprefix('passages-')}-{generator}-{start:06d}.parquet"
     if out.exists():
         return str(out)
     rows = read_shard(passages).slice(start, stop - start)
