@@ -55,29 +55,42 @@ class MemoryPeaks:
     other_max: int = 0  # resource tracker, anything else the run started
     tree_total: int = 0  # flow process and every descendant at one sample
     worker_pids: set[int] = field(default_factory=set)
+    other_commands: dict[str, int] = field(default_factory=dict)  # peak RSS by command line (cut)
     samples: int = 0
+    # (unix time, flow RSS, largest worker RSS, all workers' RSS) per sample, to split peaks by stage
+    timeline: list[tuple[float, int, int, int]] = field(default_factory=list)
+
+    def by_window(self, start: float, end: float) -> dict[str, float]:
+        """Peaks (MB) over the samples taken between two unix times."""
+        inside = [t for t in self.timeline if start <= t[0] <= end]
+        return {name: round(max((t[i] for t in inside), default=0) / MB, 1)
+                for i, name in ((1, "flow"), (2, "worker_max"), (3, "workers_total"))}
 
     def as_dict(self) -> dict[str, Any]:
         return {"flow": round(self.flow / MB, 1), "worker_max": round(self.worker_max / MB, 1),
                 "workers_total": round(self.workers_total / MB, 1),
                 "prefect_server": round(self.prefect_server / MB, 1), "other_max": round(self.other_max / MB, 1),
                 "process_tree_total": round(self.tree_total / MB, 1),
-                "workers_seen": len(self.worker_pids), "samples": self.samples}
+                "workers_seen": len(self.worker_pids), "samples": self.samples,
+                "other_processes": {cmd: round(rss / MB, 1) for cmd, rss in self.other_commands.items()}}
 
 
-def _role(proc: psutil.Process) -> str:
-    """What a descendant of the flow process is, from its command line."""
+OTHER_COMMAND_CHARS = 120
+
+
+def _role(proc: psutil.Process) -> tuple[str, str]:
+    """What a descendant of the flow process is, from its command line; and the line, cut."""
     try:
         cmd = " ".join(proc.cmdline())
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return "other"
+        return "other", "?"
     if "uvicorn" in cmd or "prefect.server" in cmd:
-        return "prefect_server"  # `refinery run` without PREFECT_API_URL starts a temporary server
-    if "resource_tracker" in cmd:
-        return "other"
-    if "spawn_main" in cmd or "--multiprocessing-fork" in cmd:
-        return "worker"  # LocalCluster's nannies spawn their workers with multiprocessing
-    return "other"
+        role = "prefect_server"  # `refinery run` without PREFECT_API_URL starts a temporary server
+    elif "spawn_main" in cmd and "resource_tracker" not in cmd:
+        role = "worker"  # LocalCluster's nannies spawn their workers with multiprocessing
+    else:
+        role = "other"
+    return role, cmd[:OTHER_COMMAND_CHARS]
 
 
 class MemorySampler:
@@ -87,7 +100,7 @@ class MemorySampler:
         self.root = psutil.Process(pid)
         self.interval = interval
         self.peaks = MemoryPeaks()
-        self._roles: dict[int, str] = {}
+        self._roles: dict[int, tuple[str, str]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
 
@@ -111,23 +124,26 @@ class MemorySampler:
             children = self.root.children(recursive=True)
         except (psutil.NoSuchProcess, psutil.ZombieProcess):
             return
-        workers = tree = 0
+        workers = tree = largest = 0
         for child in children:
             try:
                 rss = child.memory_info().rss
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
-            role = self._roles.get(child.pid) or self._roles.setdefault(child.pid, _role(child))
+            role, cmd = self._roles.get(child.pid) or self._roles.setdefault(child.pid, _role(child))
             tree += rss
             if role == "worker":
                 workers += rss
                 p.worker_pids.add(child.pid)
-                p.worker_max = max(p.worker_max, rss)
+                largest = max(largest, rss)
             elif role == "prefect_server":
                 p.prefect_server = max(p.prefect_server, rss)
             else:
                 p.other_max = max(p.other_max, rss)
+                p.other_commands[cmd] = max(p.other_commands.get(cmd, 0), rss)
         p.flow = max(p.flow, flow)
+        p.worker_max = max(p.worker_max, largest)
+        p.timeline.append((time.time(), flow, largest, workers))
         p.workers_total = max(p.workers_total, workers)
         p.tree_total = max(p.tree_total, flow + tree)
         p.samples += 1
@@ -237,8 +253,11 @@ def run_figures(catalog_path: Path, run_id: str) -> dict[str, Any]:
     run = catalog.query(
         "SELECT status, error, docs_in, docs_kept, docs_dropped, docs_rejected,"
         " epoch(finished_at - started_at) AS seconds FROM runs WHERE run_id = ?", [run_id]).to_pylist()[0]
-    stages = catalog.query("SELECT stage, status, seconds FROM stage_runs WHERE run_id = ? ORDER BY started_at",
+    stages = catalog.query("SELECT stage, status, seconds, stats, epoch(started_at) AS started,"
+                           " epoch(finished_at) AS finished FROM stage_runs WHERE run_id = ? ORDER BY started_at",
                            [run_id]).to_pylist()
+    metrics = catalog.query("SELECT model, task, metric, value FROM metrics WHERE run_id = ? AND stage = 'evaluate'"
+                            " ORDER BY task, model, metric", [run_id]).to_pylist()
     drops = catalog.query("SELECT stage, reason, count(*) AS n FROM drops WHERE run_id = ? GROUP BY ALL"
                           " ORDER BY stage, n DESC, reason", [run_id]).to_pylist()
     rejects = catalog.query("SELECT reason, count(*) AS n FROM rejects WHERE run_id = ? GROUP BY ALL"
@@ -253,8 +272,25 @@ def run_figures(catalog_path: Path, run_id: str) -> dict[str, Any]:
         "status": run["status"], "error": run["error"], "run_seconds": run["seconds"], "books": books,
         "stage_seconds": {s["stage"]: round(s["seconds"], 2) for s in stages if s["seconds"] is not None},
         "stage_status": {s["stage"]: s["status"] for s in stages},
+        "stage_stats": {s["stage"]: _scalars(s["stats"]) for s in stages},
+        "stage_windows": {s["stage"]: (s["started"], s["finished"]) for s in stages if s["finished"] is not None},
         "drops": by_stage, "rejects": {r["reason"]: r["n"] for r in rejects},
+        "evaluation": _nested(metrics),
     }
+
+
+def _scalars(stats: str | dict | None) -> dict[str, Any]:
+    """A stage's stats without its lists and paths (shard lists grow with the corpus)."""
+    stats = json.loads(stats) if isinstance(stats, str) else (stats or {})
+    return {k: v for k, v in stats.items() if isinstance(v, (int, float, bool)) or (isinstance(v, str) and "/" not in v)}
+
+
+def _nested(metrics: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """evaluate's metrics as {task: {model: {metric: value}}}."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for m in metrics:
+        out.setdefault(m["task"] or "", {}).setdefault(m["model"], {})[m["metric"]] = round(m["value"], 4)
+    return out
 
 
 def planted_vs_found(catalog_path: Path, run_id: str, planted_csv: Path, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -364,7 +400,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(new_runs) == 1:
         run_id = new_runs[0]
         figures = run_figures(catalog_path, run_id)
+        windows = figures.pop("stage_windows")
         result.update(run_id=run_id, **figures)
+        result["peak_rss_mb_by_stage"] = {stage: peaks.by_window(*w) for stage, w in windows.items()}
         result["stage_seconds_total"] = round(sum(figures["stage_seconds"].values()), 2)
         # CLI start, Prefect server and Dask cluster start-up, books and report
         result["outside_stages_seconds"] = round(wall - result["stage_seconds_total"], 2)

@@ -97,6 +97,9 @@ def test_the_bench_runs_curation_and_accounts_for_every_planted_document(tmp_pat
     assert books["docs_rejected"] == planted["reject"]
     assert result["peak_rss_mb"]["flow"] > 0 and result["peak_rss_mb"]["worker_max"] > 0
     assert result["peak_rss_mb"]["workers_seen"] == 1
+    assert set(result["peak_rss_mb_by_stage"]) == {"ingest", "dedup", "quality"}
+    by_stage = [p["worker_max"] for p in result["peak_rss_mb_by_stage"].values()]
+    assert 0 < max(by_stage) <= result["peak_rss_mb"]["worker_max"]
     assert result["catalog"]["bytes_after"] > result["catalog"]["bytes_before"] == 0
     assert result["catalog"]["run_dir_bytes"] > 0
 
