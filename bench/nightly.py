@@ -78,13 +78,16 @@ class MemoryPeaks:
 OTHER_COMMAND_CHARS = 120
 
 
-def _role(proc: psutil.Process) -> tuple[str, str]:
+def _role(proc: psutil.Process, parent_cmd: str) -> tuple[str, str]:
     """What a descendant of the flow process is, from its command line; and the line, cut."""
     try:
         cmd = " ".join(proc.cmdline())
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return "other", "?"
-    if "uvicorn" in cmd or "prefect.server" in cmd:
+    if cmd == parent_cmd:
+        # a fork about to exec (subprocess.Popen): its pages are the flow's, shared, not its own
+        role = "fork"
+    elif "uvicorn" in cmd or "prefect.server" in cmd:
         role = "prefect_server"  # `refinery run` without PREFECT_API_URL starts a temporary server
     elif "spawn_main" in cmd and "resource_tracker" not in cmd:
         role = "worker"  # LocalCluster's nannies spawn their workers with multiprocessing
@@ -98,6 +101,7 @@ class MemorySampler:
 
     def __init__(self, pid: int, *, interval: float = SAMPLE_INTERVAL_S):
         self.root = psutil.Process(pid)
+        self._root_cmd = " ".join(self.root.cmdline())
         self.interval = interval
         self.peaks = MemoryPeaks()
         self._roles: dict[int, tuple[str, str]] = {}
@@ -130,7 +134,12 @@ class MemorySampler:
                 rss = child.memory_info().rss
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
-            role, cmd = self._roles.get(child.pid) or self._roles.setdefault(child.pid, _role(child))
+            known = self._roles.get(child.pid)
+            role, cmd = known or _role(child, self._root_cmd)
+            if role == "fork":
+                continue  # asked again next sample, once it has exec'd
+            if known is None:
+                self._roles[child.pid] = (role, cmd)
             tree += rss
             if role == "worker":
                 workers += rss
