@@ -64,10 +64,21 @@ def read_shards(paths: Sequence[str | os.PathLike[str]], columns: Sequence[str] 
 def iter_parquet_records(path: str | os.PathLike[str], batch_size: int = 1024, *,
                          row_groups: Sequence[int] | None = None) -> Iterator[dict[str, Any]]:
     """Rows of an input Parquet file as dicts (ingest reads user files through this); with
-    ``row_groups``, only the rows of those row groups, in file order."""
+    ``row_groups``, only the rows of those row groups, in file order. In a batch where a string
+    column holds invalid UTF-8, that batch's string values come as bytes (the reader decides)."""
     with pq.ParquetFile(path) as f:
         for batch in f.iter_batches(batch_size=batch_size, row_groups=row_groups):
-            yield from batch.to_pylist()
+            try:
+                rows = batch.to_pylist()
+            except UnicodeDecodeError:
+                rows = _strings_as_binary(batch).to_pylist()
+            yield from rows
+
+
+def _strings_as_binary(batch: pa.RecordBatch) -> pa.RecordBatch:
+    columns = [c.cast(pa.binary()) if pa.types.is_string(c.type) else
+               c.cast(pa.large_binary()) if pa.types.is_large_string(c.type) else c for c in batch.columns]
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
 
 
 def parquet_row_groups(path: str | os.PathLike[str]) -> list[tuple[int, int]]:

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from refinery.tasks.ingest.decoding import check_encoding
 
 BUILTIN_BBC = "builtin:bbc"
 DEFAULT_SHARD_SIZE = 500
 # A 64 MiB range is ~30k documents of ~2 KB: a few seconds of one worker, long enough that a
 # task's scheduling cost does not count, short enough that a big file keeps every worker busy.
 DEFAULT_SPLIT_BYTES = 64 * 2**20
+# A long book is ~1M characters; beyond that a "document" is most likely a dump, a log or a base64
+# blob, and every later stage pays for its length.
+DEFAULT_MAX_CHARS = 1_000_000
 
 Format = Literal["auto", "jsonl", "parquet", "text"]
 
@@ -29,6 +34,15 @@ class SourceConfig(BaseModel):
     id_field: str | None = Field("id", description="Record field with a stable record id; else the location is used.")
     label_field: str | None = Field("label", description="Record field with a label/category, if any.")
     title_from_first_line: bool = Field(False, description="Text files: the first line is the title (as in BBC News).")
+    encoding: str = Field("utf-8", description="How the source's bytes are decoded (strictly: a record that does not "
+                          "decode is rejected as `undecodable_<codec>`, its raw bytes kept). Set `cp1252` or "
+                          "`latin-1` for such text; nothing is guessed. Must be ASCII-compatible (not UTF-16/32).")
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        check_encoding(value)
+        return value
 
 
 class IngestConfig(BaseModel):
@@ -39,6 +53,9 @@ class IngestConfig(BaseModel):
     shard_size: int = Field(DEFAULT_SHARD_SIZE, ge=1, description="Documents per Parquet shard.")
     unicode_form: Literal["NFC", "NFKC"] = Field("NFC", description="Unicode normalization form applied to text and title.")
     min_chars: int = Field(1, ge=0, description="Records whose normalized text is shorter are rejected (`empty_text`).")
+    max_chars: int | None = Field(DEFAULT_MAX_CHARS, ge=1, description="Records whose text, as read, is longer are "
+                                  "rejected (`text_too_long`; the raw record is kept up to 100,000 characters). "
+                                  "null: no cap.")
     limit: int | None = Field(None, ge=1, description="Read at most this many records from each input file or text folder (trials, tests).")
     split_bytes: int | None = Field(
         DEFAULT_SPLIT_BYTES, ge=0,

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import gzip
 import importlib.resources
-import io
 import json
 import re
 import unicodedata
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +23,10 @@ from typing import Any
 import orjson
 import xxhash
 
-from refinery.storage import iter_parquet_records
-from refinery.tasks.ingest.config import BUILTIN_BBC, IngestConfig, SourceConfig
+from refinery.storage import iter_parquet_records, parquet_row_groups
+from refinery.tasks.ingest.config import BUILTIN_BBC, DEFAULT_MAX_CHARS, IngestConfig, SourceConfig
+from refinery.tasks.ingest.decoding import (BINARY_SNIFF_BYTES, decode_record, nul_offset, path_text,
+                                            reason_tag, storable)
 from refinery.tasks.ingest.splits import WHOLE, Piece, jsonl_pieces, parquet_pieces, range_lines
 
 RAW_SNIPPET_CHARS = 100_000  # rejects keep the raw record up to this size
@@ -66,12 +68,16 @@ class Reject:
 
 def normalize(text: str, form: str = "NFC") -> str:
     """Unicode-normalize, unify newlines, drop control characters and the spaces and tabs that end
-    a line, cut runs of blank lines to one, strip the ends."""
+    a line, cut runs of blank lines to one, strip the ends; a lone surrogate becomes U+FFFD."""
     text = unicodedata.normalize(form, text)
     # Most texts have no CR and no control character: look for them in the UTF-8 bytes, where a
     # one-byte search is memchr-fast and a byte translate is a table lookup (a regex scan of 2 KB
     # costs ~6 us); each is one ASCII byte, never part of a multi-byte character.
-    data = text.encode("utf-8", "surrogatepass")
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates (a JSON "\ud800" escape): not writable as UTF-8
+        text = storable(text)
+        data = text.encode("utf-8")
     if b"\r" in data:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     if len(data.translate(None, _CONTROL_BYTES)) != len(data):
@@ -160,22 +166,29 @@ def plan_units(cfg: IngestConfig) -> list[Unit]:
 
 def _location(path: str, base: str) -> str:
     try:
-        return str(Path(path).relative_to(base))
+        return path_text(str(Path(path).relative_to(base)))
     except ValueError:
-        return path
+        return path_text(path)
 
 
 _Item = tuple[str, dict[str, Any] | None, str | None, str | bytes]  # location, record, reason, raw
 
 
 def _text_records(unit: Unit) -> Iterator[_Item]:
+    encoding = unit.options.encoding
     for path in unit.paths:
         loc = _location(path, unit.base)
-        raw = Path(path).read_bytes()
         try:
-            body = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            yield loc, None, f"undecodable_utf8: {exc.reason} at byte {exc.start}", raw
+            raw = Path(path).read_bytes()
+        except OSError as exc:
+            yield loc, None, f"unreadable_file: {exc}", b""
+            continue
+        if (nul := nul_offset(raw[:BINARY_SNIFF_BYTES])) >= 0:
+            yield loc, None, f"binary_file: NUL byte at offset {nul}", raw
+            continue
+        body, reason = decode_record(raw, encoding)
+        if body is None:
+            yield loc, None, reason, raw
             continue
         title = None
         if unit.options.title_from_first_line:
@@ -184,16 +197,55 @@ def _text_records(unit: Unit) -> Iterator[_Item]:
         yield loc, {"text": body, "title": title, "label": label, "id": loc}, None, ""
 
 
+GZIP_READ_BYTES = 2**20
+
+
+class _DamagedGzip(Exception):
+    """A gzip stream that ends early or does not inflate: what was read before it is kept."""
+
+    def __init__(self, line: int, partial: bytes, cause: BaseException):
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.line, self.partial = line, partial
+
+
+def _gzip_lines(path: str) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw line) of a gzip file, read in chunks so that the lines before damage
+    (a truncated stream, a corrupt deflate block, a bad CRC, trailing garbage) are all yielded
+    before ``_DamagedGzip`` names the line it hit and holds that line's bytes read so far."""
+    n = 0
+    parts: list[bytes] = []  # the line being read
+    with gzip.open(path, "rb") as fh:
+        try:
+            # read1 returns what one step inflated, so an error loses nothing read before it
+            while chunk := fh.read1(GZIP_READ_BYTES):
+                pieces = chunk.split(b"\n")
+                if len(pieces) == 1:
+                    parts.append(chunk)
+                    continue
+                parts.append(pieces[0])
+                n += 1
+                yield n, b"".join(parts) + b"\n"
+                for line in pieces[1:-1]:
+                    n += 1
+                    yield n, line + b"\n"
+                parts = [pieces[-1]] if pieces[-1] else []
+        except (OSError, EOFError, zlib.error) as exc:
+            raise _DamagedGzip(n + 1, b"".join(parts), exc) from exc
+    if parts:
+        yield n + 1, b"".join(parts)
+
+
 def _jsonl_lines(unit: Unit) -> Iterator[tuple[int, bytes]]:
     """(line number, raw line) of the unit's file, or of the lines starting in its byte range."""
     path = unit.paths[0]
     if unit.piece.span is not None:
         with open(path, "rb") as fh:
             yield from range_lines(fh, unit.piece.span, unit.piece.offset)
-        return
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as fh:
-        yield from enumerate(io.BufferedReader(fh), start=1)  # type: ignore[arg-type]
+    elif path.endswith(".gz"):
+        yield from _gzip_lines(path)
+    else:
+        with open(path, "rb") as fh:
+            yield from enumerate(fh, start=1)
 
 
 _UNPARSED = object()
@@ -202,11 +254,11 @@ _UNPARSED = object()
 _EXACT_TYPES = (str, int, bool, type(None))
 
 
-def _fast_json(raw: bytes, fields: tuple[str, ...]) -> Any:
+def _fast_json(raw: bytes | str, fields: tuple[str, ...]) -> Any:
     """The line parsed by orjson (~2.5x faster than json on 2 KB records), or ``_UNPARSED`` where
-    json might read it differently: invalid JSON or UTF-8, NaN/Infinity, lone surrogates (orjson
-    refuses them all), huge integers. ``_jsonl_records`` then takes json's path, so the outcome is
-    json's for every line."""
+    json might read it differently: invalid JSON or UTF-8, a BOM, NaN/Infinity, lone surrogates
+    (orjson refuses them all), huge integers. ``_jsonl_records`` then takes json's path, so the
+    outcome is json's for every line."""
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -219,99 +271,164 @@ def _fast_json(raw: bytes, fields: tuple[str, ...]) -> Any:
     return obj
 
 
+def _json_outcome(line: str) -> tuple[Any, str | None]:
+    """json's reading of a line: (value, None) or (None, reject reason)."""
+    try:
+        return json.loads(line), None
+    except json.JSONDecodeError as exc:
+        return None, f"invalid_json: {exc.msg}"
+    except RecursionError:
+        return None, "invalid_json: nested too deeply"
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        return None, f"invalid_json: {exc}"
+
+
 def _jsonl_records(unit: Unit) -> Iterator[_Item]:
     path = unit.paths[0]
     loc = _location(path, unit.base)
     opts = unit.options
+    utf8 = reason_tag(opts.encoding) == "utf8"
     fields = tuple(f for f in (opts.text_field, opts.title_field, opts.id_field, opts.label_field) if f)
+    lines = 0
     try:
         for n, raw in _jsonl_lines(unit):
-            obj = _fast_json(raw, fields)
+            lines += 1
+            obj = _fast_json(raw, fields) if utf8 else _UNPARSED
             if obj is _UNPARSED:
-                line = raw.decode("utf-8", "replace")
+                line, reason = decode_record(raw, opts.encoding, " of the line")
+                if line is None:
+                    yield f"{loc}:{n}", None, reason, raw
+                    continue
                 if not line.strip():
                     continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield f"{loc}:{n}", None, f"invalid_json: {exc.msg}", raw
+                obj, reason = _json_outcome(line)
+                if reason is not None:
+                    yield f"{loc}:{n}", None, reason, raw
                     continue
             if not isinstance(obj, dict):
                 yield f"{loc}:{n}", None, f"not_an_object: {type(obj).__name__}", raw
                 continue
             yield f"{loc}:{n}", obj, None, raw
-    except (OSError, EOFError) as exc:  # truncated gzip, unreadable file: the rest of the file is lost
-        yield f"{loc}", None, f"unreadable_file: {exc}", ""
+    except _DamagedGzip as exc:
+        # the damaged line's bytes read so far; at line 1, with none, the file's own first bytes
+        raw = exc.partial if exc.partial or exc.line > 1 else _head(path)
+        yield f"{loc}:{exc.line}", None, f"damaged_gzip: {exc}", raw
+        return
+    except OSError as exc:  # an unreadable file: the rest of it is lost, and says so
+        yield loc, None, f"unreadable_file: {exc}", b""
+        return
+    if lines == 0 and unit.piece.span is None:
+        yield loc, None, "empty_file", b""
+
+
+def _head(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(RAW_SNIPPET_CHARS)
 
 
 def _parquet_records(unit: Unit) -> Iterator[_Item]:
+    """Rows, one row group at a time: a damaged row group is one reject (from the first row it
+    could not read), and the groups after it are still read, split or not."""
     path = unit.paths[0]
     loc = _location(path, unit.base)
-    span = unit.piece.span
     try:
-        rows = iter_parquet_records(path, row_groups=range(*span) if span else None)
-        for n, row in enumerate(rows, start=unit.piece.offset):
-            yield f"{loc}:{n}", row, None, ""
-    except Exception as exc:  # noqa: BLE001 - a corrupt file is a reject, not a crash
-        where = f"row groups {span[0]}-{span[1] - 1}: " if span else ""
-        yield loc, None, f"unreadable_parquet: {where}{type(exc).__name__}: {exc}", ""
+        groups = parquet_row_groups(path)
+    except Exception as exc:  # noqa: BLE001 - a truncated or corrupt file is a reject, not a crash
+        yield loc, None, f"unreadable_parquet: {type(exc).__name__}: {exc}", b""
+        return
+    first, stop = unit.piece.span or (0, len(groups))
+    row = unit.piece.offset
+    for group in range(first, stop):
+        rows = groups[group][0]
+        done = 0
+        try:
+            for record in iter_parquet_records(path, row_groups=[group]):
+                yield f"{loc}:{row + done}", record, None, ""
+                done += 1
+        except Exception as exc:  # noqa: BLE001
+            yield (f"{loc}:{row + done}", None, f"unreadable_parquet: row group {group}, rows {row + done}-"
+                   f"{row + rows - 1}: {type(exc).__name__}: {exc}", b"")
+        row += rows
+    if unit.piece.span is None and row == 0:
+        yield loc, None, "empty_file", b""
 
 
 def _unsupported_files(unit: Unit) -> Iterator[_Item]:
     for path in unit.paths:
-        with open(path, "rb") as f:
-            head = f.read(RAW_SNIPPET_CHARS)
         suffix = "".join(Path(path).suffixes) or "(none)"
+        try:
+            head = _head(path)
+        except OSError as exc:
+            yield _location(path, unit.base), None, f"unreadable_file: {exc}", b""
+            continue
         yield (_location(path, unit.base), None,
-               f"unsupported_format: extension {suffix}; set `format` for this source to read it", head)
+               f"unsupported_format: extension {path_text(suffix)}; set `format` for this source to read it", head)
 
 
 _READERS = {"text": _text_records, "jsonl": _jsonl_records, "parquet": _parquet_records,
             UNSUPPORTED: _unsupported_files}
 
 
-def _snippet(raw: str | bytes) -> str:
-    """The raw record as text, cut to RAW_SNIPPET_CHARS (bytes decoded with replacement; at most
-    4 bytes make one character, so decoding 4x the cap gives the same cut as decoding it all)."""
+def _snippet(raw: str | bytes, encoding: str) -> str:
+    """The raw record as text, cut to RAW_SNIPPET_CHARS: bytes decoded with U+FFFD for those that
+    do not decode (a character is at most 4 bytes in every codec allowed, so decoding 4x the cap
+    gives the same cut as decoding it all)."""
     if isinstance(raw, bytes):
-        raw = raw[: 4 * RAW_SNIPPET_CHARS].decode("utf-8", "replace")
-    return raw[:RAW_SNIPPET_CHARS]
+        raw = raw[: 4 * RAW_SNIPPET_CHARS].decode(encoding, "replace")
+    return storable(raw[:RAW_SNIPPET_CHARS])
 
 
-def read_unit(unit: Unit, *, unicode_form: str = "NFC", min_chars: int = 1,
-              limit: int | None = None) -> Iterator[Record | Reject]:
+def _field_text(value: Any, encoding: str) -> Any:
+    """A Parquet binary value as text (with U+FFFD for bytes that do not decode: only ``text``
+    is held to the strict rule); anything else as it is."""
+    return value.decode(encoding, "replace") if isinstance(value, bytes) else value
+
+
+def read_unit(unit: Unit, *, unicode_form: str = "NFC", min_chars: int = 1, limit: int | None = None,
+              max_chars: int | None = DEFAULT_MAX_CHARS) -> Iterator[Record | Reject]:
+    """The unit's documents and rejects, in file order; never raises for bad input. Every string
+    that is stored is storable (no lone surrogates)."""
     opts = unit.options
+    source = storable(unit.source)
     count = 0
     for loc, obj, reason, raw in _READERS[unit.format](unit):
         if limit is not None and count >= limit:
             return
         count += 1
+        loc = storable(loc)
         if obj is None:
-            yield Reject(unit.source, loc, reason or "unreadable", _snippet(raw))
+            yield Reject(source, loc, storable(reason or "unreadable"), _snippet(raw, opts.encoding))
             continue
         text = obj.get(opts.text_field)
         reason = None
-        if text is None:
+        if isinstance(text, bytes):  # a Parquet binary column: the same rule as any other bytes
+            text, reason = decode_record(text, opts.encoding, f" of {opts.text_field}")
+        if reason is not None:
+            pass
+        elif text is None:
             reason = f"missing_field: {opts.text_field}"
         elif not isinstance(text, str):
             reason = f"bad_type: {opts.text_field} is {type(text).__name__}"
+        elif max_chars is not None and len(text) > max_chars:
+            reason = f"text_too_long: more than ingest.max_chars ({max_chars:,}) characters"
         else:
             text = normalize(text, unicode_form)
             if len(text) < max(min_chars, 1):
                 reason = "empty_text"
         if reason is not None:
-            yield Reject(unit.source, loc, reason, _snippet(raw or json.dumps(obj, default=str, ensure_ascii=False)))
+            yield Reject(source, loc, storable(reason),
+                         _snippet(raw or json.dumps(obj, default=str, ensure_ascii=False), opts.encoding))
             continue
-        title = obj.get(opts.title_field) if opts.title_field else None
-        label = obj.get(opts.label_field) if opts.label_field else None
-        key = obj.get(opts.id_field) if opts.id_field else None
-        record_id = str(key) if key is not None else loc
+        title = _field_text(obj.get(opts.title_field), opts.encoding) if opts.title_field else None
+        label = _field_text(obj.get(opts.label_field), opts.encoding) if opts.label_field else None
+        key = _field_text(obj.get(opts.id_field), opts.encoding) if opts.id_field else None
+        record_id = storable(str(key)) if key is not None else loc
         yield Record(
-            doc_id=doc_id_for(unit.source, record_id),
+            doc_id=doc_id_for(source, record_id),
             record_id=record_id,
-            source=unit.source,
+            source=source,
             location=loc,
             title=normalize(str(title), unicode_form) if title is not None else None,
             text=text,
-            label=str(label) if label is not None else None,
+            label=storable(str(label)) if label is not None else None,
         )

@@ -118,6 +118,7 @@ _RULE_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 def normalize_by_the_rules(text: str, form: str) -> str:
     """normalize() as its docstring states it, one regex per rule (slow, plainly right)."""
     text = unicodedata.normalize(form, text).replace("\r\n", "\n").replace("\r", "\n")
+    text = re.sub("[\ud800-\udfff]", "\ufffd", text)
     text = re.sub(r"[ \t]+\n", "\n", _RULE_CONTROL.sub("", text))
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
