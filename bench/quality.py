@@ -325,12 +325,15 @@ def throughput_bbc(n: int, cfg) -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from refinery.tasks.quality.config import DEFAULT_LANGID_MAX_CHARS
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--docs", type=int, default=3000, help="documents in the mixed set")
     ap.add_argument("--json", type=Path, default=Path("bench/out/quality.json"), help="where to write results")
     ap.add_argument("--results", type=Path, default=None, help="append a '## Quality' section to this markdown file")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--langid-max-chars", type=int, default=None, help="QualityConfig.langid.max_chars")
+    ap.add_argument("--langid-max-chars", type=int, default=DEFAULT_LANGID_MAX_CHARS,
+                    help="QualityConfig.langid.max_chars (0: the whole text, as datatrove reads it)")
     ap.add_argument("--write-tokenizer-tables", action="store_true", help="regenerate tasks/quality/_spacy_en.py")
     args = ap.parse_args(argv)
     if args.write_tokenizer_tables:
@@ -339,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from refinery.tasks.quality import QualityConfig
 
-    cfg = QualityConfig(langid={"max_chars": args.langid_max_chars})
+    cfg = QualityConfig(langid={"max_chars": args.langid_max_chars or None})
     texts, composition = mixed_set(args.docs, seed=args.seed)
     ours, our_time, _ = run_refinery(texts, cfg)
     theirs, their_time = run_datatrove(texts, cfg.langid.languages)

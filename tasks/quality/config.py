@@ -34,6 +34,9 @@ STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
 DEFAULT_LANGUAGES = ("en",)
 
 
+# Characters language ID reads per document (see LangIdConfig.max_chars).
+DEFAULT_LANGID_MAX_CHARS = 1000
+
 class _Family(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -57,10 +60,12 @@ class LangIdConfig(_Family):
         "paragraph length, instead of scoring the whole document at once. Scoring parameter.",
     )
     max_chars: int | None = Field(
-        None,
+        DEFAULT_LANGID_MAX_CHARS,
         ge=1,
         description="Only look at the first max_chars characters of each document (or paragraph); None = all. "
-        "fastText cost grows with length, and a few hundred words identify a language. Scoring parameter.",
+        "fastText cost grows with length, and a few hundred words identify a language: at 1000, language ID "
+        "runs ~1.8x faster on BBC-sized documents with the same keep/drop decisions as the whole text (and as "
+        "datatrove's, which reads it all; bench.quality). Scoring parameter.",
     )
 
 
