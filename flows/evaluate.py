@@ -25,7 +25,9 @@ from refinery.tasks.embedding import BASE_MODEL_PATH
 from refinery.tasks.embedding_tasks import embed_shard
 from refinery.tasks.evaluate.config import QuerySetConfig
 from refinery.tasks.evaluate.names import content_key, embeddings_key, model_fingerprint
-from refinery.tasks.evaluate.pool import KEY_SPACE, Keyed, choose_pool, group_shards, key_threshold, merge_smallest
+from refinery.tasks.evaluate.pool import (
+    KEY_SPACE, POOL_PART_DOCS, Keyed, choose_pool, group_shards, key_threshold, merge_smallest,
+)
 from refinery.tasks.evaluate.queries import check_query_set
 from refinery.tasks.evaluate.shard_tasks import load_query_set, sample_keys, score_retrieval, select_rows
 
@@ -173,9 +175,9 @@ def pool_of(run: RunSpec, corpus_shards: list[str], doc_ids: list[str]) -> tuple
     key = content_key(sorted(doc_ids), shards)
     out = run.run_dir / "pools" / key
     groups = group_shards(shards, len(doc_ids))
-    parts = gather(select_rows.map(groups, doc_ids=unmapped(doc_ids),
+    parts = gather(select_rows.map(groups, doc_ids=unmapped(doc_ids), part_rows=unmapped(POOL_PART_DOCS),
                                    out=[out / f"part-{i:05d}.parquet" for i in range(len(groups))]), "pool")
-    return key, [p["path"] for p in parts if p["docs"]]
+    return key, [path for p in parts for path in p["paths"]]
 
 
 def embeddings_of(run: RunSpec, model: str, model_path: str, pool: tuple[str, list[str]]) -> list[str]:

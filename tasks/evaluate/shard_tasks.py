@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from prefect import task
 
-from refinery.storage import read_shard, read_shards, write_shard
+from refinery.storage import StageMarker, read_shard, read_shards, write_shard
 from refinery.tasks.embedding import all_cores, encode
 from refinery.tasks.embedding_tasks import cached_encoder, load_embeddings
 from refinery.tasks.evaluate.config import EvaluateConfig, QuerySetConfig
@@ -47,14 +47,21 @@ def sample_keys(shards: list[tuple[int, str]], *, seed: int, salt: str, n: int,
 
 
 @task(name="select-rows", task_run_name="{out.name}")
-def select_rows(shards: list[str], doc_ids: list[str] | None, out: Path, *, given_order: bool = False) -> dict[str, Any]:
+def select_rows(shards: list[str], doc_ids: list[str] | None, out: Path, *, given_order: bool = False,
+                part_rows: int | None = None) -> dict[str, Any]:
     """Write the (doc_id, text) rows of ``doc_ids`` found in ``shards`` (all rows when None) to one shard.
 
     Rows keep the shards' order, or with ``given_order`` the order of ``doc_ids``. ``out`` is
-    named by what it holds (see :mod:`tasks.evaluate.names`), so an existing one is reused.
+    named by what it holds (see :mod:`tasks.evaluate.names`), so an existing one is reused. With
+    ``part_rows`` the rows go to ``<out stem>-NNN.parquet`` files of at most that many rows each
+    (``paths``), listed in ``<out stem>.json``, written last: one big corpus shard still becomes
+    pool parts the size of one embedding task.
     """
-    if out.exists():
-        return {"path": str(out), "docs": read_shard(out, ["doc_id"]).num_rows}
+    marker = StageMarker(out.parent, out.stem)
+    if part_rows is None and out.exists():
+        return {"path": str(out), "paths": [str(out)], "docs": read_shard(out, ["doc_id"]).num_rows}
+    if part_rows is not None and (done := marker.read()) is not None:
+        return done
     wanted = pa.array(doc_ids, pa.string()) if doc_ids is not None else None
     pieces = []
     for path in shards:
@@ -69,7 +76,13 @@ def select_rows(shards: list[str], doc_ids: list[str] | None, out: Path, *, give
     if given_order and doc_ids is not None:
         where = {d: i for i, d in enumerate(table.column("doc_id").to_pylist())}
         table = table.take(pa.array([where[d] for d in doc_ids if d in where], pa.int64()))
-    return {"path": str(write_shard(table, out)), "docs": table.num_rows}
+    if part_rows is None:
+        return {"path": str(write_shard(table, out)), "paths": [str(out)], "docs": table.num_rows}
+    paths = [str(write_shard(table.slice(a, part_rows), out.with_name(f"{out.stem}-{k:03d}.parquet")))
+             for k, a in enumerate(range(0, table.num_rows, part_rows))]
+    done = {"paths": paths, "docs": table.num_rows}
+    marker.write(done)
+    return done
 
 
 @task(name="load-query-set", task_run_name="query set {source.name}")
