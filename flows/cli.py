@@ -90,7 +90,7 @@ def run(
                         stages=chosen, from_run=from_run)
     except Exception as exc:  # the flow logged the traceback; the run's row and report hold the error
         sys.stderr.write(f"\nrefinery run failed: {type(exc).__name__}: {exc}\n"
-                         "(`refinery runs` shows the run; its report.md says what finished)\n")
+                         "(if the run started, `refinery runs` shows it and its report.md says what finished)\n")
         raise typer.Exit(1)
     _summary(stats)
 
@@ -145,7 +145,8 @@ def runs(
     format: Format = typer.Option(Format.table, "--format", "-f"),
     config: Optional[Path] = typer.Option(None, "--config", "-c"),
 ) -> None:
-    """Recent runs with status, books (so far, for a failed run) and evaluation figures."""
+    """Recent runs with status, books (so far, for a failed run) and evaluation figures (a row per
+    evaluation task when a run was scored on several)."""
     home = DataHome.resolve(_config(config).home)
     try:
         rows = Catalog(home.catalog_path).query(
@@ -154,12 +155,13 @@ def runs(
                    round(epoch(r.finished_at - r.started_at) / 60, 1) AS minutes,
                    r.docs_in, r.docs_kept, r.docs_dropped, r.docs_rejected,
                    (SELECT count(*) FILTER (kept) FROM pairs p WHERE p.run_id = r.run_id) AS pairs_kept,
-                   any_value(m.task) AS eval_task,
+                   m.task AS eval_task,
                    max(m.value) FILTER (m.model = 'base' AND m.metric = 'ndcg@10') AS base_ndcg10,
                    max(m.value) FILTER (m.model = 'tuned' AND m.metric = 'ndcg@10') AS tuned_ndcg10,
                    left(r.error, 80) AS error
-            FROM runs r LEFT JOIN metrics m ON m.run_id = r.run_id AND m.stage = 'evaluate'
-            GROUP BY ALL ORDER BY started DESC LIMIT ?
+            FROM (SELECT * FROM runs ORDER BY started_at DESC LIMIT ?) r
+            LEFT JOIN metrics m ON m.run_id = r.run_id AND m.stage = 'evaluate' AND m.model <> 'queries'
+            GROUP BY ALL ORDER BY started DESC, r.run_id, eval_task
             """, [limit]).to_pylist()
     except CatalogError as exc:
         err.print(f"[red]{exc}[/red]")
