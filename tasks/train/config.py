@@ -6,6 +6,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 DEFAULT_EPOCHS = 1
 DEFAULT_BATCH_SIZE = 32
+# Sequences per forward pass inside a step (GradCache): the loss and its gradient are those of the
+# whole batch, peak memory that of 16. A plain step of 32 pairs with hard negatives at 256 tokens
+# peaked at 9.7 GB RSS, one with mini-batches of 16 at 3.0 GB, in about the same time.
+DEFAULT_MINI_BATCH_SIZE = 16
 DEFAULT_LEARNING_RATE = 2e-5
 DEFAULT_WARMUP_RATIO = 0.1
 DEFAULT_WEIGHT_DECAY = 0.01
@@ -31,6 +35,13 @@ class TrainConfig(BaseModel):
         default=DEFAULT_BATCH_SIZE,
         ge=2,
         description="Pairs per step; each query's in-batch negatives are the other batch_size - 1 passages.",
+    )
+    mini_batch_size: int | None = Field(
+        default=DEFAULT_MINI_BATCH_SIZE,
+        ge=1,
+        description="Embed each step's batch this many texts at a time (CachedMultipleNegativesRankingLoss, "
+        "GradCache): the same loss over the whole batch with the memory of a mini-batch, so batch_size can grow "
+        "without running out of memory. null: one pass per batch (MultipleNegativesRankingLoss).",
     )
     learning_rate: float = Field(
         default=DEFAULT_LEARNING_RATE, gt=0, le=1e-2, description="Peak AdamW learning rate."

@@ -1,4 +1,4 @@
-"""Fine-tune a sentence-transformers model with MultipleNegativesRankingLoss, on CPU, offline.
+"""Fine-tune a sentence-transformers model with MultipleNegativesRankingLoss (cached: GradCache), on CPU, offline.
 
 A plain PyTorch loop around sentence-transformers' own ``MultipleNegativesRankingLoss`` and the
 model's own forward pass. The ``SentenceTransformerTrainer`` route would add ``datasets`` and the
@@ -92,7 +92,10 @@ def fine_tune(
     either the previous model or the complete new one, never a partial write. Returns ``out_dir``.
     """
     import torch
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.losses import (
+        CachedMultipleNegativesRankingLoss,
+        MultipleNegativesRankingLoss,
+    )
     from transformers import get_linear_schedule_with_warmup
 
     cfg = cfg or TrainConfig()
@@ -106,7 +109,11 @@ def fine_tune(
     model = load_encoder(base_path)
     saved_max_seq_length = model.max_seq_length
     model.max_seq_length = cfg.max_seq_length
-    loss_fn = MultipleNegativesRankingLoss(model, scale=cfg.scale)
+    if cfg.mini_batch_size is not None and cfg.mini_batch_size < cfg.batch_size:
+        loss_fn = CachedMultipleNegativesRankingLoss(model, scale=cfg.scale, mini_batch_size=cfg.mini_batch_size,
+                                                     show_progress_bar=False)
+    else:
+        loss_fn = MultipleNegativesRankingLoss(model, scale=cfg.scale)
 
     epoch_batches = [make_batches(examples, cfg.batch_size, seed=cfg.seed + epoch) for epoch in range(cfg.epochs)]
     total_steps = sum(len(b) for b in epoch_batches)

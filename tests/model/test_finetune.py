@@ -68,3 +68,30 @@ def test_one_step_fine_tune_saves_a_changed_loadable_model(bbc_articles, encoder
 def test_fine_tune_rejects_too_few_pairs(tmp_path):
     with pytest.raises(ValueError):
         fine_tune([("q", "p")], out_dir=tmp_path / "m", show_progress=False)
+
+
+def test_mini_batches_give_the_loss_and_gradient_of_the_whole_batch(bbc_articles):
+    """GradCache (train.mini_batch_size) only bounds memory: with dropout off, one step's loss and
+    gradient equal plain MultipleNegativesRankingLoss over the same batch."""
+    import torch
+    from sentence_transformers.sentence_transformer.losses import (
+        CachedMultipleNegativesRankingLoss,
+        MultipleNegativesRankingLoss,
+    )
+
+    bodies = [body for _, body in bbc_articles][:8]
+    columns = [[b[:80] for b in bodies], [b[80:400] for b in bodies]]
+    results = []
+    for cached in (False, True):
+        model = load_encoder(BASE_MODEL_PATH, max_seq_length=48)
+        model.eval()  # no dropout: both passes see the same network
+        loss_fn = (CachedMultipleNegativesRankingLoss(model, mini_batch_size=3, show_progress_bar=False)
+                   if cached else MultipleNegativesRankingLoss(model))
+        loss = loss_fn([model.preprocess(c) for c in columns], torch.empty(0))
+        loss.backward()
+        grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        results.append((float(loss.detach()), grads))
+    (plain_loss, plain_grad), (cached_loss, cached_grad) = results
+    assert abs(plain_loss - cached_loss) < 1e-5
+    assert torch.allclose(plain_grad, cached_grad, atol=1e-5, rtol=1e-3)
+    assert TrainConfig().mini_batch_size < TrainConfig().batch_size  # the default bounds memory
