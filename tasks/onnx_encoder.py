@@ -26,6 +26,13 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 DEFAULT_BATCH_SIZE = 64
+# Texts per ONNX Runtime call, whatever larger batch the caller asks for. Measured on the 2-core
+# dev machine at 256 tokens and one thread (as on a Dask worker), texts per CPU second at 64 / 16 / 4
+# texts a call: int8 18-28 / 30-34 / 35-36, fp32 14-18 / 21 / 22-23 (the attention tensors of
+# 64 x 256 tokens, ~200 MB a layer, do not stay in cache); torch gains ~10% at one thread but
+# loses at two. int8 activations are scaled per call, so its nDCG@10 moves with the batching:
+# vs torch -0.0011 / -0.0029 / -0.0008 / -0.0019 / -0.0009 at 4 / 8 / 16 / 32 / 64 (bench/RESULTS.md).
+RUN_BATCH_SIZE = 16
 
 
 class OnnxEncoder:
@@ -68,7 +75,13 @@ class OnnxEncoder:
 
     def encode(self, texts: Sequence[str], *, batch_size: int = DEFAULT_BATCH_SIZE,
                show_progress: bool = False) -> np.ndarray:
-        """``(len(texts), dim)`` float32, L2-normalised rows (as :func:`tasks.embedding.encode`)."""
+        """``(len(texts), dim)`` float32, L2-normalised rows (as :func:`tasks.embedding.encode`).
+
+        Runs at most :data:`RUN_BATCH_SIZE` texts per call (``batch_size`` may lower it). With int8
+        a text's embedding depends slightly on the texts it is batched with (activation scales are
+        computed per call); fp32 does not.
+        """
+        batch_size = max(1, min(batch_size, RUN_BATCH_SIZE))
         session = self.session()
         wanted = [i.name for i in session.get_inputs()]
         # Longest first, as sentence-transformers does: batches of similar length pad little.

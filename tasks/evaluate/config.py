@@ -113,10 +113,13 @@ class EvaluateConfig(BaseModel):
         "'tuned' (the fine-tuned model) and 'bm25' (lexical baseline).",
     )
     encoder: EncoderBackend = Field(
-        default="torch",
+        default="onnx-int8",
         description="Inference path for embedding (consistency filter, hard negatives, evaluation): 'torch' "
-        "(sentence-transformers on PyTorch), 'onnx' or 'onnx-int8' (ONNX Runtime, exported locally from the "
-        "model folder and cached in the data home).",
+        "(sentence-transformers on PyTorch), 'onnx' (ONNX Runtime, fp32: the same embeddings, ~2x torch on "
+        "2 cores) or 'onnx-int8' (MatMul weights of every layer but the first in int8: ~3x torch, nDCG@10 "
+        "within 0.003 of it on the bundled corpus; bench/RESULTS.md). The ONNX graph is exported locally "
+        "from the model folder on first use and cached in the data home's cache/onnx/, keyed by the folder's "
+        "content. Training always runs in PyTorch.",
     )
     encode_batch_size: int = Field(
         default=DEFAULT_ENCODE_BATCH_SIZE, ge=1, description="Texts per forward pass when embedding."
