@@ -186,7 +186,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(args.threads)
-    cache_dir = tempfile.mkdtemp(prefix="bench-encode-")
+    with tempfile.TemporaryDirectory(prefix="bench-encode-") as cache_dir:  # ~150 MB of exports
+        report = run(args, argv, cache_dir)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n")
+    return report
+
+
+def run(args: argparse.Namespace, argv: list[str] | None, cache_dir: str) -> dict[str, Any]:
     encoders, export_seconds = {}, {}
     for b in BACKENDS:
         start = time.perf_counter()
@@ -208,11 +218,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not args.skip_retrieval:
         report["retrieval"] = retrieval(encoders, args.retrieval_docs)
     report["machine"]["load_avg_at_end"] = os.getloadavg()
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
     return report
 
 
