@@ -47,3 +47,20 @@ def home(tmp_path, monkeypatch):
     path = tmp_path / "home"
     monkeypatch.setenv("REFINERY_HOME", str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def bbc_jsonl():
+    """A writer of small titleless corpora: ``write(path, category, n)`` puts the bodies of the first
+    ``n`` BBC articles of ``category`` in ``path`` as JSONL records {"id": "<prefix>-<i>", "text"}."""
+    import json
+
+    from refinery.tasks.ingest.readers import bbc_folder
+
+    def write(path: Path, category: str, n: int, *, prefix: str = "doc") -> Path:
+        bodies = [p.read_text(encoding="utf-8").partition("\n")[2].strip()
+                  for p in sorted((bbc_folder() / category).glob("*.txt"))[:n]]
+        path.write_text("\n".join(json.dumps({"id": f"{prefix}-{i}", "text": b}) for i, b in enumerate(bodies)) + "\n")
+        return path
+
+    return write

@@ -9,14 +9,12 @@ else is the real chain (Prefect API, Dask, DuckDB file).
 from __future__ import annotations
 
 import errno
-import json
 from pathlib import Path
 
 import pytest
 import yaml
 
 from refinery.storage import Catalog, StageMarker
-from refinery.tasks.ingest.readers import bbc_folder
 
 ARTICLES = 24
 CURATION = ["ingest", "dedup", "quality"]
@@ -30,18 +28,15 @@ def threaded_cluster(prefect_api):
         yield cluster.scheduler_address
 
 
-def write_config(root, name: str) -> str:
-    bodies = [p.read_text(encoding="utf-8").partition("\n")[2].strip()
-              for p in sorted((bbc_folder() / "politics").glob("*.txt"))[:ARTICLES]]
-    data = root / "corpus.jsonl"
-    data.write_text("\n".join(json.dumps({"id": f"p-{i}", "text": b}) for i, b in enumerate(bodies)) + "\n")
+def write_config(root, name: str, bbc_jsonl) -> str:
+    data = bbc_jsonl(root / "corpus.jsonl", "politics", ARTICLES, prefix="p")
     path = root / f"{name}.yaml"
     path.write_text(yaml.safe_dump({"home": str(root / name), "stages": CURATION,
                                     "ingest": {"shard_size": 8, "sources": [{"path": str(data), "name": "p"}]}}))
     return str(path)
 
 
-def test_a_full_disk_fails_the_run_cleanly_and_resume_finishes_it(tmp_path, monkeypatch, threaded_cluster):
+def test_a_full_disk_fails_the_run_cleanly_and_resume_finishes_it(tmp_path, monkeypatch, threaded_cluster, bbc_jsonl):
     import pyarrow.parquet as pq
 
     from refinery.flows.nightly import nightly
@@ -54,7 +49,7 @@ def test_a_full_disk_fails_the_run_cleanly_and_resume_finishes_it(tmp_path, monk
             raise OSError(errno.ENOSPC, "No space left on device", str(where))
         return real_write(table, where, **kwargs)
 
-    config = write_config(tmp_path, "faulty")
+    config = write_config(tmp_path, "faulty", bbc_jsonl)
     monkeypatch.setattr(shards.pq, "write_table", full_disk)
     with pytest.raises(OSError, match="No space left on device"):
         nightly(config_path=config, dask_address=threaded_cluster)
@@ -74,7 +69,7 @@ def test_a_full_disk_fails_the_run_cleanly_and_resume_finishes_it(tmp_path, monk
 
     monkeypatch.setattr(shards.pq, "write_table", real_write)  # room on the disk again
     resumed = nightly(config_path=config, dask_address=threaded_cluster, run_id=row["run_id"])
-    clean = nightly(config_path=write_config(tmp_path, "clean"), dask_address=threaded_cluster)
+    clean = nightly(config_path=write_config(tmp_path, "clean", bbc_jsonl), dask_address=threaded_cluster)
     clean_catalog = Catalog(tmp_path / "clean" / "catalog.duckdb")
     books = "SELECT status, docs_in, docs_kept, docs_dropped, docs_rejected FROM runs WHERE run_id = ?"
     assert catalog.query(books, [resumed["run_id"]]).to_pylist() == clean_catalog.query(books, [clean["run_id"]]).to_pylist()
