@@ -21,9 +21,9 @@ QueriesFormat = Literal["auto", "beir", "jsonl", "parquet"]
 # Task names the stage uses itself (metrics.task); a query set may not take one.
 RESERVED_TASK_NAMES = frozenset({"headline", "synthetic_heldout", "pairs"})
 
-# The model half's budgets. On 2 cores the encoder embeds ~25-33 documents/s with torch (about twice
-# that with ONNX): a 10,000-document pool is ~5-7 minutes per model (base and tuned: 10-13), whatever
-# the size of the corpus; queries are short and cheap. 2,000 queries keep every headline of the
+# The model half's budgets. On 2 cores the encoder embeds ~25-33 documents/s with torch, ~3x that with
+# onnx-int8 (the default encoder; bench.encode): a 10,000-document pool is ~2 minutes per model with
+# int8 (~5-7 with torch), whatever the size of the corpus; queries are short and cheap. 2,000 queries keep every headline of the
 # bundled corpus (1,977), and a sample that large puts a standard error of ~0.01 on nDCG@10.
 DEFAULT_MAX_QUERIES = 2000
 DEFAULT_POOL_DOCS = 10_000
