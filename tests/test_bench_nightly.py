@@ -88,8 +88,8 @@ def test_the_bench_runs_curation_and_accounts_for_every_planted_document(tmp_pat
     assert rc == 0, result
     assert json.loads(capsys.readouterr().out) == result
     assert result["status"] == "completed"
-    assert set(result["stage_seconds"]) == {"ingest", "dedup", "quality"}
-    assert all(s > 0 for s in result["stage_seconds"].values())
+    # every stage the run did is reported (what the figures are is bench/RESULTS.md's business)
+    assert set(result["stage_seconds"]) == set(result["stage_status"]) == {"ingest", "dedup", "quality"}
 
     books = result["books"]
     assert books["docs_in"] == 400 == books["docs_kept"] + books["docs_dropped"] + books["docs_rejected"]
