@@ -29,7 +29,6 @@ The JSON has ``texts_per_s``, ``ratio_vs_torch``, ``workers_2x1``, ``retrieval``
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import platform
@@ -40,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from bench.output import emit_report
 
 BACKENDS: tuple[str, ...] = ("torch", "onnx", "onnx-int8")
 # Reference beside today's torch encode: torch at the texts-per-call the ONNX encoder runs.
@@ -188,11 +189,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="bench-encode-") as cache_dir:  # ~150 MB of exports
         report = run(args, argv, cache_dir)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
+    emit_report(report, args.json)
     return report
 
 

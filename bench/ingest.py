@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from bench import corpora
+from bench.output import emit_report
 
 DEFAULT_DOCS = 150_000
 DEFAULT_SAMPLE_DOCS = 20_000
@@ -145,11 +146,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
+    emit_report(report, args.json)
     return report
 
 

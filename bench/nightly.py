@@ -34,6 +34,7 @@ import psutil
 import yaml
 
 from bench.corpora import nightly_corpus
+from bench.output import emit_report
 
 DEFAULT_WORK = Path("/tmp/refinery-bench-nightly")
 DEFAULT_DOCS = 20_000
@@ -436,11 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "memory_gb": round(psutil.virtual_memory().total / 1024**3, 1)}
     if not args.keep_corpus:
         shutil.rmtree(corpus, ignore_errors=True)
-    text = json.dumps(result, indent=2, default=str)
-    print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
+    emit_report(result, args.json)
     failed = rc != 0 or result.get("status") != "completed"
     if failed:
         sys.stderr.write(f"the run failed (exit status {rc}, status {result.get('status')}); log: {log}\n"
