@@ -34,7 +34,7 @@ SCHEMA: dict[str, str] = {
     "pairs": """
         run_id VARCHAR, pair_id VARCHAR, query VARCHAR, doc_id VARCHAR, generator VARCHAR,
         prompt_id VARCHAR, kept BOOLEAN, score DOUBLE, rank INTEGER, negative_doc_id VARCHAR,
-        split VARCHAR""",
+        split VARCHAR, style VARCHAR, attributes JSON, reason VARCHAR""",
     "models": "run_id VARCHAR, name VARCHAR, path VARCHAR, base VARCHAR, created_at TIMESTAMPTZ",
     "metrics": "run_id VARCHAR, stage VARCHAR, model VARCHAR, task VARCHAR, metric VARCHAR, value DOUBLE",
     # which Parquet files hold each run's rows of a SHARD_TABLES table (``part``: the ``where`` they
@@ -59,6 +59,11 @@ LEGACY_SUFFIX = "_legacy"
 # (at the end, where SCHEMA lists them too, so old and new catalogs have the same column order).
 ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("pairs", "split", "VARCHAR"),
+    # the query style and sampled attributes of a generated candidate (AttrPrompt), and why a
+    # candidate that is not kept was filtered out (NULL when kept)
+    ("pairs", "style", "VARCHAR"),
+    ("pairs", "attributes", "JSON"),
+    ("pairs", "reason", "VARCHAR"),
 )
 
 # The curated corpus of each run: documents no stage dropped.

@@ -8,7 +8,7 @@ from refinery.storage import Catalog, write_shard
 from refinery.storage.catalog import SCHEMA
 
 
-def test_ensure_schema_adds_the_pairs_split_column_to_an_old_catalog(tmp_path):
+def test_ensure_schema_adds_the_later_pairs_columns_to_an_old_catalog(tmp_path):
     catalog = Catalog(tmp_path / "catalog.duckdb")
     old_pairs = ("run_id VARCHAR, pair_id VARCHAR, query VARCHAR, doc_id VARCHAR, generator VARCHAR, "
                  "prompt_id VARCHAR, kept BOOLEAN, score DOUBLE, rank INTEGER, negative_doc_id VARCHAR")
@@ -20,11 +20,13 @@ def test_ensure_schema_adds_the_pairs_split_column_to_an_old_catalog(tmp_path):
     columns = catalog.query("DESCRIBE pairs").column("column_name").to_pylist()
     fresh = Catalog(tmp_path / "fresh.duckdb").ensure_schema()
     assert columns == fresh.query("DESCRIBE pairs").column("column_name").to_pylist()
-    assert columns[-1] == "split" and "split VARCHAR" in SCHEMA["pairs"]
-    assert catalog.query("SELECT run_id, query, split FROM pairs").to_pylist() == [
-        {"run_id": "r0", "query": "q", "split": None}]
-    catalog.replace("pairs", "r1", rows=pa.table({"pair_id": ["p1"], "split": ["heldout"]}))
-    assert catalog.query("SELECT split FROM pairs WHERE run_id = 'r1'").to_pylist() == [{"split": "heldout"}]
+    assert columns[-4:] == ["split", "style", "attributes", "reason"]
+    assert "split VARCHAR" in SCHEMA["pairs"] and "reason VARCHAR" in SCHEMA["pairs"]
+    assert catalog.query("SELECT run_id, query, split, reason FROM pairs").to_pylist() == [
+        {"run_id": "r0", "query": "q", "split": None, "reason": None}]
+    catalog.replace("pairs", "r1", rows=pa.table({"pair_id": ["p1"], "split": ["heldout"], "reason": ["too_short"]}))
+    assert catalog.query("SELECT split, reason FROM pairs WHERE run_id = 'r1'").to_pylist() == [
+        {"split": "heldout", "reason": "too_short"}]
 
 
 def test_a_catalog_with_document_tables_keeps_their_rows_behind_the_views(tmp_path):
