@@ -27,9 +27,15 @@ DEFAULT_SEED = 0
 DEFAULT_PROMPT_IDS: tuple[PromptId, ...] = ("title_v1", "question_v1", "summary_v1", "keywords_v1")
 DEFAULT_CONSISTENCY_TOP_K = 3
 DEFAULT_MAX_PAIRS_PER_PASSAGE = 1
-# Skip the 10 nearest documents: in a news corpus they are often unlabelled near-duplicates or
-# follow-ups of the same story, which would teach the model to push true matches away.
-DEFAULT_HARD_NEGATIVE_RANK_WINDOW = (10, 50)
+# Two queries whose lower-cased word sets overlap this much (Jaccard) say the same thing: the same
+# words reordered (1.0), one word added to a 3-word query ("oil price rise", "the oil price rise":
+# 3/4), one word changed in a 7-word one (6/8).
+DEFAULT_NEAR_DUPLICATE_JACCARD = 0.75
+# TopK-PercPos (NV-Retriever, Moreira et al. 2024): a negative scoring at or above 95% of the
+# positive is too likely an unlabelled positive (a follow-up of the same story, in news) to push away.
+DEFAULT_HARD_NEGATIVE_MARGIN = 0.95
+# The negative is a seeded draw among the 10 hardest documents left after the margin.
+DEFAULT_HARD_NEGATIVE_RANK_WINDOW = (0, 10)
 # About the first 150 words: the lead paragraphs, which is what a news query is about and all
 # that fits in a short prompt for a 135M-parameter model.
 DEFAULT_MAX_PASSAGE_CHARS = 700
@@ -110,10 +116,13 @@ class SynthesizeConfig(BaseModel):
         description="Characters of the passage shown to the smollm2 generator (cut at a word boundary).",
     )
     min_query_words: int = Field(
-        default=DEFAULT_MIN_QUERY_WORDS, ge=1, description="Generated queries with fewer words are rejected."
+        default=DEFAULT_MIN_QUERY_WORDS, ge=1, description="Queries with fewer words are rejected (`filter_too_short`)."
     )
     max_query_words: int = Field(
-        default=DEFAULT_MAX_QUERY_WORDS, ge=1, description="Generated queries with more words are rejected."
+        default=DEFAULT_MAX_QUERY_WORDS,
+        ge=1,
+        description="Generated queries with more words are rejected (`filter_too_long`; not inverse_cloze, whose "
+        "queries are whole sentences).",
     )
     min_sentence_words: int = Field(
         default=DEFAULT_MIN_SENTENCE_WORDS,
@@ -137,17 +146,34 @@ class SynthesizeConfig(BaseModel):
     max_pairs_per_passage: int = Field(
         default=DEFAULT_MAX_PAIRS_PER_PASSAGE,
         ge=1,
-        description="Kept candidates per passage and generator, best-ranked first; more adds near-duplicate pairs.",
+        description="Kept candidates per passage and generator, best-ranked first; more adds near-duplicate pairs "
+        "(the rest: reason `filter_per_passage_cap`).",
+    )
+    near_duplicate_jaccard: float | None = Field(
+        default=DEFAULT_NEAR_DUPLICATE_JACCARD,
+        gt=0,
+        le=1,
+        description="A query whose lower-cased word set has at least this Jaccard similarity with a better-ranked "
+        "kept query (of any passage) is rejected as `filter_near_duplicate`; 1.0: only the same words; null: off.",
     )
     hard_negatives: bool = Field(
         default=False,
-        description="Mine one hard negative per kept pair from the base model's ranking (for training with "
-        "triplets).",
+        description="Mine one hard negative per kept training pair from the base model's ranking of the filter "
+        "pool (for training with triplets, `train.use_hard_negatives`); never the positive, a member of its dedup "
+        "cluster or a held-out document.",
+    )
+    hard_negative_margin: float | None = Field(
+        default=DEFAULT_HARD_NEGATIVE_MARGIN,
+        gt=0,
+        le=1,
+        description="TopK-PercPos: a hard negative must score below this share of its positive's base-model score "
+        "(documents above it are likely unlabelled positives); null: no margin.",
     )
     hard_negative_rank_window: tuple[int, int] = Field(
         default=DEFAULT_HARD_NEGATIVE_RANK_WINDOW,
-        description="(start, stop): 0-based positions in the base ranking, after removing the positive and its "
-        "dedup cluster, from which the hard negative is drawn (seeded by `seed`).",
+        description="(start, stop): 0-based positions in the base ranking, after removing the positive, its dedup "
+        "cluster, held-out documents and those above the margin, from which the hard negative is drawn (seeded "
+        "by `seed`).",
     )
 
     heldout_fraction: float = Field(
