@@ -36,7 +36,7 @@ def _passages(run: RunSpec, corpus_shards: list[str], total: int, out: Path) -> 
     passages shard (named by its documents and the config), its size and the filter pool's ids.
     """
     cfg = run.config.synthesize
-    wanted = max(cfg.passages if "smollm2" in cfg.generators else 0,
+    wanted = max(cfg.passages if set(cfg.generators) - {"inverse_cloze"} else 0,
                  cfg.inverse_cloze_passages if "inverse_cloze" in cfg.generators else 0)
     ranked = sample_corpus(run, corpus_shards, total, seed=cfg.seed, salt=PASSAGE_SALT,
                            n=max(wanted, cfg.filter_pool_docs))
@@ -62,11 +62,11 @@ def _synthesize(run: RunSpec, out: Path) -> dict[str, Any]:
     task = builtin_task(run)
     corpus = quality["corpus_shards"]
     passages, n, filter_pool = _passages(run, corpus, quality["kept"], out)
-    cache = run.data_home.cache_dir / "smollm2"
-    wait_for = [prepare_smollm2.submit(cache)] if "smollm2" in cfg.generators and cfg.passages else []
+    cache = run.data_home.cache_dir
+    wait_for = [prepare_smollm2.submit(cache, cfg.local_model)] if "smollm2" in cfg.generators and cfg.passages else []
     futures = []
     for generator in cfg.generators:
-        count = min(n, cfg.passages if generator == "smollm2" else cfg.inverse_cloze_passages)
+        count = min(n, cfg.inverse_cloze_passages if generator == "inverse_cloze" else cfg.passages)
         step = PASSAGES_PER_TASK[generator]
         futures += [generate_candidates.submit(passages, a, min(a + step, count), generator, cfg, out, cache,
                                                wait_for=wait_for if generator == "smollm2" else [])

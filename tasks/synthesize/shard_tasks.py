@@ -4,13 +4,14 @@ within the filter pool."""
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import xxhash
-from prefect import task
+from prefect import get_run_logger, task
 
 from refinery.storage import read_shard, read_shards, write_shard
 from refinery.tasks.embedding import BASE_MODEL_PATH, all_cores, encode
@@ -18,16 +19,20 @@ from refinery.tasks.embedding_tasks import cached_encoder, load_embeddings
 from refinery.tasks.synthesize.config import SynthesizeConfig
 from refinery.tasks.synthesize.diversity import query_diversity
 from refinery.tasks.synthesize.filters import consistency_filter, keep_best_per_passage, mine_hard_negatives
-from refinery.tasks.synthesize.generators import build_generator, load_smollm2, smollm2_gguf_path
+from refinery.tasks.synthesize.generators import CACHE_SUBDIRS, build_generator, load_local_model
 from refinery.tasks.synthesize.split import HELDOUT, TRAIN, split_by_passage
 
 # Passages per generation task: small enough to spread over the workers, big enough to batch
-# (SmolLM2 batches passages of one prompt template: 32 gives about 8 of each of the 4).
-PASSAGES_PER_TASK = {"smollm2": 32, "inverse_cloze": 500}
+# (SmolLM2 batches passages of one query style: 32 gives about 8 of each of the 4; the openai
+# generator has synthesize.openai.concurrency requests in flight per task).
+PASSAGES_PER_TASK = {"smollm2": 32, "openai": 64, "inverse_cloze": 500}
 
 CANDIDATE_SCHEMA = pa.schema([
     ("doc_id", pa.string()), ("query", pa.string()), ("positive", pa.string()),
     ("generator", pa.string()), ("prompt_id", pa.string()),
+    # what the prompt asked for (AttrPrompt): 'question', 'keywords', ... ('sentence' for inverse
+    # cloze), and the attributes as a JSON object ({"length": "short", "specificity": "broad"})
+    ("style", pa.string()), ("attributes", pa.string()),
 ])
 
 
@@ -39,16 +44,18 @@ def _generator(name: str, settings: str, cache_dir: Path):
 
 
 @task(name="prepare-generator", task_run_name="de-quantize SmolLM2 into the cache")
-def prepare_smollm2(cache_dir: Path) -> str:
-    """Load the GGUF once and cache the de-quantized model, so every worker then loads in seconds."""
-    load_smollm2(smollm2_gguf_path(), cache_dir=cache_dir)
+def prepare_smollm2(cache_dir: Path, model: str | None = None) -> str:
+    """Load the smollm2 generator's model once (``cache_dir``: the data home's cache folder) and
+    cache a GGUF file de-quantized, so every worker then loads it in seconds."""
+    load_local_model(model, cache_dir=Path(cache_dir) / CACHE_SUBDIRS["smollm2"])
     return str(cache_dir)
 
 
 @task(name="generate-candidates", task_run_name="{generator} passages {start}-{stop}", retries=1)
 def generate_candidates(passages: Path, start: int, stop: int, generator: str, cfg: SynthesizeConfig,
                         out_dir: Path, cache_dir: Path) -> str:
-    """Candidate queries for passages ``[start, stop)`` of the passages shard.
+    """Candidate queries for passages ``[start, stop)`` of the passages shard; ``cache_dir`` is the
+    data home's cache folder (models, answers of the openai generator).
 
     Named after the passages shard (itself named by its documents and the config), so candidates
     of other passages are never reused.
@@ -59,10 +66,14 @@ def generate_candidates(passages: Path, start: int, stop: int, generator: str, c
     rows = read_shard(passages).slice(start, stop - start)
     doc_ids = rows.column("doc_id").to_pylist()
     texts = rows.column("text").to_pylist()
-    per_passage = _generator(generator, cfg.model_dump_json(), cache_dir).generate(texts)
+    backend = _generator(generator, cfg.model_dump_json(), cache_dir)
+    per_passage = backend.generate(texts)
+    if getattr(backend, "stats", None):
+        get_run_logger().info("%s: %s", generator, ", ".join(f"{v} {k}" for k, v in backend.stats.items()))
     records = [
         {"doc_id": d, "query": c.query, "positive": c.positive or text, "generator": generator,
-         "prompt_id": c.prompt_id}
+         "prompt_id": c.prompt_id, "style": c.style,
+         "attributes": json.dumps(dict(c.attributes), sort_keys=True) if c.attributes is not None else None}
         for d, text, cands in zip(doc_ids, texts, per_passage) for c in cands
     ]
     return str(write_shard(pa.Table.from_pylist(records, schema=CANDIDATE_SCHEMA), out))

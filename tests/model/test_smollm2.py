@@ -1,4 +1,4 @@
-"""SmolLM2-135M-Instruct query generation on real passages (tasks/synthesize/generators.py)."""
+"""SmolLM2-135M-Instruct query generation on real passages (tasks/synthesize/generators/local.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import re
 
 import pytest
 
-from refinery.tasks.synthesize.config import DEFAULT_PROMPT_IDS, SynthesizeConfig
-from refinery.tasks.synthesize.generators import PROMPTS, SmolLM2Generator, smollm2_gguf_path
+from refinery.tasks.synthesize.config import DEFAULT_STYLES, SynthesizeConfig
+from refinery.tasks.synthesize.generators import STYLES, LocalGenerator, smollm2_gguf_path
+from refinery.tasks.synthesize.generators.prompts import PromptAttributes
 
 
 def test_gguf_file_is_found_without_importing_the_package():
@@ -15,17 +16,17 @@ def test_gguf_file_is_found_without_importing_the_package():
     assert path.is_file() and path.suffix == ".gguf"
 
 
-def test_every_configurable_prompt_id_has_a_template():
-    assert set(DEFAULT_PROMPT_IDS) <= set(PROMPTS)
+def test_every_configurable_style_has_a_template():
+    assert set(DEFAULT_STYLES) <= set(STYLES)
     with pytest.raises(ValueError, match="valid"):
-        SmolLM2Generator(prompt_ids=["nope"])
+        LocalGenerator(styles=["nope"])
 
 
 @pytest.mark.slow
 def test_generates_cleaned_candidates_for_real_passages(bbc_articles, tmp_path):
     passages = [bbc_articles[0][1], bbc_articles[6][1]]
     cfg = SynthesizeConfig(candidates_per_passage=4, max_new_tokens=16, max_passage_chars=400)
-    gen = SmolLM2Generator.from_config(cfg, cache_dir=tmp_path, show_progress=False)
+    gen = LocalGenerator.from_config(cfg, cache_dir=tmp_path, show_progress=False)
     results = gen.generate(passages)
 
     assert len(results) == 2
@@ -35,17 +36,18 @@ def test_generates_cleaned_candidates_for_real_passages(bbc_articles, tmp_path):
         assert len(cands) <= cfg.candidates_per_passage
         assert len({c.query.lower() for c in cands}) == len(cands)
         for c in cands:
-            assert c.prompt_id == gen.prompt_id_for(passage)
+            attrs = gen.attributes_for(passage)
+            assert (c.prompt_id, c.style, c.attributes) == (attrs.prompt_id, attrs.style, attrs.as_dict())
             assert c.positive is None
             assert "\n" not in c.query and c.query == c.query.strip()
             assert not c.query.lower().startswith(("query:", "title:", "question:"))
             assert cfg.min_query_words <= len(re.findall(r"\w+", c.query)) <= cfg.max_query_words
     # The headline is never part of what the generator sees.
-    assert bbc_articles[0][0] not in gen.prompt(passages[0], gen.prompt_id_for(passages[0]))
+    assert bbc_articles[0][0] not in gen.prompt(passages[0], gen.attributes_for(passages[0]))
 
     # The de-quantized model was cached; a second generator loads it from there with equal output.
     assert any(tmp_path.iterdir())
-    again = SmolLM2Generator.from_config(cfg, cache_dir=tmp_path, show_progress=False).generate(passages)
+    again = LocalGenerator.from_config(cfg, cache_dir=tmp_path, show_progress=False).generate(passages)
     assert again == results
 
 
@@ -55,15 +57,17 @@ def test_shared_prefix_prefill_reads_each_prompt_as_if_alone(bbc_articles, tmp_p
     next-token distribution of every row must still be the one of its prompt run on its own."""
     import torch
 
-    gen = SmolLM2Generator(cache_dir=tmp_path, show_progress=False, max_passage_chars=400)
+    gen = LocalGenerator(cache_dir=tmp_path, show_progress=False, max_passage_chars=400)
     passages = [bbc_articles[i][1] for i in (0, 3, 6)]
-    prompts = [gen.prompt(p, "question_v1") for p in passages]
+    # one style, different attributes: the attributes come after the passage, outside the shared prefix
+    attrs = [PromptAttributes("question", length, "specific") for length in ("short", "medium", "long")]
+    prompts = [gen.prompt(p, a) for p, a in zip(passages, attrs)]
     # Passages of different lengths, so the shorter rows carry padding between prefix and passage.
     tok = gen._tokenizer
     lengths = {len(tok(p, add_special_tokens=False)["input_ids"]) for p in prompts}
     assert len(lengths) > 1
 
-    ids, mask, cache = gen._prefill(prompts, "question_v1")
+    ids, mask, cache = gen._prefill(prompts, attrs[0])
     assert cache.get_seq_length() == ids.shape[1] - 1
     with torch.inference_mode():
         positions = mask.cumsum(-1)[:, -1:] - 1
@@ -74,3 +78,17 @@ def test_shared_prefix_prefill_reads_each_prompt_as_if_alone(bbc_articles, tmp_p
                                ).logits[0, -1]
             assert torch.allclose(batched[row].softmax(-1), alone.softmax(-1), atol=1e-4)
             assert batched[row].argmax() == alone.argmax()
+
+
+@pytest.mark.slow
+def test_a_model_folder_loads_like_its_gguf_file(bbc_articles, tmp_path):
+    """``synthesize.local_model`` may be a transformers model folder: the de-quantized cache of the
+    GGUF file is one, and generates what the GGUF file does."""
+    cfg = SynthesizeConfig(candidates_per_passage=2, max_new_tokens=12, max_passage_chars=300)
+    passages = [bbc_articles[2][1]]
+    from_gguf = LocalGenerator.from_config(cfg, cache_dir=tmp_path, show_progress=False).generate(passages)
+    (folder,) = [p for p in tmp_path.iterdir() if (p / "config.json").exists()]
+    folder_cfg = cfg.model_copy(update={"local_model": str(folder)})
+    assert LocalGenerator.from_config(folder_cfg, show_progress=False).generate(passages) == from_gguf
+    with pytest.raises(FileNotFoundError, match="no model folder or GGUF file"):
+        LocalGenerator(model=tmp_path / "missing.gguf", show_progress=False).generate(passages)

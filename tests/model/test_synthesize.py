@@ -17,7 +17,6 @@ from refinery.tasks.synthesize.filters import (
 )
 from refinery.tasks.synthesize.generators import (
     INVERSE_CLOZE_PROMPT_ID,
-    PROMPTS,
     InverseClozeGenerator,
     build_generator,
     clean_query,
@@ -25,6 +24,7 @@ from refinery.tasks.synthesize.generators import (
     split_sentences,
     truncate_passage,
 )
+from refinery.tasks.synthesize.generators.prompts import BUILTIN_SHOTS
 
 # ----------------------------------------------------------------------------- inverse cloze
 
@@ -92,7 +92,7 @@ def test_clean_query_rejects_unusable_outputs():
     assert clean_query(" ".join(["word"] * 3 + [f"w{i}" for i in range(20)]), passage) is None  # too long
     assert clean_query("jobs job jobs job jobs job", passage) is None  # repetition loop
     assert clean_query("the carmaker fell sharply on Tuesday after", passage) is None  # verbatim copy
-    assert clean_query(PROMPTS["title_v1"].shots[0][1], passage) is None  # parroted example
+    assert clean_query(BUILTIN_SHOTS["title"][0].query, passage) is None  # parroted example
     assert clean_query("carmaker shares fall on profit warning", passage) is not None
 
 

@@ -1,0 +1,67 @@
+"""Inverse cloze: the model-free baseline every LLM generator must beat."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from refinery.tasks.synthesize.config import DEFAULT_MIN_SENTENCE_WORDS, DEFAULT_SEED, SynthesizeConfig
+from refinery.tasks.synthesize.generators.base import Candidate, passage_rng
+from refinery.tasks.synthesize.generators.clean import WORD, split_sentences
+
+INVERSE_CLOZE_PROMPT_ID = "inverse_cloze_v1"
+# The query style of an inverse-cloze candidate: a sentence of the passage.
+INVERSE_CLOZE_STYLE = "sentence"
+
+
+class InverseClozeGenerator:
+    """Inverse cloze task: a sentence of the passage is the query, the rest of it the positive.
+
+    Deterministic given ``seed`` and the passage text. The chosen sentence is removed from the
+    positive (every occurrence), so the model cannot match on verbatim overlap. Passages with
+    fewer than two sentences, or no sentence of ``min_sentence_words`` words, get no candidate.
+    """
+
+    name = "inverse_cloze"
+
+    def __init__(
+        self,
+        *,
+        seed: int = DEFAULT_SEED,
+        candidates_per_passage: int = 1,
+        min_sentence_words: int = DEFAULT_MIN_SENTENCE_WORDS,
+    ) -> None:
+        if candidates_per_passage < 1:
+            raise ValueError("candidates_per_passage must be >= 1")
+        self.seed = seed
+        self.candidates_per_passage = candidates_per_passage
+        self.min_sentence_words = min_sentence_words
+
+    @classmethod
+    def from_config(cls, cfg: SynthesizeConfig) -> InverseClozeGenerator:
+        # One sentence per passage: extra sentences of the same passage mostly add near-duplicate
+        # positives, and the filter is cheap enough to run on more passages instead.
+        return cls(seed=cfg.seed, candidates_per_passage=1, min_sentence_words=cfg.min_sentence_words)
+
+    def generate(self, passages: Sequence[str]) -> list[list[Candidate]]:
+        return [self._candidates(passage) for passage in passages]
+
+    def _candidates(self, passage: str) -> list[Candidate]:
+        paragraphs = split_sentences(passage)
+        flat = [(p, s) for p, sentences in enumerate(paragraphs) for s in range(len(sentences))]
+        if len(flat) < 2:
+            return []
+        eligible = [ps for ps in flat if len(WORD.findall(paragraphs[ps[0]][ps[1]])) >= self.min_sentence_words]
+        rng = passage_rng(self.seed, passage)
+        chosen = rng.sample(eligible, min(self.candidates_per_passage, len(eligible)))
+        out = []
+        for p, s in chosen:
+            query = paragraphs[p][s]
+            positive = "\n\n".join(
+                " ".join(sent for sent in sentences if sent != query)
+                for sentences in paragraphs
+                if any(sent != query for sent in sentences)
+            )
+            if positive.strip():
+                out.append(Candidate(query=query, prompt_id=INVERSE_CLOZE_PROMPT_ID, positive=positive,
+                                     style=INVERSE_CLOZE_STYLE))
+        return out

