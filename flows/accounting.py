@@ -17,7 +17,23 @@ def corpus_is_empty(quality_stats: dict) -> bool:
 
 
 class AccountingError(RuntimeError):
-    """docs in != kept + dropped + rejected, or a document was both kept and dropped."""
+    """docs in != kept + dropped + rejected, a document was both kept and dropped, or an input
+    file's records read != its documents + rejects."""
+
+
+# Documents and rejects of a run ($1) per input file, counted in the catalog. A location is its
+# file's (a text file, a file-level reject) or that followed by ":line" / ":row"; matching the
+# run's file_books first keeps a file whose own name ends in ":<digits>" whole.
+_PER_FILE_SQL = """
+    SELECT x.source, coalesce(f.path, regexp_replace(x.location, ':[0-9]+$', '')) AS path, count(*) AS n
+    FROM {table} x LEFT JOIN file_books f ON f.run_id = x.run_id AND f.source = x.source AND f.path = x.location
+    WHERE x.run_id = $1 GROUP BY ALL"""
+FILE_COUNTS_SQL = f"""
+    SELECT source, path, coalesce(d.n, 0) AS documents, coalesce(r.n, 0) AS rejected
+    FROM ({_PER_FILE_SQL.format(table="documents")}) d
+    FULL JOIN ({_PER_FILE_SQL.format(table="rejects")}) r USING (source, path)"""
+# How many of a run's unbalanced files an AccountingError names.
+SHOWN_FILES = 5
 
 
 @dataclass(frozen=True)
@@ -62,6 +78,8 @@ def check_books(run: RunSpec) -> Books:
         problems.append(f"{overlap} documents both kept and dropped")
     if books.docs_in != kept + dropped + rejected:
         problems.append(f"docs in {books.docs_in} != kept {kept} + dropped {dropped} + rejected {rejected}")
+    if ingest.get("files") is not None:  # (runs ingested before file_books have none)
+        problems += file_books_problems(catalog, run.run_id, ingest["files"])
     if problems:
         raise AccountingError(f"run {run.run_id}: the books do not balance: " + "; ".join(problems))
     return books
@@ -92,3 +110,35 @@ def books_so_far(run: RunSpec) -> dict[str, int]:
     if quality is not None:
         books["docs_kept"] = quality["kept"]
     return books
+
+
+def file_books_problems(catalog: Catalog, run_id: str, files: int) -> list[str]:
+    """What is wrong with a run's books per input file: each of its ``files`` input files has a row
+    of ``file_books`` whose records read = documents + rejected, those being what the catalog holds
+    of that file; and no document or reject comes from a file without a row."""
+    rows = catalog.query(f"""
+        WITH counted AS ({FILE_COUNTS_SQL}), books AS (SELECT * FROM file_books WHERE run_id = $1)
+        SELECT coalesce(b.source, c.source) AS source, coalesce(b.path, c.path) AS path, b.records_read,
+               b.documents, b.rejected, coalesce(c.documents, 0) AS held_documents,
+               coalesce(c.rejected, 0) AS held_rejected
+        FROM books b FULL JOIN counted c ON b.source = c.source AND b.path = c.path
+        WHERE b.path IS NULL OR b.records_read <> b.documents + b.rejected
+           OR b.documents <> coalesce(c.documents, 0) OR b.rejected <> coalesce(c.rejected, 0)
+        ORDER BY 1, 2""", [run_id]).to_pylist()
+    problems = []
+    for r in rows[:SHOWN_FILES]:
+        name = f"file {r['path']} of source {r['source']}"
+        if r["records_read"] is None:
+            problems.append(f"{name} has no books: {r['held_documents']} documents, {r['held_rejected']} rejects")
+        elif r["records_read"] != r["documents"] + r["rejected"]:
+            problems.append(f"{name}: {r['records_read']} records read != {r['documents']} documents "
+                            f"+ {r['rejected']} rejected")
+        else:
+            problems.append(f"{name}: its books say {r['documents']} documents and {r['rejected']} rejected, "
+                            f"the catalog holds {r['held_documents']} and {r['held_rejected']}")
+    if len(rows) > SHOWN_FILES:
+        problems.append(f"{len(rows) - SHOWN_FILES} more files do not balance")
+    (kept,) = catalog.query("SELECT count(*) AS n FROM file_books WHERE run_id = ?", [run_id]).column("n").to_pylist()
+    if kept != files:
+        problems.append(f"file_books has {kept} files, ingest read {files}")
+    return problems

@@ -2,37 +2,49 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from prefect import flow, unmapped
 from prefect.artifacts import create_table_artifact
 
+from refinery.flows.accounting import FILE_COUNTS_SQL
 from refinery.flows.runtime import RunSpec, gather, run_stage
-from refinery.tasks.ingest.readers import plan_units
-from refinery.tasks.ingest.shard_tasks import ingest_unit
+from refinery.storage import Catalog
+from refinery.tasks.ingest.decoding import storable
+from refinery.tasks.ingest.duplicates import FAMILY as DUPLICATE_ID
+from refinery.tasks.ingest.duplicates import duplicate_rejects_path, duplicates_query, reasons_by_shard
+from refinery.tasks.ingest.readers import Unit, plan_units
+from refinery.tasks.ingest.shard_tasks import ingest_unit, reject_duplicates
 
 
 def _ingest(run: RunSpec, out: Path) -> dict[str, Any]:
     units = plan_units(run.config.ingest)
     results = gather(ingest_unit.map(units, out_dir=unmapped(out), cfg=unmapped(run.config.ingest)),
                      "ingest units")
-    shards = sorted(p for r in results for p in r["documents"])
-    rejects = sorted(r["rejects_path"] for r in results if r["rejects_path"])
     catalog = run.catalog
-    catalog.replace("documents", run.run_id, parquet=shards)
-    catalog.replace("rejects", run.run_id, parquet=rejects)
+    written = {r["unit"]: r["documents"] for r in results}
+    _reject_duplicate_ids(catalog, units, written)
+    shards = sorted(p for paths in written.values() for p in paths if Path(p).exists())
+    rejects = sorted([r["rejects_path"] for r in results if r["rejects_path"]] + [
+        str(d) for paths in written.values() for p in paths if (d := duplicate_rejects_path(p)).exists()])
     stats = {
         "units": len(units),
-        "docs": sum(r["docs"] for r in results),
-        "rejects": sum(r["rejects"] for r in results),
+        "docs": catalog.replace("documents", run.run_id, parquet=shards),
+        "rejects": catalog.replace("rejects", run.run_id, parquet=rejects),
+        "files": _record_file_books(catalog, run.run_id, units, results),
         "shards": shards,
         "reject_shards": rejects,
     }
+    # every duplicate id has a reason of its own (its id, where its first occurrence is): one row here
     reasons = catalog.query(
-        "SELECT reason, count(*) AS n FROM rejects WHERE run_id = ? GROUP BY reason ORDER BY n DESC",
-        [run.run_id],
+        "SELECT CASE WHEN starts_with(reason, ?) THEN ? ELSE reason END AS reason, count(*) AS n FROM rejects"
+        " WHERE run_id = ? GROUP BY ALL ORDER BY n DESC, reason",
+        [f"{DUPLICATE_ID}:", DUPLICATE_ID, run.run_id],
     ).to_pylist()
+    stats["duplicate_ids"] = sum(r["n"] for r in reasons if r["reason"] == DUPLICATE_ID)
     create_table_artifact(
         key="ingest-summary",
         table=[{"outcome": "document", "count": stats["docs"]}]
@@ -40,6 +52,44 @@ def _ingest(run: RunSpec, out: Path) -> dict[str, Any]:
         description=f"Run {run.run_id}: documents ingested and records rejected (by reason).",
     )
     return stats
+
+
+def _reject_duplicate_ids(catalog: Catalog, units: Sequence[Unit], written: dict[int, list[str]]) -> None:
+    """Reject every later occurrence of a doc id (tasks/ingest/duplicates.py), one task per shard
+    holding some. A shard that an earlier, killed pass emptied is gone, its rejects beside it."""
+    present = {u: [p for p in paths if Path(p).exists() or not duplicate_rejects_path(p).exists()]
+               for u, paths in written.items()}
+    if not any(present.values()):
+        return
+    found = reasons_by_shard(catalog.query(*duplicates_query(units, present)))
+    if found:
+        gather(reject_duplicates.map(list(found), reasons=list(found.values())), "duplicate ids")
+
+
+def _record_file_books(catalog: Catalog, run_id: str, units: Sequence[Unit],
+                       results: list[dict[str, Any]]) -> int | None:
+    """One row of ``file_books`` per input file: the records its units read and its size, and the
+    documents and rejects the catalog holds of it (flows/accounting.py checks that they balance).
+    Files of the same path in sources of the same name share a row. Returns the number of rows
+    (None, and no rows, for units a resumed run had read before file_books existed)."""
+    if any("files" not in r for r in results):  # units read before file_books existed (a resumed run)
+        catalog.replace("file_books", run_id)
+        return None
+    books: dict[tuple[str, str], list[int]] = {}
+    for result in results:
+        source = storable(units[result["unit"]].source)
+        for path, records, size in result["files"]:
+            row = books.setdefault((source, path), [0, 0])
+            row[0] += records
+            row[1] += size
+    rows = pa.table({"source": [s for s, _ in books], "path": [p for _, p in books],
+                     "records_read": [r for r, _ in books.values()], "documents": [0] * len(books),
+                     "rejected": [0] * len(books), "bytes": [b for _, b in books.values()]})
+    catalog.replace("file_books", run_id, rows=rows)
+    catalog.execute_write(
+        f"UPDATE file_books b SET documents = c.documents, rejected = c.rejected FROM ({FILE_COUNTS_SQL}) c"
+        " WHERE b.run_id = $1 AND b.source = c.source AND b.path = c.path", [run_id])
+    return len(books)
 
 
 @flow(name="ingest", log_prints=True)

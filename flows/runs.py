@@ -17,7 +17,7 @@ from refinery.tasks.config import CURATION_STAGES
 
 # What each curation stage put in the catalog, by table and the rows' narrowing (see flows/*.py).
 STAGE_ROWS: dict[str, tuple[tuple[str, dict[str, str]], ...]] = {
-    "ingest": (("documents", {}), ("rejects", {})),
+    "ingest": (("documents", {}), ("rejects", {}), ("file_books", {})),
     "dedup": (("dedup_clusters", {}), ("drops", {"stage": "dedup"})),
     "quality": (("doc_attributes", {}), ("drops", {"stage": "quality"}), ("metrics", {"stage": "quality"}),
                 ("models", {"name": "quality_classifier"})),

@@ -29,6 +29,10 @@ SCHEMA: dict[str, str] = {
         run_id VARCHAR, stage VARCHAR, status VARCHAR, started_at TIMESTAMPTZ,
         finished_at TIMESTAMPTZ, seconds DOUBLE, stats JSON""",
     "rejects": "run_id VARCHAR, source VARCHAR, location VARCHAR, reason VARCHAR, record VARCHAR",
+    # per input file: records read = documents + rejected (``path`` as locations name the file)
+    "file_books": """
+        run_id VARCHAR, source VARCHAR, path VARCHAR, records_read BIGINT, documents BIGINT, rejected BIGINT,
+        bytes BIGINT""",
     "dedup_clusters": "run_id VARCHAR, cluster_id VARCHAR, doc_id VARCHAR, is_survivor BOOLEAN, kind VARCHAR",
     "drops": "run_id VARCHAR, doc_id VARCHAR, stage VARCHAR, reason VARCHAR",
     "pairs": """

@@ -45,6 +45,21 @@ class Unit:
     base: str = ""  # folder that locations are relative to
     options: SourceConfig = field(default_factory=SourceConfig)
     piece: Piece = WHOLE  # the part of paths[0] this unit reads (JSONL, Parquet)
+    source_index: int = 0  # the source's position in ``ingest.sources`` (reading order, duplicate ids)
+
+    @property
+    def whole_files(self) -> bool:
+        """True when each record is a whole file (text, unsupported), so its location names its file."""
+        return self.format in ("text", UNSUPPORTED)
+
+    def files(self) -> dict[str, str]:
+        """The location of each input file this unit reads, with its path. A record's location is its
+        file's (a text file, a file-level reject) or that followed by ``:line`` / ``:row``."""
+        return {_location(p, self.base): p for p in self.paths}
+
+    def file_of(self, location: str) -> str:
+        """The location of the file that the record at ``location`` was read from."""
+        return location if self.whole_files else _location(self.paths[0], self.base)
 
 
 @dataclass(frozen=True)
@@ -81,7 +96,9 @@ def normalize(text: str, form: str = "NFC") -> str:
     if b"\r" in data:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     if len(data.translate(None, _CONTROL_BYTES)) != len(data):
-        text = _CONTROL.sub("", text)
+        # a removed control character may have stood between a letter and its combining mark:
+        # normalized again, so that normalize(normalize(t)) == normalize(t)
+        text = unicodedata.normalize(form, _CONTROL.sub("", text))
     return _tidy_lines(text).strip()
 
 
@@ -132,7 +149,7 @@ def plan_units(cfg: IngestConfig) -> list[Unit]:
     counts records from the start of each file)."""
     split = cfg.split_bytes if cfg.limit is None else None
     units: list[Unit] = []
-    for src in cfg.sources:
+    for position, src in enumerate(cfg.sources):
         if src.path == BUILTIN_BBC:
             root, fmt, name = bbc_folder(), "text", src.name or "bbc"
             src = src.model_copy(update={"title_from_first_line": True})
@@ -152,15 +169,15 @@ def plan_units(cfg: IngestConfig) -> list[Unit]:
             text_files = text_files[: cfg.limit]
         for start in range(0, len(text_files), cfg.shard_size):
             chunk = tuple(str(p) for p in text_files[start : start + cfg.shard_size])
-            units.append(Unit(len(units), name, "text", chunk, base, src))
+            units.append(Unit(len(units), name, "text", chunk, base, src, source_index=position))
         for f, kind in kinds.items():
             if kind in ("text", UNSUPPORTED):
                 continue
             for piece in jsonl_pieces(f, split) if kind == "jsonl" else parquet_pieces(f, split):
-                units.append(Unit(len(units), name, kind, (str(f),), base, src, piece))
+                units.append(Unit(len(units), name, kind, (str(f),), base, src, piece, position))
         unsupported = tuple(str(f) for f, k in kinds.items() if k == UNSUPPORTED)
         if unsupported:
-            units.append(Unit(len(units), name, UNSUPPORTED, unsupported, base, src))
+            units.append(Unit(len(units), name, UNSUPPORTED, unsupported, base, src, source_index=position))
     return units
 
 

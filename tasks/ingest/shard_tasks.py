@@ -8,8 +8,9 @@ from typing import Any
 import pyarrow as pa
 from prefect import task
 
-from refinery.storage import StageMarker, write_shard
+from refinery.storage import StageMarker, read_shard, write_shard
 from refinery.tasks.ingest.config import IngestConfig
+from refinery.tasks.ingest.duplicates import duplicate_rejects_path, split_duplicates
 from refinery.tasks.ingest.readers import Record, Reject, Unit, read_unit
 
 DOCUMENT_SCHEMA = pa.schema([
@@ -32,7 +33,10 @@ def _documents_table(records: list[Record]) -> pa.Table:
 def ingest_unit_to_shards(unit: Unit, out_dir: Path, cfg: IngestConfig) -> dict[str, Any]:
     """Read ``unit`` and write ``documents-<unit>-<k>.parquet`` shards plus a rejects shard.
 
-    A per-unit marker is written last; a unit that has one is skipped (a killed run resumes).
+    The stats say, per input file, the records read (each record the reader found: a line, a row, a
+    text file, or a damaged or unreadable part, which is one reject) and the file's size (for a file
+    read in parts, from its first part only, so that the parts add up). A per-unit marker is
+    written last; a unit that has one is skipped (a killed run resumes).
     """
     marker = StageMarker(out_dir, f"_unit-{unit.index:05d}")
     if (done := marker.read()) is not None:
@@ -47,7 +51,12 @@ def ingest_unit_to_shards(unit: Unit, out_dir: Path, cfg: IngestConfig) -> dict[
         shards.append(str(write_shard(_documents_table(batch), path)))
         batch.clear()
 
-    for item in read_unit(unit, unicode_form=cfg.unicode_form, min_chars=cfg.min_chars, limit=cfg.limit):
+    files = unit.files()
+    read = dict.fromkeys(files, 0)
+    for item in read_unit(unit, unicode_form=cfg.unicode_form, min_chars=cfg.min_chars, limit=cfg.limit,
+                          max_chars=cfg.max_chars):
+        file = unit.file_of(item.location)
+        read[file] = read.get(file, 0) + 1
         if isinstance(item, Reject):
             rejects.append(item.__dict__)
             continue
@@ -61,15 +70,43 @@ def ingest_unit_to_shards(unit: Unit, out_dir: Path, cfg: IngestConfig) -> dict[
     if rejects:
         reject_path = str(write_shard(pa.Table.from_pylist(rejects, schema=REJECT_SCHEMA),
                                       out_dir / f"rejects-{unit.index:05d}.parquet"))
+    first_part = unit.piece.span is None or unit.piece.span[0] == 0
     stats = {"unit": unit.index, "docs": docs, "rejects": len(rejects), "documents": shards,
-             "rejects_path": reject_path}
+             "rejects_path": reject_path,
+             "files": [[loc, n, _size(files[loc]) if first_part and loc in files else 0] for loc, n in read.items()]}
     marker.write(stats)
     return stats
+
+
+def _size(path: str) -> int:
+    try:
+        return Path(path).stat().st_size
+    except OSError:  # gone or unreadable: its records say so as rejects
+        return 0
+
+
+def reject_duplicates_in_shard(shard: str, reasons: dict[str, str]) -> dict[str, Any]:
+    """Move the documents of ``shard`` at the locations in ``reasons`` to a rejects shard (written
+    first) and rewrite ``shard`` without them, or delete it if nothing is left; both atomic."""
+    kept, rejects = split_duplicates(read_shard(shard), reasons)
+    reject_path = write_shard(pa.Table.from_pylist(rejects, schema=REJECT_SCHEMA), duplicate_rejects_path(shard))
+    if kept.num_rows:
+        write_shard(kept, shard)
+    else:
+        Path(shard).unlink()
+    return {"shard": shard, "rejected": len(rejects), "kept": kept.num_rows, "rejects_path": str(reject_path)}
 
 
 ingest_unit = task(
     ingest_unit_to_shards,
     name="ingest-unit",
     task_run_name="ingest {unit.source} unit {unit.index}",
+    retries=1,
+)
+
+reject_duplicates = task(
+    reject_duplicates_in_shard,
+    name="ingest-duplicate-ids",
+    task_run_name="reject duplicate ids in {shard}",
     retries=1,
 )
