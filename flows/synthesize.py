@@ -1,4 +1,5 @@
-"""synthesize: (query, passage) pairs from a language model, consistency-filtered, hard negatives mined.
+"""synthesize: (query, passage) pairs from a language model, filtered (each rejection with its reason),
+hard negatives mined, diversity measured.
 
 It also decides what the run is evaluated on (``evaluation_task``): without titles or query sets
 a share of the passages is held out, and their pairs become the evaluation queries instead of
@@ -22,10 +23,18 @@ from refinery.storage import StageMarker
 from refinery.tasks.embedding import BASE_MODEL_PATH
 from refinery.tasks.evaluate.names import content_key
 from refinery.tasks.evaluate.shard_tasks import select_rows
-from refinery.tasks.synthesize.shard_tasks import PASSAGES_PER_TASK, filter_pairs, generate_candidates, prepare_smollm2
+from refinery.tasks.synthesize.shard_tasks import (
+    ALL_GENERATORS, PASSAGES_PER_TASK, filter_pairs, generate_candidates, prepare_smollm2,
+)
 
 # Passages are the documents of smallest xxh3(doc_id, seed) (no salt: the draw of every run so far).
 PASSAGE_SALT = ""
+# The dedup cluster of each filter-pool document ($2) that shares it with another pool document.
+POOL_CLUSTERS_SQL = """
+SELECT doc_id, cluster_id FROM dedup_clusters
+WHERE run_id = $1 AND doc_id IN (SELECT unnest($2::VARCHAR[]))
+QUALIFY count(*) OVER (PARTITION BY cluster_id) > 1
+ORDER BY doc_id"""
 
 
 def _passages(run: RunSpec, corpus_shards: list[str], total: int, out: Path) -> tuple[Path, int, list[str]]:
@@ -73,22 +82,28 @@ def _synthesize(run: RunSpec, out: Path) -> dict[str, Any]:
                     for a in range(0, count, step)]
     pool = pool_of(run, corpus, filter_pool)
     embeddings = embeddings_of(run, "base", str(BASE_MODEL_PATH), pool)
+    clusters = {r["doc_id"]: r["cluster_id"]
+                for r in catalog.query(POOL_CLUSTERS_SQL, [run.run_id, filter_pool]).to_pylist()}
     candidates = gather(futures, "generate queries")
     stats = filter_pairs.submit(candidates, embeddings, cfg, out,
                                 heldout_fraction=cfg.heldout_fraction if task == SYNTHETIC_HELDOUT else None,
                                 encoder=run.config.evaluate.encoder,
-                                cache_dir=str(run.data_home.cache_dir)).result()
+                                cache_dir=str(run.data_home.cache_dir), clusters=clusters).result()
     catalog.replace("pairs", run.run_id, parquet=[stats["pairs_path"]])
     rows = [(g, k, v) for g, d in stats["diversity"].items() for k, v in d.items()]
     catalog.replace("metrics", run.run_id, where={"stage": "synthesize"}, rows=pa.table({
         "stage": ["synthesize"] * len(rows), "model": [r[0] for r in rows], "task": ["pairs"] * len(rows),
         "metric": [r[1] for r in rows], "value": [float(r[2]) for r in rows]}))
+    everything = {"generated": stats["generated"], "kept": stats["kept"], **stats["dropped"]}
     create_table_artifact(
         key="synthesized-pairs",
-        table=[{"generator": g, **v, **stats["diversity"].get(g, {})} for g, v in stats["by_generator"].items()],
+        table=[{"generator": g, **v, **stats["diversity"].get(g, {})}
+               for g, v in [*stats["by_generator"].items(), (ALL_GENERATORS, everything)]],
         description=f"Run {run.run_id}: {stats['kept']} of {stats['generated']} candidate pairs kept "
                     f"(passage in the base model's top {cfg.consistency_top_k} of a pool of {len(filter_pool)} "
-                    f"documents); {stats['heldout_pairs']} of them held out for evaluation.",
+                    f"documents; the filter_* columns count the candidates each filter rejected); "
+                    f"{stats['heldout_pairs']} of them held out for evaluation, {stats['with_negatives']} with a "
+                    "hard negative.",
     )
     return {**stats, "passages": n, "filter_pool_docs": len(filter_pool), "evaluation_task": task}
 

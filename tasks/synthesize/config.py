@@ -225,8 +225,9 @@ class SynthesizeConfig(BaseModel):
         default=DEFAULT_NEAR_DUPLICATE_JACCARD,
         gt=0,
         le=1,
-        description="A query whose lower-cased word set has at least this Jaccard similarity with a better-ranked "
-        "kept query (of any passage) is rejected as `filter_near_duplicate`; 1.0: only the same words; null: off.",
+        description="A query whose lower-cased word set has at least this Jaccard similarity with that of a "
+        "better-ranked query (of any passage) that passed the filters before it is rejected as "
+        "`filter_near_duplicate`; 1.0: only the same words; null: off.",
     )
     hard_negatives: bool = Field(
         default=False,

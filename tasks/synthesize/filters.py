@@ -1,19 +1,166 @@
-"""Decide which synthesized queries to keep, and mine hard negatives, from base-model rankings.
+"""Decide which synthesized candidates become training pairs, each rejection with its reason, and
+mine hard negatives, from base-model rankings.
 
-Both functions take L2-normalised embeddings (as :func:`tasks.embedding.encode` returns), so a
-dot product is a cosine similarity, and score every query against the documents they are given
-(the synthesize stage gives the filter pool: the passages' documents and seeded distractors).
-Queries are scored in chunks of at most :data:`SCORE_CHUNK_BYTES` of scores.
+Each filter is a small function that returns a boolean mask of the candidates it rejects;
+:func:`run_filters` applies them in order (a candidate is judged only by the filters it reached),
+records the first reason per candidate and counts them. The reasons (``pairs.reason``, NULL for
+a kept candidate), in the order :func:`candidate_filters` applies them:
+
+- ``filter_too_short``: fewer than ``min_query_words`` words;
+- ``filter_too_long``: more than ``max_query_words`` words (not for :data:`EXTRACTIVE_GENERATORS`,
+  whose query is a whole sentence by design);
+- ``filter_repetition``: a repetition loop ("jobs job jobs job"), under
+  :data:`MIN_DISTINCT_WORD_RATIO` distinct words;
+- ``filter_copy``: the whole query (:data:`COPY_MIN_WORDS` words or more) appears verbatim in the
+  positive it would train against, or it repeats a few-shot example;
+- ``filter_consistency``: the base model does not rank the candidate's passage (or a member of its
+  dedup cluster) in the top ``consistency_top_k`` of the filter pool;
+- ``filter_near_duplicate``: its word set is at least ``near_duplicate_jaccard`` similar to that
+  of a better-ranked query of any passage that passed every filter so far (so a generator that
+  repeats itself shows it here, not as the cap);
+- ``filter_per_passage_cap``: its passage and generator already have ``max_pairs_per_passage``
+  better-ranked kept candidates.
+
+Rankings take L2-normalised embeddings (as :func:`tasks.embedding.encode` returns), so a dot
+product is a cosine similarity, and score every query against the documents they are given (the
+synthesize stage gives the filter pool: the passages' documents and seeded distractors). Queries
+are scored in chunks of at most :data:`SCORE_CHUNK_BYTES` of scores.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+import math
+from collections import Counter, defaultdict
+from collections.abc import Callable, Collection, Hashable, Sequence
 
 import numpy as np
 
 from refinery.tasks.evaluate.retrieval import SCORE_CHUNK_BYTES, rows_per_chunk
-from refinery.tasks.synthesize.config import DEFAULT_HARD_NEGATIVE_RANK_WINDOW
+from refinery.tasks.synthesize.config import DEFAULT_HARD_NEGATIVE_RANK_WINDOW, SynthesizeConfig
+from refinery.tasks.synthesize.diversity import jaccard, words
+
+FILTER_TOO_SHORT = "filter_too_short"
+FILTER_TOO_LONG = "filter_too_long"
+FILTER_REPETITION = "filter_repetition"
+FILTER_COPY = "filter_copy"
+FILTER_CONSISTENCY = "filter_consistency"
+FILTER_PER_PASSAGE_CAP = "filter_per_passage_cap"
+FILTER_NEAR_DUPLICATE = "filter_near_duplicate"
+REASONS = (FILTER_TOO_SHORT, FILTER_TOO_LONG, FILTER_REPETITION, FILTER_COPY, FILTER_CONSISTENCY,
+           FILTER_NEAR_DUPLICATE, FILTER_PER_PASSAGE_CAP)
+
+# Generators whose query is a sentence of the passage (removed from the positive): the length cap
+# is for generated queries, a news sentence is often longer.
+EXTRACTIVE_GENERATORS = frozenset({"inverse_cloze"})
+# A query of this many words or more found verbatim in its positive is extraction, not a query.
+COPY_MIN_WORDS = 6
+# Below this share of distinct words (in a query of 4 words or more) a query is a repetition loop.
+MIN_DISTINCT_WORD_RATIO = 0.5
+REPETITION_MIN_WORDS = 4
+
+# A filter: the mask of candidates still in play -> the mask of those it rejects.
+Filter = Callable[[np.ndarray], np.ndarray]
+
+
+# --------------------------------------------------------------------------- the runner
+
+
+def run_filters(n: int, steps: Sequence[tuple[str, Filter]]) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Apply ``steps`` (reason, filter) in order to ``n`` candidates.
+
+    Each filter sees the mask of the candidates no earlier step rejected and may reject only
+    those. Returns ``(kept, reason, counts)``: the mask of candidates no step rejected, the reason
+    of each rejected candidate (``None`` when kept; an object array) and the number rejected per
+    reason (every step's reason, zeros too).
+    """
+    alive = np.ones(n, dtype=bool)
+    reason = np.full(n, None, dtype=object)
+    counts: dict[str, int] = {}
+    for name, step in steps:
+        rejected = np.asarray(step(alive.copy()), dtype=bool) & alive
+        reason[rejected] = name
+        alive &= ~rejected
+        counts[name] = counts.get(name, 0) + int(rejected.sum())
+    return alive, reason, counts
+
+
+def candidate_filters(
+    cfg: SynthesizeConfig,
+    queries: Sequence[str],
+    positives: Sequence[str],
+    generators: Sequence[str],
+    passage_keys: Sequence[Hashable],
+    rank: np.ndarray,
+    consistent: np.ndarray,
+    *,
+    examples: Collection[str] = (),
+) -> list[tuple[str, Filter]]:
+    """The synthesize stage's filters over its candidates (for :func:`run_filters`), in order: the
+    text checks, consistency (``consistent`` and ``rank`` from :func:`consistency_filter`),
+    near-duplicates and the per-passage cap over ``passage_keys``, these two judging the
+    best-ranked candidates first (the earlier one on a tie). ``examples``: the prompts' few-shot
+    queries."""
+    rank = np.asarray(rank, dtype=np.int64)
+    consistent = np.asarray(consistent, dtype=bool)
+    extractive = np.array([g in EXTRACTIVE_GENERATORS for g in generators], dtype=bool)
+    best_first = np.lexsort((np.arange(len(rank)), rank))
+    steps: list[tuple[str, Filter]] = [
+        (FILTER_TOO_SHORT, lambda alive: too_short(queries, min_words=cfg.min_query_words)),
+        (FILTER_TOO_LONG, lambda alive: too_long(queries, max_words=cfg.max_query_words) & ~extractive),
+        (FILTER_REPETITION, lambda alive: repetition_loop(queries)),
+        (FILTER_COPY, lambda alive: copied(queries, positives, examples=examples, alive=alive)),
+        (FILTER_CONSISTENCY, lambda alive: ~consistent),
+    ]
+    if cfg.near_duplicate_jaccard is not None:
+        steps.append((FILTER_NEAR_DUPLICATE, lambda alive: near_duplicates(
+            queries, threshold=cfg.near_duplicate_jaccard, alive=alive, order=best_first)))
+    steps.append((FILTER_PER_PASSAGE_CAP, lambda alive: over_passage_cap(
+        rank, passage_keys, alive=alive, max_per_passage=cfg.max_pairs_per_passage)))
+    return steps
+
+
+# --------------------------------------------------------------------------- text filters
+
+
+def too_short(queries: Sequence[str], *, min_words: int) -> np.ndarray:
+    """Queries with fewer than ``min_words`` words."""
+    return np.array([len(words(q)) < min_words for q in queries], dtype=bool)
+
+
+def too_long(queries: Sequence[str], *, max_words: int) -> np.ndarray:
+    """Queries with more than ``max_words`` words."""
+    return np.array([len(words(q)) > max_words for q in queries], dtype=bool)
+
+
+def repetition_loop(queries: Sequence[str], *, min_distinct_ratio: float = MIN_DISTINCT_WORD_RATIO,
+                    min_words: int = REPETITION_MIN_WORDS) -> np.ndarray:
+    """Queries of ``min_words`` words or more of which under ``min_distinct_ratio`` are distinct."""
+    out = np.zeros(len(queries), dtype=bool)
+    for i, q in enumerate(queries):
+        tokens = words(q)
+        out[i] = len(tokens) >= min_words and len(set(tokens)) / len(tokens) < min_distinct_ratio
+    return out
+
+
+def copied(queries: Sequence[str], positives: Sequence[str], *, min_words: int = COPY_MIN_WORDS,
+           examples: Collection[str] = (), alive: np.ndarray | None = None) -> np.ndarray:
+    """Queries that copy: all their words (``min_words`` or more) in order, verbatim, in their
+    positive (case and punctuation aside), or the same words as one of ``examples`` (the prompt's
+    few-shot queries). Only candidates in ``alive`` are checked (positives are long)."""
+    if len(queries) != len(positives):
+        raise ValueError(f"{len(queries)} queries but {len(positives)} positives")
+    shots = {" ".join(words(e)) for e in examples}
+    out = np.zeros(len(queries), dtype=bool)
+    for i, (q, p) in enumerate(zip(queries, positives)):
+        if alive is not None and not alive[i]:
+            continue
+        tokens = words(q)
+        joined = " ".join(tokens)
+        out[i] = joined in shots or (len(tokens) >= min_words and f" {joined} " in f" {' '.join(words(p or ''))} ")
+    return out
+
+
+# --------------------------------------------------------------------------- ranking filters
 
 
 def positive_ranks(
@@ -21,7 +168,7 @@ def positive_ranks(
     corpus_emb: np.ndarray,
     positive_index: Sequence[int] | np.ndarray,
     *,
-    same_as_positive: Sequence[set[int]] | None = None,
+    same_as_positive: Sequence[Collection[int]] | None = None,
 ) -> np.ndarray:
     """1-based rank of each query's positive document among the documents of ``corpus_emb``.
 
@@ -59,7 +206,7 @@ def consistency_filter(
     positive_index: Sequence[int] | np.ndarray,
     top_k: int,
     *,
-    same_as_positive: Sequence[set[int]] | None = None,
+    same_as_positive: Sequence[Collection[int]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Keep a synthesized query only if its own passage ranks in the top ``top_k`` of the documents.
 
@@ -73,27 +220,111 @@ def consistency_filter(
     return rank <= top_k, rank
 
 
+def over_passage_cap(
+    rank: Sequence[int] | np.ndarray,
+    passage_of: Sequence[Hashable],
+    *,
+    alive: np.ndarray,
+    max_per_passage: int,
+) -> np.ndarray:
+    """Candidates in ``alive`` beyond the ``max_per_passage`` best-ranked of their key.
+
+    Keys are ``passage_of`` (a passage id, or a (passage, generator) tuple to cap each generator
+    separately); the earlier candidate wins a tie. Several queries for one passage add little but
+    near-duplicate positives, which in-batch negatives handle badly.
+    """
+    rank = np.asarray(rank, dtype=np.int64)
+    alive = np.asarray(alive, dtype=bool)
+    if rank.shape[0] != len(passage_of) or alive.shape[0] != rank.shape[0]:
+        raise ValueError("rank, passage_of and alive must have one entry per candidate")
+    if max_per_passage < 1:
+        raise ValueError("max_per_passage must be >= 1")
+    over = np.zeros(rank.shape[0], dtype=bool)
+    taken: Counter[Hashable] = Counter()
+    for c in np.lexsort((np.arange(rank.shape[0]), rank)):
+        if not alive[c]:
+            continue
+        key = passage_of[c]
+        if taken[key] < max_per_passage:
+            taken[key] += 1
+        else:
+            over[c] = True
+    return over
+
+
+def near_duplicates(
+    queries: Sequence[str],
+    *,
+    threshold: float,
+    alive: np.ndarray | None = None,
+    order: Sequence[int] | np.ndarray | None = None,
+) -> np.ndarray:
+    """Queries (of ``alive``, judged in ``order``) whose lower-cased word set has Jaccard similarity
+    at least ``threshold`` with that of an earlier query that was not itself a near-duplicate.
+
+    Same words in any order, case or punctuation are a near-duplicate at every threshold. Only
+    pairs sharing a word of their prefixes are compared (prefix filtering: with words ordered
+    rarest first, two sets of Jaccard >= t share one of their first ``|s| - ceil(t |s|) + 1``
+    words), so the cost stays near linear for varied queries.
+    """
+    if not 0 < threshold <= 1:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    n = len(queries)
+    alive = np.ones(n, dtype=bool) if alive is None else np.asarray(alive, dtype=bool)
+    order = np.arange(n) if order is None else np.asarray(order, dtype=np.int64)
+    sets = [frozenset(words(q)) if alive[i] else frozenset() for i, q in enumerate(queries)]
+    frequency = Counter(w for s in sets for w in s)
+    postings: dict[str, list[int]] = defaultdict(list)
+    dup = np.zeros(n, dtype=bool)
+    for i in order:
+        if not alive[i] or not sets[i]:
+            continue
+        ranked = sorted(sets[i], key=lambda w: (frequency[w], w))
+        prefix = ranked[: len(ranked) - math.ceil(threshold * len(ranked) - 1e-9) + 1]
+        compared: set[int] = set()
+        for w in prefix:
+            for j in postings[w]:
+                if j not in compared:
+                    compared.add(j)
+                    if jaccard(sets[i], sets[j]) >= threshold:
+                        dup[i] = True
+                        break
+            if dup[i]:
+                break
+        if not dup[i]:
+            for w in prefix:
+                postings[w].append(int(i))
+    return dup
+
+
+# --------------------------------------------------------------------------- hard negatives
+
+
 def mine_hard_negatives(
     query_emb: np.ndarray,
     corpus_emb: np.ndarray,
     positive_index: Sequence[int] | np.ndarray,
     *,
-    exclude: Sequence[set[int]] | None = None,
+    exclude: Sequence[Collection[int]] | None = None,
     rank_window: tuple[int, int] = DEFAULT_HARD_NEGATIVE_RANK_WINDOW,
+    margin: float | None = None,
     seed: int | None = None,
 ) -> np.ndarray:
     """One hard negative per query from the base model's ranking, or -1 where none qualifies.
 
-    The corpus is ranked for each query and the positive and the documents in ``exclude[q]``
-    (its dedup cluster) are removed. With ``seed=None`` the negative is the document at 0-based
-    position ``rank_window[0]`` of what remains (the hardest one allowed); with a seed it is
-    drawn uniformly from positions ``rank_window[0] .. rank_window[1] - 1``. Skipping the
-    closest documents avoids training against unlabelled duplicates and follow-ups of the same
-    story. -1 means fewer than ``rank_window[0] + 1`` documents remained.
+    The corpus is ranked for each query and the positive, the documents in ``exclude[q]`` (its
+    dedup cluster, held-out documents) and, with ``margin`` (TopK-PercPos), every document
+    scoring at or above ``margin`` times the positive's score are removed: those are likely
+    unlabelled positives. With ``seed=None`` the negative is the document at 0-based position
+    ``rank_window[0]`` of what remains (the hardest one allowed); with a seed it is drawn
+    uniformly from positions ``rank_window[0] .. rank_window[1] - 1`` (fewer when fewer remain),
+    one seeded stream over the queries in order, so the same inputs give the same negatives.
     """
     start, stop = rank_window
     if not 0 <= start < stop:
         raise ValueError(f"rank_window must satisfy 0 <= start < stop, got {rank_window}")
+    if margin is not None and not 0 < margin <= 1:
+        raise ValueError(f"margin must be in (0, 1], got {margin}")
     query_emb = np.asarray(query_emb, dtype=np.float32)
     corpus_emb = np.asarray(corpus_emb, dtype=np.float32)
     positive_index = np.asarray(positive_index, dtype=np.int64)
@@ -107,6 +338,8 @@ def mine_hard_negatives(
         for r in range(scores.shape[0]):
             q = begin + r
             row = scores[r]
+            if margin is not None:
+                row[row >= margin * row[positive_index[q]]] = -np.inf
             row[positive_index[q]] = -np.inf
             if exclude is not None and exclude[q]:
                 row[list(exclude[q])] = -np.inf
@@ -120,36 +353,3 @@ def mine_hard_negatives(
             pick = start if rng is None else int(rng.integers(start, depth))
             negatives[q] = int(top[pick])
     return negatives
-
-
-def keep_best_per_passage(
-    rank: Sequence[int] | np.ndarray,
-    passage_of: Sequence[Hashable],
-    *,
-    top_k: int,
-    max_per_passage: int,
-) -> np.ndarray:
-    """Mask of candidates to turn into training pairs.
-
-    A candidate qualifies when its positive's rank is at most ``top_k`` (see
-    :func:`consistency_filter`); of the qualifying candidates sharing a key in ``passage_of``
-    (a passage id, or a (passage, generator) tuple to cap each generator separately) the
-    ``max_per_passage`` best ranked are kept, the earlier candidate winning a tie. Several
-    queries for one passage add little but near-duplicate positives, which in-batch negatives
-    handle badly.
-    """
-    rank = np.asarray(rank, dtype=np.int64)
-    if rank.shape[0] != len(passage_of):
-        raise ValueError("rank and passage_of must have one entry per candidate")
-    if top_k < 1 or max_per_passage < 1:
-        raise ValueError("top_k and max_per_passage must be >= 1")
-    keep = np.zeros(rank.shape[0], dtype=bool)
-    taken: dict[Hashable, int] = {}
-    for c in np.lexsort((np.arange(rank.shape[0]), rank)):
-        if rank[c] > top_k:
-            break
-        key = passage_of[c]
-        if taken.get(key, 0) < max_per_passage:
-            taken[key] = taken.get(key, 0) + 1
-            keep[c] = True
-    return keep

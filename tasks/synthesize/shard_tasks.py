@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,9 @@ from refinery.tasks.embedding import BASE_MODEL_PATH, all_cores, encode
 from refinery.tasks.embedding_tasks import cached_encoder, load_embeddings
 from refinery.tasks.synthesize.config import SynthesizeConfig
 from refinery.tasks.synthesize.diversity import query_diversity
-from refinery.tasks.synthesize.filters import consistency_filter, keep_best_per_passage, mine_hard_negatives
+from refinery.tasks.synthesize.filters import (
+    candidate_filters, consistency_filter, mine_hard_negatives, run_filters,
+)
 from refinery.tasks.synthesize.generators import CACHE_SUBDIRS, build_generator, load_local_model
 from refinery.tasks.synthesize.split import HELDOUT, TRAIN, split_by_passage
 
@@ -26,6 +29,8 @@ from refinery.tasks.synthesize.split import HELDOUT, TRAIN, split_by_passage
 # (SmolLM2 batches passages of one query style: 32 gives about 8 of each of the 4; the openai
 # generator has synthesize.openai.concurrency requests in flight per task).
 PASSAGES_PER_TASK = {"smollm2": 32, "openai": 64, "inverse_cloze": 500}
+# The ``model`` of the diversity metrics of every kept query, whatever its generator.
+ALL_GENERATORS = "all"
 
 CANDIDATE_SCHEMA = pa.schema([
     ("doc_id", pa.string()), ("query", pa.string()), ("positive", pa.string()),
@@ -79,18 +84,21 @@ def generate_candidates(passages: Path, start: int, stop: int, generator: str, c
     return str(write_shard(pa.Table.from_pylist(records, schema=CANDIDATE_SCHEMA), out))
 
 
-@task(name="filter-pairs", task_run_name="consistency filter, held-out split, hard negatives, diversity")
+@task(name="filter-pairs", task_run_name="filters, held-out split, hard negatives, diversity")
 def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: SynthesizeConfig,
                  out_dir: Path, heldout_fraction: float | None = None, encoder: str = "torch",
-                 cache_dir: str | None = None) -> dict[str, Any]:
-    """Keep a candidate when the base model ranks its passage in the top k of the filter pool for its query.
+                 cache_dir: str | None = None, clusters: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run the filters of :mod:`tasks.synthesize.filters` over every candidate; each one rejected
+    stays in the pairs shard with ``kept`` false and its ``reason``.
 
     ``embedding_shards`` are the base model's embeddings of the filter pool (the passages'
-    documents and seeded distractors); hard negatives come from it too. With
-    ``heldout_fraction`` that share of the passages with a kept pair is held out (``split``
-    'heldout', see :mod:`tasks.synthesize.split`): their pairs are evaluation queries, and their
-    documents are never a mined hard negative, so training never sees their text. ``encoder``
-    and ``cache_dir`` choose the inference backend (``evaluate.encoder``).
+    documents and seeded distractors); hard negatives come from it too. ``clusters`` maps the
+    pool's documents that share a dedup cluster with another pool document to that cluster's id:
+    ranking a cluster mate first is no failure of the consistency filter, and a cluster mate is
+    never a hard negative. With ``heldout_fraction`` that share of the passages with a kept pair
+    is held out (``split`` 'heldout', see :mod:`tasks.synthesize.split`): their pairs are
+    evaluation queries, and their documents are never a mined hard negative, so training never
+    sees their text. ``encoder`` and ``cache_dir`` choose the inference backend (``evaluate.encoder``).
     """
     cands = read_shards(sorted(candidate_shards))
     doc_ids, corpus_emb = load_embeddings(sorted(embedding_shards))
@@ -99,19 +107,26 @@ def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: 
     cand_docs = cands.column("doc_id").to_pylist()
     gens = cands.column("generator").to_pylist()
     positive = np.array([position[d] for d in cand_docs], dtype=np.int64)
+    clusters = clusters or {}
+    members: dict[str, set[int]] = defaultdict(set)  # cluster id -> its pool documents' positions
+    for d, c in clusters.items():
+        if d in position:
+            members[c].add(position[d])
+    same = [members.get(clusters.get(d), set()) for d in cand_docs]
     with all_cores():  # runs alone, after every candidate is in
         q_emb = encode(cached_encoder(str(BASE_MODEL_PATH), None, encoder, cache_dir), queries, show_progress=False)
-    consistent, rank = consistency_filter(q_emb, corpus_emb, positive, cfg.consistency_top_k)
-    kept = keep_best_per_passage(rank, list(zip(cand_docs, gens)), top_k=cfg.consistency_top_k,
-                                 max_per_passage=cfg.max_pairs_per_passage)
+    consistent, rank = consistency_filter(q_emb, corpus_emb, positive, cfg.consistency_top_k, same_as_positive=same)
+    kept, reason, dropped = run_filters(len(queries), candidate_filters(
+        cfg, queries, cands.column("positive").to_pylist(), gens, list(zip(cand_docs, gens)), rank, consistent))
     split = split_by_passage(cand_docs, kept, heldout_fraction, seed=cfg.seed)
     train = kept & (split == TRAIN)
     held_docs = {position[d] for d, s in zip(cand_docs, split) if s == HELDOUT}
     negative = np.full(len(queries), -1)
     if cfg.hard_negatives and train.any():
-        negative[train] = mine_hard_negatives(q_emb[train], corpus_emb, positive[train],
-                                              rank_window=tuple(cfg.hard_negative_rank_window),
-                                              exclude=[held_docs] * int(train.sum()), seed=cfg.seed)
+        negative[train] = mine_hard_negatives(
+            q_emb[train], corpus_emb, positive[train], rank_window=tuple(cfg.hard_negative_rank_window),
+            margin=cfg.hard_negative_margin, exclude=[held_docs | same[i] for i in np.flatnonzero(train)],
+            seed=cfg.seed)
     score = np.einsum("ij,ij->i", q_emb, corpus_emb[positive]) if len(queries) else np.zeros(0)
     pairs = cands.append_column("pair_id", pa.array(
         [xxhash.xxh3_64_hexdigest(f"{g}\x1f{d}\x1f{q}".encode()) for g, d, q in zip(gens, cand_docs, queries)],
@@ -119,18 +134,22 @@ def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: 
     for name, values in (("kept", pa.array(kept, pa.bool_())), ("score", pa.array(score, pa.float64())),
                          ("rank", pa.array(rank, pa.int32())),
                          ("negative_doc_id", pa.array([doc_ids[i] if i >= 0 else None for i in negative], pa.string())),
-                         ("split", pa.array(split.tolist(), pa.string()))):
+                         ("split", pa.array(split.tolist(), pa.string())),
+                         ("reason", pa.array(reason.tolist(), pa.string()))):
         pairs = pairs.append_column(name, values)
     path = write_shard(pairs, out_dir / "pairs.parquet")
     gen_col = np.array(gens, dtype=object)
+    rejected = Counter(zip(gens, reason.tolist()))
     by_generator, diversity = {}, {}
     for g in sorted(set(gens)):
         sel = (gen_col == g) & kept
-        by_generator[g] = {"generated": int((gen_col == g).sum()), "consistent": int(((gen_col == g) & consistent).sum()),
-                           "kept": int(sel.sum())}
-        diversity[g] = query_diversity([q for q, s in zip(queries, sel) if s], q_emb[sel])
+        by_generator[g] = {"generated": int((gen_col == g).sum()), "kept": int(sel.sum()),
+                           **{r: rejected[(g, r)] for r in dropped}}
+        diversity[g] = query_diversity([q for q, s in zip(queries, sel) if s], q_emb[sel], seed=cfg.seed)
+    if len(queries):
+        diversity[ALL_GENERATORS] = query_diversity([q for q, k in zip(queries, kept) if k], q_emb[kept], seed=cfg.seed)
     heldout = kept & (split == HELDOUT)
-    return {"pairs_path": str(path), "generated": len(queries), "kept": int(kept.sum()),
+    return {"pairs_path": str(path), "generated": len(queries), "kept": int(kept.sum()), "dropped": dropped,
             "train_pairs": int(train.sum()), "heldout_pairs": int(heldout.sum()),
             "heldout_passages": len({d for d, h in zip(cand_docs, heldout) if h}),
-            "by_generator": by_generator, "diversity": diversity}
+            "with_negatives": int((negative >= 0).sum()), "by_generator": by_generator, "diversity": diversity}
