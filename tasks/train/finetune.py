@@ -1,9 +1,13 @@
-"""Fine-tune a sentence-transformers model with MultipleNegativesRankingLoss (cached: GradCache), on CPU, offline.
+"""Fine-tune a sentence-transformers model with MultipleNegativesRankingLoss (cached: GradCache), offline.
 
 A plain PyTorch loop around sentence-transformers' own ``MultipleNegativesRankingLoss`` and the
 model's own forward pass. The ``SentenceTransformerTrainer`` route would add ``datasets`` and the
 whole HF Trainer machinery for what is a single loop here, with no hub or reporting hooks to
-switch off.
+switch off. It runs on CUDA when torch sees a GPU, on the CPU otherwise.
+
+Around the loop: a dev split held out of training and scored as it goes (:mod:`.dev`), the best
+scored step kept as the result, and checkpoints that let a killed training continue where its
+last one left off (:mod:`.checkpoint`).
 """
 
 from __future__ import annotations
@@ -14,82 +18,85 @@ import random
 import shutil
 import tempfile
 import time
-from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from refinery.tasks.embedding import BASE_MODEL_PATH, load_encoder
+from refinery.tasks.embedding import BASE_MODEL_PATH, encode, load_encoder
+from refinery.tasks.train.batches import TrainPair, as_train_pairs, make_batches
+from refinery.tasks.train.checkpoint import (
+    fingerprint,
+    load_checkpoint,
+    remove_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from refinery.tasks.train.config import TrainConfig
+from refinery.tasks.train.dev import better, dev_scores, split_dev
 
 # Written next to the model files: what the run did, for the caller to log or show.
 TRAINING_STATS_FILE = "refinery_training.json"
 
-Example = tuple[str, str] | tuple[str, str, str]
+__all__ = ["TRAINING_STATS_FILE", "TrainPair", "TrainingPlan", "fine_tune", "make_batches", "plan_training",
+           "read_training_stats", "training_device"]
 
 
-def make_batches(examples: Sequence[Example], batch_size: int, *, seed: int) -> list[list[Example]]:
-    """Shuffle ``examples`` into batches in which no text occurs twice.
+@dataclass(frozen=True)
+class TrainingPlan:
+    """What a training does: its batches, in step order over all epochs, and its dev pairs."""
 
-    With in-batch negatives a repeated passage would be both the positive and a negative of the
-    same query, so a conflicting example waits for a later batch. Triplets and pairs go in
-    separate batches (the loss needs the same columns throughout a batch). The last batch of
-    each kind may be smaller; a batch of one (no negatives to learn from) is dropped.
-    """
-    rng = random.Random(seed)
-    batches: list[list[Example]] = []
-    for width in (2, 3):
-        group = [ex for ex in examples if len(ex) == width]
-        rng.shuffle(group)
-        pending: deque[Example] = deque(group)
-        while pending:
-            batch: list[Example] = []
-            texts: set[str] = set()
-            deferred: list[Example] = []
-            while pending and len(batch) < batch_size:
-                ex = pending.popleft()
-                if any(t in texts for t in ex):
-                    deferred.append(ex)
-                    continue
-                batch.append(ex)
-                texts.update(ex)
-            pending.extendleft(reversed(deferred))
-            if len(batch) < 2:
-                # Nothing else fits beside it (only conflicting examples are left): no negatives.
-                continue
-            batches.append(batch)
-    rng.shuffle(batches)
-    return batches
+    batches: list[list[TrainPair]]
+    train: list[TrainPair]
+    dev: list[TrainPair]
+    dev_skipped: str | None
 
 
-def _examples(pairs: Sequence[Sequence[str]], use_hard_negatives: bool) -> list[Example]:
-    out: list[Example] = []
-    for item in pairs:
-        if len(item) not in (2, 3):
-            raise ValueError(f"expected (query, positive) or (query, positive, negative), got {len(item)} fields")
-        query, positive = item[0], item[1]
-        negative = item[2] if len(item) == 3 else None
-        if use_hard_negatives and negative:
-            out.append((query, positive, negative))
-        else:
-            out.append((query, positive))
-    return out
+def plan_training(pairs: Sequence[TrainPair | Sequence[str | None]], cfg: TrainConfig) -> TrainingPlan:
+    """The dev split and the seeded no-duplicates batches of every epoch (a pure function of its inputs,
+    which is what lets a resumed training take up the same batches at the step it reached)."""
+    examples = as_train_pairs(pairs)
+    if not cfg.use_hard_negatives:
+        examples = [replace(ex, negative=None, negative_doc_id=None) if ex.negative is not None else ex
+                    for ex in examples]
+    split = split_dev(examples, cfg.dev_fraction, min_pairs=cfg.dev_min_pairs, seed=cfg.seed)
+    batches = [b for epoch in range(cfg.epochs) for b in make_batches(split.train, cfg.batch_size,
+                                                                       seed=cfg.seed + epoch)]
+    return TrainingPlan(batches, split.train, split.dev, split.skipped)
+
+
+def training_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def fine_tune(
-    pairs: Sequence[tuple[str, str] | tuple[str, str, str]],
+    pairs: Sequence[TrainPair | Sequence[str | None]],
     *,
     base_path: str | os.PathLike[str] = BASE_MODEL_PATH,
     out_dir: str | os.PathLike[str],
     cfg: TrainConfig | None = None,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    device: str | None = None,
     show_progress: bool = True,
+    on_step: Callable[[int, float], None] | None = None,
 ) -> Path:
     """Fine-tune the model at ``base_path`` on ``pairs`` and save it to ``out_dir``.
 
-    ``pairs`` are (query, positive passage) or (query, positive, hard negative); negatives are
+    ``pairs`` are :class:`TrainPair` or (query, positive[, hard negative]) tuples; negatives are
     used only with ``cfg.use_hard_negatives``. The result is a sentence-transformers folder
-    (loadable with :func:`tasks.embedding.load_encoder`) plus :data:`TRAINING_STATS_FILE`. It is
-    written to a temporary folder beside ``out_dir`` and renamed into place, so ``out_dir`` holds
-    either the previous model or the complete new one, never a partial write. Returns ``out_dir``.
+    (loadable with :func:`tasks.embedding.load_encoder`) plus :data:`TRAINING_STATS_FILE`: the
+    per-step losses, the dev curve and the step saved. It is written to a temporary folder beside
+    ``out_dir`` and renamed into place, so ``out_dir`` holds either the previous model or the
+    complete new one, never a partial write. Returns ``out_dir``.
+
+    With ``checkpoint_dir``, a checkpoint is written there every ``cfg.checkpoint_every`` steps; a
+    call that finds one of the same training continues from it, and one that finds ``out_dir``
+    already holding this training's model returns at once. The checkpoint is removed once the
+    model is saved. ``device``: None for CUDA when available, else CPU. ``on_step(step, loss)`` is
+    called after each step and its checkpoint.
     """
     import torch
     from sentence_transformers.sentence_transformer.losses import (
@@ -100,13 +107,25 @@ def fine_tune(
 
     cfg = cfg or TrainConfig()
     out_dir = Path(out_dir)
-    examples = _examples(pairs, cfg.use_hard_negatives)
+    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    examples = as_train_pairs(pairs)
     if len(examples) < 2:
         raise ValueError(f"need at least 2 training pairs, got {len(examples)}")
+    key = fingerprint(examples, cfg, base_path)
+    done = read_training_stats(out_dir)
+    if done is not None and done.get("fingerprint") == key:
+        remove_checkpoint(ckpt_dir)  # killed after the model was saved, before the checkpoint went
+        return out_dir
+    plan = plan_training(examples, cfg)
+    total_steps = len(plan.batches)
+    if total_steps == 0:
+        raise ValueError("no batch of at least 2 distinct pairs could be formed")
 
+    device = device or training_device()
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     model = load_encoder(base_path)
+    model.to(device)
     saved_max_seq_length = model.max_seq_length
     model.max_seq_length = cfg.max_seq_length
     if cfg.mini_batch_size is not None and cfg.mini_batch_size < cfg.batch_size:
@@ -114,53 +133,113 @@ def fine_tune(
                                                      show_progress_bar=False)
     else:
         loss_fn = MultipleNegativesRankingLoss(model, scale=cfg.scale)
-
-    epoch_batches = [make_batches(examples, cfg.batch_size, seed=cfg.seed + epoch) for epoch in range(cfg.epochs)]
-    total_steps = sum(len(b) for b in epoch_batches)
-    if total_steps == 0:
-        raise ValueError("no batch of at least 2 distinct pairs could be formed")
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     scheduler = get_linear_schedule_with_warmup(
         optimizer, num_warmup_steps=int(cfg.warmup_ratio * total_steps), num_training_steps=total_steps
     )
 
-    losses: list[float] = []
+    step, losses, curve, seconds_before = 0, [], [], 0.0
+    best_step: int | None = None
+    best_score: dict[str, float] | None = None
+    best_state: dict[str, Any] | None = None
+    resumed_from: int | None = None
+    if (state := load_checkpoint(ckpt_dir, key)) is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        step = resumed_from = state["step"]
+        losses, curve, seconds_before = state["losses"], state["dev"], state["seconds"]
+        best_step, best_score, best_state = state["best_step"], state["best_score"], state["best_state"]
+    elif plan.dev:
+        curve.append({"step": 0, **_score(model, plan.dev, cfg.scale)})  # the base model, for comparison
+
     started = time.monotonic()
-    progress = _progress(total_steps, show_progress)
+    progress = _progress(total_steps, step, show_progress)
     model.train()
-    for batches in epoch_batches:
-        for batch in batches:
-            columns = [list(col) for col in zip(*batch)]
-            features = [model.preprocess(col) for col in columns]
-            loss = loss_fn(features, torch.empty(0))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            losses.append(float(loss.detach()))
-            if progress is not None:
-                progress.update(1)
-                progress.set_postfix(loss=f"{losses[-1]:.3f}")
+    for batch in plan.batches[step:]:
+        features = [_on(device, model.preprocess(list(col))) for col in zip(*(ex.columns() for ex in batch))]
+        loss = loss_fn(features, torch.empty(0))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        losses.append(float(loss.detach()))
+        if plan.dev and (step % cfg.eval_every == 0 or step == total_steps):
+            score = _score(model, plan.dev, cfg.scale)
+            curve.append({"step": step, **score})
+            if better(score, best_score):
+                best_step, best_score = step, score
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        if ckpt_dir is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total_steps:
+            save_checkpoint(ckpt_dir, {
+                "fingerprint": key, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "rng": rng_state(), "losses": losses, "dev": curve,
+                "best_step": best_step, "best_score": best_score, "best_state": best_state,
+                "seconds": seconds_before + time.monotonic() - started})
+        if progress is not None:
+            progress.update(1)
+            progress.set_postfix(loss=f"{losses[-1]:.3f}")
+        if on_step is not None:
+            on_step(step, losses[-1])
     if progress is not None:
         progress.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
     model.eval()
     # Saved with the base model's token limit so base and tuned are evaluated on the same text.
     model.max_seq_length = saved_max_seq_length
 
+    tail = losses[-max(1, len(losses) // 10):]
     stats = {
         "examples": len(examples),
-        "triplets": sum(1 for ex in examples if len(ex) == 3),
+        "train_pairs": len(plan.train),
+        "triplets": sum(1 for ex in plan.train if ex.negative is not None),
+        "dev_pairs": len(plan.dev),
+        "dev_passages": len({ex.passage_key for ex in plan.dev}),
+        "dev_skipped": plan.dev_skipped,
         "steps": total_steps,
         "epochs": cfg.epochs,
+        "device": device,
         "first_loss": losses[0],
         "last_loss": losses[-1],
-        "mean_loss_last_10pct": sum(losses[-max(1, len(losses) // 10) :]) / max(1, len(losses) // 10),
-        "seconds": round(time.monotonic() - started, 1),
+        "mean_loss_last_10pct": sum(tail) / len(tail),
+        "losses": losses,
+        "dev": curve,
+        "saved_step": best_step if best_step is not None else total_steps,
+        "saved_dev": best_score,
+        "resumed_from_step": resumed_from,
+        "seconds": round(seconds_before + time.monotonic() - started, 1),
+        "fingerprint": key,
         "config": cfg.model_dump(),
     }
     _save_atomically(model, out_dir, stats)
+    remove_checkpoint(ckpt_dir)
     return out_dir
+
+
+def read_training_stats(model_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The :data:`TRAINING_STATS_FILE` of a model folder :func:`fine_tune` saved; None without one."""
+    path = Path(model_dir) / TRAINING_STATS_FILE
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def _on(device: str, features: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+
+
+def _score(model, dev: list[TrainPair], scale: float) -> dict[str, float]:
+    model.eval()  # no dropout: the score of the weights as they are
+    queries = encode(model, [ex.query for ex in dev], show_progress=False)
+    passages = encode(model, [ex.positive for ex in dev], show_progress=False)
+    model.train()
+    return dev_scores(queries, passages, [ex.passage_key for ex in dev], scale=scale)
 
 
 def _save_atomically(model, out_dir: Path, stats: dict) -> None:
@@ -182,9 +261,9 @@ def _save_atomically(model, out_dir: Path, stats: dict) -> None:
         raise
 
 
-def _progress(total: int, show: bool):
+def _progress(total: int, initial: int, show: bool):
     if not show:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="fine-tune (MNRL)", unit="step")
+    return tqdm(total=total, initial=initial, desc="fine-tune (MNRL)", unit="step")

@@ -10,35 +10,46 @@ from prefect import task
 from refinery.storage import read_shard, read_shards
 from refinery.tasks.embedding import all_cores
 from refinery.tasks.synthesize.split import TRAIN
+from refinery.tasks.train.batches import TrainPair
 from refinery.tasks.train.config import TrainConfig
-from refinery.tasks.train.finetune import fine_tune
+from refinery.tasks.train.finetune import fine_tune, read_training_stats
+
+# What of the training's stats goes into the stage's (the rest is in the model folder's stats file).
+STAGE_STATS = ("train_pairs", "triplets", "dev_pairs", "dev_passages", "dev_skipped", "steps", "device", "first_loss",
+               "last_loss", "losses", "dev", "saved_step", "saved_dev", "resumed_from_step", "seconds")
 
 
 @task(name="fine-tune", task_run_name="fine-tune on {pairs_path.name}")
 def train_model(pairs_path: Path, corpus_shards: list[str], base_path: str, out_dir: Path,
-                cfg: TrainConfig) -> dict[str, object]:
+                cfg: TrainConfig, checkpoint_dir: Path | None = None) -> dict[str, object]:
     """Fine-tune ``base_path`` on (query, positive[, hard negative]) of the kept training pairs.
 
     Pairs held out for evaluation (``split = 'heldout'``) are never trained on; shards written
-    before the split existed have no such column and are all training pairs.
+    before the split existed have no such column and are all training pairs. A checkpoint in
+    ``checkpoint_dir`` left by a killed training of the same pairs is continued from.
     """
     pairs = read_shard(pairs_path)
     train = pc.field("kept")
     if "split" in pairs.column_names:
         train = train & (pc.field("split") == TRAIN)
     pairs = pairs.filter(train)
+    negative_ids: list[str | None] = [None] * pairs.num_rows
     negatives: list[str | None] = [None] * pairs.num_rows
     if cfg.use_hard_negatives:
         corpus = read_shards(sorted(corpus_shards), ["doc_id", "text"])
         text_of = dict(zip(corpus.column("doc_id").to_pylist(), corpus.column("text").to_pylist()))
-        negatives = [text_of.get(d) if d else None for d in pairs.column("negative_doc_id").to_pylist()]
+        negative_ids = [d if d in text_of else None for d in pairs.column("negative_doc_id").to_pylist()]
+        negatives = [text_of[d] if d else None for d in negative_ids]
     examples = [
-        (q, p, n) if n is not None else (q, p)
-        for q, p, n in zip(pairs.column("query").to_pylist(), pairs.column("positive").to_pylist(), negatives)
+        TrainPair(q, p, n, doc_id=d, negative_doc_id=nd)
+        for q, p, d, n, nd in zip(pairs.column("query").to_pylist(), pairs.column("positive").to_pylist(),
+                                  pairs.column("doc_id").to_pylist(), negatives, negative_ids)
     ]
     if not examples:
         raise ValueError("no kept training pairs: loosen synthesize.consistency_top_k or add passages")
     with all_cores():  # training is the only work left in the run
-        path = fine_tune(examples, base_path=base_path, out_dir=out_dir, cfg=cfg)
+        path = fine_tune(examples, base_path=base_path, out_dir=out_dir, cfg=cfg, checkpoint_dir=checkpoint_dir)
+    stats = read_training_stats(path) or {}
     return {"model_path": str(path), "examples": len(examples),
-            "with_negatives": sum(1 for e in examples if len(e) == 3)}
+            "with_negatives": sum(1 for e in examples if e.negative is not None),
+            **{k: stats.get(k) for k in STAGE_STATS}}
