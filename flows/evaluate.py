@@ -1,11 +1,14 @@
 """evaluate: query → document retrieval, base vs tuned vs BM25, one task per query set.
 
-The query sets are the user's own (``evaluate.queries``, each its own task) and one built-in set
+The query sets are the user's own (``evaluate.queries``, each its own task), one built-in set
 chosen by ``evaluate.task``: the documents' titles (task ``headline``) or the synthetic pairs the
-synthesize stage held out from training (task ``synthetic_heldout``). At most
-``evaluate.max_queries`` queries of a set are scored, against a pool of documents: every relevant
-document of the scored queries plus seeded distractors, ``evaluate.pool_docs`` in all, the same
-for every model. Only the pool is read and embedded, on the workers.
+synthesize stage held out from training (task ``synthetic_heldout``), and, when the documents
+have labels, the pool's labelled documents as queries for the others of their label (task
+``same_label``, :mod:`tasks.evaluate.labels`). At most ``evaluate.max_queries`` queries of a set
+are scored, against a pool of documents: every relevant document of the scored queries plus
+seeded distractors, ``evaluate.pool_docs`` in all, the same for every task and model. Only the
+pool is read and embedded, once per model, on the workers. Model 'tuned' of each task gets
+paired bootstrap intervals of its difference to base and to BM25 (:mod:`tasks.evaluate.bootstrap`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from refinery.tasks.config import RefineryConfig
 from refinery.tasks.embedding import BASE_MODEL_PATH
 from refinery.tasks.embedding_tasks import embed_shard
 from refinery.tasks.evaluate.config import QuerySetConfig
+from refinery.tasks.evaluate.labels import SAME_LABEL, has_label, label_queries, skip_reason
 from refinery.tasks.evaluate.names import content_key, embeddings_key, model_fingerprint
 from refinery.tasks.evaluate.pool import (
     KEY_SPACE, POOL_PART_DOCS, Keyed, choose_pool, group_shards, key_threshold, merge_smallest,
@@ -105,9 +109,14 @@ GROUP BY h.query_id
 HELDOUT_CUTS_SQL = """
 SELECT DISTINCT doc_id, query FROM pairs WHERE run_id = $1 AND kept AND split = 'heldout' ORDER BY ALL
 """
+# (doc_id, label) of the pool's documents ($2: their ids).
+POOL_LABELS_SQL = """
+SELECT doc_id, label FROM documents WHERE run_id = $1 AND doc_id IN (SELECT unnest($2::VARCHAR[])) ORDER BY doc_id
+"""
 DESCRIPTIONS = {
     HEADLINE: "headline → article retrieval",
     SYNTHETIC_HELDOUT: "held-out synthetic query → document retrieval",
+    SAME_LABEL: "document → documents of the same label",
 }
 
 
@@ -230,6 +239,24 @@ def _user_set(run: RunSpec, source: QuerySetConfig, out: Path) -> dict[str, Any]
     return {"path": str(path), "relevant": table.column("relevant").to_pylist(), "counts": counts}
 
 
+def _label_set(run: RunSpec, pool_ids: list[str], out: Path) -> dict[str, Any] | str:
+    """The same-label task over the pool: its labelled documents, which of them are queries, the
+    counts; or why the task cannot be scored (a string)."""
+    cfg = run.config.evaluate
+    table = run.catalog.query(POOL_LABELS_SQL, [run.run_id, pool_ids])
+    doc_ids, labels = table.column("doc_id").to_pylist(), table.column("label").to_pylist()
+    if (why := skip_reason(labels)) is not None:
+        return why
+    queries, counts = label_queries(doc_ids, labels, max_queries=cfg.max_queries, seed=cfg.seed)
+    chosen = set(queries)
+    labelled = [(d, lab) for d, lab in zip(doc_ids, labels) if has_label(lab)]
+    path = write_shard(pa.table({"doc_id": pa.array([d for d, _ in labelled], pa.string()),
+                                 "label": pa.array([lab for _, lab in labelled], pa.string()),
+                                 "query": pa.array([d in chosen for d, _ in labelled], pa.bool_())}),
+                       out / f"queries-{SAME_LABEL}.parquet")
+    return {"path": str(path), "labels": True, "relevant": [], "counts": counts}
+
+
 def _metric_rows(task: str, counts: dict[str, int], metrics: dict[str, dict[str, float]]) -> list[tuple]:
     rows = [(QUERY_COUNTS, task, k, float(v)) for k, v in counts.items()]
     return rows + [(model, task, k, v) for model, values in metrics.items() for k, v in values.items()]
@@ -256,6 +283,14 @@ def _evaluate(run: RunSpec, out: Path) -> dict[str, Any]:
     pool_ids = choose_pool((k.doc_id for k in ranked), required, cfg.pool_docs)
     pool = pool_of(run, corpus, pool_ids)
     pool_docs = len(pool_ids)
+    skipped = {}
+    if cfg.same_label:  # its queries and answers are the pool's documents: no document added, none embedded
+        labelled = _label_set(run, pool_ids, out)
+        if isinstance(labelled, str):
+            skipped[SAME_LABEL] = labelled
+        else:
+            sets[SAME_LABEL] = labelled
+            tasks.append(SAME_LABEL)
     cuts = ({SYNTHETIC_HELDOUT: str(write_shard(run.catalog.query(HELDOUT_CUTS_SQL, [run.run_id]),
                                                 out / "heldout_cuts.parquet"))}
             if SYNTHETIC_HELDOUT in sets else None)
@@ -264,26 +299,34 @@ def _evaluate(run: RunSpec, out: Path) -> dict[str, Any]:
         if not train or not train.get("model_path"):
             raise RuntimeError(f"run {run.run_id}: evaluating 'tuned' needs a trained model")
         model_paths["tuned"] = train["model_path"]
-    scorable = {t: s["path"] for t, s in sets.items() if s["counts"]["scored"]}
+    scorable = {t: s["path"] for t, s in sets.items() if s["counts"]["scored"] and not s.get("labels")}
+    by_label = {t: s["path"] for t, s in sets.items() if s["counts"]["scored"] and s.get("labels")}
     embeddings = ({m: embeddings_of(run, m, p, pool) for m, p in model_paths.items() if m in cfg.models}
-                  if scorable else {})
-    scores = (score_retrieval.submit(scorable, pool[1], embeddings, model_paths, list(cfg.models), cfg,
-                                     str(run.data_home.cache_dir), cuts).result() if scorable else {})
+                  if scorable or by_label else {})
+    scored = (score_retrieval.submit(scorable, pool[1], embeddings, model_paths, list(cfg.models), cfg,
+                                     str(run.data_home.cache_dir), cuts, by_label, str(out)).result()
+              if scorable or by_label else {"metrics": {}, "per_query": {}})
+    scores = scored["metrics"]
     rows = [r for t in tasks for r in _metric_rows(t, sets[t]["counts"], scores.get(t, {}))]
     run.catalog.replace("metrics", run.run_id, where={"stage": "evaluate"}, rows=pa.table({
         "stage": ["evaluate"] * len(rows), "model": [r[0] for r in rows], "task": [r[1] for r in rows],
         "metric": [r[2] for r in rows], "value": [r[3] for r in rows]}))
+    table = [{"task": t, "model": m, **v} for t in tasks for m, v in scores.get(t, {}).items()]
+    columns = list(dict.fromkeys(k for row in table for k in row))  # the tuned rows have the intervals too
     create_table_artifact(
-        key="evaluation", table=[{"task": t, "model": m, **v} for t in tasks for m, v in scores.get(t, {}).items()],
+        key="evaluation", table=[{c: row.get(c) for c in columns} for row in table],
         description=f"Run {run.run_id}: " + "; ".join(f"{describe(t)}, {sets[t]['counts']['scored']} queries"
                                                       for t in tasks)
-        + f"; over a pool of {pool_docs} of the {quality['kept']} documents of the curated corpus.")
+        + f"; over a pool of {pool_docs} of the {quality['kept']} documents of the curated corpus"
+        + "".join(f"; {t} not scored: {why}" for t, why in skipped.items())
+        + (f"; tuned − base and tuned − bm25 with paired bootstrap 95% intervals ({cfg.bootstrap_samples} "
+           "resamples of the queries)" if cfg.bootstrap_samples else "") + ".")
     by_task = {t: {"queries": sets[t]["counts"]["scored"], "counts": sets[t]["counts"], "metrics": scores.get(t, {})}
                for t in tasks}
     first = tasks[0]
     return {"task": first, "tasks": tasks, "queries": by_task[first]["queries"], "metrics": by_task[first]["metrics"],
-            "by_task": by_task, "pool_docs": pool_docs, "corpus_docs": quality["kept"], "pool": pool[0],
-            "pool_parts": pool[1]}
+            "by_task": by_task, "skipped_tasks": skipped, "per_query": scored["per_query"], "pool_docs": pool_docs,
+            "corpus_docs": quality["kept"], "pool": pool[0], "pool_parts": pool[1]}
 
 
 @flow(name="evaluate", log_prints=True)

@@ -17,7 +17,9 @@ from refinery.flows.evaluate import HEADLINE, QUERY_COUNTS, SYNTHETIC_HELDOUT, d
 from refinery.flows.runtime import RunSpec
 from refinery.storage import StageMarker
 from refinery.tasks.config import STAGES
-from refinery.tasks.report import bar_chart, markdown_table, render_html, s_curve
+from refinery.tasks.evaluate.bootstrap import COMPARISONS, INTERVAL_METRIC, TUNED
+from refinery.tasks.evaluate.labels import SAME_LABEL
+from refinery.tasks.report import bar_chart, interval_chart, markdown_table, render_html, s_curve
 
 METRIC_ORDER = ("ndcg@10", "mrr@10", "recall@100")
 HISTOGRAMS = 6
@@ -26,6 +28,8 @@ HISTOGRAM_SAMPLE = 20_000
 HISTOGRAM_DEFAULTS = ("gopher_quality.word_count", "langid.allowed_score", "gopher_quality.stop_word_count",
                       "gopher_quality.mean_word_length")
 MODEL_ORDER = ("bm25", "base", "tuned")
+# Column of a paired interval in the evaluation tables, per comparison (tasks.evaluate.bootstrap).
+INTERVAL_COLUMNS = {name: f"tuned − {other} (95% CI)" for name, other in COMPARISONS.items()}
 
 
 def _section(title: str, *parts: str) -> str:
@@ -89,6 +93,7 @@ def write_report(run: RunSpec, *, failed_stage: str | None = None, error: str | 
     evaluation = markers["evaluate"]
     if evaluation is not None and not evaluation.get("skipped"):
         tasks = evaluation.get("tasks") or [evaluation.get("task", HEADLINE)]
+        out.append(_evaluation_summary(run, tasks, evaluation, files))
         out += [_evaluation_section(run, task, evaluation, synth or {}, files, first=i == 0)
                 for i, task in enumerate(tasks)]
 
@@ -158,7 +163,58 @@ def _pairs_section(run: RunSpec, synth: dict[str, Any]) -> str:
 
 COUNT_LABELS = {"in_source": "queries in the set", "sampled": "sampled (evaluate.max_queries)",
                 "scored": "scored", "all_relevant_dropped": "every relevant document dropped by curation",
-                "not_ingested": "no relevant document among the ingested records"}
+                "not_ingested": "no relevant document among the ingested records",
+                "alone_in_label": "no other pool document has its label",
+                "unlabelled": "pool documents without a label (never relevant)"}
+
+
+def _intervals(rows: list[dict[str, Any]]) -> dict[str, tuple[float, float, float]]:
+    """(delta, low, high) per comparison found among one task's metrics rows of model 'tuned'."""
+    got = {x["metric"]: x["value"] for x in rows if x["model"] == TUNED}
+    out = {}
+    for name in COMPARISONS:
+        key = f"{INTERVAL_METRIC}_{name}"
+        if all(k in got for k in (key, f"{key}_ci_low", f"{key}_ci_high")):
+            out[name] = (got[key], got[f"{key}_ci_low"], got[f"{key}_ci_high"])
+    return out
+
+
+def _interval_text(interval: tuple[float, float, float] | None) -> str | None:
+    return None if interval is None else "{:+.4f} [{:+.4f}, {:+.4f}]".format(*interval)
+
+
+def _evaluation_summary(run: RunSpec, tasks: list[str], evaluation: dict[str, Any], files: Path) -> str:
+    """Every task's nDCG@10 per model with the paired intervals of tuned − base and tuned − bm25,
+    as a table and a plot; and the tasks that could not be scored, with why."""
+    rows = run.catalog.query("SELECT task, model, metric, value FROM metrics WHERE run_id = ? AND stage = 'evaluate'",
+                             [run.run_id]).to_pylist()
+    table, values, intervals = [], {}, {}
+    for task in tasks:
+        mine = [x for x in rows if x["task"] == task]
+        ndcg = {x["model"]: x["value"] for x in mine if x["metric"] == INTERVAL_METRIC and x["model"] in MODEL_ORDER}
+        if not ndcg:
+            continue
+        scored = next((int(x["value"]) for x in mine if x["model"] == QUERY_COUNTS and x["metric"] == "scored"), None)
+        values[task], intervals[task] = ndcg, _intervals(mine)
+        table.append({"task": task, "queries": scored, **{m: ndcg.get(m) for m in MODEL_ORDER},
+                      **{col: _interval_text(intervals[task].get(name)) for name, col in INTERVAL_COLUMNS.items()}})
+    samples = run.config.evaluate.bootstrap_samples
+    parts = [f"{INTERVAL_METRIC} of every task and model. A difference's interval is a paired bootstrap: "
+             f"{samples} resamples of the task's queries with replacement (seeded by `evaluate.seed`), the "
+             "2.5th and 97.5th percentiles of the mean per-query difference; an interval wholly above 0 is a "
+             "gain the queries bear out, not one a few lucky queries made. Per-query figures: "
+             "`evaluate/per_query-<task>.parquet` in the run folder.\n" if samples else
+             f"{INTERVAL_METRIC} of every task and model (`evaluate.bootstrap_samples` is 0: no intervals).\n"]
+    if table:
+        png = interval_chart({t: values[t] for t in values}, {t: {f"tuned − {COMPARISONS[c]}": iv for c, iv in ivs.items()}
+                                                              for t, ivs in intervals.items()},
+                             files / "evaluation_intervals.png", metric=INTERVAL_METRIC)
+        parts += [markdown_table(table), f"![{INTERVAL_METRIC} with paired bootstrap intervals](report_files/{png.name})\n"]
+    else:
+        parts.append("_No task could be scored._\n")
+    for task, why in (evaluation.get("skipped_tasks") or {}).items():
+        parts.append(f"- `{task}` ({describe(task)}) was not scored: {why}.")
+    return _section("Evaluation summary", *parts)
 
 
 def _evaluation_section(run: RunSpec, task: str, evaluation: dict[str, Any], synth: dict[str, Any], files: Path,
@@ -169,8 +225,11 @@ def _evaluation_section(run: RunSpec, task: str, evaluation: dict[str, Any], syn
     counts = {x["metric"]: int(x["value"]) for x in rows_all if x["model"] == QUERY_COUNTS}
     metrics = [x for x in rows_all if x["model"] != QUERY_COUNTS]
     table = {m: {x["model"]: x["value"] for x in metrics if x["metric"] == m} for m in METRIC_ORDER}
-    rows = [{"model": model, **{m: table[m].get(model) for m in METRIC_ORDER}} for model in MODEL_ORDER
-            if any(model in table[m] for m in METRIC_ORDER)]
+    intervals = _intervals(metrics)
+    rows = [{"model": model, **{m: table[m].get(model) for m in METRIC_ORDER},
+             **{col: _interval_text(intervals.get(name)) if model == TUNED else None
+                for name, col in INTERVAL_COLUMNS.items() if intervals}}
+            for model in MODEL_ORDER if any(model in table[m] for m in METRIC_ORDER)]
     cfg = run.config.evaluate
     sources = {s.name: s for s in cfg.queries}
     if task == HEADLINE:
@@ -187,6 +246,14 @@ def _evaluation_section(run: RunSpec, task: str, evaluation: dict[str, Any], syn
                  "dedup cluster are relevant; a query that occurs verbatim in its document (inverse cloze) is cut "
                  "from it first. The queries passed the base model's consistency filter, which favours the base "
                  "model.\n")
+    elif task == SAME_LABEL:
+        about = ("Each query is a labelled document of the evaluation pool (`documents.label`, from each source's "
+                 "`label_field`; a folder of text files: its subfolder), sampled by a seeded hash of its id; every "
+                 "other pool document with the same label is relevant, and the query document is left out of its "
+                 "ranking. Dense models query with their embedding of the document from the pool (nothing is "
+                 "embedded again), BM25 with its text. A label has many documents, so nDCG@10 here is close to a "
+                 "rank-discounted precision@10 and Recall@100 is at most 100 over the label's size: compare the "
+                 "models, not the tasks.\n")
     else:
         source = sources.get(task)
         where = (f"`{source.path}`" + (f" (qrels split `{source.split}`)" if source.format in ("auto", "beir")
@@ -202,7 +269,8 @@ def _evaluation_section(run: RunSpec, task: str, evaluation: dict[str, Any], syn
                   "plus seeded random distractors; the whole corpus when smaller), for every model.\n")
     parts = [about]
     if counts:
-        parts.append(markdown_table([{COUNT_LABELS.get(k, k): v for k, v in counts.items()}]))
+        names = COUNT_LABELS | ({"in_source": "labelled pool documents"} if task == SAME_LABEL else {})
+        parts.append(markdown_table([{names.get(k, k): v for k, v in counts.items()}]))
     if rows:
         name = "evaluation.png" if first else f"evaluation-{task}.png"
         png = bar_chart(table, files / name, title=describe(task))

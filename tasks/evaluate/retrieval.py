@@ -184,39 +184,77 @@ def _check(rankings: Rankings, relevant: Sequence[set[int]], k: int) -> None:
         raise ValueError("every query needs at least one relevant document")
 
 
-def ndcg_at_k(rankings: Rankings, relevant: Sequence[set[int]], k: int = NDCG_K) -> float:
-    """Mean binary nDCG@k: gains ``1/log2(rank+1)`` over the ideal ranking of all relevant docs."""
-    _check(rankings, relevant, k)
+def relevance_hits(rankings: Rankings, relevant: Sequence[set[int]], depth: int = RANKING_DEPTH
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """``(hits, n_relevant)``: ``hits[q, i]`` says whether the ``i``-th document ranked for query
+    ``q`` is relevant (a ranking shorter than ``depth`` is padded with misses), ``n_relevant[q]``
+    how many documents are relevant to it. What every metric below is computed from."""
+    _check(rankings, relevant, depth)
+    hits = np.zeros((len(relevant), depth), dtype=bool)
+    for q, (ranking, rel) in enumerate(zip(rankings, relevant)):
+        row = [int(doc) in rel for doc in list(ranking)[:depth]]
+        hits[q, : len(row)] = row
+    return hits, np.array([len(rel) for rel in relevant], dtype=np.int64)
+
+
+def _check_hits(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if hits.ndim != 2 or hits.shape[0] != len(n_relevant) or not len(n_relevant):
+        raise ValueError(f"hits of shape {hits.shape} do not match {len(n_relevant)} queries")
+    if (np.asarray(n_relevant) < 1).any():
+        raise ValueError("every query needs at least one relevant document")
+    return hits[:, :k]
+
+
+def ndcg_scores(hits: np.ndarray, n_relevant: np.ndarray, k: int = NDCG_K) -> np.ndarray:
+    """Per-query binary nDCG@k: gains ``1/log2(rank+1)`` over the ideal ranking of all relevant docs."""
+    top = _check_hits(hits, n_relevant, k)
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    total = 0.0
-    for ranking, rel in zip(rankings, relevant):
-        hits = [i for i, doc in enumerate(list(ranking)[:k]) if int(doc) in rel]
-        dcg = float(discounts[hits].sum()) if hits else 0.0
-        idcg = float(discounts[: min(len(rel), k)].sum())
-        total += dcg / idcg
-    return total / len(relevant)
+    ideal = np.cumsum(discounts)[np.minimum(n_relevant, k) - 1]
+    return (top * discounts[: top.shape[1]]).sum(axis=1) / ideal
+
+
+def mrr_scores(hits: np.ndarray, n_relevant: np.ndarray, k: int = MRR_K) -> np.ndarray:
+    """Per-query reciprocal rank of the first relevant document within the top ``k`` (0 if none)."""
+    top = _check_hits(hits, n_relevant, k)
+    return np.where(top.any(axis=1), 1.0 / (top.argmax(axis=1) + 1), 0.0)
+
+
+def recall_scores(hits: np.ndarray, n_relevant: np.ndarray, k: int = RECALL_K) -> np.ndarray:
+    """Per-query fraction of the relevant documents found in the top ``k``."""
+    top = _check_hits(hits, n_relevant, k)
+    return top.sum(axis=1) / np.asarray(n_relevant, dtype=np.float64)
+
+
+def per_query_metrics(hits: np.ndarray, n_relevant: np.ndarray) -> dict[str, np.ndarray]:
+    """The three headline metrics per query, keyed as the ``metrics`` table names them; their
+    means are the figures, and the per-query values what the bootstrap resamples."""
+    return {
+        f"ndcg@{NDCG_K}": ndcg_scores(hits, n_relevant, NDCG_K),
+        f"mrr@{MRR_K}": mrr_scores(hits, n_relevant, MRR_K),
+        f"recall@{RECALL_K}": recall_scores(hits, n_relevant, RECALL_K),
+    }
+
+
+def ndcg_at_k(rankings: Rankings, relevant: Sequence[set[int]], k: int = NDCG_K) -> float:
+    """Mean binary nDCG@k (see :func:`ndcg_scores`)."""
+    return float(ndcg_scores(*relevance_hits(rankings, relevant, k), k).mean())
 
 
 def mrr_at_k(rankings: Rankings, relevant: Sequence[set[int]], k: int = MRR_K) -> float:
     """Mean reciprocal rank of the first relevant document within the top ``k`` (0 if none)."""
-    _check(rankings, relevant, k)
-    total = 0.0
-    for ranking, rel in zip(rankings, relevant):
-        for i, doc in enumerate(list(ranking)[:k]):
-            if int(doc) in rel:
-                total += 1.0 / (i + 1)
-                break
-    return total / len(relevant)
+    return float(mrr_scores(*relevance_hits(rankings, relevant, k), k).mean())
 
 
 def recall_at_k(rankings: Rankings, relevant: Sequence[set[int]], k: int = RECALL_K) -> float:
     """Mean fraction of each query's relevant documents found in its top ``k``."""
-    _check(rankings, relevant, k)
-    total = 0.0
-    for ranking, rel in zip(rankings, relevant):
-        found = {int(doc) for doc in list(ranking)[:k]} & rel
-        total += len(found) / len(rel)
-    return total / len(relevant)
+    return float(recall_scores(*relevance_hits(rankings, relevant, k), k).mean())
+
+
+def mean_metrics(per_query: dict[str, np.ndarray]) -> dict[str, float]:
+    """The figures of :func:`per_query_metrics`: each metric's mean over the queries."""
+    return {name: float(values.mean()) for name, values in per_query.items()}
 
 
 def evaluate_rankings(rankings: Rankings, relevant: Sequence[set[int]]) -> dict[str, float]:
@@ -225,8 +263,14 @@ def evaluate_rankings(rankings: Rankings, relevant: Sequence[set[int]]) -> dict[
     Rankings should be at least :data:`RANKING_DEPTH` (100) deep; shorter ones are scored as if
     every missing position were irrelevant.
     """
-    return {
-        f"ndcg@{NDCG_K}": ndcg_at_k(rankings, relevant, NDCG_K),
-        f"mrr@{MRR_K}": mrr_at_k(rankings, relevant, MRR_K),
-        f"recall@{RECALL_K}": recall_at_k(rankings, relevant, RECALL_K),
-    }
+    return mean_metrics(per_query_metrics(*relevance_hits(rankings, relevant)))
+
+
+def without_self(rankings: np.ndarray, own: np.ndarray, depth: int) -> np.ndarray:
+    """Rankings of query-by-example: row ``q`` without document ``own[q]`` (the query itself),
+    one column narrower, at most ``depth``. Rank ``depth + 1`` documents (or all of them) so that
+    ``depth`` (all the others) remain."""
+    rankings = np.asarray(rankings, dtype=np.int64)
+    keep = rankings != np.asarray(own, dtype=np.int64)[:, None]
+    order = np.argsort(~keep, axis=1, kind="stable")  # the kept documents first, in rank order
+    return np.take_along_axis(rankings, order, axis=1)[:, : min(depth, rankings.shape[1] - 1)]

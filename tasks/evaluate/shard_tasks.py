@@ -7,6 +7,7 @@ pool, never the whole corpus.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,15 @@ from prefect import task
 from refinery.storage import StageMarker, read_shard, read_shards, write_shard
 from refinery.tasks.embedding import all_cores, encode
 from refinery.tasks.embedding_tasks import cached_encoder, load_embeddings
+from refinery.tasks.evaluate.bootstrap import INTERVAL_METRIC, interval_metrics
 from refinery.tasks.evaluate.config import EvaluateConfig, QuerySetConfig
 from refinery.tasks.evaluate.heldout import cut_verbatim
+from refinery.tasks.evaluate.labels import label_codes, label_hits
 from refinery.tasks.evaluate.pool import KEY_SPACE, Keyed, merge_smallest, smallest_in_shard
 from refinery.tasks.evaluate.queries import read_query_set
-from refinery.tasks.evaluate.retrieval import RANKING_DEPTH, Bm25Index, dense_rankings, evaluate_rankings
+from refinery.tasks.evaluate.retrieval import (
+    RANKING_DEPTH, Bm25Index, dense_rankings, mean_metrics, per_query_metrics, relevance_hits, without_self,
+)
 
 POOL_COLUMNS = ("doc_id", "text")
 
@@ -92,57 +97,123 @@ def load_query_set(source: QuerySetConfig, *, max_queries: int, seed: int, out: 
     return {"path": str(write_shard(table, out)), **stats}
 
 
+@dataclass
+class _QuerySet:
+    """One task's queries over the pool: texts with relevant pool rows, or pool rows as queries
+    (query by example, ``examples``) whose relevant documents share their label (``codes``)."""
+
+    queries: list[str]
+    names: list[str]  # what identifies a query in the per-query shard: its text, or its document's id
+    relevant: list[set[int]] | None = None
+    examples: np.ndarray | None = None
+    codes: np.ndarray | None = None
+    texts: list[str] | None = None  # the pool's texts as this task ranks them (None: as stored)
+    changed: set[int] = field(default_factory=set)  # rows whose text differs from the stored one
+
+    def scores(self, rankings: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-query metrics of rankings of :data:`RANKING_DEPTH` (+ 1 for examples, see :meth:`depth`)."""
+        if self.examples is None:
+            return per_query_metrics(*relevance_hits(rankings, self.relevant))
+        return per_query_metrics(*label_hits(without_self(rankings, self.examples, RANKING_DEPTH),
+                                             self.codes, self.examples))
+
+    @property
+    def depth(self) -> int:
+        return RANKING_DEPTH + (self.examples is not None)  # one more: the query document itself goes
+
+
 @task(name="score-retrieval", task_run_name="retrieval: {models}")
 def score_retrieval(query_sets: dict[str, str], pool_parts: list[str], embeddings: dict[str, list[str]],
                     model_paths: dict[str, str], models: list[str], cfg: EvaluateConfig,
-                    cache_dir: str | None = None, cuts: dict[str, str] | None = None) -> dict[str, dict[str, dict[str, float]]]:
-    """Metrics per query set and model. Each ``query_sets`` shard holds (query, relevant: doc ids of the pool).
+                    cache_dir: str | None = None, cuts: dict[str, str] | None = None,
+                    label_sets: dict[str, str] | None = None, out: str | None = None) -> dict[str, Any]:
+    """Metrics per query set and model, their paired bootstrap intervals, and per-query scores.
 
-    Dense models rank the pool by cosine to their own embeddings of it (``embeddings[model]``,
-    shards of the pool parts); BM25 ranks the pool's text. ``cuts[task]`` holds (doc_id, query)
+    Each ``query_sets`` shard holds (query, relevant: doc ids of the pool); each ``label_sets``
+    shard (doc_id, label, query) the pool's labelled documents, ``query`` marking those that are
+    queries (see :mod:`tasks.evaluate.labels`). Dense models rank the pool by cosine to their own
+    embeddings of it (``embeddings[model]``, shards of the pool parts); a label task's queries are
+    rows of those embeddings. BM25 ranks the pool's text. ``cuts[task]`` holds (doc_id, query)
     rows: for that task only, the query is cut from that document's text before ranking (see
     :mod:`tasks.evaluate.heldout`); those documents are embedded again here.
+
+    Returns ``metrics[task][model]`` (model 'tuned' also has the intervals of
+    :func:`tasks.evaluate.bootstrap.interval_metrics`) and, with ``out``, ``per_query[task]``: a
+    shard of (query, model, metric per column) rows under ``out`` (a label task's query is the doc id).
     """
     pool = read_shards(pool_parts, list(POOL_COLUMNS))
     position = {d: i for i, d in enumerate(pool.column("doc_id").to_pylist())}
     doc_texts = pool.column("text").to_pylist()
-    sets = {}
+    sets: dict[str, _QuerySet] = {}
     for task_name, path in query_sets.items():
         table = read_shard(path, ["query", "relevant"])
-        relevant = [{position[d] for d in rel} for rel in table.column("relevant").to_pylist()]
-        texts, changed = doc_texts, set()
+        queries = table.column("query").to_pylist()
+        qs = _QuerySet(queries, queries,
+                       relevant=[{position[d] for d in rel} for rel in table.column("relevant").to_pylist()])
         if cuts and task_name in cuts:
-            texts = list(doc_texts)
-            changed = _cut_documents(Path(cuts[task_name]), position, texts)
-        sets[task_name] = (table.column("query").to_pylist(), relevant, texts, changed)
-    results: dict[str, dict[str, dict[str, float]]] = {t: {} for t in sets}
+            qs.texts = list(doc_texts)
+            qs.changed = _cut_documents(Path(cuts[task_name]), position, qs.texts)
+        sets[task_name] = qs
+    for task_name, path in (label_sets or {}).items():
+        table = read_shard(path, ["doc_id", "label", "query"])
+        labels: list[str | None] = [None] * len(doc_texts)
+        for doc_id, label in zip(table.column("doc_id").to_pylist(), table.column("label").to_pylist()):
+            labels[position[doc_id]] = label
+        query_ids = sorted(table.filter(table.column("query")).column("doc_id").to_pylist())
+        examples = np.array([position[d] for d in query_ids], dtype=np.int64)
+        sets[task_name] = _QuerySet([doc_texts[i] for i in examples], query_ids, examples=examples,
+                                    codes=label_codes(labels))
+    per_query: dict[str, dict[str, dict[str, np.ndarray]]] = {t: {} for t in sets}
     plain_bm25: Bm25Index | None = None
     for model in models:
         if model == "bm25":
-            for task_name, (queries, relevant, texts, changed) in sets.items():
-                if changed:
-                    index = Bm25Index(texts, k1=cfg.bm25_k1, b=cfg.bm25_b, stopwords=cfg.bm25_stopwords)
+            for task_name, qs in sets.items():
+                if qs.changed:
+                    index = Bm25Index(qs.texts, k1=cfg.bm25_k1, b=cfg.bm25_b, stopwords=cfg.bm25_stopwords)
                 else:
                     plain_bm25 = plain_bm25 or Bm25Index(doc_texts, k1=cfg.bm25_k1, b=cfg.bm25_b,
                                                          stopwords=cfg.bm25_stopwords)
                     index = plain_bm25
-                results[task_name][model] = evaluate_rankings(index.top_k(queries, RANKING_DEPTH), relevant)
+                per_query[task_name][model] = qs.scores(index.top_k(qs.queries, qs.depth))
             continue
         doc_ids, doc_emb = load_embeddings(embeddings[model])
         matrix = np.empty_like(doc_emb)
         matrix[np.array([position[d] for d in doc_ids], dtype=np.int64)] = doc_emb  # rows in pool order
-        encoder = cached_encoder(model_paths[model], cfg.max_seq_length, cfg.encoder, cache_dir)
-        for task_name, (queries, relevant, texts, changed) in sets.items():
+        encoder = None
+        for task_name, qs in sets.items():
+            if qs.examples is not None:  # the queries are pool documents: their embeddings are at hand
+                per_query[task_name][model] = qs.scores(dense_rankings(matrix[qs.examples], matrix, qs.depth))
+                continue
+            encoder = encoder or cached_encoder(model_paths[model], cfg.max_seq_length, cfg.encoder, cache_dir)
             with all_cores():  # runs alone, after the pool is embedded
-                q_emb = encode(encoder, queries, batch_size=cfg.encode_batch_size, show_progress=False)
+                q_emb = encode(encoder, qs.queries, batch_size=cfg.encode_batch_size, show_progress=False)
                 ranked = matrix
-                if changed:
-                    rows = sorted(changed)
+                if qs.changed:
+                    rows = sorted(qs.changed)
                     ranked = matrix.copy()
-                    ranked[rows] = encode(encoder, [texts[i] for i in rows],
+                    ranked[rows] = encode(encoder, [qs.texts[i] for i in rows],
                                           batch_size=cfg.encode_batch_size, show_progress=False)
-            results[task_name][model] = evaluate_rankings(dense_rankings(q_emb, ranked, RANKING_DEPTH), relevant)
-    return results
+            per_query[task_name][model] = qs.scores(dense_rankings(q_emb, ranked, qs.depth))
+    metrics = {t: {m: mean_metrics(v) for m, v in by_model.items()} for t, by_model in per_query.items()}
+    for task_name, by_model in per_query.items():
+        if "tuned" in metrics[task_name]:
+            metrics[task_name]["tuned"] |= interval_metrics(
+                {m: v[INTERVAL_METRIC] for m, v in by_model.items()}, samples=cfg.bootstrap_samples, seed=cfg.seed)
+    paths = ({t: _write_per_query(sets[t].names, by_model, Path(out) / f"per_query-{t}.parquet")
+              for t, by_model in per_query.items()} if out else {})
+    return {"metrics": metrics, "per_query": paths}
+
+
+def _write_per_query(names: list[str], by_model: dict[str, dict[str, np.ndarray]], path: Path) -> str:
+    """One row per (query, model) with each metric's value for that query: what the figures are means of."""
+    columns: dict[str, list] = {"query": [], "model": []}
+    for model, values in by_model.items():
+        columns["query"] += names
+        columns["model"] += [model] * len(names)
+        for metric, v in values.items():
+            columns.setdefault(metric, []).extend(v.tolist())
+    return str(write_shard(pa.table({k: pa.array(v, pa.string() if k in ("query", "model") else pa.float64())
+                                     for k, v in columns.items()}), path))
 
 
 def _cut_documents(cut_path: Path, position: dict[str, int], doc_texts: list[str]) -> set[int]:

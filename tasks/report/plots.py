@@ -51,3 +51,55 @@ def s_curve(bands: int, rows: int, threshold: float, path: Path) -> Path:
     ax.set_xlabel("Jaccard similarity")
     ax.set_ylabel("P(candidate)")
     return _save(fig, path)
+
+
+def interval_chart(values: Mapping[str, Mapping[str, float]],
+                   intervals: Mapping[str, Mapping[str, tuple[float, float, float]]], path: Path, *,
+                   metric: str = "nDCG@10", whiskers: str | None = "tuned − base") -> Path:
+    """Two panels over the tasks. Left: ``values[task][model]`` as grouped bars, the tuned bar with
+    the ``whiskers`` comparison's interval (``base + [low, high]``: where the paired interval puts
+    tuned). Right: each ``intervals[task][comparison] = (delta, low, high)`` as a point with its
+    interval beside a zero line: an interval wholly above it is a difference the queries bear out."""
+    tasks = list(values)
+    models = [m for m in ("bm25", "base", "tuned") if any(m in values[t] for t in tasks)]
+    models += sorted({m for t in tasks for m in values[t]} - set(models))
+    comparisons = list(dict.fromkeys(c for t in tasks for c in intervals.get(t, {})))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4 + 0.3 * len(tasks)),
+                                      gridspec_kw={"width_ratios": [3, 2]})
+    width = 0.8 / max(len(models), 1)
+    x = np.arange(len(tasks))
+    for i, model in enumerate(models):
+        heights = [values[t].get(model, np.nan) for t in tasks]
+        err = None
+        if model == "tuned" and whiskers:
+            ivs = [intervals.get(t, {}).get(whiskers) for t in tasks]  # tuned = base + delta
+            err = np.array([[v[0] - v[1] if v else 0 for v in ivs], [v[2] - v[0] if v else 0 for v in ivs]])
+        bars = left.bar(x + i * width - 0.4 + width / 2, heights, width, label=model, yerr=err, capsize=4,
+                        error_kw={"elinewidth": 1})
+        left.bar_label(bars, fmt="%.3f", fontsize=7, label_type="center", color="white")
+    left.set_xticks(x, tasks, fontsize=8)
+    left.set_ylim(0, 1.1)
+    left.set_ylabel(metric)
+    left.set_title(f"{metric} per task and model" + (f" (whiskers: {whiskers}, 95%)" if whiskers else ""),
+                   fontsize=9)
+    left.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=len(models))
+    step = 0.8 / max(len(comparisons), 1)
+    for j, comparison in enumerate(comparisons):
+        ys = x + j * step - 0.4 + step / 2
+        rows = [intervals.get(t, {}).get(comparison, (np.nan, np.nan, np.nan)) for t in tasks]
+        delta = np.array([r[0] for r in rows])
+        err = np.array([[r[0] - r[1] for r in rows], [r[2] - r[0] for r in rows]])
+        right.errorbar(delta, ys, xerr=err, fmt="o", capsize=3, label=comparison)
+        for y, (d, lo, hi) in zip(ys, rows):
+            if not np.isnan(d):
+                right.annotate(f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]", (d, y), xytext=(0, 6), ha="center",
+                               textcoords="offset points", fontsize=6)
+    right.axvline(0, color="#888888", linewidth=0.8)
+    right.set_yticks(x, tasks, fontsize=8)
+    right.set_ylim(len(tasks) - 0.5, -0.5)
+    right.set_xlabel(f"difference in {metric}")
+    right.set_title("paired bootstrap 95% intervals", fontsize=9)
+    if comparisons:
+        right.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=len(comparisons))
+        right.margins(x=0.25)
+    return _save(fig, path)

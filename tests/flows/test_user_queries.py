@@ -19,12 +19,14 @@ import pytest
 import yaml
 
 from refinery.storage import Catalog, StageMarker, read_shard, read_shards
+from refinery.tasks.evaluate.labels import NO_LABELS
 from refinery.tasks.evaluate.queries import QuerySetError
 from refinery.tasks.ingest.readers import bbc_folder
 
 ARTICLES = 36
 POOL_DOCS = 24
 METRICS = ("ndcg@10", "mrr@10", "recall@100")
+INTERVALS = tuple(f"ndcg@10_{c}{s}" for c in ("delta", "vs_bm25") for s in ("", "_ci_low", "_ci_high"))
 JUNK = "$$$ !!! ### @@@ click here $$$ " * 3
 
 
@@ -112,10 +114,19 @@ def test_titleless_corpus_is_evaluated_on_the_query_sets(queried_run):
     rows = q("SELECT model, task, metric, value FROM metrics WHERE run_id = $run AND stage = 'evaluate' "
              "AND model <> 'queries'")
     assert {(r["model"], r["task"], r["metric"]) for r in rows} == {
-        (m, t, k) for m in ("base", "tuned", "bm25") for t in ("beir-set", "mine") for k in METRICS}
-    assert all(0.0 <= r["value"] <= 1.0 for r in rows)
+        (m, t, k) for m in ("base", "tuned", "bm25") for t in ("beir-set", "mine") for k in METRICS} | {
+        ("tuned", t, k) for t in ("beir-set", "mine") for k in INTERVALS}
+    assert all(0.0 <= r["value"] <= 1.0 for r in rows if r["metric"] in METRICS)
+    assert all(-1.0 <= r["value"] <= 1.0 for r in rows if r["metric"] in INTERVALS)
     evaluation = StageMarker(queried_run["run_dir"] / "evaluate").read()
     assert evaluation["tasks"] == ["beir-set", "mine"] and evaluation["task"] == "beir-set"
+    # the records have no label: the same-label task is skipped, saying why, in the stats and the report
+    assert evaluation["skipped_tasks"] == {"same_label": NO_LABELS}
+    (stats,) = q("SELECT stats->'skipped_tasks'->>'same_label' AS why FROM stage_runs WHERE run_id = $run "
+                 "AND stage = 'evaluate'")
+    assert stats["why"] == NO_LABELS
+    report = (queried_run["run_dir"] / "report.md").read_text()
+    assert f"- `same_label` (document → documents of the same label) was not scored: {NO_LABELS}." in report
     # with query sets and no titles, nothing is held out of training for a synthetic task
     assert queried_run["stats"]["synthesize"]["evaluation_task"] is None
     assert q("SELECT count(*) AS n FROM pairs WHERE run_id = $run AND split = 'heldout'") == [{"n": 0}]

@@ -1,4 +1,5 @@
-"""Ranking metrics, dense and BM25 rankings (tasks/evaluate/retrieval.py)."""
+"""Ranking metrics per query and on average, dense and BM25 rankings (tasks/evaluate/retrieval.py), and
+the same-label task's queries and hits (tasks/evaluate/labels.py)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,24 @@ import math
 import numpy as np
 import pytest
 
+from refinery.tasks.evaluate.labels import NO_LABELS, ONE_LABEL, label_codes, label_hits, label_queries, skip_reason
 from refinery.tasks.evaluate.retrieval import (
     RANKING_DEPTH,
     bm25_rankings,
     cluster_relevance,
     dense_rankings,
     evaluate_rankings,
+    mean_metrics,
     mrr_at_k,
+    mrr_scores,
     ndcg_at_k,
+    ndcg_scores,
+    per_query_metrics,
     recall_at_k,
+    recall_scores,
+    relevance_hits,
     top_k_indices,
+    without_self,
 )
 
 
@@ -156,3 +165,73 @@ def test_dense_chunked_top_k_equals_the_exhaustive_ranking(budget):
     assert np.array_equal(got, expected)
     row = got[3].tolist()
     assert row[row.index(5) : row.index(5) + 3] == [5, 9, 30]
+
+
+def _slow_ndcg(ranking, rel, k):
+    """nDCG@k of one query, written out."""
+    dcg = sum(1 / math.log2(i + 2) for i, d in enumerate(ranking[:k]) if d in rel)
+    return dcg / sum(1 / math.log2(i + 2) for i in range(min(len(rel), k)))
+
+
+def test_per_query_metrics_are_the_values_the_means_average():
+    rng = np.random.default_rng(3)
+    rankings = np.array([rng.permutation(150)[:RANKING_DEPTH] for _ in range(40)])
+    relevant = [set(rng.choice(150, size=rng.integers(1, 30), replace=False).tolist()) for _ in range(40)]
+    hits, n_relevant = relevance_hits(rankings, relevant)
+    per_query = per_query_metrics(hits, n_relevant)
+    assert per_query["ndcg@10"] == pytest.approx([_slow_ndcg(list(r), rel, 10) for r, rel in zip(rankings, relevant)])
+    for q in (0, 7, 39):
+        one = evaluate_rankings(rankings[q : q + 1], relevant[q : q + 1])
+        assert {name: v[q] for name, v in per_query.items()} == pytest.approx(one)
+    assert mean_metrics(per_query) == pytest.approx(evaluate_rankings(rankings, relevant))
+    assert mean_metrics(per_query)["ndcg@10"] == pytest.approx(ndcg_at_k(rankings, relevant, 10))
+
+
+def test_hits_of_short_rankings_are_padded_with_misses():
+    hits, n = relevance_hits([[4, 2], [1]], [{2}, {1, 3}], depth=4)
+    assert hits.tolist() == [[False, True, False, False], [True, False, False, False]]
+    assert n.tolist() == [1, 2]
+    assert mrr_scores(hits, n, 10).tolist() == [0.5, 1.0]
+    assert recall_scores(hits, n, 10).tolist() == [1.0, 0.5]
+    assert ndcg_scores(hits, n, 10) == pytest.approx([1 / math.log2(3), 1 / (1 + 1 / math.log2(3))])
+
+
+def test_without_self_drops_the_query_document_and_keeps_the_order():
+    rankings = np.array([[3, 0, 5, 1], [2, 4, 3, 0], [7, 8, 9, 6]])
+    assert without_self(rankings, np.array([3, 3, 0]), 3).tolist() == [[0, 5, 1], [2, 4, 0], [7, 8, 9]]
+    # a ranking of the whole pool loses one column: the query document is never ranked for itself
+    full = np.array([[1, 0, 2], [0, 2, 1]])
+    assert without_self(full, np.array([0, 2]), 100).tolist() == [[1, 2], [0, 1]]
+
+
+def test_label_hits_count_the_other_documents_of_the_label():
+    #          doc: 0    1    2    3     4    5
+    codes = label_codes(["a", "b", "a", None, "a", "b"])
+    assert codes.tolist() == [0, 1, 0, -1, 0, 1]
+    queries = np.array([0, 5])
+    rankings = without_self(np.array([[0, 3, 2, 1, 4, 5], [5, 1, 0, 2, 3, 4]]), queries, 100)
+    hits, n_relevant = label_hits(rankings, codes, queries)
+    assert hits.tolist() == [[False, True, False, True, False], [True, False, False, False, False]]
+    assert n_relevant.tolist() == [2, 1]  # 'a' has 3 documents, 'b' 2: the query itself is not relevant
+    assert per_query_metrics(hits, n_relevant)["recall@100"].tolist() == [1.0, 1.0]
+    with pytest.raises(ValueError, match="needs a label"):
+        label_hits(rankings[:1], codes, np.array([3]))
+
+
+def test_label_queries_are_a_seeded_sample_and_count_what_is_not_scored():
+    doc_ids = [f"d{i:02d}" for i in range(30)]
+    labels = ["sport"] * 12 + ["tech"] * 12 + ["lonely"] + [None, "", " "] + ["politics"] * 2
+    queries, counts = label_queries(doc_ids, labels, max_queries=100, seed=0)
+    assert counts == {"in_source": 27, "sampled": 27, "scored": 26, "alone_in_label": 1, "unlabelled": 3}
+    assert "d24" not in queries and set(queries) <= {d for d, lab in zip(doc_ids, labels) if lab and lab.strip()}
+    few, counts = label_queries(doc_ids, labels, max_queries=10, seed=0)
+    assert counts["sampled"] == 10 and set(few) <= set(queries)
+    assert label_queries(doc_ids, labels, max_queries=10, seed=0)[0] == few
+    assert label_queries(list(reversed(doc_ids)), list(reversed(labels)), max_queries=10, seed=0)[0] == few
+    assert label_queries(doc_ids, labels, max_queries=10, seed=1)[0] != few
+
+
+def test_the_label_task_is_skipped_without_two_labels():
+    assert skip_reason([None, "", None]) == NO_LABELS
+    assert skip_reason(["sport", None, "sport"]) == ONE_LABEL
+    assert skip_reason(["sport", "tech"]) is None
