@@ -23,6 +23,7 @@ from refinery.tasks.synthesize.filters import (
     candidate_filters, consistency_filter, mine_hard_negatives, run_filters,
 )
 from refinery.tasks.synthesize.generators import CACHE_SUBDIRS, build_generator, load_local_model
+from refinery.tasks.synthesize.generators.prompts import shot_queries
 from refinery.tasks.synthesize.split import HELDOUT, TRAIN, split_by_passage
 
 # Passages per generation task: small enough to spread over the workers, big enough to batch
@@ -117,7 +118,8 @@ def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: 
         q_emb = encode(cached_encoder(str(BASE_MODEL_PATH), None, encoder, cache_dir), queries, show_progress=False)
     consistent, rank = consistency_filter(q_emb, corpus_emb, positive, cfg.consistency_top_k, same_as_positive=same)
     kept, reason, dropped = run_filters(len(queries), candidate_filters(
-        cfg, queries, cands.column("positive").to_pylist(), gens, list(zip(cand_docs, gens)), rank, consistent))
+        cfg, queries, cands.column("positive").to_pylist(), gens, list(zip(cand_docs, gens)), rank, consistent,
+        examples=shot_queries(cfg.few_shot)))
     split = split_by_passage(cand_docs, kept, heldout_fraction, seed=cfg.seed)
     train = kept & (split == TRAIN)
     held_docs = {position[d] for d, s in zip(cand_docs, split) if s == HELDOUT}
