@@ -45,7 +45,9 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(
         default=DEFAULT_BATCH_SIZE,
         ge=2,
-        description="Pairs per step; each query's in-batch negatives are the other batch_size - 1 passages.",
+        description="Pairs per step; each query's in-batch negatives are the other batch_size - 1 passages. No two "
+        "pairs of a batch share a query, a passage or a document (positive or hard negative): such a pair waits for "
+        "a later batch.",
     )
     mini_batch_size: int | None = Field(
         default=DEFAULT_MINI_BATCH_SIZE,
@@ -77,10 +79,11 @@ class TrainConfig(BaseModel):
     scale: float = Field(
         default=DEFAULT_SCALE, gt=0, description="MNRL similarity scale (inverse temperature)."
     )
-    seed: int = Field(default=DEFAULT_SEED, description="Seed for shuffling, batching and dropout.")
+    seed: int = Field(default=DEFAULT_SEED, description="Seed for the dev split, shuffling, batching and dropout.")
     use_hard_negatives: bool = Field(
         default=False,
-        description="Train on (query, passage, negative) triplets where a mined negative is present.",
+        description="Train on (query, passage, negative) triplets where a mined negative is present (with or "
+        "without mini_batch_size).",
     )
     dev_fraction: float | None = Field(
         default=DEFAULT_DEV_FRACTION,
