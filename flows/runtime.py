@@ -83,10 +83,20 @@ def gather(futures: Sequence[PrefectFuture[T]], description: str) -> list[T]:
     return results
 
 
+# A LocalCluster whose workers are all gone (each nanny closes its worker for good when the worker
+# cannot read a message from the scheduler, e.g. a task whose code no longer imports) would leave
+# the run waiting forever; after this long without a worker its waiting tasks fail instead.
+NO_WORKERS_TIMEOUT_S = 120.0
+
+
 @contextlib.contextmanager
 def local_cluster(*, n_workers: int, threads_per_worker: int = 1, memory_limit: str = "auto",
-                  api_url: str | None = None) -> Iterator[Any]:
-    """A LocalCluster of worker processes that report task runs to the Prefect API at ``api_url``."""
+                  api_url: str | None = None, no_workers_timeout: float = NO_WORKERS_TIMEOUT_S) -> Iterator[Any]:
+    """A LocalCluster of worker processes that report task runs to the Prefect API at ``api_url``.
+
+    Tasks fail (``NoWorkerError``, so the stage and the run fail with a message) once the
+    cluster has had no worker for ``no_workers_timeout`` seconds.
+    """
     import dask
     from distributed import LocalCluster
 
@@ -95,7 +105,8 @@ def local_cluster(*, n_workers: int, threads_per_worker: int = 1, memory_limit: 
         env["PREFECT_API_URL"] = api_url
     # distributed starts workers with MALLOC_TRIM_THRESHOLD_=65536, which returns every freed
     # batch-sized numpy buffer to the OS and makes signature hashing ~3x slower; keep glibc's default
-    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), LocalCluster(
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+                          "distributed.scheduler.no-workers-timeout": f"{no_workers_timeout}s"}), LocalCluster(
         env=env, n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
         memory_limit=memory_limit, dashboard_address=None,
     ) as cluster:
