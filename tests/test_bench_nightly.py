@@ -122,9 +122,23 @@ def test_the_bench_runs_curation_and_accounts_for_every_planted_document(tmp_pat
     assert result["planted_vs_found"]["dedup"]["dropped"] == books["docs_dropped"] - result["planted_vs_found"][
         "quality"]["dropped"]
 
+    # a second run from the first one's curation: nothing is redone, and the reused stages' seconds
+    # (the first run's, as the catalog keeps them) stay out of this run's stage figures
+    again = tmp_path / "again.json"
+    rc = nightly.main(["--docs", "400", "--work", str(tmp_path / "work"), "--stages", "ingest,dedup,quality",
+                       "--workers", "1", "--from-run", result["run_id"], "--json", str(again)])
+    reused = json.loads(again.read_text())
+    assert rc == 0, reused
+    assert reused["run_id"] != result["run_id"]
+    assert reused["stage_status"] == {"ingest": "reused", "dedup": "reused", "quality": "reused"}
+    assert reused["stage_seconds"] == {} and reused["stage_seconds_total"] == 0
+    assert reused["reused_stage_seconds"] == result["stage_seconds"]
+    assert reused["books"] == books
+
 
 def test_a_run_that_cannot_start_is_a_failure(tmp_path, capsys, workers_use_the_session_prefect_api):
     rc = nightly.main(["--docs", "50", "--work", str(tmp_path / "work"), "--stages", "dedup"])
     result = json.loads(capsys.readouterr().out)
     assert rc == 1 and result["exit_status"] == 2 and result["run_id"] is None
     assert not (tmp_path / "work" / "corpus-50-seed0").exists()  # not kept without --keep-corpus
+
