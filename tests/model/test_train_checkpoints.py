@@ -202,3 +202,39 @@ def test_a_checkpoint_of_other_inputs_is_not_resumed(pairs, tmp_path):
     assert fingerprint(pairs, CFG.model_copy(update={"checkpoint_every": 7}), "base") == fingerprint(pairs, CFG, "base")
     (tmp_path / CHECKPOINT_FILE).write_bytes(b"torn")
     assert load_checkpoint(tmp_path, fingerprint(pairs, CFG, "base")) is None
+
+
+def test_the_train_task_trains_on_kept_training_pairs_of_the_shard(tiny_base, bbc_articles, tmp_path):
+    """What the train stage runs: pairs and hard negatives read from the synthesize shard (held-out
+    and filtered-out pairs left out), the dev split drawn by doc id, and the stats the stage keeps."""
+    import pyarrow as pa
+
+    from refinery.flows.train import DEV_TASK, LOSS_TASK, _metric_rows
+    from refinery.storage import write_shard
+    from refinery.tasks.train.shard_tasks import train_model
+
+    pairs = article_pairs(bbc_articles)
+    n_docs = len(bbc_articles)
+    rows = [{"doc_id": p.doc_id, "query": p.query, "positive": p.positive,
+             "kept": i != 5, "split": "heldout" if p.doc_id == "doc0" else "train",
+             "negative_doc_id": f"doc{(int(p.doc_id[3:]) + 1) % n_docs}"} for i, p in enumerate(pairs)]
+    pairs_path = write_shard(pa.Table.from_pylist(rows), tmp_path / "pairs.parquet")
+    corpus = write_shard(pa.table({"doc_id": [f"doc{i}" for i in range(n_docs)],
+                                   "text": [body for _, body in bbc_articles]}), tmp_path / "corpus.parquet")
+    # the task trains on every core (all_cores), which on a busy machine is slower than one: few steps
+    cfg = CFG.model_copy(update={"epochs": 1, "batch_size": 8, "use_hard_negatives": True, "checkpoint_every": None})
+    stats = train_model.fn(pairs_path, [str(corpus)], str(tiny_base), tmp_path / "model", cfg, tmp_path / "checkpoint")
+    used = len(pairs) - 2 - 1  # doc0's two pairs are held out for evaluation, pair 5 was filtered out
+    assert stats["examples"] == stats["with_negatives"] == used
+    assert stats["train_pairs"] + stats["dev_pairs"] == used and stats["dev_pairs"] >= CFG.dev_min_pairs
+    assert 0 < stats["triplets"] <= stats["train_pairs"]
+    assert len(stats["losses"]) == stats["steps"] and stats["dev"][0]["step"] == 0
+    assert load_encoder(stats["model_path"]) is not None
+
+    metrics = _metric_rows(stats).to_pylist()
+    got = {(r["model"], r["task"], r["metric"]): r["value"] for r in metrics}
+    assert got[("base", DEV_TASK, "mrr@10")] == stats["dev"][0]["mrr@10"]
+    assert got[("tuned", DEV_TASK, "loss")] == stats["saved_dev"]["loss"]
+    assert got[("tuned", DEV_TASK, "step")] == stats["saved_step"]
+    assert got[("tuned", LOSS_TASK, "last")] == stats["losses"][-1]
+    assert {r["stage"] for r in metrics} == {"train"}
