@@ -1,6 +1,7 @@
 """Quality-filter benchmark: Refinery's rules vs datatrove's on the same real documents.
 
     python -m bench.quality --docs 3000 --json bench/out/quality.json [--results bench/RESULTS.md]
+                            [--texts SHARD.parquet] [--baseline GIT_REV] [--rounds 5]
 
 Builds a mixed set (BBC News articles plus crafted low-quality variants of other articles, so the
 filters actually fire), runs Refinery's ``score_documents`` + ``decide`` and datatrove's Gopher
@@ -9,6 +10,13 @@ keep/drop agreement and documents per second per core (CPU time of this single p
 
 datatrove's C4 filter edits documents (removes lines) and drops only on lorem ipsum, '{' and too few
 sentences; the comparison is at document level: "kept" = the filter returned True.
+
+``--texts`` adds the speed on the ``text`` column of a Parquet file (e.g. an ingest shard of
+``bench.nightly``). ``--baseline REV`` loads ``tasks/quality`` as it was at git revision REV (as a
+separate package, imports rewritten) and times it against the working tree in one process, rounds
+interleaved, on the BBC articles and the ``--texts`` documents, with the default config: CPU time
+per round, so a loaded machine affects both sides alike; it also reports the largest difference
+between the two versions' attribute values.
 
 Needs the bench extra (``pip install datatrove spacy regex``). ``--write-tokenizer-tables``
 regenerates ``tasks/quality/_spacy_en.py`` from the installed spaCy.
@@ -23,7 +31,10 @@ import json
 import platform
 import random
 import re
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -311,10 +322,14 @@ def disagreements(texts: Sequence[str], ours: Sequence[bool], theirs: Sequence[b
 
 def throughput_bbc(n: int, cfg) -> dict[str, float]:
     """Refinery docs/s per core on plain BBC articles, cold (fresh tokenizer memo) and warm."""
+    return throughput([t for _, t in load_bbc()][:n], cfg)
+
+
+def throughput(texts: Sequence[str], cfg) -> dict[str, float]:
+    """Refinery docs/s per core on ``texts``, cold (fresh tokenizer memo) and warm."""
     from refinery.tasks.quality import score_documents
     from refinery.tasks.quality.tokenizer import default_tokenizer
 
-    texts = [t for _, t in load_bbc()][:n]
     default_tokenizer()._reset()
     out = {}
     for label in ("cold", "warm"):
@@ -322,6 +337,59 @@ def throughput_bbc(n: int, cfg) -> dict[str, float]:
         score_documents(texts, cfg)
         out[label] = len(texts) / (time.process_time() - start)
     return out
+
+
+def load_baseline(rev: str):  # noqa: ANN201 - a module
+    """``tasks/quality`` at git revision ``rev``, imported as the package ``quality_baseline``."""
+    import importlib
+
+    root = Path(__file__).resolve().parents[1]
+    git = ["git", "-C", str(root)]
+    names = subprocess.run([*git, "ls-tree", "--name-only", rev, "tasks/quality/"], check=True,
+                           capture_output=True, text=True).stdout.split()
+    package = Path(tempfile.mkdtemp(prefix="quality-baseline-")) / "quality_baseline"
+    package.mkdir()
+    for name in names:
+        if name.endswith(".py"):
+            source = subprocess.run([*git, "show", f"{rev}:{name}"], check=True, capture_output=True, text=True).stdout
+            (package / Path(name).name).write_text(source.replace("refinery.tasks.quality", "quality_baseline"))
+    sys.path.insert(0, str(package.parent))
+    return importlib.import_module("quality_baseline")
+
+
+def compare_speed(texts: Sequence[str], baseline, rounds: int) -> dict:  # noqa: ANN001
+    """Docs per CPU second of ``score_documents`` (default config, warm tokenizer and model), the
+    baseline package against the working tree, interleaved rounds; and their largest attribute difference."""
+    import refinery.tasks.quality as current
+
+    sides = {"before": baseline, "after": current}
+    cfgs = {k: m.QualityConfig() for k, m in sides.items()}
+    lids = {k: m.LanguageIdentifier.from_config(cfgs[k].langid) for k, m in sides.items()}
+    attrs = {k: m.score_documents(texts, cfgs[k], langid=lids[k]) for k, m in sides.items()}  # also warms up
+    seconds: dict[str, list[float]] = {k: [] for k in sides}
+    for r in range(rounds):
+        for k in (("before", "after") if r % 2 == 0 else ("after", "before")):
+            start = time.process_time()
+            sides[k].score_documents(texts, cfgs[k], langid=lids[k])
+            seconds[k].append(time.process_time() - start)
+    diffs = [float(np.nanmax(np.abs(attrs["before"][name] - attrs["after"][name]), initial=0.0))
+             for name in attrs["before"]]
+    same_nan = all(np.array_equal(np.isnan(attrs["before"][n]), np.isnan(attrs["after"][n])) for n in attrs["before"])
+    out = {f"{k}_docs_per_cpu_s": len(texts) / statistics.median(v) for k, v in seconds.items()}
+    out["speedup_median"] = statistics.median(seconds["before"]) / statistics.median(seconds["after"])
+    out["speedup_per_round"] = [b / a for b, a in zip(seconds["before"], seconds["after"])]
+    out["same_attribute_names"] = sorted(attrs["before"]) == sorted(attrs["after"])
+    out["max_abs_attribute_diff"] = max(diffs) if diffs else 0.0
+    out["same_nan_positions"] = same_nan
+    out["docs"] = len(texts)
+    out["rounds"] = rounds
+    return out
+
+
+def parquet_texts(path: Path, n: int) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path, columns=["text"]).column("text").to_pylist()[:n]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -334,6 +402,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--langid-max-chars", type=int, default=DEFAULT_LANGID_MAX_CHARS,
                     help="QualityConfig.langid.max_chars (0: the whole text, as datatrove reads it)")
+    ap.add_argument("--texts", type=Path, default=None, help="also time the text column of this Parquet file")
+    ap.add_argument("--texts-docs", type=int, default=2500, help="documents of --texts to use")
+    ap.add_argument("--baseline", default=None, help="git revision whose tasks/quality to time against")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds per side with --baseline")
     ap.add_argument("--write-tokenizer-tables", action="store_true", help="regenerate tasks/quality/_spacy_en.py")
     args = ap.parse_args(argv)
     if args.write_tokenizer_tables:
@@ -351,6 +423,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     bbc_speed = throughput_bbc(min(args.docs, 2225), cfg)
     bbc_speed_rules = throughput_bbc(min(args.docs, 2225), rules_only)
 
+    extra_texts = parquet_texts(args.texts, args.texts_docs) if args.texts else None
+    texts_speed = None
+    if extra_texts is not None:
+        texts_speed = {"path": str(args.texts), "docs": len(extra_texts),
+                       "avg_chars": float(np.mean([len(t) for t in extra_texts])), **throughput(extra_texts, cfg)}
+    speedup = None
+    if args.baseline:
+        baseline = load_baseline(args.baseline)
+        speedup = {"baseline": args.baseline, "bbc": compare_speed([t for _, t in load_bbc()], baseline, args.rounds)}
+        if extra_texts is not None:
+            speedup["texts"] = compare_speed(extra_texts, baseline, args.rounds)
+
     families = [*FAMILY_FILTERS, "all"]
     result = {
         "docs": len(texts),
@@ -364,6 +448,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "datatrove_docs_per_s_per_core": len(texts) / their_time,
         "refinery_bbc_docs_per_s_per_core": bbc_speed,
         "refinery_bbc_rules_only_docs_per_s_per_core": bbc_speed_rules,
+        "texts_docs_per_s_per_core": texts_speed,
+        "speedup_vs_baseline": speedup,
         "config": {"langid_max_chars": args.langid_max_chars},
         "machine": {"python": platform.python_version(), "processor": platform.processor() or platform.machine()},
         "timing": "CPU seconds of this one process (time.process_time); per core = docs / CPU s",
@@ -398,6 +484,19 @@ def format_table(r: dict) -> str:
         f"| Refinery on BBC, rules only, cold / warm | {r['refinery_bbc_rules_only_docs_per_s_per_core']['cold']:,.0f} / "
         f"{r['refinery_bbc_rules_only_docs_per_s_per_core']['warm']:,.0f} |",
     ]
+    if r.get("texts_docs_per_s_per_core"):
+        t = r["texts_docs_per_s_per_core"]
+        lines.append(f"| Refinery on {t['docs']:,} docs of {Path(t['path']).name}, cold / warm | "
+                     f"{t['cold']:,.0f} / {t['warm']:,.0f} |")
+    if r.get("speedup_vs_baseline"):
+        s = r["speedup_vs_baseline"]
+        lines += ["", f"| vs `{s['baseline']}` (default config, warm, median of interleaved rounds) | before | after | "
+                      "speed-up | max attribute diff |", "|---|---|---|---|---|"]
+        for key in ("bbc", "texts"):
+            if key in s:
+                c = s[key]
+                lines.append(f"| {key} ({c['docs']:,} docs, {c['rounds']} rounds) | {c['before_docs_per_cpu_s']:,.0f} | "
+                             f"{c['after_docs_per_cpu_s']:,.0f} | {c['speedup_median']:.2f}x | {c['max_abs_attribute_diff']:.1e} |")
     return "\n".join(lines)
 
 

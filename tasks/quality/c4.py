@@ -15,7 +15,8 @@ import re
 import numpy as np
 
 from refinery.tasks.quality.config import C4Config
-from refinery.tasks.quality.text_stats import ParsedDoc, sentences_per_line
+from refinery.tasks.quality.text_stats import ParsedDocs, sentences_per_line
+from refinery.tasks.quality.tokenizer import WordTokenizer
 
 __all__ = ["C4_ATTRIBUTES", "POLICY_SUBSTRINGS", "c4_attributes"]
 
@@ -41,63 +42,74 @@ POLICY_SUBSTRINGS = (
     "use of cookies",
     "use cookies",
 )
+# Most policy phrases contain "cookie", so most lines need three substring searches, not six.
+_COOKIE_PHRASES = tuple(p for p in POLICY_SUBSTRINGS if "cookie" in p)
+_TERMS_OF_USE, _PRIVACY_POLICY = (p for p in POLICY_SUBSTRINGS if "cookie" not in p)
 
 
-def c4_attributes(doc: ParsedDoc, cfg: C4Config) -> tuple[float, ...]:
-    sentences = doc.sentences_per_line()
-    words_per_line = doc.chunks_per_line.tolist()
+def c4_attributes(docs: ParsedDocs, cfg: C4Config) -> np.ndarray:
+    """One row per document, one column per :data:`C4_ATTRIBUTES` name."""
+    sentences = docs.sentences_per_line().tolist()
+    words_per_line = docs.chunks_per_line.tolist()
+    line_offsets = docs.line_offsets.tolist()
+    lines = docs.lines
     min_words = cfg.min_words_per_line
     max_word = cfg.max_word_length
-    n_lines = terminal = short = javascript = policy = 0
-    num_sentences = lorem = curly = kept = 0
-    for i, line in enumerate(doc.lines):
-        line = line.strip()
-        if not line:
-            continue
-        n_lines += 1
-        n_words = words_per_line[i]
-        too_long = max_word is not None and len(line) > max_word and max(map(len, line.split())) > max_word
-        cited = False
-        if cfg.remove_citations and "[" in line:
-            stripped = CITATION_RE.sub("", line)
-            cited = stripped != line
-            line = stripped
-        ends_well = line.endswith(END_PUNCTUATION) and not line.endswith(ELLIPSIS)
-        is_short = min_words is not None and n_words < min_words
-        lower = line.lower()
-        has_js = "javascript" in lower
-        has_policy = any(p in lower for p in POLICY_SUBSTRINGS)
-        terminal += ends_well
-        short += is_short
-        javascript += has_js
-        policy += has_policy
-        # C4's line walk, in C4's order.
-        if too_long or (cfg.filter_no_terminal_punct and not ends_well) or is_short:
-            continue
-        if "lorem ipsum" in lower:
-            lorem += 1
-        if cfg.filter_javascript and has_js:
-            continue
-        if "{" in line:
-            curly += 1
-        if cfg.filter_policy and has_policy:
-            continue
-        kept += 1
-        num_sentences += _count_sentences(doc, line) if cited else int(sentences[i])
-    return (
-        float(num_sentences),
-        float(lorem),
-        float(curly),
-        float(kept),
-        terminal / n_lines if n_lines else np.nan,
-        short / n_lines if n_lines else np.nan,
-        float(javascript),
-        float(policy),
-    )
+    out = np.empty((len(docs), len(C4_ATTRIBUTES)))
+    for d in range(len(docs)):
+        n_lines = terminal = short = javascript = policy = 0
+        num_sentences = lorem = curly = kept = 0
+        for i in range(line_offsets[d], line_offsets[d + 1]):
+            line = lines[i].strip()
+            if not line:
+                continue
+            n_lines += 1
+            n_words = words_per_line[i]
+            too_long = max_word is not None and len(line) > max_word and max(map(len, line.split())) > max_word
+            cited = False
+            if cfg.remove_citations and "[" in line:
+                stripped = CITATION_RE.sub("", line)
+                cited = stripped != line
+                line = stripped
+            ends_well = line.endswith(END_PUNCTUATION) and not line.endswith(ELLIPSIS)
+            is_short = min_words is not None and n_words < min_words
+            lower = line.lower()
+            has_js = "javascript" in lower
+            has_policy = (
+                _TERMS_OF_USE in lower or _PRIVACY_POLICY in lower
+                or ("cookie" in lower and any(p in lower for p in _COOKIE_PHRASES))
+            )
+            terminal += ends_well
+            short += is_short
+            javascript += has_js
+            policy += has_policy
+            # C4's line walk, in C4's order.
+            if too_long or (cfg.filter_no_terminal_punct and not ends_well) or is_short:
+                continue
+            if "lorem ipsum" in lower:
+                lorem += 1
+            if cfg.filter_javascript and has_js:
+                continue
+            if "{" in line:
+                curly += 1
+            if cfg.filter_policy and has_policy:
+                continue
+            kept += 1
+            num_sentences += _count_sentences(docs.tokenizer, line) if cited else sentences[i]
+        out[d] = (
+            num_sentences,
+            lorem,
+            curly,
+            kept,
+            terminal / n_lines if n_lines else np.nan,
+            short / n_lines if n_lines else np.nan,
+            javascript,
+            policy,
+        )
+    return out
 
 
-def _count_sentences(doc: ParsedDoc, line: str) -> int:
+def _count_sentences(tokenizer: WordTokenizer, line: str) -> int:
     """Sentences of a line whose text changed (citations removed), so its tokens must be redone."""
-    ids = doc.tokenizer.ids(line)
-    flags = doc.tokenizer.flags[ids]
-    return int(sentences_per_line(flags, np.array([len(ids)]))[0])
+    ids = tokenizer.ids(line)
+    return int(sentences_per_line(tokenizer.flags[ids], np.array([len(ids)]))[0])

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from refinery.tasks.quality.config import FineWebConfig
-from refinery.tasks.quality.text_stats import ParsedDoc, find_duplicates
+from refinery.tasks.quality.text_stats import ParsedDocs, find_duplicates
 from refinery.tasks.quality.tokenizer import TERMINAL_PUNCTUATION
 
 __all__ = ["FINEWEB_ATTRIBUTES", "fineweb_attributes"]
@@ -21,21 +23,24 @@ FINEWEB_ATTRIBUTES = (
 _NAN_ROW = (math.nan,) * (len(FINEWEB_ATTRIBUTES) - 1)
 
 
-def fineweb_attributes(doc: ParsedDoc, cfg: FineWebConfig) -> tuple[float, ...]:
-    text = doc.text
-    lines = [line for line in text.split("\n") if line.strip()]
-    if not lines:
-        return (0.0, *_NAN_ROW)
-    n = len(lines)
-    punct = sum(1 for line in lines if line[-1] in TERMINAL_PUNCTUATION)
-    short = sum(1 for line in lines if len(line) <= cfg.short_line_length)
-    dup_chars = find_duplicates(lines)[1]
-    n_newlines = text.count("\n")
-    n_words = doc.n_tokens
-    return (
-        float(n),
-        punct / n,
-        short / n,
-        dup_chars / (len(text) - n_newlines),
-        n_newlines / n_words if n_words else math.nan,
-    )
+def fineweb_attributes(docs: ParsedDocs, cfg: FineWebConfig) -> np.ndarray:
+    """One row per document, one column per :data:`FINEWEB_ATTRIBUTES` name."""
+    out = np.empty((len(docs), len(FINEWEB_ATTRIBUTES)))
+    for d, (text, n_words) in enumerate(zip(docs.texts, docs.tokens_per_doc.tolist())):
+        lines = [line for line in text.split("\n") if line.strip()]
+        if not lines:
+            out[d] = (0.0, *_NAN_ROW)
+            continue
+        n = len(lines)
+        punct = sum(1 for line in lines if line[-1] in TERMINAL_PUNCTUATION)
+        short = sum(1 for line in lines if len(line) <= cfg.short_line_length)
+        dup_chars = find_duplicates(lines)[1]
+        n_newlines = text.count("\n")
+        out[d] = (
+            n,
+            punct / n,
+            short / n,
+            dup_chars / (len(text) - n_newlines),
+            n_newlines / n_words if n_words else math.nan,
+        )
+    return out

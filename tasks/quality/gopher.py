@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
+from itertools import repeat
 
 import numpy as np
 
 from refinery.tasks.quality.config import STOP_WORDS, GopherQualityConfig
-from refinery.tasks.quality.text_stats import ParsedDoc, find_duplicates
+from refinery.tasks.quality.text_stats import ParsedDocs, find_duplicates, segment_sums
 from refinery.tasks.quality.tokenizer import FLAG_ALPHA, FLAG_NON_SYMBOL, STOP_WORD_SHIFT
 
 __all__ = [
@@ -52,154 +52,203 @@ GOPHER_REPETITION_ATTRIBUTES = (
 )
 
 _PARAGRAPH_SPLIT = re.compile(r"\n{2,}").split
-_LINE_SPLIT = re.compile("\n+").split
 _BULLETS = ("•", "-")
 _ELLIPSES = ("...", "…")
 _DEFAULT_STOP_WORDS = list(STOP_WORDS)
-_NGRAM_BASE_INT = 0x100000001B3  # odd multiplier for the rolling n-gram hash
-_NGRAM_BASE = np.uint64(_NGRAM_BASE_INT)
-_MASK64 = (1 << 64) - 1
-_TWO = np.uint64(2)
-_TAGS = np.arange(4, dtype=np.uint64) << np.uint64(62)
-_TRUE = np.ones(1, dtype=bool)
+_NGRAM_BASE = np.uint64(0x100000001B3)  # odd multiplier for the rolling n-gram hash
+_NGRAM_SIZES = (*TOP_NGRAM_SIZES, DUP_NGRAM_SIZES[0])  # sorted together, one size tag each
+_TAG_BITS = 2
 
 
-def gopher_quality_attributes(doc: ParsedDoc, cfg: GopherQualityConfig) -> tuple[float, ...]:
-    text = doc.text
-    n_tokens = doc.n_tokens
-    flags = doc.flags
+def gopher_quality_attributes(docs: ParsedDocs, cfg: GopherQualityConfig) -> np.ndarray:
+    """One row per document, one column per :data:`GOPHER_QUALITY_ATTRIBUTES` name."""
+    texts = docs.texts
+    flags, offsets = docs.flags, docs.token_offsets
+    n_tokens = docs.tokens_per_doc
     words = (flags & FLAG_NON_SYMBOL) != 0
-    n_words = int(np.count_nonzero(words))
-    mean_len = float(doc.lengths[words].sum()) / n_words if n_words else NAN
-    if n_tokens:
-        hash_ratio = text.count("#") / n_tokens
-        ellipsis_ratio = (text.count("...") + text.count("…")) / n_tokens
-        alpha_frac = int(np.count_nonzero(flags & FLAG_ALPHA)) / n_tokens
-    else:
-        hash_ratio = ellipsis_ratio = alpha_frac = NAN
-    lines = doc.lines
-    if lines:
-        bullet_frac = sum(1 for s in lines if s.lstrip().startswith(_BULLETS)) / len(lines)
-        ellipsis_lines_frac = sum(1 for s in lines if s.rstrip().endswith(_ELLIPSES)) / len(lines)
-    else:
-        bullet_frac = ellipsis_lines_frac = NAN
+    n_words = segment_sums(words, offsets)
+    word_chars = segment_sums(np.where(words, docs.lengths, 0), offsets)
+    n_alpha = segment_sums((flags & FLAG_ALPHA) != 0, offsets)
+    n_hash = np.fromiter((t.count("#") for t in texts), dtype=np.int64, count=len(texts))
+    n_ellipsis = np.fromiter((t.count("...") + t.count("…") for t in texts), dtype=np.int64, count=len(texts))
+    lines = docs.lines
+    n_lines = docs.lines_per_doc
+    bullet = map(str.startswith, map(str.lstrip, lines), repeat(_BULLETS))
+    bullets = segment_sums(np.fromiter(bullet, dtype=bool, count=len(lines)), docs.line_offsets)
+    ellipsis = map(str.endswith, map(str.rstrip, lines), repeat(_ELLIPSES))
+    ellipsis_lines = segment_sums(np.fromiter(ellipsis, dtype=bool, count=len(lines)), docs.line_offsets)
     if cfg.stop_words == _DEFAULT_STOP_WORDS:
-        stop_bits = int(np.bitwise_or.reduce(flags)) >> STOP_WORD_SHIFT if n_tokens else 0
-        n_stop = stop_bits.bit_count()
+        n_stop = _stop_words_present(flags, offsets)
     else:
-        present = set(doc.token_strings())
-        n_stop = sum(1 for w in set(cfg.stop_words) if w in present)
-    return (float(n_words), mean_len, hash_ratio, ellipsis_ratio, bullet_frac, ellipsis_lines_frac, alpha_frac, float(n_stop))
+        stop_words = set(cfg.stop_words)
+        n_stop = np.array([len(stop_words.intersection(docs.token_strings(i))) for i in range(len(docs))])
+    with np.errstate(invalid="ignore", divide="ignore"):  # 0/0: NaN, "not defined for this document"
+        return np.column_stack((
+            n_words,
+            word_chars / np.where(n_words > 0, n_words, np.nan),
+            n_hash / np.where(n_tokens > 0, n_tokens, np.nan),
+            n_ellipsis / np.where(n_tokens > 0, n_tokens, np.nan),
+            bullets / np.where(n_lines > 0, n_lines, np.nan),
+            ellipsis_lines / np.where(n_lines > 0, n_lines, np.nan),
+            n_alpha / np.where(n_tokens > 0, n_tokens, np.nan),
+            n_stop,
+        )).astype(np.float64)
 
 
-def gopher_repetition_attributes(doc: ParsedDoc) -> tuple[float, ...]:
-    text = doc.text
-    n_chars = len(text)
-    if not n_chars:
-        return (0.0,) + (NAN,) * (len(GOPHER_REPETITION_ATTRIBUTES) - 1)
-    paragraphs = _PARAGRAPH_SPLIT(text.strip())
-    dup_paras, dup_para_chars = find_duplicates(paragraphs)
-    lines = _LINE_SPLIT(text)
-    dup_lines, dup_line_chars = find_duplicates(lines)
-    return (
-        float(n_chars),
-        dup_paras / len(paragraphs),
-        dup_para_chars / n_chars,
-        dup_lines / len(lines),
-        dup_line_chars / n_chars,
-        *_ngram_fractions(doc.hashes, doc.lengths, n_chars),
-    )
+def _stop_words_present(flags: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Distinct default stop words per document: popcount of the OR of its tokens' stop-word bits."""
+    out = np.zeros(len(offsets) - 1, dtype=np.int64)
+    nonempty = np.flatnonzero(offsets[1:] > offsets[:-1])
+    if len(nonempty):  # reduceat over each non-empty document's start (empty ones in between add nothing)
+        bits = np.bitwise_or.reduceat(flags, offsets[nonempty]) >> STOP_WORD_SHIFT
+        out[nonempty] = np.bitwise_count(bits)
+    return out
 
 
-def _first_position(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """Positions in ``keys`` holding one of the (few) ``wanted`` values."""
-    if len(wanted) > 8:
-        return np.flatnonzero(np.isin(keys, wanted))
-    mask = keys == wanted[0]
-    for w in wanted[1:]:
-        mask |= keys == w
-    return np.flatnonzero(mask)
+def gopher_repetition_attributes(docs: ParsedDocs) -> np.ndarray:
+    """One row per document, one column per :data:`GOPHER_REPETITION_ATTRIBUTES` name."""
+    out = np.empty((len(docs), len(GOPHER_REPETITION_ATTRIBUTES)))
+    n_chars = np.fromiter(map(len, docs.texts), dtype=np.int64, count=len(docs))
+    for i, text in enumerate(docs.texts):
+        if not n_chars[i]:
+            out[i, 1:5] = NAN
+            continue
+        paragraphs = _paragraphs(text.strip())
+        lines = _lines(text)
+        dup_paras, dup_para_chars = find_duplicates(paragraphs)
+        dup_lines, dup_line_chars = find_duplicates(lines)
+        out[i, 1:5] = (dup_paras / len(paragraphs), dup_para_chars / n_chars[i],
+                       dup_lines / len(lines), dup_line_chars / n_chars[i])
+    out[:, 0] = n_chars
+    out[:, 5:] = _ngram_fractions(docs.hashes, docs.lengths, docs.token_offsets, n_chars)
+    out[n_chars == 0, 5:] = NAN
+    return out
 
 
-def _ngram_fractions(hashes: np.ndarray, lengths: np.ndarray, n_chars: int) -> list[float]:
-    """Top 2/3/4-gram and duplicated 5..10-gram character fractions, from per-token hashes.
+def _paragraphs(text: str) -> list[str]:
+    r"""``re.split(r"\n{2,}", text)`` for a stripped text: ``str.split`` when no run exceeds two."""
+    return text.split("\n\n") if "\n\n\n" not in text else _PARAGRAPH_SPLIT(text)
 
-    datatrove semantics: the "top" n-gram is the most frequent one, ties going to the one seen
-    first (``Counter.most_common(1)``), and counts ``count * len(" ".join(ngram))`` characters;
-    duplicated n-grams are found by a left-to-right scan that skips past each repeat and counts
-    ``len("".join(ngram))`` characters. Top fractions are NaN when the text has fewer than n words.
+
+def _lines(text: str) -> list[str]:
+    r"""``re.split("\n+", text)``: a run of newlines is one separator, so only inner parts can be empty."""
+    parts = text.split("\n")
+    if len(parts) > 2 and "\n\n" in text:
+        parts = [parts[0], *filter(None, parts[1:-1]), parts[-1]]
+    return parts
+
+
+def _ngram_fractions(hashes: np.ndarray, lengths: np.ndarray, offsets: np.ndarray, n_chars: np.ndarray) -> np.ndarray:
+    """Top 2/3/4-gram and duplicated 5..10-gram character fractions per document, from token hashes.
+
+    ``hashes``/``lengths`` are the batch's tokens end to end, document i owning
+    ``offsets[i]:offsets[i + 1]``. datatrove semantics: the "top" n-gram is the most frequent one,
+    ties going to the one seen first (``Counter.most_common(1)``), and counts
+    ``count * len(" ".join(ngram))`` characters; duplicated n-grams are found by a left-to-right scan
+    that skips past each repeat and counts ``len("".join(ngram))`` characters. Top fractions are NaN
+    when the text has fewer than n words.
+
+    One sort serves the whole batch and n = 2, 3, 4, 5: a key is (document, size tag, hash bits)
+    from the top bit down, so documents and sizes sort apart; at least 51 bits of hash are left
+    (batches of up to 2**11 documents), which keeps collisions within a document negligible.
     """
-    n_words = len(hashes)
-    top = [NAN] * len(TOP_NGRAM_SIZES)
-    dup = [0.0] * len(DUP_NGRAM_SIZES)
-    if n_words < TOP_NGRAM_SIZES[0]:
-        return top + dup
-    # One sort serves n = 2, 3, 4 and 5: each size's keys carry the size in their top two bits, so
-    # sizes sort apart; 62 bits of hash leave collisions negligible.
-    sizes = [n for n in (*TOP_NGRAM_SIZES, DUP_NGRAM_SIZES[0]) if n <= n_words]
-    tagged = []
-    keys = hashes
-    for tag, n in enumerate(sizes):
-        keys = keys[:-1] * _NGRAM_BASE + hashes[n - 1 :]
-        tagged.append((keys >> _TWO) | _TAGS[tag])
-    ordered = np.concatenate(tagged)
-    ordered.sort()
-    run_starts = np.flatnonzero(np.concatenate((_TRUE, ordered[1:] != ordered[:-1])))
-    run_keys = ordered[run_starts]
-    run_counts = np.diff(run_starts, append=len(ordered))
-    bounds = [0, *np.searchsorted(run_keys, _TAGS[1 : len(sizes)]).tolist(), len(run_keys)]
-    cum_len = None
-    for i, n in enumerate(sizes):
-        counts = run_counts[bounds[i] : bounds[i + 1]]
-        best = int(counts.max())
-        if n in TOP_NGRAM_SIZES:
-            pos = 0  # with all n-grams distinct, the first one wins the tie
-            if best > 1:
-                pos = int(_first_position(tagged[i], run_keys[bounds[i] : bounds[i + 1]][counts == best])[0])
-            chars = int(lengths[pos : pos + n].sum()) + n - 1
-            top[TOP_NGRAM_SIZES.index(n)] = best * chars / n_chars
-        elif best > 1:  # some 5-gram repeats
-            candidates = _first_position(tagged[i], run_keys[bounds[i] : bounds[i + 1]][counts > 1])
-            cum_len = np.concatenate(((0,), np.cumsum(lengths, dtype=np.int64))).tolist()
-            dup = _dup_ngram_fractions(
-                hashes.tolist(), cum_len, n_chars, candidates.tolist(), tagged[i][candidates].tolist()
-            )
-    return top + dup
+    n_docs = len(offsets) - 1
+    out = np.full((n_docs, len(TOP_NGRAM_SIZES) + len(DUP_NGRAM_SIZES)), NAN)
+    out[:, len(TOP_NGRAM_SIZES) :] = 0.0
+    n_tokens = len(hashes)
+    if n_tokens < TOP_NGRAM_SIZES[0]:
+        return out
+    doc_bits = max(1, (n_docs - 1).bit_length())
+    hash_shift = np.uint64(doc_bits + _TAG_BITS)
+    doc_of = np.repeat(np.arange(n_docs, dtype=np.int64), np.diff(offsets))
+    doc_end = offsets[1:][doc_of]
+    doc_key = doc_of.astype(np.uint64) << np.uint64(64 - doc_bits)
+    parts, positions, rolling = [], [], hashes
+    for tag, n in enumerate(_NGRAM_SIZES):
+        if n_tokens < n:
+            break
+        rolling = rolling[:-1] * _NGRAM_BASE + hashes[n - 1 :]  # hash of tokens i .. i+n-1, any document
+        start = np.flatnonzero(np.arange(n, n_tokens + 1) <= doc_end[: n_tokens - n + 1])  # within one document
+        parts.append(doc_key[start] | np.uint64(tag << (64 - doc_bits - _TAG_BITS)) | (rolling[start] >> hash_shift))
+        positions.append(start)
+        if n == DUP_NGRAM_SIZES[0]:
+            five_grams = rolling
+    keys = np.concatenate(parts)
+    position = np.concatenate(positions)
+    order = np.argsort(keys)
+    keys = keys[order]
+    run_starts = np.flatnonzero(np.concatenate(((True,), keys[1:] != keys[:-1])))
+    if not len(run_starts):
+        return out
+    run_counts = np.diff(run_starts, append=len(keys))
+    sorted_position = position[order]
+    run_first = np.minimum.reduceat(sorted_position, run_starts)  # first occurrence of each n-gram
+    run_segment = (keys[run_starts] >> np.uint64(64 - doc_bits - _TAG_BITS)).astype(np.int64)  # doc * 4 + tag
+    seg_starts = np.flatnonzero(np.concatenate(((True,), run_segment[1:] != run_segment[:-1])))
+    segment = run_segment[seg_starts]
+    seg_doc, seg_tag = segment >> _TAG_BITS, segment & ((1 << _TAG_BITS) - 1)
+    best = np.maximum.reduceat(run_counts, seg_starts)
+    best_of_run = np.repeat(best, np.diff(seg_starts, append=len(run_starts)))
+    first_best = np.minimum.reduceat(np.where(run_counts == best_of_run, run_first, n_tokens), seg_starts)
+    sizes = np.asarray(_NGRAM_SIZES)[seg_tag]
+    cum_len = np.concatenate(((0,), np.cumsum(lengths, dtype=np.int64)))
+    top = seg_tag < len(TOP_NGRAM_SIZES)
+    chars = cum_len[first_best + sizes] - cum_len[first_best] + sizes - 1
+    out[seg_doc[top], seg_tag[top]] = best[top] * chars[top] / n_chars[seg_doc[top]]
+    # Duplicated 5..10-grams: only where some 5-gram repeats, from the positions of the repeats.
+    repeated = ~top & (best > 1)
+    if repeated.any():
+        in_repeated = np.repeat(repeated, np.diff(seg_starts, append=len(run_starts))) & (run_counts > 1)
+        candidates = np.sort(sorted_position[np.repeat(in_repeated, run_counts)])
+        out[:, len(TOP_NGRAM_SIZES) :] = _dup_ngram_fractions(
+            hashes, cum_len, doc_of, doc_end, n_chars, candidates, five_grams[candidates]
+        )
+    return out
 
 
 def _dup_ngram_fractions(
-    hashes: list[int], cum_len: list[int], n_chars: int, candidates: list[int], keys: list[int]
-) -> list[float]:
-    """Duplicated n-gram fractions for every size, from the positions whose 5-gram repeats.
+    hashes: np.ndarray, cum_len: np.ndarray, doc_of: np.ndarray, doc_end: np.ndarray, n_chars: np.ndarray,
+    candidates: np.ndarray, keys: np.ndarray,
+) -> np.ndarray:
+    """Duplicated n-gram fractions per document and size, from the (ascending) positions whose
+    5-gram repeats within its document and those 5-grams' keys.
 
     Every occurrence of a repeated n-gram starts where a repeated (n-1)-gram starts, so each size
-    only looks at the previous size's candidates (few, hence plain Python). Positions whose n-gram
-    occurs once never hit datatrove's "seen" set, so the sequential scan can skip them.
+    only looks at the previous size's candidates. Positions whose n-gram occurs once never hit
+    datatrove's "seen" set, so the sequential scan (plain Python: it is sequential, and candidates
+    are few) can skip them.
     """
-    out = [0.0] * len(DUP_NGRAM_SIZES)
-    n_words = len(hashes)
+    out = np.zeros((len(n_chars), len(DUP_NGRAM_SIZES)))
     for i, n in enumerate(DUP_NGRAM_SIZES):
-        if i:  # extend each candidate's (n-1)-gram key by one word
-            pairs = [
-                (pos, (key * _NGRAM_BASE_INT + hashes[pos + n - 1]) & _MASK64)
-                for pos, key in zip(candidates, keys)
-                if pos + n <= n_words
-            ]
-            counts = Counter(key for _, key in pairs)
-            candidates = [pos for pos, key in pairs if counts[key] > 1]
-            keys = [key for _, key in pairs if counts[key] > 1]
-        if not candidates:
+        if i:  # extend each candidate's (n-1)-gram key by one word, keep the keys repeated in their document
+            fits = candidates + n <= doc_end[candidates]
+            candidates = candidates[fits]
+            keys = keys[fits] * _NGRAM_BASE + hashes[candidates + n - 1]
+            docs = doc_of[candidates]
+            order = np.lexsort((keys, docs))
+            sorted_keys, sorted_docs = keys[order], docs[order]
+            run = np.cumsum(np.concatenate(
+                ((True,), (sorted_keys[1:] != sorted_keys[:-1]) | (sorted_docs[1:] != sorted_docs[:-1]))
+            )) - 1
+            again = np.empty(len(order), dtype=bool)
+            again[order] = np.bincount(run)[run] > 1
+            candidates, keys = candidates[again], keys[again]
+        if not len(candidates):
             break  # no repeated n-gram means no repeated longer n-gram either
-        seen: set[int] = set()
-        cursor = repeated_chars = 0
-        for pos, key in zip(candidates, keys):
+        chars = cum_len[candidates + n] - cum_len[candidates]
+        repeated_chars: dict[int, int] = {}
+        current = -1
+        for pos, key, size, doc in zip(candidates.tolist(), keys.tolist(), chars.tolist(), doc_of[candidates].tolist()):
+            if doc != current:
+                current, seen, cursor = doc, set(), 0
             if pos < cursor:
                 continue
             if key in seen:
-                repeated_chars += cum_len[pos + n] - cum_len[pos]
+                repeated_chars[doc] = repeated_chars.get(doc, 0) + size
                 cursor = pos + n
             else:
                 seen.add(key)
                 cursor = pos + 1
-        out[i] = repeated_chars / n_chars
+        for doc, total in repeated_chars.items():
+            out[doc, i] = total / int(n_chars[doc])
     return out

@@ -9,6 +9,7 @@ has probability above ``min_score``.
 from __future__ import annotations
 
 import functools
+import operator
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -79,16 +80,15 @@ class LanguageIdentifier:
         if not n:
             return LanguagePrediction([], np.zeros(0), probs)
         labels_per_text, scores_per_text = self._model.predict([self._prepare(t) for t in texts], k=-1, threshold=0.0)
-        top_labels = []
-        top_scores = np.empty(n)
-        wanted = {_LABEL_PREFIX + lang: probs[lang] for lang in self.languages}
-        for i, (labels, scores) in enumerate(zip(labels_per_text, scores_per_text)):
-            top_labels.append(labels[0].removeprefix(_LABEL_PREFIX))
-            top_scores[i] = scores[0]
-            for label, score in zip(labels, scores):
-                column = wanted.get(label)
-                if column is not None:
-                    column[i] = score
+        top_labels = [labels[0].removeprefix(_LABEL_PREFIX) for labels in labels_per_text]
+        top_scores = np.fromiter(map(operator.itemgetter(0), scores_per_text), dtype=np.float64, count=n)
+        for lang, column in probs.items():
+            label = _LABEL_PREFIX + lang
+            for i, labels in enumerate(labels_per_text):
+                try:
+                    column[i] = scores_per_text[i][labels.index(label)]
+                except ValueError:  # not among the labels fastText returned: probability 0
+                    pass
         np.clip(top_scores, 0.0, 1.0, out=top_scores)
         for column in probs.values():
             np.clip(column, 0.0, 1.0, out=column)  # fastText's softmax can overshoot 1 by an ulp

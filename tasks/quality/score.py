@@ -1,8 +1,9 @@
 """``score_documents``: texts in, one float attribute array per rule value out.
 
-Every enabled family is computed in one pass over the documents (each text is split into lines and
-tokens once). Values are what the rules in :mod:`tasks.quality.rules` compare, so stored attributes
-are enough to re-decide under new thresholds.
+Every enabled family is computed in one pass over the documents, a batch at a time: each batch is
+split into lines and tokens once (:class:`~tasks.quality.text_stats.ParsedDocs`) and each family
+scores the whole batch with a few array operations. Values are what the rules in
+:mod:`tasks.quality.rules` compare, so stored attributes are enough to re-decide under new thresholds.
 """
 
 from __future__ import annotations
@@ -23,17 +24,23 @@ from refinery.tasks.quality.gopher import (
     gopher_repetition_attributes,
 )
 from refinery.tasks.quality.langid import LanguageIdentifier
-from refinery.tasks.quality.text_stats import ParsedDoc
+from refinery.tasks.quality.text_stats import ParsedDocs
 from refinery.tasks.quality.tokenizer import default_tokenizer
 
-__all__ = ["FAMILY_EVALUATIONS", "attribute_names", "score_documents"]
+__all__ = ["BATCH_CHARS", "BATCH_DOCS", "FAMILY_EVALUATIONS", "attribute_names", "score_documents"]
+
+# A batch is at most this many documents and (past its first document) this many characters: large
+# enough that per-batch array calls cost nothing per document, small enough to bound the memory of
+# the n-gram sort (~100 bytes per character) and to keep doc ids in a few bits of the n-gram keys.
+BATCH_DOCS = 1024
+BATCH_CHARS = 4_000_000
 
 # family -> documents scored by it in this process. Tests (and the lead's "refilter reuses stored
 # attributes" check) reset it and assert it does not move.
 FAMILY_EVALUATIONS: Counter[str] = Counter()
 
 _TEXT_FAMILIES: tuple[tuple[str, tuple[str, ...], Callable], ...] = (
-    ("gopher_repetition", GOPHER_REPETITION_ATTRIBUTES, lambda doc, cfg: gopher_repetition_attributes(doc)),
+    ("gopher_repetition", GOPHER_REPETITION_ATTRIBUTES, lambda docs, cfg: gopher_repetition_attributes(docs)),
     ("gopher_quality", GOPHER_QUALITY_ATTRIBUTES, gopher_quality_attributes),
     ("c4", C4_ATTRIBUTES, c4_attributes),
     ("fineweb", FINEWEB_ATTRIBUTES, fineweb_attributes),
@@ -75,18 +82,30 @@ def score_documents(
     families = [(name, attrs, fn, getattr(cfg, name)) for name, attrs, fn in _TEXT_FAMILIES if getattr(cfg, name).enabled]
     if families:
         tokenizer = default_tokenizer()
-        rows: list[list[tuple[float, ...]]] = [[] for _ in families]
-        for text in texts:
+        tables = [np.empty((n, len(attrs))) for _, attrs, _, _ in families]
+        for lo, hi in _batches(texts):
             tokenizer.maybe_reset()
-            doc = ParsedDoc(text, tokenizer)
-            for row, (_, _, fn, fam_cfg) in zip(rows, families):
-                row.append(fn(doc, fam_cfg))
-        for row, (name, attrs, _, _) in zip(rows, families):
-            table = np.array(row, dtype=np.float64).reshape(n, len(attrs))
+            docs = ParsedDocs(texts[lo:hi], tokenizer)
+            for table, (_, _, fn, fam_cfg) in zip(tables, families):
+                table[lo:hi] = fn(docs, fam_cfg)
+        for table, (name, attrs, _, _) in zip(tables, families):
             for j, attr in enumerate(attrs):
                 out[attr] = np.ascontiguousarray(table[:, j])
             FAMILY_EVALUATIONS[name] += n
     if cfg.classifier.enabled and classifier is not None:
         out.update(classifier_attributes(texts, classifier, keys=keys))
         FAMILY_EVALUATIONS["classifier"] += n
+    return out
+
+
+def _batches(texts: Sequence[str]) -> list[tuple[int, int]]:
+    """(start, stop) of consecutive batches of at most BATCH_DOCS documents and about BATCH_CHARS characters."""
+    out, lo, chars = [], 0, 0
+    for i, text in enumerate(texts):
+        if i > lo and (i - lo == BATCH_DOCS or chars + len(text) > BATCH_CHARS):
+            out.append((lo, i))
+            lo, chars = i, 0
+        chars += len(text)
+    if lo < len(texts):
+        out.append((lo, len(texts)))
     return out

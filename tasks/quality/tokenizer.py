@@ -4,7 +4,8 @@ datatrove's Gopher, C4 and FineWeb filters count words with spaCy's tokenizer, s
 (e.g. "at least 80% of words contain a letter") are defined on *spaCy's* words. Loading spaCy costs
 ~10 ms per news article; this module ports its algorithm (whitespace split, special cases, prefix /
 suffix peeling, infix splitting, URL match) onto tables vendored in :mod:`tasks.quality._spacy_en`,
-and memoises every whitespace-delimited chunk, so a warm tokenizer only does a dict lookup per chunk.
+and memoises every whitespace-delimited chunk; :meth:`WordTokenizer.ids_by_line` splits many lines at once
+with Arrow, so a warm tokenizer does one dict lookup per *distinct* chunk of a batch.
 
 Known difference from spaCy: the post-pass that re-merges special cases found *across* affix splits
 (spaCy's ``_special_matcher``) is skipped; it only matters for emoticons glued to punctuation.
@@ -22,6 +23,8 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from refinery.tasks.quality import _spacy_en as sp
 from refinery.tasks.quality.config import STOP_WORDS
@@ -378,7 +381,41 @@ class WordTokenizer:
         return np.frombuffer(b"".join(map(self._chunks.__getitem__, text.split())), dtype=np.int32)
 
     def ids_by_line(self, lines: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Token ids of all ``lines`` concatenated, tokens per line, and whitespace chunks per line."""
+        """Token ids of all ``lines`` concatenated, tokens per line, and whitespace chunks per line.
+
+        Arrow splits the lines into chunks and finds the distinct ones in C (its whitespace is
+        ``str.split``'s, code point for code point; tests/quality/test_tokenizer.py checks all of
+        them), so Python only looks up each distinct chunk of the call once: call it with many
+        documents' lines at a time. Lines Arrow cannot hold (lone surrogates) go the plain way.
+        """
+        try:
+            array = pa.array(lines, type=pa.large_string())
+        except UnicodeEncodeError:
+            return self._ids_by_line_python(lines)
+        trimmed = pc.utf8_trim_whitespace(array)
+        parts = pc.utf8_split_whitespace(trimmed)  # a blank line gives one "" chunk, which has no tokens
+        offsets = parts.offsets.to_numpy().astype(np.int64)
+        chunks = parts.values.slice(offsets[0], offsets[-1] - offsets[0])
+        offsets -= offsets[0]
+        encoded = pc.dictionary_encode(chunks)
+        which = encoded.indices.to_numpy()
+        blobs = list(map(self._chunks.__getitem__, encoded.dictionary.to_pylist()))
+        per_chunk = np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs)) >> 2
+        distinct_ids = np.frombuffer(b"".join(blobs), dtype=np.int32)
+        counts = per_chunk[which]
+        if len(blobs) == len(distinct_ids):  # every chunk is one token
+            ids = distinct_ids[which]
+        else:  # gather each chunk's run of ids: position in distinct_ids = its run start + rank in run
+            ends = np.cumsum(counts)
+            run_start = np.cumsum(per_chunk) - per_chunk
+            ids = distinct_ids[np.repeat(run_start[which] - (ends - counts), counts) + np.arange(ends[-1])]
+        token_ends = np.concatenate(((0,), np.cumsum(counts)))
+        tokens_per_line = token_ends[offsets[1:]] - token_ends[offsets[:-1]]
+        chunks_per_line = np.diff(offsets) - (pc.binary_length(trimmed).to_numpy() == 0)
+        return ids, tokens_per_line, chunks_per_line
+
+    def _ids_by_line_python(self, lines: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`ids_by_line` with ``str.split`` and one memo lookup per chunk (the reference)."""
         get = self._chunks.__getitem__
         chunks = [line.split() for line in lines]
         per_line = [b"".join(map(get, c)) for c in chunks]

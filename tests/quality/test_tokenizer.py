@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from refinery.tasks.quality import _spacy_en as sp
-from refinery.tasks.quality.text_stats import ParsedDoc
+from refinery.tasks.quality.text_stats import ParsedDocs
 from refinery.tasks.quality.tokenizer import WordTokenizer, _prefix_len, _suffix_len, tokenize, tokenize_chunk
 
 # What spaCy 3.8's blank English tokenizer produces (datatrove's word tokenizer).
@@ -76,8 +76,8 @@ def test_fast_affix_functions_equal_spacys_patterns(bbc: list[tuple[str, str]]) 
     ],
 )
 def test_sentence_counts_follow_spacys_sentencizer(line: str, sentences: int) -> None:
-    doc = ParsedDoc(line + "\nOne more line.", WordTokenizer())
-    assert doc.sentences_per_line().tolist() == [sentences, 1]
+    docs = ParsedDocs([line + "\nOne more line.", "Other. Document!"], WordTokenizer())
+    assert docs.sentences_per_line().tolist() == [sentences, 1, 2]
 
 
 def test_memo_reset_keeps_results_identical(bbc: list[tuple[str, str]]) -> None:
@@ -85,8 +85,8 @@ def test_memo_reset_keeps_results_identical(bbc: list[tuple[str, str]]) -> None:
     big = WordTokenizer()
     for _, text in bbc[:20]:
         small.maybe_reset()
-        a, b = ParsedDoc(text, small), ParsedDoc(text, big)
-        assert [small.tokens[i] for i in a.ids] == [big.tokens[i] for i in b.ids]
+        a, b = ParsedDocs([text], small), ParsedDocs([text], big)
+        assert a.token_strings(0) == b.token_strings(0)
         assert np.array_equal(a.flags, b.flags) and np.array_equal(a.lengths, b.lengths)
     assert len(small.tokens) < len(big.tokens)
 
