@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from refinery.storage import read_shard
 from refinery.tasks.ingest.config import IngestConfig, SourceConfig
 from refinery.tasks.ingest.readers import RAW_SNIPPET_CHARS, Record, Reject, doc_id_for, plan_units, read_unit
 from refinery.tasks.ingest.shard_tasks import ingest_unit_to_shards
@@ -224,6 +225,13 @@ def test_text_longer_than_max_chars_is_rejected_with_its_raw_record_capped(tmp_p
                                                     for k, n in (("edge", 1000), ("over", 1001), ("2M", 2_000_000))))
     assert [d.record_id for d in docs(ingest(tmp_path / "small.jsonl", max_chars=1000))] == ["edge"]
     assert [d.record_id for d in docs(ingest(tmp_path / "small.jsonl", max_chars=None))] == ["edge", "over", "2M"]
+    # the ingest task applies the configured cap too
+    cfg = IngestConfig(sources=[SourceConfig(path=str(tmp_path / "small.jsonl"), name="s")], max_chars=1000)
+    (unit,) = plan_units(cfg)
+    stats = ingest_unit_to_shards(unit, tmp_path / "capped", cfg)
+    assert stats["docs"] == 1 and [(r["location"], r["reason"]) for r in read_shard(stats["rejects_path"]).to_pylist()] == [
+        ("small.jsonl:2", "text_too_long: more than ingest.max_chars (1,000) characters"),
+        ("small.jsonl:3", "text_too_long: more than ingest.max_chars (1,000) characters")]
 
 
 def test_binary_and_empty_files(tmp_path):
