@@ -290,6 +290,7 @@ def _everything(api: str, kind: str) -> list[dict]:
     return rows
 
 
+@pytest.mark.slow  # the chain up to synthesize on a Dask cluster of its own: minutes on 2 cores
 def test_a_run_with_the_http_generator_never_stores_the_key(tmp_path, prefect_api, monkeypatch):
     """A run to the synthesize stage with the openai generator and a dummy key in the environment:
     the key reaches the server, and no file of the data home, catalog row, report, log or Prefect

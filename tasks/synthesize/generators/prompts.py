@@ -95,7 +95,7 @@ _SHOT_PASSAGES = (
 )
 BUILTIN_SHOTS: dict[str, tuple[Shot, ...]] = {
     "question": (Shot(_SHOT_PASSAGES[0], "Why are Volvo's profits expected to fall this year?", "specific"),
-                 Shot(_SHOT_PASSAGES[1], "Who is in the England rugby squad?", "broad")),
+                 Shot(_SHOT_PASSAGES[1], "Why has England called up a new winger?", "broad")),
     "keywords": (Shot(_SHOT_PASSAGES[0], "carmaker profit warning", "broad"),
                  Shot(_SHOT_PASSAGES[1], "England uncapped winger Six Nations Wales", "specific")),
     "claim": (Shot(_SHOT_PASSAGES[0], "Rising steel prices will cut Volvo's profits this year.", "specific"),
@@ -109,7 +109,7 @@ BUILTIN_SHOT_QUERIES = frozenset(
     | {"volvo profit warning steel prices", "england rugby squad uncapped winger six nations",
        "why did volvo shares fall?", "who did england pick for the six nations game against wales?",
        "rising steel prices will cut volvo's profits this year.", "england have picked an uncapped winger to face wales.",
-       "steel costs hit volvo profits", "england call up new winger"}
+       "steel costs hit volvo profits", "england call up new winger", "who is in the england rugby squad?"}
 )
 
 
