@@ -32,6 +32,13 @@ MODEL_ORDER = ("bm25", "base", "tuned")
 INTERVAL_COLUMNS = {name: f"tuned − {other} (95% CI)" for name, other in COMPARISONS.items()}
 
 
+
+# Rejects by reason family (the text before ':'), one example each: details such as the id in
+# `duplicate_id: <id> (first at <location>)` differ per record and would make a row each.
+REJECTS_BY_REASON = """
+SELECT split_part(reason, ':', 1) AS reason, count(*) AS records, min(reason) AS example FROM rejects
+WHERE run_id = ? GROUP BY 1 ORDER BY records DESC, reason"""
+
 def _section(title: str, *parts: str) -> str:
     return f"## {title}\n\n" + "\n".join(parts) + "\n"
 
@@ -66,7 +73,7 @@ def write_report(run: RunSpec, *, failed_stage: str | None = None, error: str | 
     out.append(_section("Stages", markdown_table(stages)))
 
     drops = q("SELECT stage, reason, count(*) AS docs FROM drops WHERE run_id = ? GROUP BY ALL ORDER BY stage, docs DESC", rid).to_pylist()
-    rejects = q("SELECT reason, count(*) AS records FROM rejects WHERE run_id = ? GROUP BY reason ORDER BY records DESC", rid).to_pylist()
+    rejects = q(REJECTS_BY_REASON, rid).to_pylist()
     out.append(_section("Drops and rejects", "**Dropped, by stage and reason**\n", markdown_table(drops),
                         "\n**Rejected records, by reason**\n", markdown_table(rejects)))
 
@@ -126,9 +133,7 @@ def _empty_corpus_section(run: RunSpec, skipped: list[str]) -> str:
     reasons = run.catalog.query(
         "SELECT stage, reason, count(*) AS docs FROM drops WHERE run_id = ? GROUP BY ALL ORDER BY docs DESC, reason",
         rid).to_pylist()
-    rejects = run.catalog.query(
-        "SELECT reason, count(*) AS records FROM rejects WHERE run_id = ? GROUP BY reason ORDER BY records DESC",
-        rid).to_pylist()
+    rejects = run.catalog.query(REJECTS_BY_REASON, rid).to_pylist()
     why = ", ".join(f"{r['reason']} ({r['docs']})" for r in reasons) or "none"
     rejected = ", ".join(f"{r['reason']} ({r['records']})" for r in rejects) or "none"
     return _section(

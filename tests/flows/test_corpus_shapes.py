@@ -197,6 +197,16 @@ def test_every_record_rejected_completes(tmp_path, prefect_api, dask_address):
     assert "## No document survived curation" in (run["run_dir"] / "report.md").read_text()
 
 
+def test_the_report_counts_rejects_by_reason_not_one_row_per_record(tmp_path, prefect_api, dask_address):
+    # each duplicate_id reason names its id and first location: the report groups by the reason's family
+    records = [json.dumps({"id": f"id-{i % 2}", "text": f"copy {i}"}) for i in range(6)] + ["{broken", "{also"]
+    run = run_nightly(tmp_path, records, dask_address)
+    reasons = run["q"]("SELECT reason, count(*) AS n FROM rejects WHERE run_id = $run GROUP BY ALL")
+    assert len(reasons) > 2  # distinct full reasons
+    summary = (run["run_dir"] / "report.md").read_text().split("## No document survived curation", 1)[1]
+    assert "duplicate_id (4)" in summary and "invalid_json (2)" in summary
+
+
 def test_record_ids_repeated_across_files_are_rejected_and_the_run_balances(tmp_path, prefect_api, dask_address):
     records = titleless_records(20)
     a = records[:12]
