@@ -55,6 +55,8 @@ def c4_attributes(docs: ParsedDocs, cfg: C4Config) -> np.ndarray:
     lines = docs.lines
     min_words = cfg.min_words_per_line
     max_word = cfg.max_word_length
+    remove_citations, no_terminal_punct = cfg.remove_citations, cfg.filter_no_terminal_punct
+    filter_javascript, filter_policy = cfg.filter_javascript, cfg.filter_policy
     out = np.empty((len(docs), len(C4_ATTRIBUTES)))
     for d in range(len(docs)):
         n_lines = terminal = short = javascript = policy = 0
@@ -67,7 +69,7 @@ def c4_attributes(docs: ParsedDocs, cfg: C4Config) -> np.ndarray:
             n_words = words_per_line[i]
             too_long = max_word is not None and len(line) > max_word and max(map(len, line.split())) > max_word
             cited = False
-            if cfg.remove_citations and "[" in line:
+            if remove_citations and "[" in line:
                 stripped = CITATION_RE.sub("", line)
                 cited = stripped != line
                 line = stripped
@@ -84,15 +86,15 @@ def c4_attributes(docs: ParsedDocs, cfg: C4Config) -> np.ndarray:
             javascript += has_js
             policy += has_policy
             # C4's line walk, in C4's order.
-            if too_long or (cfg.filter_no_terminal_punct and not ends_well) or is_short:
+            if too_long or (no_terminal_punct and not ends_well) or is_short:
                 continue
             if "lorem ipsum" in lower:
                 lorem += 1
-            if cfg.filter_javascript and has_js:
+            if filter_javascript and has_js:
                 continue
             if "{" in line:
                 curly += 1
-            if cfg.filter_policy and has_policy:
+            if filter_policy and has_policy:
                 continue
             kept += 1
             num_sentences += _count_sentences(docs.tokenizer, line) if cited else sentences[i]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 
 import numpy as np
 
@@ -21,19 +22,21 @@ FINEWEB_ATTRIBUTES = (
 )
 
 _NAN_ROW = (math.nan,) * (len(FINEWEB_ATTRIBUTES) - 1)
+_LAST = operator.itemgetter(-1)
 
 
 def fineweb_attributes(docs: ParsedDocs, cfg: FineWebConfig) -> np.ndarray:
     """One row per document, one column per :data:`FINEWEB_ATTRIBUTES` name."""
     out = np.empty((len(docs), len(FINEWEB_ATTRIBUTES)))
+    short_length = cfg.short_line_length
     for d, (text, n_words) in enumerate(zip(docs.texts, docs.tokens_per_doc.tolist())):
-        lines = [line for line in text.split("\n") if line.strip()]
+        lines = list(filter(str.strip, text.split("\n")))
         if not lines:
             out[d] = (0.0, *_NAN_ROW)
             continue
         n = len(lines)
-        punct = sum(1 for line in lines if line[-1] in TERMINAL_PUNCTUATION)
-        short = sum(1 for line in lines if len(line) <= cfg.short_line_length)
+        punct = sum(map(TERMINAL_PUNCTUATION.__contains__, map(_LAST, lines)))
+        short = sum(map(short_length.__ge__, map(len, lines)))
         dup_chars = find_duplicates(lines)[1]
         n_newlines = text.count("\n")
         out[d] = (

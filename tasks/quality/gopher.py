@@ -156,59 +156,63 @@ def _ngram_fractions(hashes: np.ndarray, lengths: np.ndarray, offsets: np.ndarra
     out = np.full((n_docs, len(TOP_NGRAM_SIZES) + len(DUP_NGRAM_SIZES)), NAN)
     out[:, len(TOP_NGRAM_SIZES) :] = 0.0
     n_tokens = len(hashes)
-    if n_tokens < TOP_NGRAM_SIZES[0]:
+    present = [n for n in _NGRAM_SIZES if n <= n_tokens]
+    if not present:
         return out
-    doc_bits = max(1, (n_docs - 1).bit_length())
-    hash_shift = np.uint64(doc_bits + _TAG_BITS)
-    doc_of = np.repeat(np.arange(n_docs, dtype=np.int64), np.diff(offsets))
-    doc_end = offsets[1:][doc_of]
-    doc_key = doc_of.astype(np.uint64) << np.uint64(64 - doc_bits)
-    parts, positions, rolling = [], [], hashes
-    for tag, n in enumerate(_NGRAM_SIZES):
-        if n_tokens < n:
-            break
-        rolling = rolling[:-1] * _NGRAM_BASE + hashes[n - 1 :]  # hash of tokens i .. i+n-1, any document
-        start = np.flatnonzero(np.arange(n, n_tokens + 1) <= doc_end[: n_tokens - n + 1])  # within one document
-        parts.append(doc_key[start] | np.uint64(tag << (64 - doc_bits - _TAG_BITS)) | (rolling[start] >> hash_shift))
-        positions.append(start)
+    # Key bits from the top: document (n_docs itself marks n-grams that cross into the next document),
+    # size tag, hash. Keys of size tag t fill keys[block[t]:block[t + 1]], one per start position.
+    doc_bits = n_docs.bit_length()
+    tag_shift = 64 - doc_bits - _TAG_BITS
+    block = np.concatenate(((0,), np.cumsum([n_tokens - n + 1 for n in present])))
+    doc_key = np.repeat(np.arange(n_docs, dtype=np.uint64) << np.uint64(64 - doc_bits), np.diff(offsets))
+    crossing = np.uint64(n_docs) << np.uint64(64 - doc_bits)
+    keys = np.empty(block[-1], dtype=np.uint64)
+    rolling = hashes
+    for tag, n in enumerate(present):
+        rolling = rolling[:-1] * _NGRAM_BASE + hashes[n - 1 :]  # hash of tokens i .. i+n-1
+        part = keys[block[tag] : block[tag + 1]]
+        np.right_shift(rolling, np.uint64(doc_bits + _TAG_BITS), out=part)
+        part |= doc_key[: len(part)]
+        part |= np.uint64(tag << tag_shift)
+        starts = (offsets[1:, None] - np.arange(1, n)).ravel()  # the last n - 1 starts of each document
+        part[starts[(starts >= np.repeat(offsets[:-1], n - 1)) & (starts < len(part))]] = crossing
         if n == DUP_NGRAM_SIZES[0]:
             five_grams = rolling
-    keys = np.concatenate(parts)
-    position = np.concatenate(positions)
     order = np.argsort(keys)
     keys = keys[order]
     run_starts = np.flatnonzero(np.concatenate(((True,), keys[1:] != keys[:-1])))
-    if not len(run_starts):
-        return out
     run_counts = np.diff(run_starts, append=len(keys))
-    sorted_position = position[order]
-    run_first = np.minimum.reduceat(sorted_position, run_starts)  # first occurrence of each n-gram
-    run_segment = (keys[run_starts] >> np.uint64(64 - doc_bits - _TAG_BITS)).astype(np.int64)  # doc * 4 + tag
+    run_first = np.minimum.reduceat(order, run_starts)  # key index of each n-gram's first occurrence
+    run_segment = (keys[run_starts] >> np.uint64(tag_shift)).astype(np.int64)  # doc * 4 + tag
     seg_starts = np.flatnonzero(np.concatenate(((True,), run_segment[1:] != run_segment[:-1])))
     segment = run_segment[seg_starts]
     seg_doc, seg_tag = segment >> _TAG_BITS, segment & ((1 << _TAG_BITS) - 1)
+    runs_per_seg = np.diff(seg_starts, append=len(run_starts))
     best = np.maximum.reduceat(run_counts, seg_starts)
-    best_of_run = np.repeat(best, np.diff(seg_starts, append=len(run_starts)))
-    first_best = np.minimum.reduceat(np.where(run_counts == best_of_run, run_first, n_tokens), seg_starts)
+    first_best = np.minimum.reduceat(np.where(run_counts == np.repeat(best, runs_per_seg), run_first, len(keys)),
+                                     seg_starts) - block[seg_tag]  # start position of the first top n-gram
+    real = seg_doc < n_docs
+    seg_doc, seg_tag, best, first_best = seg_doc[real], seg_tag[real], best[real], first_best[real]
     sizes = np.asarray(_NGRAM_SIZES)[seg_tag]
     cum_len = np.concatenate(((0,), np.cumsum(lengths, dtype=np.int64)))
     top = seg_tag < len(TOP_NGRAM_SIZES)
     chars = cum_len[first_best + sizes] - cum_len[first_best] + sizes - 1
     out[seg_doc[top], seg_tag[top]] = best[top] * chars[top] / n_chars[seg_doc[top]]
     # Duplicated 5..10-grams: only where some 5-gram repeats, from the positions of the repeats.
-    repeated = ~top & (best > 1)
+    repeated = np.zeros(len(real), dtype=bool)
+    repeated[real] = ~top & (best > 1)
     if repeated.any():
-        in_repeated = np.repeat(repeated, np.diff(seg_starts, append=len(run_starts))) & (run_counts > 1)
-        candidates = np.sort(sorted_position[np.repeat(in_repeated, run_counts)])
+        in_repeated = np.repeat(repeated, runs_per_seg) & (run_counts > 1)
+        candidates = np.sort(order[np.repeat(in_repeated, run_counts)]) - block[len(TOP_NGRAM_SIZES)]
         out[:, len(TOP_NGRAM_SIZES) :] = _dup_ngram_fractions(
-            hashes, cum_len, doc_of, doc_end, n_chars, candidates, five_grams[candidates]
+            hashes, cum_len, offsets, n_chars, candidates, five_grams[candidates]
         )
     return out
 
 
 def _dup_ngram_fractions(
-    hashes: np.ndarray, cum_len: np.ndarray, doc_of: np.ndarray, doc_end: np.ndarray, n_chars: np.ndarray,
-    candidates: np.ndarray, keys: np.ndarray,
+    hashes: np.ndarray, cum_len: np.ndarray, offsets: np.ndarray, n_chars: np.ndarray, candidates: np.ndarray,
+    keys: np.ndarray,
 ) -> np.ndarray:
     """Duplicated n-gram fractions per document and size, from the (ascending) positions whose
     5-gram repeats within its document and those 5-grams' keys.
@@ -219,12 +223,12 @@ def _dup_ngram_fractions(
     are few) can skip them.
     """
     out = np.zeros((len(n_chars), len(DUP_NGRAM_SIZES)))
+    docs = np.searchsorted(offsets, candidates, side="right") - 1
     for i, n in enumerate(DUP_NGRAM_SIZES):
         if i:  # extend each candidate's (n-1)-gram key by one word, keep the keys repeated in their document
-            fits = candidates + n <= doc_end[candidates]
-            candidates = candidates[fits]
+            fits = candidates + n <= offsets[docs + 1]
+            candidates, docs = candidates[fits], docs[fits]
             keys = keys[fits] * _NGRAM_BASE + hashes[candidates + n - 1]
-            docs = doc_of[candidates]
             order = np.lexsort((keys, docs))
             sorted_keys, sorted_docs = keys[order], docs[order]
             run = np.cumsum(np.concatenate(
@@ -232,13 +236,13 @@ def _dup_ngram_fractions(
             )) - 1
             again = np.empty(len(order), dtype=bool)
             again[order] = np.bincount(run)[run] > 1
-            candidates, keys = candidates[again], keys[again]
+            candidates, keys, docs = candidates[again], keys[again], docs[again]
         if not len(candidates):
             break  # no repeated n-gram means no repeated longer n-gram either
         chars = cum_len[candidates + n] - cum_len[candidates]
         repeated_chars: dict[int, int] = {}
         current = -1
-        for pos, key, size, doc in zip(candidates.tolist(), keys.tolist(), chars.tolist(), doc_of[candidates].tolist()):
+        for pos, key, size, doc in zip(candidates.tolist(), keys.tolist(), chars.tolist(), docs.tolist()):
             if doc != current:
                 current, seen, cursor = doc, set(), 0
             if pos < cursor:

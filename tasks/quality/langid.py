@@ -79,16 +79,25 @@ class LanguageIdentifier:
         probs = {lang: np.zeros(n) for lang in self.languages}
         if not n:
             return LanguagePrediction([], np.zeros(0), probs)
-        labels_per_text, scores_per_text = self._model.predict([self._prepare(t) for t in texts], k=-1, threshold=0.0)
-        top_labels = [labels[0].removeprefix(_LABEL_PREFIX) for labels in labels_per_text]
-        top_scores = np.fromiter(map(operator.itemgetter(0), scores_per_text), dtype=np.float64, count=n)
+        prepared = [self._prepare(t) for t in texts]
+        # The top label alone first: returning all 176 labels costs fastText about half again as much.
+        best_labels, best_scores = self._model.predict(prepared, k=1, threshold=0.0)
+        top_labels = [labels[0].removeprefix(_LABEL_PREFIX) for labels in best_labels]
+        top_scores = np.fromiter(map(operator.itemgetter(0), best_scores), dtype=np.float64, count=n)
         for lang, column in probs.items():
-            label = _LABEL_PREFIX + lang
-            for i, labels in enumerate(labels_per_text):
-                try:
-                    column[i] = scores_per_text[i][labels.index(label)]
-                except ValueError:  # not among the labels fastText returned: probability 0
-                    pass
+            is_top = np.fromiter(map(lang.__eq__, top_labels), dtype=bool, count=n)
+            column[is_top] = top_scores[is_top]
+        # Every configured language that is not a text's top label needs all labels' probabilities.
+        rest = [i for i, top in enumerate(top_labels) if len(probs) > 1 or top not in probs]
+        if rest:
+            labels_per_text, scores_per_text = self._model.predict([prepared[i] for i in rest], k=-1, threshold=0.0)
+            for lang, column in probs.items():
+                label = _LABEL_PREFIX + lang
+                for i, labels, scores in zip(rest, labels_per_text, scores_per_text):
+                    try:
+                        column[i] = scores[labels.index(label)]
+                    except ValueError:  # not among the labels fastText returned: probability 0
+                        pass
         np.clip(top_scores, 0.0, 1.0, out=top_scores)
         for column in probs.values():
             np.clip(column, 0.0, 1.0, out=column)  # fastText's softmax can overshoot 1 by an ulp

@@ -61,3 +61,17 @@ def test_max_chars_only_reads_the_start() -> None:
     english = "The government said on Monday that it would publish the report later this year. " * 3
     pred = lid.predict([english + GERMAN * 5])
     assert pred.labels == ["en"]
+
+
+def test_top_label_shortcut_gives_the_probabilities_of_the_full_prediction(
+    lid: LanguageIdentifier, bbc: list[tuple[str, str]]
+) -> None:
+    # One configured language: texts whose top label it is take its probability from the top-1 call.
+    # Two: every text gets all labels' probabilities. Both must give the same numbers.
+    texts = [text for _, text in bbc[:40]] + [GERMAN, FRENCH, bbc[0][1][:300] + " " + FRENCH, "", "12 34"]
+    one = lid.predict(texts)
+    both = LanguageIdentifier(languages=["en", "de"]).predict(texts)
+    assert one.labels == both.labels and "en" in one.labels and "de" in one.labels
+    np.testing.assert_array_equal(one.scores, both.scores)
+    np.testing.assert_array_equal(one.probs["en"], both.probs["en"])
+    assert (one.probs["en"][one.labels.index("de")] > 0) and one.probs["en"][one.labels.index("de")] < 0.1
