@@ -96,6 +96,8 @@ def run(
 
 
 def _summary(stats: dict) -> None:
+    from refinery.flows.evaluate import describe
+
     run_dir = Path(stats["run_dir"])
     catalog = Catalog(run_dir.parent.parent / "catalog.duckdb")
     books = stats["books"]
@@ -119,9 +121,34 @@ def _summary(stats: dict) -> None:
             " FROM metrics WHERE run_id = ? AND stage = 'evaluate' AND task = ? AND model <> 'queries' GROUP BY model"
             " ORDER BY CASE model WHEN 'bm25' THEN 0 WHEN 'base' THEN 1 ELSE 2 END",
             [stats["run_id"], task]).to_pylist()
-        title = {"headline": "headline → article retrieval",
-                 "synthetic_heldout": "held-out synthetic query → document retrieval"}
-        _print_rows(rows, Format.table, title=title.get(task, task))
+        _print_rows(rows, Format.table, title=describe(task))
+
+
+@app.command()
+def ablate(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config file (default: bundled BBC corpus); "
+                                          "its synthesize/train/evaluate are what the variants run."),
+    from_run: Optional[str] = typer.Option(None, "--from-run", help="Reference run whose curation every variant "
+                                           "reuses; default: a curation-only run made first."),
+    only: Optional[str] = typer.Option(None, "--only", help="One comparison: 'curation' (curated vs uncurated "
+                                       "corpus) or 'generators' (each generator alone vs the mix); default: both."),
+    dask_address: Optional[str] = typer.Option(None, "--dask-address", help="Existing Dask scheduler, e.g. tcp://host:8786."),
+) -> None:
+    """Ablations as runs: curated vs uncurated corpus and each generator alone vs the mix, at equal pair budgets."""
+    _config(config)
+    from refinery.flows.ablate import ablate_flow
+
+    try:
+        result = ablate_flow(config_path=str(config) if config else None, from_run=from_run, only=only,
+                             dask_address=dask_address)
+    except Exception as exc:
+        sys.stderr.write(f"\nrefinery ablate failed: {type(exc).__name__}: {exc}\n")
+        raise typer.Exit(1)
+    keys = ("comparison", "variant", "run_id", "task", "pairs", "steps", "ndcg@10", "ndcg@10_delta",
+            "ndcg@10_vs_baseline")
+    _print_rows([{k: r.get(k) for k in keys} for r in result["rows"]], Format.table,
+                title=f"ablations of run {result['run_id']}")
+    console.print(f"  report:   {result['report']}")
 
 
 @app.command()

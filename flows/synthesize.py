@@ -69,8 +69,11 @@ def _synthesize(run: RunSpec, out: Path) -> dict[str, Any]:
         catalog.replace("metrics", run.run_id, where={"stage": "synthesize"})
         return {"skipped": NO_CORPUS, "generated": 0, "kept": 0}
     task = builtin_task(run)
-    corpus = quality["corpus_shards"]
-    passages, n, filter_pool = _passages(run, corpus, quality["kept"], out)
+    corpus, total = quality["corpus_shards"], quality["kept"]
+    if cfg.corpus == "uncurated":  # every ingested document, what curation dropped too
+        ingest = StageMarker(run.stage_dir("ingest")).read()
+        corpus, total = ingest["shards"], ingest["docs"]
+    passages, n, filter_pool = _passages(run, corpus, total, out)
     cache = run.data_home.cache_dir
     wait_for = [prepare_smollm2.submit(cache, cfg.local_model)] if "smollm2" in cfg.generators and cfg.passages else []
     futures = []

@@ -120,6 +120,11 @@ class SynthesizeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    corpus: Literal["curated", "uncurated"] = Field(
+        default="curated",
+        description="Where passages and the filter pool come from: the curated corpus, or every ingested document "
+        "(uncurated: what curation dropped too; the curation ablation, `refinery ablate`).",
+    )
     generators: list[GeneratorName] = Field(
         default_factory=lambda: list(DEFAULT_GENERATORS),
         min_length=1,

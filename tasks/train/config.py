@@ -80,6 +80,12 @@ class TrainConfig(BaseModel):
         default=DEFAULT_SCALE, gt=0, description="MNRL similarity scale (inverse temperature)."
     )
     seed: int = Field(default=DEFAULT_SEED, description="Seed for the dev split, shuffling, batching and dropout.")
+    max_pairs: int | None = Field(
+        default=None,
+        ge=1,
+        description="Train on at most this many of the kept training pairs, a seeded choice (`seed`), before the dev "
+        "split; null: all. `refinery ablate` sets it so compared variants train on the same budget.",
+    )
     use_hard_negatives: bool = Field(
         default=False,
         description="Train on (query, passage, negative) triplets where a mined negative is present (with or "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -45,6 +46,9 @@ def train_model(pairs_path: Path, corpus_shards: list[str], base_path: str, out_
         for q, p, d, n, nd in zip(pairs.column("query").to_pylist(), pairs.column("positive").to_pylist(),
                                   pairs.column("doc_id").to_pylist(), negatives, negative_ids)
     ]
+    if cfg.max_pairs is not None and len(examples) > cfg.max_pairs:  # a seeded choice, in pair order
+        chosen = sorted(random.Random(cfg.seed).sample(range(len(examples)), cfg.max_pairs))
+        examples = [examples[i] for i in chosen]
     if not examples:
         raise ValueError("no kept training pairs: loosen synthesize.consistency_top_k or add passages")
     with all_cores():  # training is the only work left in the run
