@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 GeneratorName = Literal["smollm2", "inverse_cloze", "openai"]
 # Query styles of tasks.synthesize.generators.prompts.STYLES (AttrPrompt).
 QueryStyle = Literal["question", "keywords", "claim", "title"]
+
+# The prompt templates of configs written before styles (synthesize.prompt_ids) and the style each asked for.
+LEGACY_PROMPT_STYLES: dict[str, QueryStyle] = {
+    "title_v1": "title", "question_v1": "question", "summary_v1": "claim", "keywords_v1": "keywords"}
 
 DEFAULT_GENERATORS: tuple[GeneratorName, ...] = ("inverse_cloze", "smollm2")
 # Sized for the 15-minute `make run` on 2 cores: SmolLM2 takes about 2 s a passage on one core
@@ -263,6 +267,19 @@ class SynthesizeConfig(BaseModel):
         "from training and become the evaluation queries (chosen by a seeded hash of the doc id; at least one "
         "passage held out and one left to train on). With titles nothing is held out.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _styles_from_prompt_ids(cls, data: Any) -> Any:
+        # configs stored by runs before AttrPrompt name prompt templates (`prompt_ids`); read them as
+        # the styles those templates asked for, so such a run still loads and resumes
+        if isinstance(data, dict) and "prompt_ids" in data:
+            data = dict(data)
+            old = data.pop("prompt_ids") or []
+            if "styles" not in data:
+                styles = [LEGACY_PROMPT_STYLES[p] for p in old if p in LEGACY_PROMPT_STYLES]
+                data["styles"] = list(dict.fromkeys(styles)) or list(DEFAULT_STYLES)
+        return data
 
     @model_validator(mode="after")
     def _check_ranges(self) -> SynthesizeConfig:
