@@ -131,8 +131,9 @@ def test_the_bench_runs_curation_and_accounts_for_every_planted_document(tmp_pat
     assert rc == 0, reused
     assert reused["run_id"] != result["run_id"]
     assert reused["stage_status"] == {"ingest": "reused", "dedup": "reused", "quality": "reused"}
-    assert reused["stage_seconds"] == {} and reused["stage_seconds_total"] == 0
-    assert reused["reused_stage_seconds"] == result["stage_seconds"]
+    # which stages each field reports, not how long they took
+    assert not reused["stage_seconds"] and not reused["peak_rss_mb_by_stage"]
+    assert set(reused["reused_stage_seconds"]) == set(result["stage_status"])
     assert reused["books"] == books
 
 
