@@ -47,14 +47,13 @@ from refinery.tasks.synthesize.config import (
     SynthesizeConfig,
 )
 from refinery.tasks.synthesize.generators.base import Candidate, progress
-from refinery.tasks.synthesize.generators.clean import clean_samples, truncate_passage
+from refinery.tasks.synthesize.generators.clean import clean_samples
 from refinery.tasks.synthesize.generators.prompts import (
-    STYLES,
     PromptAttributes,
-    build_messages,
+    checked_styles,
     draw_attributes,
+    passage_messages,
     shot_queries,
-    shots_for,
 )
 from refinery.tasks.synthesize.generators.response_cache import ResponseCache, request_key
 
@@ -109,9 +108,6 @@ class OpenAIGenerator:
     ) -> None:
         if not model:
             raise ValueError("the openai generator needs a model name (synthesize.openai.model)")
-        unknown = [s for s in styles if s not in STYLES]
-        if unknown or not styles:
-            raise ValueError(f"unknown query styles {unknown}; valid: {sorted(STYLES)}")
         self.model = model
         self.base_url = base_url
         self.api_key_env = api_key_env
@@ -130,7 +126,7 @@ class OpenAIGenerator:
         self.max_passage_chars = max_passage_chars
         self.min_query_words = min_query_words
         self.max_query_words = max_query_words
-        self.styles = tuple(styles)
+        self.styles = checked_styles(styles)
         self.few_shot = tuple(few_shot or ())
         self.cache = ResponseCache(cache_dir) if cache_dir is not None else None
         self.show_progress = show_progress
@@ -166,8 +162,7 @@ class OpenAIGenerator:
 
     def messages(self, passage: str, attrs: PromptAttributes) -> list[dict[str, str]]:
         """The chat sent for one passage."""
-        return build_messages(truncate_passage(passage, self.max_passage_chars), attrs,
-                              shots_for(attrs.style, self.few_shot))
+        return passage_messages(passage, attrs, max_passage_chars=self.max_passage_chars, few_shot=self.few_shot)
 
     def generate(self, passages: Sequence[str]) -> list[list[Candidate]]:
         if not passages:

