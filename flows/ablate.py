@@ -1,9 +1,11 @@
 """ablate: what curation and each generator are worth, measured as runs (``refinery ablate``).
 
-Two comparisons, each a set of variants. ``curation``: the same synthesize/train/evaluate on the
+Three comparisons, each a set of variants. ``curation``: the same synthesize/train/evaluate on the
 curated corpus (``curated``) and on every ingested document (``uncurated``,
 ``synthesize.corpus: uncurated``). ``generators``: each of ``synthesize.generators`` alone
-(``<generator>_only``) and all of them (``mix``).
+(``<generator>_only``) and all of them (``mix``). ``hard_negatives``: training on (query, passage)
+pairs (``no_hard_negatives``) vs on triplets with a mined hard negative (``hard_negatives``:
+``synthesize.hard_negatives`` and ``train.use_hard_negatives``), on the same pairs.
 
 Every variant is its own run started from the reference run's curation, as ``refinery run
 --from-run`` does (linked, not redone), so all of them are evaluated on the same query sets and
@@ -34,11 +36,12 @@ from refinery.tasks.report import markdown_table
 
 CURATION = "curation"
 GENERATORS = "generators"
-COMPARISONS = (CURATION, GENERATORS)
+HARD_NEGATIVES = "hard_negatives"
+COMPARISONS = (CURATION, GENERATORS, HARD_NEGATIVES)
 ABLATE = "ablate"
 MIX = "mix"
 # The variant each other variant of a comparison is measured against (paired bootstrap).
-BASELINES = {CURATION: "curated", GENERATORS: "inverse_cloze_only"}
+BASELINES = {CURATION: "curated", GENERATORS: "inverse_cloze_only", HARD_NEGATIVES: "no_hard_negatives"}
 # `metrics` rows of each variant's training budget (task 'train').
 TRAIN_TASK = "train"
 TRAIN_PAIRS_SQL = ("SELECT count(*) AS n FROM pairs WHERE run_id = ? AND kept"
@@ -47,26 +50,32 @@ EVALUATION_SQL = ("SELECT task, model, metric, value FROM metrics WHERE run_id =
                   " AND model IN ('base', 'bm25', 'tuned') AND metric LIKE 'ndcg@10%'")
 
 
-def plan(config: RefineryConfig, only: str | None = None) -> dict[str, dict[str, dict[str, Any]]]:
-    """comparison → variant → its ``synthesize`` overrides."""
+def plan(config: RefineryConfig, only: str | None = None) -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
+    """comparison → variant → config section (``synthesize``, ``train``) → its overrides."""
     if only is not None and only not in COMPARISONS:
         raise ValueError(f"--only must be one of {', '.join(COMPARISONS)}, got {only!r}")
     out: dict[str, dict[str, dict[str, Any]]] = {}
     if only in (None, CURATION):
-        out[CURATION] = {"curated": {"corpus": "curated"}, "uncurated": {"corpus": "uncurated"}}
+        out[CURATION] = {"curated": {"synthesize": {"corpus": "curated"}},
+                         "uncurated": {"synthesize": {"corpus": "uncurated"}}}
     if only in (None, GENERATORS):
         generators = config.synthesize.generators
         if len(generators) < 2:
             if only == GENERATORS:
                 raise ValueError(f"the generator ablation needs two or more synthesize.generators, got {generators}")
         else:
-            out[GENERATORS] = {f"{g}_only": {"generators": [g]} for g in generators} | {MIX: {}}
+            out[GENERATORS] = {f"{g}_only": {"synthesize": {"generators": [g]}} for g in generators} | {MIX: {}}
+    if only in (None, HARD_NEGATIVES):
+        out[HARD_NEGATIVES] = {
+            name: {"synthesize": {"hard_negatives": on}, "train": {"use_hard_negatives": on}}
+            for name, on in (("no_hard_negatives", False), ("hard_negatives", True))}
     return out
 
 
-def _variant_config(config: RefineryConfig, overrides: dict[str, Any]) -> RefineryConfig:
+def _variant_config(config: RefineryConfig, overrides: dict[str, dict[str, Any]]) -> RefineryConfig:
     data = config.model_dump(mode="json")
-    return parse_config({**data, "stages": list(STAGES), "synthesize": {**data["synthesize"], **overrides}},
+    return parse_config({**data, "stages": list(STAGES),
+                         **{section: {**data[section], **values} for section, values in overrides.items()}},
                         "an ablation variant")
 
 
@@ -103,7 +112,8 @@ def _results(run: RunSpec) -> dict[str, Any]:
         per_query[task] = ([r["query"] for r in table if r["model"] == TUNED],
                            np.array([r[INTERVAL_METRIC] for r in table if r["model"] == TUNED]))
     return {"run_id": run.run_id, "pairs": train["examples"], "train_pairs": train.get("train_pairs"),
-            "steps": train.get("steps"), "metrics": metrics, "per_query": per_query}
+            "steps": train.get("steps"), "with_negatives": train.get("with_negatives"), "metrics": metrics,
+            "per_query": per_query}
 
 
 def _rows(comparison: str, variants: dict[str, dict[str, Any]], samples: int, seed: int) -> list[dict[str, Any]]:
@@ -115,6 +125,7 @@ def _rows(comparison: str, variants: dict[str, dict[str, Any]], samples: int, se
             tuned = models.get(TUNED, {})
             row = {"comparison": comparison, "variant": name, "run_id": v["run_id"], "task": task,
                    "pairs": v["pairs"], "train_pairs": v["train_pairs"], "steps": v["steps"],
+                   "with_negatives": v["with_negatives"],
                    "base_ndcg@10": models.get("base", {}).get(INTERVAL_METRIC),
                    "bm25_ndcg@10": models.get("bm25", {}).get(INTERVAL_METRIC),
                    "ndcg@10": tuned.get(INTERVAL_METRIC)}
@@ -140,7 +151,8 @@ def _store(reference: RunSpec, rows: list[dict[str, Any]]) -> None:
     'train', its figures under each evaluation task. A variant measured again replaces its rows."""
     for variant in dict.fromkeys(r["variant"] for r in rows):
         mine = [r for r in rows if r["variant"] == variant]
-        out = [(TRAIN_TASK, k, mine[0][k]) for k in ("pairs", "train_pairs", "steps") if mine[0][k] is not None]
+        out = [(TRAIN_TASK, k, mine[0][k]) for k in ("pairs", "train_pairs", "steps", "with_negatives")
+               if mine[0].get(k) is not None]
         out += [(r["task"], k, r[k]) for r in mine for k in METRIC_COLUMNS[3:] if r.get(k) is not None]
         reference.catalog.replace("metrics", reference.run_id, where={"stage": ABLATE, "model": variant},
                                   rows=pa.table({"stage": [ABLATE] * len(out), "model": [variant] * len(out),
@@ -171,7 +183,8 @@ def _report(reference: RunSpec, rows: list[dict[str, Any]]) -> Path:
            "other variants of its comparison (a seeded choice of the smallest variant's kept training pairs) and "
            "evaluated on the same queries and pool. Intervals: paired bootstrap 95% over the queries.\n"]
     titles = {CURATION: "Curation: curated vs uncurated corpus",
-              GENERATORS: "Generators: each alone vs the mix"}
+              GENERATORS: "Generators: each alone vs the mix",
+              HARD_NEGATIVES: "Hard negatives: pairs vs triplets with a mined negative"}
     for comparison in dict.fromkeys(r["comparison"] for r in rows):
         mine = [r for r in rows if r["comparison"] == comparison]
         out.append(f"## {titles[comparison]}\n")

@@ -131,10 +131,12 @@ def ablate(
     from_run: Optional[str] = typer.Option(None, "--from-run", help="Reference run whose curation every variant "
                                            "reuses; default: a curation-only run made first."),
     only: Optional[str] = typer.Option(None, "--only", help="One comparison: 'curation' (curated vs uncurated "
-                                       "corpus) or 'generators' (each generator alone vs the mix); default: both."),
+                                       "corpus), 'generators' (each generator alone vs the mix) or 'hard_negatives' "
+                                       "(pairs vs triplets with a mined negative); default: all three."),
     dask_address: Optional[str] = typer.Option(None, "--dask-address", help="Existing Dask scheduler, e.g. tcp://host:8786."),
 ) -> None:
-    """Ablations as runs: curated vs uncurated corpus and each generator alone vs the mix, at equal pair budgets."""
+    """Ablations as runs: curated vs uncurated corpus, each generator alone vs the mix, hard negatives or not; at
+    equal pair budgets."""
     _config(config)
     from refinery.flows.ablate import ablate_flow
 

@@ -1,9 +1,11 @@
-"""`refinery ablate` on a small slice: curated vs uncurated corpus, each generator alone vs the mix.
+"""`refinery ablate` on a small slice: curated vs uncurated corpus, each generator alone vs the mix,
+pairs vs triplets with mined hard negatives.
 
 Real Prefect, the shared Dask cluster and a DuckDB file. The corpus: titled BBC tech articles
 plus copies under other ids (dedup drops them, so the uncurated corpus holds documents curation
 dropped). The curation comparison runs with inverse cloze only; the generator one adds SmolLM2 on
-six passages, from the same reference run, so the report ends up with both tables.
+six passages, the hard-negative one inverse cloze again, all from the same reference run, so the
+report ends up with all three tables.
 """
 
 from __future__ import annotations
@@ -55,7 +57,12 @@ def ablated(tmp_path_factory, prefect_api, dask_address):
     path.write_text(yaml.safe_dump(config))
     generators = ablate_flow(config_path=str(path), from_run=curation["run_id"], only="generators",
                              dask_address=dask_address)
-    return {"curation": curation, "generators": generators, "catalog": Catalog(root / "home" / "catalog.duckdb")}
+    config["synthesize"]["generators"] = ["inverse_cloze"]
+    path.write_text(yaml.safe_dump(config))
+    hard = ablate_flow(config_path=str(path), from_run=curation["run_id"], only="hard_negatives",
+                       dask_address=dask_address)
+    return {"curation": curation, "generators": generators, "hard_negatives": hard,
+            "catalog": Catalog(root / "home" / "catalog.duckdb")}
 
 
 def variants(result: dict) -> dict[str, dict]:
@@ -71,13 +78,15 @@ def test_every_variant_has_metrics_rows(ablated):
     for variant in ("curated", "uncurated", "inverse_cloze_only", "smollm2_only", "mix"):
         assert {(variant, "headline", "ndcg@10"), (variant, "train", "pairs"), (variant, "train", "steps"),
                 (variant, "headline", "ndcg@10_delta_ci_low")} <= got
-    for variant in ("uncurated", "smollm2_only", "mix"):  # measured against their comparison's baseline
+    for variant in ("no_hard_negatives", "hard_negatives"):
+        assert {(variant, "headline", "ndcg@10"), (variant, "train", "with_negatives")} <= got
+    for variant in ("uncurated", "smollm2_only", "mix", "hard_negatives"):  # against their comparison's baseline
         assert (variant, "headline", "ndcg@10_vs_baseline_ci_high") in got
 
 
 def test_the_variants_of_a_comparison_train_on_one_budget_and_are_scored_on_one_set(ablated):
     catalog = ablated["catalog"]
-    for result in (ablated["curation"], ablated["generators"]):
+    for result in (ablated["curation"], ablated["generators"], ablated["hard_negatives"]):
         rows = variants(result)
         assert len({r["pairs"] for r in rows.values()}) == 1
         # the same queries and pool: the base model scores alike in every variant's own run
@@ -101,8 +110,22 @@ def test_the_uncurated_variant_draws_passages_curation_dropped(ablated):
     assert not passages("curated") & dropped
 
 
-def test_the_report_has_both_tables(ablated):
-    text = Path(ablated["generators"]["report"]).read_text()
+def test_only_the_hard_negative_variant_mines_and_trains_on_negatives(ablated):
+    catalog, rows = ablated["catalog"], variants(ablated["hard_negatives"])
+    assert rows["hard_negatives"]["with_negatives"] > 0
+    assert rows["no_hard_negatives"]["with_negatives"] == 0
+
+    def mined(variant: str) -> int:
+        return catalog.query("SELECT count(negative_doc_id) AS n FROM pairs WHERE run_id = ? AND kept",
+                             [rows[variant]["run_id"]]).to_pylist()[0]["n"]
+
+    assert mined("hard_negatives") > 0 and mined("no_hard_negatives") == 0
+
+
+def test_the_report_has_every_table(ablated):
+    text = Path(ablated["hard_negatives"]["report"]).read_text()
     assert "## Curation: curated vs uncurated corpus" in text and "## Generators: each alone vs the mix" in text
-    for variant in ("curated", "uncurated", "inverse_cloze_only", "smollm2_only", "mix"):
+    assert "## Hard negatives: pairs vs triplets with a mined negative" in text
+    for variant in ("curated", "uncurated", "inverse_cloze_only", "smollm2_only", "mix", "no_hard_negatives",
+                    "hard_negatives"):
         assert f"| {variant} |" in text
