@@ -135,8 +135,7 @@ def ablate(
                                        "(pairs vs triplets with a mined negative); default: all three."),
     dask_address: Optional[str] = typer.Option(None, "--dask-address", help="Existing Dask scheduler, e.g. tcp://host:8786."),
 ) -> None:
-    """Ablations as runs: curated vs uncurated corpus, each generator alone vs the mix, hard negatives or not; at
-    equal pair budgets."""
+    """Ablations as runs at equal pair budgets: curated vs uncurated, each generator vs the mix, hard negatives."""
     _config(config)
     from refinery.flows.ablate import ablate_flow
 
