@@ -6,7 +6,9 @@ Each filter is a small function that returns a boolean mask of the candidates it
 records the first reason per candidate and counts them. The reasons (``pairs.reason``, NULL for
 a kept candidate), in the order :func:`candidate_filters` applies them:
 
-- ``filter_too_short``: fewer than ``min_query_words`` words;
+- ``filter_unfinished``: the LLM sample hit the token limit before it ended a sentence or line
+  (one that ended one was cut there and is judged like the others);
+- ``filter_too_short``: fewer than ``min_query_words`` words (an empty sample too);
 - ``filter_too_long``: more than ``max_query_words`` words (not for :data:`EXTRACTIVE_GENERATORS`,
   whose query is a whole sentence by design);
 - ``filter_repetition``: a repetition loop ("jobs job jobs job"), under
@@ -17,7 +19,8 @@ a kept candidate), in the order :func:`candidate_filters` applies them:
   dedup cluster) in the top ``consistency_top_k`` of the filter pool;
 - ``filter_near_duplicate``: its word set is at least ``near_duplicate_jaccard`` similar to that
   of a better-ranked query of any passage that passed every filter so far (so a generator that
-  repeats itself shows it here, not as the cap);
+  repeats itself shows it here, not as the cap); with ``near_duplicate_jaccard`` null only a query
+  with the same words as a better-ranked one of its passage and generator (a repeated sample);
 - ``filter_per_passage_cap``: its passage and generator already have ``max_pairs_per_passage``
   better-ranked kept candidates.
 
@@ -39,6 +42,7 @@ from refinery.tasks.evaluate.retrieval import SCORE_CHUNK_BYTES, rows_per_chunk
 from refinery.tasks.synthesize.config import DEFAULT_HARD_NEGATIVE_RANK_WINDOW, SynthesizeConfig
 from refinery.tasks.synthesize.diversity import jaccard, words
 
+FILTER_UNFINISHED = "filter_unfinished"
 FILTER_TOO_SHORT = "filter_too_short"
 FILTER_TOO_LONG = "filter_too_long"
 FILTER_REPETITION = "filter_repetition"
@@ -46,8 +50,8 @@ FILTER_COPY = "filter_copy"
 FILTER_CONSISTENCY = "filter_consistency"
 FILTER_PER_PASSAGE_CAP = "filter_per_passage_cap"
 FILTER_NEAR_DUPLICATE = "filter_near_duplicate"
-REASONS = (FILTER_TOO_SHORT, FILTER_TOO_LONG, FILTER_REPETITION, FILTER_COPY, FILTER_CONSISTENCY,
-           FILTER_NEAR_DUPLICATE, FILTER_PER_PASSAGE_CAP)
+REASONS = (FILTER_UNFINISHED, FILTER_TOO_SHORT, FILTER_TOO_LONG, FILTER_REPETITION, FILTER_COPY,
+           FILTER_CONSISTENCY, FILTER_NEAR_DUPLICATE, FILTER_PER_PASSAGE_CAP)
 
 # Generators whose query is a sentence of the passage (removed from the positive): the length cap
 # is for generated queries, a news sentence is often longer.
@@ -94,17 +98,21 @@ def candidate_filters(
     consistent: np.ndarray,
     *,
     examples: Collection[str] = (),
+    unfinished: Sequence[bool] | None = None,
 ) -> list[tuple[str, Filter]]:
-    """The synthesize stage's filters over its candidates (for :func:`run_filters`), in order: the
-    text checks, consistency (``consistent`` and ``rank`` from :func:`consistency_filter`),
+    """The synthesize stage's filters over its candidates (for :func:`run_filters`), in order:
+    unfinished samples (``unfinished``, :attr:`Candidate.unfinished`; none when ``None``), the text
+    checks, consistency (``consistent`` and ``rank`` from :func:`consistency_filter`),
     near-duplicates and the per-passage cap over ``passage_keys``, these two judging the
     best-ranked candidates first (the earlier one on a tie). ``examples``: the prompts' few-shot
     queries."""
     rank = np.asarray(rank, dtype=np.int64)
+    unfinished = np.zeros(len(queries), dtype=bool) if unfinished is None else np.asarray(unfinished, dtype=bool)
     consistent = np.asarray(consistent, dtype=bool)
     extractive = np.array([g in EXTRACTIVE_GENERATORS for g in generators], dtype=bool)
     best_first = np.lexsort((np.arange(len(rank)), rank))
     steps: list[tuple[str, Filter]] = [
+        (FILTER_UNFINISHED, lambda alive: unfinished),
         (FILTER_TOO_SHORT, lambda alive: too_short(queries, min_words=cfg.min_query_words)),
         (FILTER_TOO_LONG, lambda alive: too_long(queries, max_words=cfg.max_query_words) & ~extractive),
         (FILTER_REPETITION, lambda alive: repetition_loop(queries)),
@@ -114,6 +122,9 @@ def candidate_filters(
     if cfg.near_duplicate_jaccard is not None:
         steps.append((FILTER_NEAR_DUPLICATE, lambda alive: near_duplicates(
             queries, threshold=cfg.near_duplicate_jaccard, alive=alive, order=best_first)))
+    else:  # off across queries, but a repeated sample of one passage still counts once
+        steps.append((FILTER_NEAR_DUPLICATE, lambda alive: near_duplicates(
+            queries, threshold=1.0, alive=alive, order=best_first, groups=passage_keys)))
     steps.append((FILTER_PER_PASSAGE_CAP, lambda alive: over_passage_cap(
         rank, passage_keys, alive=alive, max_per_passage=cfg.max_pairs_per_passage)))
     return steps
@@ -258,9 +269,11 @@ def near_duplicates(
     threshold: float,
     alive: np.ndarray | None = None,
     order: Sequence[int] | np.ndarray | None = None,
+    groups: Sequence[Hashable] | None = None,
 ) -> np.ndarray:
     """Queries (of ``alive``, judged in ``order``) whose lower-cased word set has Jaccard similarity
-    at least ``threshold`` with that of an earlier query that was not itself a near-duplicate.
+    at least ``threshold`` with that of an earlier query that was not itself a near-duplicate
+    (with ``groups``, one per query, only an earlier query of the same group counts).
 
     Same words in any order, case or punctuation are a near-duplicate at every threshold. Only
     pairs sharing a word of their prefixes are compared (prefix filtering: with words ordered
@@ -272,18 +285,21 @@ def near_duplicates(
     n = len(queries)
     alive = np.ones(n, dtype=bool) if alive is None else np.asarray(alive, dtype=bool)
     order = np.arange(n) if order is None else np.asarray(order, dtype=np.int64)
+    if groups is not None and len(groups) != n:
+        raise ValueError(f"{n} queries but {len(groups)} groups")
     sets = [frozenset(words(q)) if alive[i] else frozenset() for i, q in enumerate(queries)]
     frequency = Counter(w for s in sets for w in s)
-    postings: dict[str, list[int]] = defaultdict(list)
+    postings: dict[tuple[Hashable, str], list[int]] = defaultdict(list)
     dup = np.zeros(n, dtype=bool)
     for i in order:
         if not alive[i] or not sets[i]:
             continue
+        group = None if groups is None else groups[i]
         ranked = sorted(sets[i], key=lambda w: (frequency[w], w))
         prefix = ranked[: len(ranked) - math.ceil(threshold * len(ranked) - 1e-9) + 1]
         compared: set[int] = set()
         for w in prefix:
-            for j in postings[w]:
+            for j in postings[group, w]:
                 if j not in compared:
                     compared.add(j)
                     if jaccard(sets[i], sets[j]) >= threshold:
@@ -293,7 +309,7 @@ def near_duplicates(
                 break
         if not dup[i]:
             for w in prefix:
-                postings[w].append(int(i))
+                postings[group, w].append(int(i))
     return dup
 
 

@@ -39,6 +39,9 @@ CANDIDATE_SCHEMA = pa.schema([
     # what the prompt asked for (AttrPrompt): 'question', 'keywords', ... ('sentence' for inverse
     # cloze), and the attributes as a JSON object ({"length": "short", "specificity": "broad"})
     ("style", pa.string()), ("attributes", pa.string()),
+    # the LLM sample hit the token limit before it ended a sentence (Candidate.unfinished): read by
+    # filter_pairs for its reason, filter_unfinished, and not written to the pairs shard
+    ("unfinished", pa.bool_()),
 ])
 
 
@@ -79,7 +82,8 @@ def generate_candidates(passages: Path, start: int, stop: int, generator: str, c
     records = [
         {"doc_id": d, "query": c.query, "positive": c.positive or text, "generator": generator,
          "prompt_id": c.prompt_id, "style": c.style,
-         "attributes": json.dumps(dict(c.attributes), sort_keys=True) if c.attributes is not None else None}
+         "attributes": json.dumps(dict(c.attributes), sort_keys=True) if c.attributes is not None else None,
+         "unfinished": c.unfinished}
         for d, text, cands in zip(doc_ids, texts, per_passage) for c in cands
     ]
     return str(write_shard(pa.Table.from_pylist(records, schema=CANDIDATE_SCHEMA), out))
@@ -102,6 +106,11 @@ def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: 
     sees their text. ``encoder`` and ``cache_dir`` choose the inference backend (``evaluate.encoder``).
     """
     cands = read_shards(sorted(candidate_shards))
+    # shards written before the column have none (their generators dropped unfinished samples)
+    unfinished = None
+    if "unfinished" in cands.column_names:
+        unfinished = [bool(u) for u in cands.column("unfinished").to_pylist()]
+        cands = cands.drop_columns(["unfinished"])
     doc_ids, corpus_emb = load_embeddings(sorted(embedding_shards))
     position = {d: i for i, d in enumerate(doc_ids)}
     queries = cands.column("query").to_pylist()
@@ -119,7 +128,7 @@ def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: 
     consistent, rank = consistency_filter(q_emb, corpus_emb, positive, cfg.consistency_top_k, same_as_positive=same)
     kept, reason, dropped = run_filters(len(queries), candidate_filters(
         cfg, queries, cands.column("positive").to_pylist(), gens, list(zip(cand_docs, gens)), rank, consistent,
-        examples=shot_queries(cfg.few_shot)))
+        examples=shot_queries(cfg.few_shot), unfinished=unfinished))
     split = split_by_passage(cand_docs, kept, heldout_fraction, seed=cfg.seed)
     train = kept & (split == TRAIN)
     held_docs = {position[d] for d, s in zip(cand_docs, split) if s == HELDOUT}
@@ -130,9 +139,7 @@ def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: 
             margin=cfg.hard_negative_margin, exclude=[held_docs | same[i] for i in np.flatnonzero(train)],
             seed=cfg.seed)
     score = np.einsum("ij,ij->i", q_emb, corpus_emb[positive]) if len(queries) else np.zeros(0)
-    pairs = cands.append_column("pair_id", pa.array(
-        [xxhash.xxh3_64_hexdigest(f"{g}\x1f{d}\x1f{q}".encode()) for g, d, q in zip(gens, cand_docs, queries)],
-        pa.string()))
+    pairs = cands.append_column("pair_id", pa.array(_pair_ids(gens, cand_docs, queries), pa.string()))
     for name, values in (("kept", pa.array(kept, pa.bool_())), ("score", pa.array(score, pa.float64())),
                          ("rank", pa.array(rank, pa.int32())),
                          ("negative_doc_id", pa.array([doc_ids[i] if i >= 0 else None for i in negative], pa.string())),
@@ -155,3 +162,16 @@ def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: 
             "train_pairs": int(train.sum()), "heldout_pairs": int(heldout.sum()),
             "heldout_passages": len({d for d, h in zip(cand_docs, heldout) if h}),
             "with_negatives": int((negative >= 0).sum()), "by_generator": by_generator, "diversity": diversity}
+
+
+def _pair_ids(gens: list[str], docs: list[str], queries: list[str]) -> list[str]:
+    """A stable id per candidate: a hash of (generator, doc, query), and of its repeat number too
+    for the second and later samples of the same query (a repeat is a candidate of its own)."""
+    seen: Counter[tuple[str, str, str]] = Counter()
+    ids = []
+    for key in zip(gens, docs, queries):
+        repeat = seen[key]
+        seen[key] += 1
+        g, d, q = key
+        ids.append(xxhash.xxh3_64_hexdigest((f"{g}\x1f{d}\x1f{q}" + (f"\x1f{repeat}" if repeat else "")).encode()))
+    return ids

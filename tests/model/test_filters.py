@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from refinery.tasks.synthesize.config import SynthesizeConfig
+from refinery.tasks.synthesize.generators.clean import clean_samples
+from refinery.tasks.synthesize.generators.prompts import BUILTIN_SHOTS, shot_queries
 from refinery.tasks.synthesize.filters import (
     FILTER_CONSISTENCY,
     FILTER_COPY,
@@ -15,6 +17,7 @@ from refinery.tasks.synthesize.filters import (
     FILTER_REPETITION,
     FILTER_TOO_LONG,
     FILTER_TOO_SHORT,
+    FILTER_UNFINISHED,
     REASONS,
     candidate_filters,
     copied,
@@ -30,7 +33,7 @@ PASSAGE = "Shares in the carmaker fell sharply on Tuesday after a profit warning
 
 
 def test_reason_strings_are_stable_and_prefixed():
-    assert REASONS == ("filter_too_short", "filter_too_long", "filter_repetition", "filter_copy",
+    assert REASONS == ("filter_unfinished", "filter_too_short", "filter_too_long", "filter_repetition", "filter_copy",
                        "filter_consistency", "filter_near_duplicate", "filter_per_passage_cap")
 
 
@@ -74,6 +77,12 @@ def test_near_duplicates_keep_the_first_of_each_group():
     assert near_duplicates(queries, threshold=1.0, alive=alive).tolist() == [False, False, True, False, False, False]
     with pytest.raises(ValueError):
         near_duplicates(queries, threshold=0)
+    # With groups only a query of the same group counts.
+    groups = ["a", "b", "a", "a", "a", "a"]
+    assert near_duplicates(queries, threshold=1.0, groups=groups).tolist() == [False, False, True, False, False,
+                                                                               False]
+    with pytest.raises(ValueError):
+        near_duplicates(queries, threshold=1.0, groups=groups[:2])
 
 
 def test_near_duplicates_agree_with_all_pairs():
@@ -152,11 +161,49 @@ def test_stage_filters_end_to_end_on_hand_made_candidates():
                                FILTER_CONSISTENCY, FILTER_NEAR_DUPLICATE, None, FILTER_NEAR_DUPLICATE, None,
                                FILTER_PER_PASSAGE_CAP, None, FILTER_NEAR_DUPLICATE]
     assert kept.tolist() == [r is None for r in reason]
-    assert counts == {FILTER_TOO_SHORT: 1, FILTER_TOO_LONG: 1, FILTER_REPETITION: 1, FILTER_COPY: 1,
+    assert counts == {FILTER_UNFINISHED: 0, FILTER_TOO_SHORT: 1, FILTER_TOO_LONG: 1, FILTER_REPETITION: 1, FILTER_COPY: 1,
                       FILTER_CONSISTENCY: 1, FILTER_NEAR_DUPLICATE: 3, FILTER_PER_PASSAGE_CAP: 1}
     off = SynthesizeConfig(near_duplicate_jaccard=None, max_query_words=6)
     _, reason_off, counts_off = run_filters(len(rows), candidate_filters(
         off, queries, positives, gens, list(zip(docs, gens)), rank, rank <= 3))
-    assert FILTER_NEAR_DUPLICATE not in counts_off
+    assert counts_off[FILTER_NEAR_DUPLICATE] == 0  # no query repeats one of its own passage
     # Without the near-duplicate filter d1 keeps its best-ranked query instead, and d3 its only one.
     assert reason_off[6] is None and reason_off[7] == FILTER_PER_PASSAGE_CAP and reason_off[8] is None
+
+
+def test_every_llm_sample_ends_in_pairs_with_its_reason():
+    """What an LLM generator returns for one passage (every sample, tidied by clean_samples) goes
+    through the stage's filters: each rejected sample gets its reason, none is dropped silently."""
+    samples = [  # (text, finished): what the model answered
+        ("Query: carmaker shares fall on profit warning", True),     # kept
+        ("carmaker shares fall on profit warning.", True),           # the same again
+        ("Volvo", True),                                             # too short
+        (" ".join(f"word{i}" for i in range(20)), True),             # too long
+        ("jobs job jobs job jobs job", True),                        # a repetition loop
+        ('"The carmaker fell sharply on Tuesday after"', True),      # a copy of the passage
+        (BUILTIN_SHOTS["title"][0].query, True),                     # a copy of a few-shot example
+        ("the shares of the carmaker fell sharply and", False),      # hit the token limit mid-sentence
+        ("Here is a search query:", True),                           # nothing but a preamble
+    ]
+    expected = [None, FILTER_NEAR_DUPLICATE, FILTER_TOO_SHORT, FILTER_TOO_LONG, FILTER_REPETITION, FILTER_COPY,
+                FILTER_COPY, FILTER_UNFINISHED, FILTER_TOO_SHORT]
+    cleaned = clean_samples(samples)
+    assert len(cleaned) == len(samples)
+    queries = [q for q, _ in cleaned]
+    unfinished = [u for _, u in cleaned]
+    n = len(queries)
+    rank = np.ones(n, dtype=np.int64)
+    keys = [("d1", "smollm2")] * n
+    for cfg in (SynthesizeConfig(), SynthesizeConfig(near_duplicate_jaccard=None, max_pairs_per_passage=3)):
+        steps = candidate_filters(cfg, queries, [PASSAGE] * n, ["smollm2"] * n, keys, rank, np.ones(n, bool),
+                                  examples=shot_queries(), unfinished=unfinished)
+        assert steps[0][0] == FILTER_UNFINISHED
+        kept, reason, counts = run_filters(n, steps)
+        assert reason.tolist() == expected, cfg.near_duplicate_jaccard
+        assert kept.tolist() == [r is None for r in expected]
+        assert counts[FILTER_UNFINISHED] == 1 and counts[FILTER_COPY] == 2 and counts[FILTER_TOO_SHORT] == 2
+    # Without the flags the unfinished sample is judged like a finished one: it passes the text
+    # checks, and the passage's cap (one) is taken by the earlier kept query.
+    _, reason, _ = run_filters(n, candidate_filters(SynthesizeConfig(), queries, [PASSAGE] * n, ["smollm2"] * n, keys,
+                                                    rank, np.ones(n, bool), examples=shot_queries()))
+    assert reason[7] == FILTER_PER_PASSAGE_CAP

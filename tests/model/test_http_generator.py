@@ -11,7 +11,6 @@ import threading
 import traceback
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -20,87 +19,12 @@ import yaml
 from refinery.tasks.synthesize.config import FewShotExample, SynthesizeConfig
 from refinery.tasks.synthesize.generators import build_generator
 from refinery.tasks.synthesize.generators.http import GenerationError, OpenAIGenerator
+from tests.model.chat_endpoint import FakeEndpoint
 
 DUMMY_KEY = "sk-refinery-test-0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 MODEL = "test-model"
-# The client's timeout in these tests, and how long a "timeout" answer makes it wait.
+# The client's timeout in these tests (a "timeout" answer takes chat_endpoint.SLOW_S).
 TIMEOUT_S = 0.5
-SLOW_S = 1.5
-
-
-def fixed_answer(request: dict) -> tuple[str, str]:
-    """An answer that depends on the prompt and sample, like a model's: (content, finish_reason)."""
-    passage = request["messages"][-1]["content"].split("\n\n")[0].removeprefix("Article: ")
-    words = passage.split()
-    return f"{' '.join(words[1:4])} news {request['seed']}", "stop"
-
-
-class FakeEndpoint:
-    """A chat-completions server in a thread. ``script`` is the list of faults the next requests
-    get ('429', '500', '400', '401', 'timeout'), one per request, before requests are answered by
-    ``answer``. Every request's body and Authorization header are recorded."""
-
-    def __init__(self, answer: Callable[[dict], tuple[str, str]] = fixed_answer) -> None:
-        self.answer = answer
-        self.script: list[str] = []
-        self.requests: list[dict] = []
-        self.auth: list[str | None] = []
-        self.lock = threading.Lock()
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # quiet
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with endpoint.lock:
-                    endpoint.requests.append(body)
-                    endpoint.auth.append(self.headers.get("Authorization"))
-                    fault = endpoint.script.pop(0) if endpoint.script else None
-                if self.path != "/v1/chat/completions":
-                    return self._send(404, {"error": {"message": "not found"}})
-                if fault == "timeout":
-                    time.sleep(SLOW_S)
-                    fault = None
-                if fault == "429":
-                    return self._send(429, {"error": {"message": "slow down", "type": "rate_limit"}},
-                                      {"Retry-After": "0"})
-                if fault in ("500", "400"):
-                    return self._send(int(fault), {"error": {"message": f"fault {fault}"}})
-                if fault == "401":  # a careless server that echoes the key it was given
-                    return self._send(401, {"error": {"message": f"bad key {self.headers.get('Authorization')}"}})
-                content, finish = endpoint.answer(body)
-                self._send(200, {"id": "cmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
-                                 "choices": [{"index": 0, "finish_reason": finish,
-                                              "message": {"role": "assistant", "content": content}}],
-                                 "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
-
-            def _send(self, status, payload, headers=None):
-                data = json.dumps(payload).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    for k, v in (headers or {}).items():
-                        self.send_header(k, v)
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (timeout)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> FakeEndpoint:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture()
@@ -184,6 +108,24 @@ def test_a_failed_batch_keeps_its_answers_for_the_retry(endpoint, tmp_path):
     assert resumed.stats["cache_hits"] == 2 and resumed.stats["requests"] == 1
 
 
+def test_every_sample_is_a_candidate_for_the_filters_to_judge(tmp_path):
+    """Nothing the endpoint answers is dropped by the generator: short, long, copied, repeated and
+    unfinished answers all come back as candidates (tidied), an unfinished one marked so."""
+    answers = [("Query: mining group copper output", "stop"), ("mining group copper output.", "stop"),
+               ("Copper", "stop"), (" ".join(f"word{i}" for i in range(20)), "stop"),
+               ("Shares in the mining group rose sharply on Monday", "stop"), ("Steel costs hit Volvo profits", "stop"),
+               ("Record copper output lifts the mining group and", "length"),  # token limit mid-sentence
+               ("Mining shares rise. The group said", "length"),  # token limit after a sentence
+               ("Here is a search query:", "stop")]
+    with FakeEndpoint(lambda request: answers[request["seed"]]) as endpoint:
+        (cands,) = generator(endpoint, tmp_path, candidates_per_passage=len(answers)).generate(PASSAGES[:1])
+    assert [(c.query, c.unfinished) for c in cands] == [
+        ("mining group copper output", False), ("mining group copper output", False), ("Copper", False),
+        (answers[3][0], False), ("Shares in the mining group rose sharply on Monday", False),
+        ("Steel costs hit Volvo profits", False), ("Record copper output lifts the mining group and", True),
+        ("Mining shares rise", False), ("", False)]
+
+
 def test_the_key_comes_from_the_environment_and_is_never_in_an_error(endpoint, tmp_path, monkeypatch):
     monkeypatch.setenv("REFINERY_TEST_LLM_KEY", DUMMY_KEY)
     generator(endpoint, tmp_path, api_key_env="REFINERY_TEST_LLM_KEY").generate(PASSAGES[:1])
@@ -261,13 +203,13 @@ def test_the_http_path_yields_real_queries_from_smollm2(smollm2, tmp_path):
         gen = generator(endpoint, tmp_path, candidates_per_passage=3, concurrency=2, max_new_tokens=20,
                         timeout_s=120)
         results = gen.generate(PASSAGES[:2])
-    queries = [c.query for cands in results for c in cands]
-    assert queries, "no usable query out of 6 samples"
     assert len(endpoint.requests) == 6
-    for cands, passage in zip(results, PASSAGES):
+    assert [len(cands) for cands in results] == [3, 3]  # every sample is a candidate; the filters judge them
+    for cands in results:
         for c in cands:
-            assert "\n" not in c.query and c.query not in passage
+            assert "\n" not in c.query and c.query == c.query.strip()
             assert c.style in ("question", "keywords", "claim", "title")
+    assert any(c.query and not c.unfinished for cands in results for c in cands), "no answer with a query"
 
 
 # ----------------------------------------------------------------------------- a whole run

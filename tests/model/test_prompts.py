@@ -9,7 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from refinery.tasks.synthesize.config import FewShotExample, SynthesizeConfig
-from refinery.tasks.synthesize.generators import INVERSE_CLOZE_STYLE, InverseClozeGenerator, clean_query
+from refinery.tasks.synthesize.filters import copied
+from refinery.tasks.synthesize.generators import INVERSE_CLOZE_STYLE, InverseClozeGenerator
 from refinery.tasks.synthesize.generators.prompts import (
     BUILTIN_SHOTS,
     LENGTHS,
@@ -69,10 +70,10 @@ def test_few_shots_from_the_config_replace_the_builtin_ones_of_their_style():
                               shots_for("question", cfg.few_shot))
     assert messages[1]["content"].startswith(f"Article: {mine.passage}")
     assert messages[2] == {"role": "assistant", "content": mine.query}
-    # a generated query that parrots the example is rejected
+    # a generated query that parrots the example is a copy (filter_copy), of this config's examples only
     passage = "Councillors met on Monday to discuss the budget."
-    assert clean_query(mine.query, passage, shot_queries=shot_queries(cfg.few_shot)) is None
-    assert clean_query(mine.query, passage) is not None
+    assert copied([mine.query], [passage], examples=shot_queries(cfg.few_shot)).tolist() == [True]
+    assert copied([mine.query], [passage], examples=shot_queries()).tolist() == [False]
     with pytest.raises(ValidationError):
         SynthesizeConfig.model_validate({"few_shot": [{"passage": "x", "query": "y", "style": "poem"}]})
 

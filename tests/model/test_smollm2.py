@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from refinery.tasks.synthesize.config import DEFAULT_STYLES, SynthesizeConfig
@@ -23,25 +21,23 @@ def test_every_configurable_style_has_a_template():
 
 
 @pytest.mark.slow
-def test_generates_cleaned_candidates_for_real_passages(bbc_articles, tmp_path):
+def test_generates_tidied_candidates_for_real_passages(bbc_articles, tmp_path):
     passages = [bbc_articles[0][1], bbc_articles[6][1]]
     cfg = SynthesizeConfig(candidates_per_passage=4, max_new_tokens=16, max_passage_chars=400)
     gen = LocalGenerator.from_config(cfg, cache_dir=tmp_path, show_progress=False)
     results = gen.generate(passages)
 
     assert len(results) == 2
-    candidates = [c for cands in results for c in cands]
-    assert candidates, "no usable query out of 8 samples"
+    # every sample is a candidate (the filters judge them, each rejection with its reason)
+    assert [len(cands) for cands in results] == [cfg.candidates_per_passage] * 2
+    assert any(c.query and not c.unfinished for cands in results for c in cands), "no answer with a query"
     for cands, passage in zip(results, passages):
-        assert len(cands) <= cfg.candidates_per_passage
-        assert len({c.query.lower() for c in cands}) == len(cands)
         for c in cands:
             attrs = gen.attributes_for(passage)
             assert (c.prompt_id, c.style, c.attributes) == (attrs.prompt_id, attrs.style, attrs.as_dict())
             assert c.positive is None
             assert "\n" not in c.query and c.query == c.query.strip()
             assert not c.query.lower().startswith(("query:", "title:", "question:"))
-            assert cfg.min_query_words <= len(re.findall(r"\w+", c.query)) <= cfg.max_query_words
     # The headline is never part of what the generator sees.
     assert bbc_articles[0][0] not in gen.prompt(passages[0], gen.attributes_for(passages[0]))
 

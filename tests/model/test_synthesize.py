@@ -1,4 +1,4 @@
-"""Inverse cloze, query cleaning, consistency filter and hard negatives on real embeddings (tasks/synthesize;
+"""Inverse cloze, query tidying, consistency filter and hard negatives on real embeddings (tasks/synthesize;
 the other filters, hard-negative margins and diversity: test_filters, test_hard_negatives, test_diversity)."""
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from refinery.tasks.synthesize.generators import (
     split_sentences,
     truncate_passage,
 )
+from refinery.tasks.synthesize.generators.clean import clean_samples
 from refinery.tasks.synthesize.generators.prompts import BUILTIN_SHOTS
 
 # ----------------------------------------------------------------------------- inverse cloze
@@ -67,7 +68,7 @@ def test_split_sentences_keeps_paragraphs_and_quotes():
     ]
 
 
-# ----------------------------------------------------------------------------- cleaning
+# ----------------------------------------------------------------------------- tidying
 
 
 @pytest.mark.parametrize(
@@ -81,18 +82,26 @@ def test_split_sentences_keeps_paragraphs_and_quotes():
     ],
 )
 def test_clean_query_strips_decoration(raw, expected):
-    assert clean_query(raw, "unrelated passage") == expected
+    assert clean_query(raw) == expected
 
 
-def test_clean_query_rejects_unusable_outputs():
-    passage = "Shares in the carmaker fell sharply on Tuesday after a profit warning from the board."
-    assert clean_query("", passage) is None
-    assert clean_query("Volvo", passage) is None  # too short
-    assert clean_query(" ".join(["word"] * 3 + [f"w{i}" for i in range(20)]), passage) is None  # too long
-    assert clean_query("jobs job jobs job jobs job", passage) is None  # repetition loop
-    assert clean_query("the carmaker fell sharply on Tuesday after", passage) is None  # verbatim copy
-    assert clean_query(BUILTIN_SHOTS["title"][0].query, passage) is None  # parroted example
-    assert clean_query("carmaker shares fall on profit warning", passage) is not None
+def test_clean_query_only_tidies_and_leaves_the_judging_to_the_filters():
+    # too short, a loop, a copy of the passage, a parroted example: tidied, not rejected here
+    for raw in ("Volvo", "jobs job jobs job jobs job", "the carmaker fell sharply on Tuesday after",
+                BUILTIN_SHOTS["title"][0].query):
+        assert clean_query(f"Query: {raw}.") == raw
+    assert clean_query("") is None
+    assert clean_query("Here is a search query:\n  \n") is None  # only a preamble
+
+
+def test_clean_samples_keeps_every_sample_and_marks_the_unfinished_ones():
+    samples = [("Query: carmaker profit warning", True), ("carmaker profit warning", True),  # a repeat stays
+               ("Japan nears recession. Japan is in", False),  # cut at its first complete sentence
+               ("the shares of the carmaker fell and", False),  # no complete sentence: unfinished
+               ("Here is a query:", True)]  # nothing left: an empty candidate
+    assert clean_samples(samples) == [("carmaker profit warning", False), ("carmaker profit warning", False),
+                                      ("Japan nears recession", False), ("the shares of the carmaker fell and", True),
+                                      ("", False)]
 
 
 def test_first_complete_sentence_cuts_run_on_output():

@@ -12,7 +12,7 @@ candidates per passage, possibly empty. Candidates are only proposals; the filte
 - ``openai`` (:mod:`.http`) sends the same prompts to any OpenAI-compatible endpoint.
 
 The two LLM backends share the prompts (:mod:`.prompts`: a seeded query style and attributes per
-passage) and the cleaning of what comes back (:mod:`.clean`).
+passage) and the tidying of what comes back (:mod:`.clean`; the filters judge it).
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ class Candidate:
     removes the query sentence from it); ``None`` means the passage itself. ``style`` and
     ``attributes`` say what was asked for (AttrPrompt: a style such as 'question' or 'keywords',
     attributes such as ``{"length": "short", "specificity": "broad"}``); inverse cloze has style
-    'sentence' and no attributes.
+    'sentence' and no attributes. ``unfinished``: the sample hit the token limit before it ended a
+    sentence or line (the filters reject it as ``filter_unfinished``).
     """
 
     query: str
@@ -25,6 +26,7 @@ class Candidate:
     positive: str | None = None
     style: str | None = None
     attributes: Mapping[str, str] | None = None
+    unfinished: bool = False
 
 
 class QueryGenerator(Protocol):

@@ -1,16 +1,13 @@
-"""Text handling shared by the generators: sentence splitting, passage truncation, query cleaning."""
+"""Text handling shared by the generators: sentence splitting, passage truncation, query tidying.
+
+Tidying only takes decoration off a sample; judging it (too short or long, a loop, a copy, a
+repeat, unfinished) is the filters' work (:mod:`tasks.synthesize.filters`), so every sample
+becomes a candidate and a rejected one is in ``pairs`` with its reason.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
-
-from refinery.tasks.synthesize.config import DEFAULT_MAX_QUERY_WORDS, DEFAULT_MIN_QUERY_WORDS
-
-# A query that repeats this many consecutive passage words verbatim is extraction, not a query.
-COPY_MIN_WORDS = 6
-# Below this share of distinct words a query is a repetition loop ("jobs job jobs job ...").
-MIN_DISTINCT_WORD_RATIO = 0.5
 
 _PARAGRAPH_SPLIT = re.compile(r"\n\s*\n")
 # A sentence ends at . ! or ? (optionally followed by a closing quote) before whitespace and
@@ -51,26 +48,13 @@ _EDGE_CHARS = "\"'`*\u201c\u201d\u2018\u2019 "
 _TRAILING_PUNCT = ".,;:-\u2013 "
 
 
-def clean_query(
-    text: str,
-    passage: str,
-    *,
-    min_words: int = DEFAULT_MIN_QUERY_WORDS,
-    max_words: int = DEFAULT_MAX_QUERY_WORDS,
-    shot_queries: Collection[str] | None = None,
-) -> str | None:
-    """Tidy one generated query, or ``None`` if it is unusable.
+def clean_query(text: str) -> str | None:
+    """One generated query, tidied; ``None`` if nothing is left.
 
     Takes the first non-empty line that is not a preamble ("Here is a query:"), strips list
-    markers, labels ("Query:", "Title:"), quotes and trailing punctuation (a '?' stays). Rejects
-    a query with too few or too many words, a repetition loop, a copy of a few-shot example
-    (``shot_queries``, lower-cased; the built-in examples when ``None``), or one that repeats
-    :data:`COPY_MIN_WORDS` or more consecutive words of the passage verbatim.
+    markers, labels ("Query:", "Title:"), quotes and trailing punctuation (a '?' stays). Nothing
+    is rejected here: the filters judge the result.
     """
-    if shot_queries is None:
-        from refinery.tasks.synthesize.generators.prompts import BUILTIN_SHOT_QUERIES
-
-        shot_queries = BUILTIN_SHOT_QUERIES
     line = ""
     for raw in text.strip().splitlines():
         raw = raw.strip()
@@ -80,16 +64,7 @@ def clean_query(
     line = _LIST_MARKER.sub("", line)
     line = _LABEL_PREFIX.sub("", line.strip(_EDGE_CHARS))
     line = " ".join(line.strip(_EDGE_CHARS).split()).rstrip(_TRAILING_PUNCT).strip(_EDGE_CHARS)
-    words = WORD.findall(line.lower())
-    if not min_words <= len(words) <= max_words:
-        return None
-    if len(words) >= 4 and len(set(words)) / len(words) < MIN_DISTINCT_WORD_RATIO:
-        return None
-    if line.lower() in shot_queries:
-        return None
-    if len(words) >= COPY_MIN_WORDS and f" {' '.join(words)} " in f" {' '.join(WORD.findall(passage.lower()))} ":
-        return None
-    return line
+    return line or None
 
 
 _COMPLETE_SENTENCE = re.compile(r"(.+?(?:(?<!\b[A-Z])[.!?](?=\s|$)|(?=\n)))", re.DOTALL)
@@ -111,29 +86,16 @@ def truncate_passage(passage: str, max_chars: int) -> str:
     return cut[:space] if space > max_chars // 2 else cut
 
 
-def clean_samples(
-    samples: list[tuple[str, bool]],
-    passage: str,
-    *,
-    min_words: int = DEFAULT_MIN_QUERY_WORDS,
-    max_words: int = DEFAULT_MAX_QUERY_WORDS,
-    shot_queries: Collection[str] | None = None,
-) -> list[str]:
-    """The usable, distinct queries among one passage's samples, in sample order.
+def clean_samples(samples: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
+    """Every one of a passage's samples as ``(query, unfinished)``, in sample order.
 
-    A sample is ``(text, finished)``; one that did not end by itself (token limit) is kept only up
-    to its first complete sentence or line, then every sample goes through :func:`clean_query`.
+    A sample is ``(text, finished)``. One that did not end by itself (token limit) is cut at its
+    first complete sentence or line; one without any is tidied whole and ``unfinished``
+    (``filter_unfinished``). A sample with nothing left after tidying is ``""``
+    (``filter_too_short``), and repeats stay (``filter_near_duplicate``).
     """
-    queries: list[str] = []
-    seen: set[str] = set()
+    out: list[tuple[str, bool]] = []
     for text, finished in samples:
-        if not finished:
-            text = first_complete_sentence(text)
-            if text is None:
-                continue
-        query = clean_query(text, passage, min_words=min_words, max_words=max_words, shot_queries=shot_queries)
-        if query is None or query.lower() in seen:
-            continue
-        seen.add(query.lower())
-        queries.append(query)
-    return queries
+        sentence = text if finished else first_complete_sentence(text)
+        out.append((clean_query(text if sentence is None else sentence) or "", sentence is None))
+    return out

@@ -30,8 +30,6 @@ from refinery.tasks.synthesize.config import (
     DEFAULT_CANDIDATES_PER_PASSAGE,
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_MAX_PASSAGE_CHARS,
-    DEFAULT_MAX_QUERY_WORDS,
-    DEFAULT_MIN_QUERY_WORDS,
     DEFAULT_OPENAI_API_KEY_ENV,
     DEFAULT_OPENAI_BACKOFF_S,
     DEFAULT_OPENAI_BATCH_SIZE,
@@ -53,7 +51,6 @@ from refinery.tasks.synthesize.generators.prompts import (
     checked_styles,
     draw_attributes,
     passage_messages,
-    shot_queries,
 )
 from refinery.tasks.synthesize.generators.response_cache import ResponseCache, request_key
 
@@ -75,7 +72,8 @@ class OpenAIGenerator:
 
     Every sample is one request (``n=1``, ``seed`` = the generator's seed + the sample index), so
     each answer has its own cache entry and servers that ignore ``n`` behave the same. Requests go
-    out ``batch_size`` passages at a time, at most ``concurrency`` in flight.
+    out ``batch_size`` passages at a time, at most ``concurrency`` in flight. Every sample is a
+    candidate, tidied by :func:`.clean.clean_samples`; the filters judge them.
     """
 
     name = "openai"
@@ -99,8 +97,6 @@ class OpenAIGenerator:
         top_p: float = DEFAULT_TOP_P,
         seed: int = DEFAULT_SEED,
         max_passage_chars: int = DEFAULT_MAX_PASSAGE_CHARS,
-        min_query_words: int = DEFAULT_MIN_QUERY_WORDS,
-        max_query_words: int = DEFAULT_MAX_QUERY_WORDS,
         styles: Sequence[str] = DEFAULT_STYLES,
         few_shot: Sequence[FewShotExample] | None = None,
         cache_dir: Path | None = None,
@@ -124,8 +120,6 @@ class OpenAIGenerator:
         self.top_p = top_p
         self.seed = seed
         self.max_passage_chars = max_passage_chars
-        self.min_query_words = min_query_words
-        self.max_query_words = max_query_words
         self.styles = checked_styles(styles)
         self.few_shot = tuple(few_shot or ())
         self.cache = ResponseCache(cache_dir) if cache_dir is not None else None
@@ -133,7 +127,6 @@ class OpenAIGenerator:
         # requests: HTTP requests sent; retries: of those, repeats after a retryable failure;
         # cache_hits: samples answered from the cache without a request
         self.stats = {"requests": 0, "retries": 0, "cache_hits": 0}
-        self._shot_queries = shot_queries(self.few_shot)
         self._lock = threading.Lock()
         self._jitter = random.Random()
         self._client = None
@@ -150,8 +143,7 @@ class OpenAIGenerator:
             max_backoff_s=o.max_backoff_s, batch_size=o.batch_size,
             candidates_per_passage=cfg.candidates_per_passage, max_new_tokens=cfg.max_new_tokens,
             temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed, max_passage_chars=cfg.max_passage_chars,
-            min_query_words=cfg.min_query_words, max_query_words=cfg.max_query_words, styles=cfg.styles,
-            few_shot=cfg.few_shot,
+            styles=cfg.styles, few_shot=cfg.few_shot,
         )
         options.update(kwargs)
         return cls(**options)
@@ -185,10 +177,9 @@ class OpenAIGenerator:
                 for future, (i, k) in futures.items():
                     samples[i][k] = future.result()
         return [
-            [Candidate(query=q, prompt_id=a.prompt_id, style=a.style, attributes=a.as_dict())
-             for q in clean_samples(s, passage, min_words=self.min_query_words, max_words=self.max_query_words,
-                                    shot_queries=self._shot_queries)]
-            for passage, a, s in zip(passages, attrs, samples)
+            [Candidate(query=q, prompt_id=a.prompt_id, style=a.style, attributes=a.as_dict(), unfinished=u)
+             for q, u in clean_samples(s)]
+            for a, s in zip(attrs, samples)
         ]
 
     def _request(self, chat: list[dict[str, str]], sample: int) -> dict[str, Any]:

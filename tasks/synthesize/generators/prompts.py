@@ -104,7 +104,7 @@ BUILTIN_SHOTS: dict[str, tuple[Shot, ...]] = {
     "title": (Shot(_SHOT_PASSAGES[0], "Steel costs hit Volvo profits", "specific"),
               Shot(_SHOT_PASSAGES[1], "Rugby squad injuries", "broad")),
 }
-# Older shot queries too: a model that parrots an example is rejected by clean_query.
+# Older shot queries too: a query that parrots an example is rejected as filter_copy.
 BUILTIN_SHOT_QUERIES = frozenset(
     {s.query.lower() for shots in BUILTIN_SHOTS.values() for s in shots}
     | {"volvo profit warning steel prices", "england rugby squad uncapped winger six nations",
