@@ -236,10 +236,11 @@ class SynthesizeConfig(BaseModel):
         le=1,
         description="A query whose lower-cased word set has at least this Jaccard similarity with that of a "
         "better-ranked query (of any passage) that passed the filters before it is rejected as "
-        "`filter_near_duplicate`; 1.0: only the same words; null: off.",
+        "`filter_near_duplicate`; 1.0: only the same words; null: only a repeat of a query of the same passage "
+        "and generator.",
     )
     hard_negatives: bool = Field(
-        default=False,
+        default=True,
         description="Mine one hard negative per kept training pair from the base model's ranking of the filter "
         "pool (for training with triplets, `train.use_hard_negatives`); never the positive, a member of its dedup "
         "cluster or a held-out document.",

@@ -87,7 +87,7 @@ class TrainConfig(BaseModel):
         "split; null: all. `refinery ablate` sets it so compared variants train on the same budget.",
     )
     use_hard_negatives: bool = Field(
-        default=False,
+        default=True,
         description="Train on (query, passage, negative) triplets where a mined negative is present (with or "
         "without mini_batch_size).",
     )
