@@ -83,6 +83,24 @@ def gather(futures: Sequence[PrefectFuture[T]], description: str) -> list[T]:
     return results
 
 
+# distributed keeps the last `distributed.admin.low-level-log-length` messages of every connection
+# (and transitions, events) for developers to look at. A submitted task's message holds its whole
+# payload, the Prefect context with the stage's Flow included (~0.3 MB a task), so at the stock
+# 1,000 the flow process kept every task of a stage: +64 MB a stage of 200 shard tasks, the growth
+# of a 1M-document run. Refinery keeps 20 unless you set another length.
+DASK_STOCK_LOG_LENGTH = 1000
+DASK_LOG_LENGTH = 20
+
+
+def short_dask_logs() -> dict[str, Any]:
+    """The dask config Refinery's flow process and LocalCluster run under: distributed's
+    developer logs at :data:`DASK_LOG_LENGTH` messages, unless configured otherwise."""
+    import dask
+
+    key = "distributed.admin.low-level-log-length"
+    return {key: DASK_LOG_LENGTH} if dask.config.get(key, None) == DASK_STOCK_LOG_LENGTH else {}
+
+
 # A LocalCluster whose workers are all gone (each nanny closes its worker for good when the worker
 # cannot read a message from the scheduler, e.g. a task whose code no longer imports) would leave
 # the run waiting forever; after this long without a worker its waiting tasks fail instead.
@@ -106,7 +124,8 @@ def local_cluster(*, n_workers: int, threads_per_worker: int = 1, memory_limit: 
     # distributed starts workers with MALLOC_TRIM_THRESHOLD_=65536, which returns every freed
     # batch-sized numpy buffer to the OS and makes signature hashing ~3x slower; keep glibc's default
     with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
-                          "distributed.scheduler.no-workers-timeout": f"{no_workers_timeout}s"}), LocalCluster(
+                          "distributed.scheduler.no-workers-timeout": f"{no_workers_timeout}s",
+                          **short_dask_logs()}), LocalCluster(
         env=env, n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
         memory_limit=memory_limit, dashboard_address=None,
     ) as cluster:
@@ -158,7 +177,15 @@ def preflight(address: str, timeout: float) -> list[str]:
 @contextlib.contextmanager
 def dask_cluster(cfg: DaskConfig, address: str | None = None) -> Iterator[str]:
     """Yield a scheduler address: the one given (checked by :func:`preflight`), or a LocalCluster
-    started for this run."""
+    started for this run; the Dask clients the stages start inside it keep short logs
+    (:func:`short_dask_logs`)."""
+    import dask
+
+    with dask.config.set(short_dask_logs()):
+        yield from _cluster_address(cfg, address)
+
+
+def _cluster_address(cfg: DaskConfig, address: str | None) -> Iterator[str]:
     address = address or cfg.address
     if address:
         workers = preflight(address, cfg.worker_timeout)
