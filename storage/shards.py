@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 SUCCESS_NAME = "_SUCCESS"
@@ -59,6 +60,22 @@ def read_shards(paths: Sequence[str | os.PathLike[str]], columns: Sequence[str] 
     if not tables:
         raise ValueError("read_shards needs at least one shard")
     return pa.concat_tables(tables, promote_options="default")
+
+
+def read_rows(paths: Sequence[str | os.PathLike[str]], doc_ids: Sequence[str], columns: Sequence[str],
+              *, key: str = "doc_id") -> pa.Table:
+    """The rows whose ``key`` is one of ``doc_ids``, from the shards in the order given, one shard at
+    a time: memory of the rows found plus one shard's ``key`` column (the other columns of a shard
+    holding none of them are never read). When no shard holds one: an empty table of string ``columns``."""
+    wanted = pa.array(list(doc_ids), pa.string())
+    pieces = []
+    for path in paths:
+        mask = pc.is_in(read_shard(path, [key]).column(key), value_set=wanted)
+        if pc.any(mask).as_py():
+            pieces.append(read_shard(path, columns).filter(mask))
+    if not pieces:
+        return pa.schema([(c, pa.string()) for c in columns]).empty_table()
+    return pa.concat_tables(pieces, promote_options="default")
 
 
 def iter_parquet_records(path: str | os.PathLike[str], batch_size: int = 1024, *,

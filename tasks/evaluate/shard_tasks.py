@@ -13,10 +13,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from prefect import task
 
-from refinery.storage import StageMarker, read_shard, read_shards, write_shard
+from refinery.storage import StageMarker, read_rows, read_shard, read_shards, write_shard
 from refinery.tasks.embedding import all_cores, encode
 from refinery.tasks.embedding_tasks import cached_encoder, load_embeddings
 from refinery.tasks.evaluate.bootstrap import INTERVAL_METRIC, interval_metrics
@@ -67,17 +66,11 @@ def select_rows(shards: list[str], doc_ids: list[str] | None, out: Path, *, give
         return {"path": str(out), "paths": [str(out)], "docs": read_shard(out, ["doc_id"]).num_rows}
     if part_rows is not None and (done := marker.read()) is not None:
         return done
-    wanted = pa.array(doc_ids, pa.string()) if doc_ids is not None else None
-    pieces = []
-    for path in shards:
-        ids = read_shard(path, ["doc_id"]).column("doc_id")
-        mask = pc.is_in(ids, value_set=wanted) if wanted is not None else None
-        if mask is not None and not pc.any(mask).as_py():
-            continue  # the text of a shard without a wanted row is never read
-        rows = read_shard(path, list(POOL_COLUMNS))
-        pieces.append(rows.filter(mask) if mask is not None else rows)
     schema = pa.schema([("doc_id", pa.string()), ("text", pa.string())])
-    table = pa.concat_tables([p.cast(schema) for p in pieces]) if pieces else schema.empty_table()
+    if doc_ids is None:
+        table = pa.concat_tables([read_shard(p, list(POOL_COLUMNS)).cast(schema) for p in shards]) if shards else schema.empty_table()
+    else:
+        table = read_rows(shards, doc_ids, POOL_COLUMNS).cast(schema)
     if given_order and doc_ids is not None:
         where = {d: i for i, d in enumerate(table.column("doc_id").to_pylist())}
         table = table.take(pa.array([where[d] for d in doc_ids if d in where], pa.int64()))

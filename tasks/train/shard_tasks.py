@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 from prefect import task
 
-from refinery.storage import read_shard, read_shards
+from refinery.storage import read_rows, read_shard
 from refinery.tasks.embedding import all_cores
 from refinery.tasks.synthesize.split import TRAIN
 from refinery.tasks.train.batches import TrainPair
@@ -36,10 +36,11 @@ def train_model(pairs_path: Path, corpus_shards: list[str], base_path: str, out_
     pairs = pairs.filter(train)
     negative_ids: list[str | None] = [None] * pairs.num_rows
     negatives: list[str | None] = [None] * pairs.num_rows
-    if cfg.use_hard_negatives:
-        corpus = read_shards(sorted(corpus_shards), ["doc_id", "text"])
-        text_of = dict(zip(corpus.column("doc_id").to_pylist(), corpus.column("text").to_pylist()))
-        negative_ids = [d if d in text_of else None for d in pairs.column("negative_doc_id").to_pylist()]
+    if cfg.use_hard_negatives:  # the texts of the pairs' negatives only, never the corpus's
+        mined = pairs.column("negative_doc_id").to_pylist()
+        found = read_rows(sorted(corpus_shards), sorted({d for d in mined if d}), ["doc_id", "text"])
+        text_of = dict(zip(found.column("doc_id").to_pylist(), found.column("text").to_pylist()))
+        negative_ids = [d if d in text_of else None for d in mined]
         negatives = [text_of[d] if d else None for d in negative_ids]
     examples = [
         TrainPair(q, p, n, doc_id=d, negative_doc_id=nd)

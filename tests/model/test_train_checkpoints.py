@@ -221,9 +221,13 @@ def test_the_train_task_trains_on_kept_training_pairs_of_the_shard(tiny_base, bb
     pairs_path = write_shard(pa.Table.from_pylist(rows), tmp_path / "pairs.parquet")
     corpus = write_shard(pa.table({"doc_id": [f"doc{i}" for i in range(n_docs)],
                                    "text": [body for _, body in bbc_articles]}), tmp_path / "corpus.parquet")
+    # the rest of a large corpus, no negative among it: the task reads the negatives' texts only (this
+    # shard has no text column to read), never the whole corpus into the worker
+    rest = write_shard(pa.table({"doc_id": [f"rest{i}" for i in range(1000)]}), tmp_path / "rest.parquet")
     # the task trains on every core (all_cores), which on a busy machine is slower than one: few steps
     cfg = CFG.model_copy(update={"epochs": 1, "batch_size": 8, "use_hard_negatives": True, "checkpoint_every": None})
-    stats = train_model.fn(pairs_path, [str(corpus)], str(tiny_base), tmp_path / "model", cfg, tmp_path / "checkpoint")
+    stats = train_model.fn(pairs_path, [str(corpus), str(rest)], str(tiny_base), tmp_path / "model", cfg,
+                           tmp_path / "checkpoint")
     used = len(pairs) - 2 - 1  # doc0's two pairs are held out for evaluation, pair 5 was filtered out
     assert stats["examples"] == stats["with_negatives"] == used
     assert stats["train_pairs"] + stats["dev_pairs"] == used and stats["dev_pairs"] >= CFG.dev_min_pairs

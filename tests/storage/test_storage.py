@@ -6,7 +6,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from refinery.storage import Catalog, CatalogError, DataHome, StageMarker, fixed_size_list, read_shard, to_matrix, write_shard
+from refinery.storage import (
+    Catalog, CatalogError, DataHome, StageMarker, fixed_size_list, read_rows, read_shard, to_matrix, write_shard,
+)
 
 
 def test_write_shard_is_atomic_and_leaves_no_temp_files(tmp_path, monkeypatch):
@@ -22,6 +24,19 @@ def test_write_shard_is_atomic_and_leaves_no_temp_files(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         write_shard(pa.table({"a": [3]}), tmp_path / "s" / "y.parquet")
     assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["x.parquet"]
+
+
+def test_read_rows_reads_the_wanted_rows_and_no_other_shards_columns(tmp_path):
+    a = write_shard(pa.table({"doc_id": ["a1", "a2", "a3"], "text": ["one", "two", "three"]}), tmp_path / "a.parquet")
+    # a shard without a wanted row: only its doc_id column is read (it has no text to read)
+    b = write_shard(pa.table({"doc_id": ["b1", "b2"]}), tmp_path / "b.parquet")
+    c = write_shard(pa.table({"doc_id": ["c1", "c2"], "text": ["four", "five"]}), tmp_path / "c.parquet")
+    rows = read_rows([a, b, c], ["c2", "a1", "a3", "zz"], ["doc_id", "text"])
+    assert rows.to_pylist() == [{"doc_id": "a1", "text": "one"}, {"doc_id": "a3", "text": "three"},
+                                {"doc_id": "c2", "text": "five"}]
+    assert read_rows([a, c], ["zz"], ["doc_id", "text"]).to_pylist() == []
+    with pytest.raises(Exception, match="text"):
+        read_rows([b], ["b1"], ["doc_id", "text"])
 
 
 def test_marker_round_trip(tmp_path):
