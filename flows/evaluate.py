@@ -44,14 +44,28 @@ POOL_SALT = "evaluate-pool\x1f"
 # Corpus shards whose keys one sampling task reads (only their doc id column).
 KEY_SCAN_SHARDS = 64
 
-# Every ingested document with its dedup cluster (a document in no cluster is its own).
-_CLUSTERS = """
-kept AS (SELECT doc_id FROM corpus WHERE run_id = $1),
-cluster AS (
-    SELECT d.doc_id, d.title, coalesce(c.cluster_id, d.doc_id) AS cluster_id
-    FROM documents d LEFT JOIN dedup_clusters c ON c.run_id = d.run_id AND c.doc_id = d.doc_id
-    WHERE d.run_id = $1
+# The dedup cluster of each row of a `seeds` CTE (its doc_id), and the cluster's members (`member`)
+# that the curated corpus kept: a document in no cluster is its own. Every table is read through a
+# filter on the seeds (`IN` a small set), so the query holds the seeds' clusters only, never a hash
+# table of the run's documents, clusters or drops (at 1M documents that was ~250 MB in the flow).
+_KEPT_MEMBERS = """
+seed_cluster AS (
+    SELECT s.*, coalesce(c.cluster_id, s.doc_id) AS cluster_id FROM seeds s LEFT JOIN (
+        SELECT doc_id AS clustered, cluster_id FROM dedup_clusters
+        WHERE run_id = $1 AND doc_id IN (SELECT doc_id FROM seeds)
+    ) c ON c.clustered = s.doc_id
+),
+members AS (
+    SELECT sc.*, coalesce(m.member, sc.doc_id) AS member FROM seed_cluster sc LEFT JOIN (
+        SELECT cluster_id AS of_cluster, doc_id AS member FROM dedup_clusters
+        WHERE run_id = $1 AND cluster_id IN (SELECT cluster_id FROM seed_cluster)
+    ) m ON m.of_cluster = sc.cluster_id
+),
+kept_members AS (  -- the `corpus` view's rule (not dropped), read for these members only
+    SELECT * FROM members
+    WHERE member NOT IN (SELECT doc_id FROM drops WHERE run_id = $1 AND doc_id IN (SELECT member FROM members))
 )"""
+_TITLED = "seeds AS (SELECT doc_id, title FROM documents WHERE run_id = $1 AND title IS NOT NULL AND trim(title) <> '')"
 # A seeded sample of at most $3 queries ($2: evaluate.seed), with the count sampled from.
 _SAMPLE = """
 SELECT query, relevant, in_source FROM (
@@ -62,48 +76,38 @@ QUERIES_SQL = {
     # Titles of every ingested document whose dedup cluster has a member in the curated corpus;
     # all kept members of that cluster are relevant. Identical titles are one query.
     HEADLINE: f"""
-WITH {_CLUSTERS},
+WITH {_TITLED}, {_KEPT_MEMBERS},
 candidates AS (
-    SELECT q.title AS query, list(DISTINCT m.doc_id ORDER BY m.doc_id) AS relevant
-    FROM cluster q JOIN cluster m USING (cluster_id) JOIN kept k ON k.doc_id = m.doc_id
-    WHERE q.title IS NOT NULL AND trim(q.title) <> ''
-    GROUP BY q.title
+    SELECT title AS query, list(DISTINCT member ORDER BY member) AS relevant FROM kept_members GROUP BY title
 )
 {_SAMPLE}""",
     # Kept synthetic queries of held-out passages (never trained on); the passage's document and
     # the kept members of its dedup cluster are relevant. Identical queries are one query.
     SYNTHETIC_HELDOUT: f"""
-WITH {_CLUSTERS},
-heldout AS (SELECT DISTINCT query, doc_id FROM pairs WHERE run_id = $1 AND kept AND split = 'heldout'),
+WITH seeds AS (SELECT DISTINCT query, doc_id FROM pairs WHERE run_id = $1 AND kept AND split = 'heldout'),
+{_KEPT_MEMBERS},
 candidates AS (
-    SELECT h.query, list(DISTINCT m.doc_id ORDER BY m.doc_id) AS relevant
-    FROM heldout h JOIN cluster q ON q.doc_id = h.doc_id JOIN cluster m USING (cluster_id)
-    JOIN kept k ON k.doc_id = m.doc_id
-    GROUP BY h.query
+    SELECT query, list(DISTINCT member ORDER BY member) AS relevant FROM kept_members GROUP BY query
 )
 {_SAMPLE}""",
 }
 # Does some title make a headline query? (What 'auto' decides on, without building the queries.)
 HAS_TITLES_SQL = f"""
-WITH {_CLUSTERS}
-SELECT EXISTS (
-    SELECT 1 FROM cluster q JOIN cluster m USING (cluster_id) JOIN kept k ON k.doc_id = m.doc_id
-    WHERE q.title IS NOT NULL AND trim(q.title) <> ''
-) AS titled"""
+WITH {_TITLED}, {_KEPT_MEMBERS}
+SELECT count(*) > 0 AS titled FROM kept_members"""  # (EXISTS plans worse here: +200 MB at 1M, not +100)
 # The user's judgements ($2 query ids, $3 record ids, zipped; $4 an ingest source or NULL) matched
 # to the run's documents by record id: per query id with an ingested relevant document, the kept
 # members of those documents' dedup clusters (NULL when curation dropped every one).
 USER_RELEVANCE_SQL = f"""
-WITH {_CLUSTERS},
-judged AS (SELECT unnest($2::VARCHAR[]) AS query_id, unnest($3::VARCHAR[]) AS record_id),
-hits AS (
+WITH judged AS (SELECT unnest($2::VARCHAR[]) AS query_id, unnest($3::VARCHAR[]) AS record_id),
+seeds AS (
     SELECT DISTINCT j.query_id, d.doc_id FROM judged j JOIN documents d
     ON d.run_id = $1 AND d.record_id = j.record_id AND ($4::VARCHAR IS NULL OR d.source = $4)
-)
-SELECT h.query_id, list(DISTINCT m.doc_id ORDER BY m.doc_id) FILTER (WHERE k.doc_id IS NOT NULL) AS relevant
-FROM hits h JOIN cluster c ON c.doc_id = h.doc_id JOIN cluster m USING (cluster_id)
-LEFT JOIN kept k ON k.doc_id = m.doc_id
-GROUP BY h.query_id
+),
+{_KEPT_MEMBERS}
+SELECT m.query_id, list(DISTINCT m.member ORDER BY m.member) FILTER (WHERE k.member IS NOT NULL) AS relevant
+FROM members m LEFT JOIN kept_members k USING (query_id, doc_id, member)
+GROUP BY m.query_id
 """
 # (doc_id, query) of held-out pairs: the query is cut from its document before ranking.
 HELDOUT_CUTS_SQL = """
