@@ -52,7 +52,8 @@ def _print_rows(rows: list[dict], fmt: Format, title: str | None = None) -> None
         sys.stdout.write(json.dumps(rows, default=str, indent=2) + "\n")
     elif fmt is Format.csv:
         if rows:
-            w = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
+            # "\n", not the csv module's "\r\n": a shell reading `$(refinery sql -f csv ...)` gets no stray "\r"
+            w = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
             w.writeheader()
             w.writerows(rows)
     else:
