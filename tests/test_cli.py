@@ -36,7 +36,8 @@ def test_sql_formats(catalog):
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == [{"run_id": "r1", "docs_kept": 7}]
     result = runner.invoke(app, ["sql", "SELECT run_id, docs_in FROM runs", "--format", "csv"])
-    assert result.output == "run_id,docs_in\nr1,10\n"  # Unix lines: a shell script reads the values as they are
+    # the bytes, not `output` (Click turns "\r\n" into "\n" there): Unix lines, so a shell reads the values as they are
+    assert result.stdout_bytes == b"run_id,docs_in\nr1,10\n"
     result = runner.invoke(app, ["sql", "SELECT run_id, status FROM runs"])
     assert "r1" in result.output and "completed" in result.output
 
