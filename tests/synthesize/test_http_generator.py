@@ -19,7 +19,7 @@ import yaml
 from refinery.tasks.synthesize.config import FewShotExample, SynthesizeConfig
 from refinery.tasks.synthesize.generators import build_generator
 from refinery.tasks.synthesize.generators.http import GenerationError, OpenAIGenerator
-from tests.model.chat_endpoint import FakeEndpoint
+from tests.synthesize.chat_endpoint import FakeEndpoint
 
 DUMMY_KEY = "sk-refinery-test-0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 MODEL = "test-model"

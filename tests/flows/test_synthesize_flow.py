@@ -22,7 +22,7 @@ from refinery.tasks.synthesize.filters import (
     FILTER_UNFINISHED, REASONS,
 )
 from refinery.tasks.synthesize.generators.prompts import BUILTIN_SHOTS
-from tests.model.chat_endpoint import FakeEndpoint
+from tests.synthesize.chat_endpoint import FakeEndpoint
 
 SHARED = "The central bank raised its main interest rate again on Thursday morning."
 SHORT_A = ["Markets fell at the open.", "Traders sold their bonds.", "The pound slipped a bit.",

@@ -18,7 +18,7 @@ from refinery.tasks.train.batches import TrainPair, as_train_pairs
 from refinery.tasks.train.config import TrainConfig
 from refinery.tasks.train.dev import dev_scores, split_dev
 from refinery.tasks.train.finetune import TRAINING_STATS_FILE, fine_tune, make_batches, plan_training
-from tests.model.training_data import article_pairs
+from tests.train.training_data import article_pairs
 
 
 def _batch_conflicts(batch: list[TrainPair]) -> list[str]:

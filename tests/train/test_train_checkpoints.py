@@ -23,7 +23,7 @@ from refinery.tasks.train.checkpoint import CHECKPOINT_FILE, fingerprint, load_c
 from refinery.tasks.train.config import TrainConfig
 from refinery.tasks.train.dev import dev_scores, split_dev
 from refinery.tasks.train.finetune import fine_tune, plan_training, read_training_stats
-from tests.model.training_data import article_pairs, one_layer_model
+from tests.train.training_data import article_pairs, one_layer_model
 
 pytestmark = pytest.mark.slow
 
