@@ -19,6 +19,12 @@ from typing import Any, Iterator
 import duckdb
 import pyarrow as pa
 
+from refinery.storage.books import BookVerbs
+from refinery.storage.curation import CurationVerbs
+from refinery.storage.evaluation import EvaluationVerbs
+from refinery.storage.reports import ReportVerbs
+from refinery.storage.runs_log import RunVerbs
+
 # Every table in the catalog, in the order README documents them.
 SCHEMA: dict[str, str] = {
     "runs": """
@@ -169,7 +175,11 @@ def _connect_waiting(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnectio
             delay = min(delay * 2, 1.0)
 
 
-class Catalog:
+class Catalog(RunVerbs, BookVerbs, CurationVerbs, EvaluationVerbs, ReportVerbs):
+    """The catalog file and its verbs: connections, schema and registering shards here; the
+    verbs of each part of the chain in their own module (storage/runs_log.py, books.py,
+    curation.py, evaluation.py, reports.py)."""
+
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
 
