@@ -1,4 +1,4 @@
-"""Catalog verbs: synthesize and evaluate: query sets, relevance through dedup clusters, pool labels, held-out cuts, metrics.
+"""Catalog verbs: synthesize, train and evaluate: query sets, relevance through dedup clusters, pool labels, held-out cuts, pairs, models, metrics.
 
 A mixin of :class:`refinery.storage.catalog.Catalog`; every method names what it reads or writes,
 so no SQL text lives outside storage/.
@@ -6,6 +6,158 @@ so no SQL text lives outside storage/.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+
+import pyarrow as pa
+
+# The dedup cluster of each row of a `seeds` CTE (its doc_id), and the cluster's members (`member`)
+# that the curated corpus kept: a document in no cluster is its own. Every table is read through a
+# filter on the seeds (`IN` a small set), so the query holds the seeds' clusters only, never a hash
+# table of the run's documents, clusters or drops (at 1M documents that was ~250 MB in the flow).
+_KEPT_MEMBERS = """
+seed_cluster AS (
+    SELECT s.*, coalesce(c.cluster_id, s.doc_id) AS cluster_id FROM seeds s LEFT JOIN (
+        SELECT doc_id AS clustered, cluster_id FROM dedup_clusters
+        WHERE run_id = $1 AND doc_id IN (SELECT doc_id FROM seeds)
+    ) c ON c.clustered = s.doc_id
+),
+members AS (
+    SELECT sc.*, coalesce(m.member, sc.doc_id) AS member FROM seed_cluster sc LEFT JOIN (
+        SELECT cluster_id AS of_cluster, doc_id AS member FROM dedup_clusters
+        WHERE run_id = $1 AND cluster_id IN (SELECT cluster_id FROM seed_cluster)
+    ) m ON m.of_cluster = sc.cluster_id
+),
+kept_members AS (  -- the `corpus` view's rule (not dropped), read for these members only
+    SELECT * FROM members
+    WHERE member NOT IN (SELECT doc_id FROM drops WHERE run_id = $1 AND doc_id IN (SELECT member FROM members))
+)"""
+_TITLED = "seeds AS (SELECT doc_id, title FROM documents WHERE run_id = $1 AND title IS NOT NULL AND trim(title) <> '')"
+# A seeded sample of at most $3 queries ($2: evaluate.seed), with the count sampled from.
+_SAMPLE = """
+SELECT query, relevant, in_source FROM (
+    SELECT query, relevant, count(*) OVER () AS in_source FROM candidates ORDER BY hash(query, $2), query LIMIT $3
+) ORDER BY query"""
+
+# Titles of every ingested document whose dedup cluster has a member in the curated corpus; all
+# kept members of that cluster are relevant. Identical titles are one query.
+HEADLINE_QUERIES_SQL = f"""
+WITH {_TITLED}, {_KEPT_MEMBERS},
+candidates AS (
+    SELECT title AS query, list(DISTINCT member ORDER BY member) AS relevant FROM kept_members GROUP BY title
+)
+{_SAMPLE}"""
+# Kept synthetic queries of held-out passages (never trained on); the passage's document and the
+# kept members of its dedup cluster are relevant. Identical queries are one query.
+HELDOUT_QUERIES_SQL = f"""
+WITH seeds AS (SELECT DISTINCT query, doc_id FROM pairs WHERE run_id = $1 AND kept AND split = 'heldout'),
+{_KEPT_MEMBERS},
+candidates AS (
+    SELECT query, list(DISTINCT member ORDER BY member) AS relevant FROM kept_members GROUP BY query
+)
+{_SAMPLE}"""
+# Does some title make a headline query? (What 'auto' decides on, without building the queries.)
+HAS_TITLES_SQL = f"""
+WITH {_TITLED}, {_KEPT_MEMBERS}
+SELECT count(*) > 0 AS titled FROM kept_members"""  # (EXISTS plans worse here: +200 MB at 1M, not +100)
+# The user's judgements ($2 query ids, $3 record ids, zipped; $4 an ingest source or NULL) matched
+# to the run's documents by record id: per query id with an ingested relevant document, the kept
+# members of those documents' dedup clusters (NULL when curation dropped every one).
+USER_RELEVANCE_SQL = f"""
+WITH judged AS (SELECT unnest($2::VARCHAR[]) AS query_id, unnest($3::VARCHAR[]) AS record_id),
+seeds AS (
+    SELECT DISTINCT j.query_id, d.doc_id FROM judged j JOIN documents d
+    ON d.run_id = $1 AND d.record_id = j.record_id AND ($4::VARCHAR IS NULL OR d.source = $4)
+),
+{_KEPT_MEMBERS}
+SELECT m.query_id, list(DISTINCT m.member ORDER BY m.member) FILTER (WHERE k.member IS NOT NULL) AS relevant
+FROM members m LEFT JOIN kept_members k USING (query_id, doc_id, member)
+GROUP BY m.query_id
+"""
+# (doc_id, query) of held-out pairs: the query is cut from its document before ranking.
+HELDOUT_CUTS_SQL = """
+SELECT DISTINCT doc_id, query FROM pairs WHERE run_id = $1 AND kept AND split = 'heldout' ORDER BY ALL
+"""
+# (doc_id, label) of the pool's documents ($2: their ids).
+POOL_LABELS_SQL = """
+SELECT doc_id, label FROM documents WHERE run_id = $1 AND doc_id IN (SELECT unnest($2::VARCHAR[])) ORDER BY doc_id
+"""
+# The dedup cluster of each filter-pool document ($2) that shares it with another pool document.
+POOL_CLUSTERS_SQL = """
+SELECT doc_id, cluster_id FROM dedup_clusters
+WHERE run_id = $1 AND doc_id IN (SELECT unnest($2::VARCHAR[]))
+QUALIFY count(*) OVER (PARTITION BY cluster_id) > 1
+ORDER BY doc_id"""
+
+# One row of the `metrics` table, less its run and stage.
+MetricRow = tuple[str, str, str, float]  # (model, task, metric, value)
+
 
 class EvaluationVerbs:
-    """Verbs for synthesize and evaluate: query sets, relevance through dedup clusters, pool labels, held-out cuts, metrics (mixed into Catalog: ``self._read()``, ``self._write()``, ``self._answer``)."""
+    """Verbs for synthesize, train and evaluate: query sets, relevance through dedup clusters, pool labels, held-out cuts, pairs, models, metrics (mixed into Catalog: ``self._read()``, ``self._write()``, ``self._answer``)."""
+
+    # -- query sets -----------------------------------------------------------------------------
+    def has_titled_documents(self, run_id: str) -> bool:
+        """Whether some titled document's dedup cluster has a member in the curated corpus: whether
+        the run has a headline query (what ``evaluate.task: auto`` decides on)."""
+        (row,) = self.query(HAS_TITLES_SQL, [run_id]).to_pylist()
+        return bool(row["titled"])
+
+    def headline_queries(self, run_id: str, seed: int, max_queries: int) -> pa.Table:
+        """A seeded sample of at most ``max_queries`` headline queries (the titles of the documents
+        whose dedup cluster the curated corpus kept a member of), by query: ``query``, ``relevant``
+        (the cluster's kept members), ``in_source`` (how many queries there were to sample from)."""
+        return self.query(HEADLINE_QUERIES_SQL, [run_id, seed, max_queries])
+
+    def heldout_queries(self, run_id: str, seed: int, max_queries: int) -> pa.Table:
+        """As :meth:`headline_queries`, for the kept synthetic queries of held-out passages: the
+        passage's document and the kept members of its dedup cluster are relevant."""
+        return self.query(HELDOUT_QUERIES_SQL, [run_id, seed, max_queries])
+
+    def user_relevance(self, run_id: str, query_ids: Sequence[str], record_ids: Sequence[str],
+                       source: str | None) -> dict[str, list[str]]:
+        """The user's judgements (``query_ids[i]`` judges ``record_ids[i]`` relevant) matched to the
+        run's documents by record id (of ingest source ``source``, or any): per query id with an
+        ingested relevant document, the kept members of those documents' dedup clusters, sorted
+        (empty when curation dropped every one). Query ids with no ingested document are absent."""
+        rows = self.query(USER_RELEVANCE_SQL, [run_id, list(query_ids), list(record_ids), source]).to_pylist()
+        return {r["query_id"]: r["relevant"] or [] for r in rows}
+
+    def heldout_cuts(self, run_id: str) -> pa.Table:
+        """(doc_id, query) of the run's kept held-out pairs, sorted: each query is cut from its
+        document before ranking."""
+        return self.query(HELDOUT_CUTS_SQL, [run_id])
+
+    def pool_labels(self, run_id: str, doc_ids: Sequence[str]) -> pa.Table:
+        """(doc_id, label) of these documents of the run, by doc id."""
+        return self.query(POOL_LABELS_SQL, [run_id, list(doc_ids)])
+
+    def pool_clusters(self, run_id: str, doc_ids: Sequence[str]) -> dict[str, str]:
+        """The dedup cluster of each of ``doc_ids`` that shares its cluster with another of them."""
+        rows = self.query(POOL_CLUSTERS_SQL, [run_id, list(doc_ids)]).to_pylist()
+        return {r["doc_id"]: r["cluster_id"] for r in rows}
+
+    # -- what the stages write ------------------------------------------------------------------
+    def put_pairs(self, run_id: str, paths: Sequence[str | os.PathLike[str]]) -> int:
+        """The run's `pairs` become the rows of these Parquet shards (none: no pairs); the count."""
+        return self.replace("pairs", run_id, parquet=paths)
+
+    def put_model(self, run_id: str, name: str, path: str | None = None, *, base: str | None = None) -> None:
+        """Record the run's model ``name`` at ``path`` (fine-tuned from ``base``), replacing the run's
+        model of that name; without ``path`` the run has no model of that name."""
+        rows = None
+        if path is not None:
+            rows = pa.table({"name": [name], "path": [path], "base": [base],
+                             "created_at": [datetime.now(timezone.utc)]})
+        self.replace("models", run_id, where={"name": name}, rows=rows)
+
+    def put_metrics(self, run_id: str, stage: str, rows: Iterable[MetricRow]) -> int:
+        """The run's `metrics` of ``stage`` become ``rows`` of (model, task, metric, value); the count."""
+        rows = list(rows)
+        table = pa.table({"stage": pa.array([stage] * len(rows), pa.string()),
+                          "model": pa.array([r[0] for r in rows], pa.string()),
+                          "task": pa.array([r[1] for r in rows], pa.string()),
+                          "metric": pa.array([r[2] for r in rows], pa.string()),
+                          "value": pa.array([float(r[3]) for r in rows], pa.float64())})
+        return self.replace("metrics", run_id, where={"stage": stage}, rows=table)
