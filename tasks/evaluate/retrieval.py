@@ -7,7 +7,7 @@ of the article the headline came from).
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -144,35 +144,6 @@ class Bm25Index:
         return np.unique(np.concatenate([indices[indptr[t] : indptr[t + 1]] for t in ids]).astype(np.int64))
 
 
-def bm25_rankings(
-    queries: Sequence[str],
-    docs: Sequence[str],
-    k: int,
-    *,
-    k1: float = 1.5,
-    b: float = 0.75,
-    stopwords: Literal["english", "none"] = "english",
-) -> np.ndarray:
-    """Top-``k`` document indices per query by BM25, best first (see :class:`Bm25Index`)."""
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    return Bm25Index(docs, k1=k1, b=b, stopwords=stopwords).top_k(queries, k)
-
-
-def cluster_relevance(
-    positive_index: Sequence[int], cluster_of: Sequence[Hashable]
-) -> list[set[int]]:
-    """Relevant-document sets where every document in a positive's dedup cluster counts.
-
-    ``positive_index[q]`` is the document query ``q`` was taken from; ``cluster_of[d]`` is the
-    dedup cluster id of document ``d`` (a document alone in its cluster has a unique id).
-    """
-    members: dict[Hashable, set[int]] = {}
-    for doc, cluster in enumerate(cluster_of):
-        members.setdefault(cluster, set()).add(doc)
-    return [set(members[cluster_of[p]]) for p in positive_index]
-
-
 def _check(rankings: Rankings, relevant: Sequence[set[int]], k: int) -> None:
     if len(rankings) != len(relevant):
         raise ValueError(f"{len(rankings)} rankings but {len(relevant)} relevance sets")
@@ -235,21 +206,6 @@ def per_query_metrics(hits: np.ndarray, n_relevant: np.ndarray) -> dict[str, np.
         f"mrr@{MRR_K}": mrr_scores(hits, n_relevant, MRR_K),
         f"recall@{RECALL_K}": recall_scores(hits, n_relevant, RECALL_K),
     }
-
-
-def ndcg_at_k(rankings: Rankings, relevant: Sequence[set[int]], k: int = NDCG_K) -> float:
-    """Mean binary nDCG@k (see :func:`ndcg_scores`)."""
-    return float(ndcg_scores(*relevance_hits(rankings, relevant, k), k).mean())
-
-
-def mrr_at_k(rankings: Rankings, relevant: Sequence[set[int]], k: int = MRR_K) -> float:
-    """Mean reciprocal rank of the first relevant document within the top ``k`` (0 if none)."""
-    return float(mrr_scores(*relevance_hits(rankings, relevant, k), k).mean())
-
-
-def recall_at_k(rankings: Rankings, relevant: Sequence[set[int]], k: int = RECALL_K) -> float:
-    """Mean fraction of each query's relevant documents found in its top ``k``."""
-    return float(recall_scores(*relevance_hits(rankings, relevant, k), k).mean())
 
 
 def mean_metrics(per_query: dict[str, np.ndarray]) -> dict[str, float]:

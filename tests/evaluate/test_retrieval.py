@@ -11,17 +11,13 @@ import pytest
 from refinery.tasks.evaluate.labels import NO_LABELS, ONE_LABEL, label_codes, label_hits, label_queries, skip_reason
 from refinery.tasks.evaluate.retrieval import (
     RANKING_DEPTH,
-    bm25_rankings,
-    cluster_relevance,
+    Bm25Index,
     dense_rankings,
     evaluate_rankings,
     mean_metrics,
-    mrr_at_k,
     mrr_scores,
-    ndcg_at_k,
     ndcg_scores,
     per_query_metrics,
-    recall_at_k,
     recall_scores,
     relevance_hits,
     top_k_indices,
@@ -29,51 +25,51 @@ from refinery.tasks.evaluate.retrieval import (
 )
 
 
+def scores(rankings, relevant) -> dict[str, list[float]]:
+    """Per-query metrics as the evaluate stage computes them (rankings of RANKING_DEPTH)."""
+    return {name: v.tolist() for name, v in per_query_metrics(*relevance_hits(rankings, relevant)).items()}
+
+
 def test_single_relevant_at_rank_3():
-    rankings = [[7, 8, 5, 9]]
-    relevant = [{5}]
-    assert mrr_at_k(rankings, relevant, 10) == pytest.approx(1 / 3)
+    got = scores([[7, 8, 5, 9]], [{5}])
+    assert got["mrr@10"] == pytest.approx([1 / 3])
     # DCG = 1/log2(3+1), ideal DCG = 1/log2(2) = 1
-    assert ndcg_at_k(rankings, relevant, 10) == pytest.approx(1 / math.log2(4))
-    assert recall_at_k(rankings, relevant, 10) == 1.0
-    # Outside the cutoff it counts for nothing.
-    assert mrr_at_k(rankings, relevant, 2) == 0.0
-    assert ndcg_at_k(rankings, relevant, 2) == 0.0
-    assert recall_at_k(rankings, relevant, 2) == 0.0
+    assert got["ndcg@10"] == pytest.approx([1 / math.log2(4)])
+    assert got["recall@100"] == [1.0]
+
+
+def test_beyond_the_cutoff_it_counts_for_nothing():
+    # rank 11: outside nDCG@10 and MRR@10, inside Recall@100
+    assert scores([[*range(10, 20), 5]], [{5}]) == {"ndcg@10": [0.0], "mrr@10": [0.0], "recall@100": [1.0]}
+    # rank 101: outside every cutoff
+    assert scores([[*range(1000, 1100), 5]], [{5}]) == {"ndcg@10": [0.0], "mrr@10": [0.0], "recall@100": [0.0]}
 
 
 def test_several_relevant_documents():
     # Relevant docs 1 and 4 (a dedup cluster) found at ranks 1 and 3; doc 6 is relevant but missing.
-    rankings = [[1, 0, 4, 2]]
-    relevant = [{1, 4, 6}]
+    got = scores([[1, 0, 4, 2]], [{1, 4, 6}])
     dcg = 1 / math.log2(2) + 1 / math.log2(4)
     idcg = 1 / math.log2(2) + 1 / math.log2(3) + 1 / math.log2(4)
-    assert ndcg_at_k(rankings, relevant, 10) == pytest.approx(dcg / idcg)
-    assert mrr_at_k(rankings, relevant, 10) == 1.0
-    assert recall_at_k(rankings, relevant, 10) == pytest.approx(2 / 3)
+    assert got["ndcg@10"] == pytest.approx([dcg / idcg])
+    assert got["mrr@10"] == [1.0]
+    assert got["recall@100"] == pytest.approx([2 / 3])
 
 
 def test_metrics_average_over_queries_and_perfect_is_one():
     rankings = np.array([[0, 1, 2], [0, 1, 2]])
     relevant = [{0}, {1}]
-    assert mrr_at_k(rankings, relevant, 10) == pytest.approx((1 + 1 / 2) / 2)
+    assert evaluate_rankings(rankings, relevant)["mrr@10"] == pytest.approx((1 + 1 / 2) / 2)
     perfect = evaluate_rankings([[3], [2]], [{3}, {2}])
     assert perfect == {"ndcg@10": 1.0, "mrr@10": 1.0, "recall@100": 1.0}
 
 
 def test_metrics_reject_inconsistent_input():
-    with pytest.raises(ValueError):
-        ndcg_at_k([[0, 1]], [{0}, {1}], 10)
-    with pytest.raises(ValueError):
-        mrr_at_k([[0, 1]], [set()], 10)
-    with pytest.raises(ValueError):
-        recall_at_k([], [], 10)
-
-
-def test_cluster_relevance_makes_duplicates_relevant():
-    # Docs 0 and 3 are one dedup cluster, the others are alone.
-    cluster_of = ["a", "b", "c", "a"]
-    assert cluster_relevance([0, 1, 3], cluster_of) == [{0, 3}, {1}, {0, 3}]
+    with pytest.raises(ValueError, match="2 relevance sets"):
+        relevance_hits([[0, 1]], [{0}, {1}])
+    with pytest.raises(ValueError, match="at least one relevant"):
+        relevance_hits([[0, 1]], [set()])
+    with pytest.raises(ValueError, match="no queries"):
+        relevance_hits([], [])
 
 
 def test_dense_rankings_orders_by_similarity_and_breaks_ties_by_index():
@@ -106,7 +102,7 @@ def test_bm25_ranks_exact_word_match_first(bbc_articles):
     bodies = [body for _, body in bbc_articles]
     # One rare word from a chosen article, and a sentence copied from another.
     queries = ["TimeWarner AOL", bodies[4].split(".")[0]]
-    ranks = bm25_rankings(queries, bodies, RANKING_DEPTH)
+    ranks = Bm25Index(bodies).top_k(queries, RANKING_DEPTH)
     assert ranks.shape == (2, len(bodies))
     assert ranks[0, 0] == 0
     assert ranks[1, 0] == 4
@@ -114,7 +110,7 @@ def test_bm25_ranks_exact_word_match_first(bbc_articles):
 
 def test_bm25_query_without_known_words_does_not_fail(bbc_articles):
     bodies = [body for _, body in bbc_articles]
-    ranks = bm25_rankings(["the of and", "zzzqqq"], bodies, 5)
+    ranks = Bm25Index(bodies).top_k(["the of and", "zzzqqq"], 5)
     assert ranks.shape == (2, 5)
 
 
@@ -140,7 +136,7 @@ def test_bm25_top_k_equals_the_exhaustive_ranking(bbc_articles, k):
     docs = bodies + bodies[:3] + ["Shares rose.", "Shares fell.", "The match was drawn.", "Nothing here."]
     queries = [headline for headline, _ in bbc_articles] + [
         "shares", "match", "zzzqqq unknown", "the of and", bodies[5].split(".")[0], "profits shares match"]
-    got = bm25_rankings(queries, docs, k)
+    got = Bm25Index(docs).top_k(queries, k)
     assert np.array_equal(got, _exhaustive_bm25(queries, docs, k))
     assert got.shape == (len(queries), min(k, len(docs)))
 
@@ -149,7 +145,8 @@ def test_bm25_options_reach_the_index(bbc_articles):
     bodies = [body for _, body in bbc_articles]
     queries = ["the company said", "a game of the season"]
     for options in ({"stopwords": "none"}, {"k1": 0.9, "b": 0.4}):
-        assert np.array_equal(bm25_rankings(queries, bodies, 5, **options), _exhaustive_bm25(queries, bodies, 5, **options))
+        got = Bm25Index(bodies, **options).top_k(queries, 5)
+        assert np.array_equal(got, _exhaustive_bm25(queries, bodies, 5, **options))
 
 
 @pytest.mark.parametrize("budget", [4, 4 * 37, 1 << 20])
@@ -184,7 +181,8 @@ def test_per_query_metrics_are_the_values_the_means_average():
         one = evaluate_rankings(rankings[q : q + 1], relevant[q : q + 1])
         assert {name: v[q] for name, v in per_query.items()} == pytest.approx(one)
     assert mean_metrics(per_query) == pytest.approx(evaluate_rankings(rankings, relevant))
-    assert mean_metrics(per_query)["ndcg@10"] == pytest.approx(ndcg_at_k(rankings, relevant, 10))
+    assert mean_metrics(per_query)["ndcg@10"] == pytest.approx(
+        np.mean([_slow_ndcg(list(r), rel, 10) for r, rel in zip(rankings, relevant)]))
 
 
 def test_hits_of_short_rankings_are_padded_with_misses():
