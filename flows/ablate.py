@@ -26,12 +26,12 @@ import pyarrow as pa
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from refinery.flows.evaluate import SYNTHETIC_HELDOUT, describe
 from refinery.flows.nightly import check_deployment_config, prepare_run, run_chain
 from refinery.flows.runtime import RunSpec, dask_cluster
 from refinery.storage import DataHome, StageMarker, read_shard
 from refinery.tasks.config import CURATION_STAGES, STAGES, RefineryConfig, dump_config, load_config, parse_config
 from refinery.tasks.evaluate.bootstrap import INTERVAL_METRIC, TUNED, paired_bootstrap
+from refinery.tasks.evaluate.query_sets import SYNTHETIC_HELDOUT, describe
 from refinery.tasks.report import markdown_table
 
 CURATION = "curation"

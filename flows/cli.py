@@ -97,7 +97,7 @@ def run(
 
 
 def _summary(stats: dict) -> None:
-    from refinery.flows.evaluate import describe
+    from refinery.tasks.evaluate.query_sets import describe
 
     run_dir = Path(stats["run_dir"])
     catalog = Catalog(run_dir.parent.parent / "catalog.duckdb")

@@ -12,7 +12,7 @@ from prefect_dask import DaskTaskRunner
 
 from refinery.flows.accounting import books_so_far, check_books
 from refinery.flows.dedup import dedup_flow
-from refinery.flows.evaluate import evaluate_flow, validate_query_sets
+from refinery.flows.evaluate import evaluate_flow
 from refinery.flows.ingest import ingest_flow
 from refinery.flows.quality import quality_flow, refilter_flow
 from refinery.flows.report import write_report
@@ -22,6 +22,7 @@ from refinery.flows.synthesize import synthesize_flow
 from refinery.flows.train import train_flow
 from refinery.storage import DataHome, sweep_partial_writes
 from refinery.tasks.config import CURATION_STAGES, RefineryConfig, dump_config, load_config, parse_config
+from refinery.tasks.evaluate.queries import validate_query_sets
 
 STAGE_FLOWS = (
     ("ingest", ingest_flow),
@@ -31,6 +32,9 @@ STAGE_FLOWS = (
     ("train", train_flow),
     ("evaluate", evaluate_flow),
 )
+# What each stage flow is given besides the run: the stats of the stages it reads.
+STAGE_INPUTS = {"synthesize": ("ingest", "quality"), "train": ("quality", "synthesize"),
+                "evaluate": ("quality", "synthesize", "train")}
 
 
 def prepare_run(config: RefineryConfig, run_id: str | None = None, stages: list[str] | None = None,
@@ -89,7 +93,8 @@ def run_chain(run: RunSpec, dask_address: str | None = None) -> dict[str, Any]:
             for stage, stage_flow in STAGE_FLOWS:
                 if stage not in run.config.stages:
                     continue
-                stats[stage] = stage_flow.with_options(task_runner=runner)(run)
+                inputs = {name: stats[name] for name in STAGE_INPUTS.get(stage, ())}
+                stats[stage] = stage_flow.with_options(task_runner=runner)(run, **inputs)
                 if stage == "quality":
                     stats["books"] = check_books(run).as_dict()
     except BaseException as exc:

@@ -13,12 +13,12 @@ from typing import Any
 from prefect.artifacts import create_markdown_artifact
 
 from refinery.flows.accounting import NO_CORPUS, corpus_is_empty
-from refinery.flows.evaluate import HEADLINE, QUERY_COUNTS, SYNTHETIC_HELDOUT, describe
 from refinery.flows.runtime import RunSpec
 from refinery.storage import StageMarker
 from refinery.tasks.config import STAGES
 from refinery.tasks.evaluate.bootstrap import COMPARISONS, INTERVAL_METRIC, TUNED
 from refinery.tasks.evaluate.labels import SAME_LABEL
+from refinery.tasks.evaluate.query_sets import HEADLINE, QUERY_COUNTS, SYNTHETIC_HELDOUT, describe
 from refinery.tasks.report import bar_chart, interval_chart, markdown_table, render_html, s_curve
 
 METRIC_ORDER = ("ndcg@10", "mrr@10", "recall@100")

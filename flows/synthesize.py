@@ -4,113 +4,92 @@ hard negatives mined, diversity measured.
 It also decides what the run is evaluated on (``evaluation_task``): without titles or query sets
 a share of the passages is held out, and their pairs become the evaluation queries instead of
 training pairs. Passages and the filter pool are seeded samples of the corpus chosen on the
-workers (:mod:`tasks.evaluate.pool`); the flow holds their doc ids only.
+workers (:mod:`tasks.synthesize.plan`); the flow holds their doc ids only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import pyarrow as pa
-from prefect import flow
+from prefect import flow, task, unmapped
 from prefect.artifacts import create_table_artifact
 
 from refinery.flows.accounting import NO_CORPUS, corpus_is_empty
-from refinery.flows.evaluate import SYNTHETIC_HELDOUT, builtin_task, embeddings_of, pool_of, sample_corpus
 from refinery.flows.runtime import RunSpec, gather, run_stage
-from refinery.storage import StageMarker
 from refinery.tasks.embedding import BASE_MODEL_PATH
-from refinery.tasks.evaluate.names import content_key
-from refinery.tasks.evaluate.shard_tasks import select_rows
-from refinery.tasks.synthesize.shard_tasks import (
-    ALL_GENERATORS, PASSAGES_PER_TASK, filter_pairs, generate_candidates, prepare_smollm2,
+from refinery.tasks.embedding_tasks import embed_shard
+from refinery.tasks.evaluate.query_sets import SYNTHETIC_HELDOUT, builtin_task
+from refinery.tasks.evaluate.sampling import embeddings_of, pool_of, sample_corpus, sample_keys_run_name
+from refinery.tasks.evaluate.shard_tasks import sample_keys, select_rows
+from refinery.tasks.synthesize.plan import (
+    PASSAGE_SALT, choose_passages, diversity_rows, generation_slices, pairs_artifact, sample_size,
 )
+from refinery.tasks.synthesize.shard_tasks import filter_pairs, generate_candidates, prepare_smollm2
 
-# Passages are the documents of smallest xxh3(doc_id, seed) (no salt: the draw of every run so far).
-PASSAGE_SALT = ""
-# The dedup cluster of each filter-pool document ($2) that shares it with another pool document.
-POOL_CLUSTERS_SQL = """
-SELECT doc_id, cluster_id FROM dedup_clusters
-WHERE run_id = $1 AND doc_id IN (SELECT unnest($2::VARCHAR[]))
-QUALIFY count(*) OVER (PARTITION BY cluster_id) > 1
-ORDER BY doc_id"""
+T = TypeVar("T")
+HOUR = 3600
 
-
-def _passages(run: RunSpec, corpus_shards: list[str], total: int, out: Path) -> tuple[Path, int, list[str]]:
-    """Choose passages by a seeded hash of doc_id (stable, spread over the corpus); body text only.
-
-    One sample serves both: the first passages in key order, and the filter pool (the passages'
-    documents plus the next documents in key order, ``filter_pool_docs`` in all). Returns the
-    passages shard (named by its documents and the config), its size and the filter pool's ids.
-    """
-    cfg = run.config.synthesize
-    wanted = max(cfg.passages if set(cfg.generators) - {"inverse_cloze"} else 0,
-                 cfg.inverse_cloze_passages if "inverse_cloze" in cfg.generators else 0)
-    ranked = sample_corpus(run, corpus_shards, total, seed=cfg.seed, salt=PASSAGE_SALT,
-                           n=max(wanted, cfg.filter_pool_docs))
-    chosen = ranked[:wanted]
-    ids = [k.doc_id for k in chosen]
-    shards = sorted(corpus_shards)
-    holding = [shards[i] for i in sorted({k.shard for k in chosen})]
-    path = out / f"passages-{content_key(ids, cfg.model_dump_json())}.parquet"
-    written = select_rows.submit(holding, ids, path, given_order=True).result()
-    return Path(written["path"]), written["docs"], [k.doc_id for k in ranked]
+# Shard work (a few shards' doc ids, a pool part, one part's embeddings): one retry, an hour or two.
+sample_keys_task = task(sample_keys, name="sample-keys", task_run_name=sample_keys_run_name, retries=1,
+                        timeout_seconds=HOUR)
+select_rows_task = task(select_rows, name="select-rows", task_run_name="{out.name}", retries=1, timeout_seconds=HOUR)
+embed_task = task(embed_shard, name="embed-shard", task_run_name="embed {shard.name} ({model_name})", retries=1,
+                  timeout_seconds=2 * HOUR)
+# Loading (and de-quantizing) the local LLM once; then an LLM on a slice of passages (PASSAGES_PER_TASK:
+# minutes on CPU, or an endpoint's requests with their own retries); the filters over every candidate.
+prepare_task = task(prepare_smollm2, name="prepare-generator", task_run_name="de-quantize SmolLM2 into the cache",
+                    retries=1, timeout_seconds=HOUR)
+generate_task = task(generate_candidates, name="generate-candidates",
+                     task_run_name="{generator} passages {start}-{stop}", retries=1, timeout_seconds=4 * HOUR)
+filter_task = task(filter_pairs, name="filter-pairs", task_run_name="filters, held-out split, hard negatives, diversity",
+                   retries=1, timeout_seconds=4 * HOUR)
+_ON_WORKERS = {t.fn: t for t in (sample_keys_task, select_rows_task, embed_task)}
 
 
-def _synthesize(run: RunSpec, out: Path) -> dict[str, Any]:
-    cfg = run.config.synthesize
-    quality = StageMarker(run.stage_dir("quality")).read()
-    if quality is None:
-        raise RuntimeError(f"run {run.run_id}: synthesize needs a finished quality stage")
-    catalog = run.catalog
-    if corpus_is_empty(quality):
-        catalog.replace("pairs", run.run_id)
-        catalog.replace("metrics", run.run_id, where={"stage": "synthesize"})
-        return {"skipped": NO_CORPUS, "generated": 0, "kept": 0}
-    task = builtin_task(run)
-    corpus, total = quality["corpus_shards"], quality["kept"]
-    if cfg.corpus == "uncurated":  # every ingested document, what curation dropped too
-        ingest = StageMarker(run.stage_dir("ingest")).read()
-        corpus, total = ingest["shards"], ingest["docs"]
-    passages, n, filter_pool = _passages(run, corpus, total, out)
-    cache = run.data_home.cache_dir
-    wait_for = [prepare_smollm2.submit(cache, cfg.local_model)] if "smollm2" in cfg.generators and cfg.passages else []
-    futures = []
-    for generator in cfg.generators:
-        count = min(n, cfg.inverse_cloze_passages if generator == "inverse_cloze" else cfg.passages)
-        step = PASSAGES_PER_TASK[generator]
-        futures += [generate_candidates.submit(passages, a, min(a + step, count), generator, cfg, out, cache,
-                                               wait_for=wait_for if generator == "smollm2" else [])
-                    for a in range(0, count, step)]
-    pool = pool_of(run, corpus, filter_pool)
-    embeddings = embeddings_of(run, "base", str(BASE_MODEL_PATH), pool)
-    clusters = {r["doc_id"]: r["cluster_id"]
-                for r in catalog.query(POOL_CLUSTERS_SQL, [run.run_id, filter_pool]).to_pylist()}
-    candidates = gather(futures, "generate queries")
-    stats = filter_pairs.submit(candidates, embeddings, cfg, out,
-                                heldout_fraction=cfg.heldout_fraction if task == SYNTHETIC_HELDOUT else None,
-                                encoder=run.config.evaluate.encoder,
-                                cache_dir=str(run.data_home.cache_dir), clusters=clusters).result()
-    catalog.replace("pairs", run.run_id, parquet=[stats["pairs_path"]])
-    rows = [(g, k, v) for g, d in stats["diversity"].items() for k, v in d.items()]
-    catalog.replace("metrics", run.run_id, where={"stage": "synthesize"}, rows=pa.table({
-        "stage": ["synthesize"] * len(rows), "model": [r[0] for r in rows], "task": ["pairs"] * len(rows),
-        "metric": [r[1] for r in rows], "value": [float(r[2]) for r in rows]}))
-    everything = {"generated": stats["generated"], "kept": stats["kept"], **stats["dropped"]}
-    create_table_artifact(
-        key="synthesized-pairs",
-        table=[{"generator": g, **v, **stats["diversity"].get(g, {})}
-               for g, v in [*stats["by_generator"].items(), (ALL_GENERATORS, everything)]],
-        description=f"Run {run.run_id}: {stats['kept']} of {stats['generated']} candidate pairs kept "
-                    f"(passage in the base model's top {cfg.consistency_top_k} of a pool of {len(filter_pool)} "
-                    f"documents; the filter_* columns count the candidates each filter rejected); "
-                    f"{stats['heldout_pairs']} of them held out for evaluation, {stats['with_negatives']} with a "
-                    "hard negative.",
-    )
-    return {**stats, "passages": n, "filter_pool_docs": len(filter_pool), "evaluation_task": task}
+def _on_workers(fn: Callable[..., T], description: str, *, each: Mapping[str, Sequence[Any]],
+                same: Mapping[str, Any]) -> list[T]:
+    """The :class:`tasks.evaluate.sampling.MapTasks` of this flow: ``fn``'s task mapped on the workers."""
+    return gather(_ON_WORKERS[fn].map(**each, **{k: unmapped(v) for k, v in same.items()}), description)
 
 
 @flow(name="synthesize", log_prints=True)
-def synthesize_flow(run: RunSpec) -> dict[str, Any]:
-    return run_stage(run, "synthesize", lambda out: _synthesize(run, out))
+def synthesize_flow(run: RunSpec, ingest: dict[str, Any], quality: dict[str, Any]) -> dict[str, Any]:
+    """Pairs from the curated corpus (``quality``'s shards; ``ingest``'s with ``synthesize.corpus:
+    uncurated``); the stage's stats, with the run's ``evaluation_task``."""
+    return run_stage(run, "synthesize", lambda out: _synthesize(run, ingest, quality, out))
+
+
+def _synthesize(run: RunSpec, ingest: dict[str, Any], quality: dict[str, Any], out: Path) -> dict[str, Any]:
+    cfg, catalog, run_id = run.config.synthesize, run.catalog, run.run_id
+    if corpus_is_empty(quality):
+        catalog.put_pairs(run_id, [])
+        catalog.put_metrics(run_id, "synthesize", [])
+        return {"skipped": NO_CORPUS, "generated": 0, "kept": 0}
+    evaluation_task = builtin_task(run.config.evaluate, catalog, run_id)
+    corpus, total = quality["corpus_shards"], quality["kept"]
+    if cfg.corpus == "uncurated":  # every ingested document, what curation dropped too
+        corpus, total = ingest["shards"], ingest["docs"]
+    ranked = sample_corpus(_on_workers, corpus, total, seed=cfg.seed, salt=PASSAGE_SALT, n=sample_size(cfg))
+    chosen = choose_passages(ranked, corpus, cfg, out)
+    passages = select_rows_task.submit(chosen.shards, chosen.doc_ids, chosen.path, given_order=True).result()
+    filter_pool = [k.doc_id for k in ranked]
+    cache = run.data_home.cache_dir
+    wait_for = [prepare_task.submit(cache, cfg.local_model)] if "smollm2" in cfg.generators and cfg.passages else []
+    futures = [generate_task.submit(Path(passages["path"]), start, stop, generator, cfg, out, cache,
+                                    wait_for=wait_for if generator == "smollm2" else [])
+               for generator, start, stop in generation_slices(cfg, passages["docs"])]
+    pool = pool_of(_on_workers, run.run_dir / "pools", corpus, filter_pool)
+    embeddings = embeddings_of(_on_workers, run.run_dir / "embeddings", "base", str(BASE_MODEL_PATH), pool,
+                               run.config.evaluate, str(cache))
+    clusters = catalog.pool_clusters(run_id, filter_pool)
+    candidates = gather(futures, "generate queries")
+    stats = filter_task.submit(candidates, embeddings, cfg, out,
+                               heldout_fraction=cfg.heldout_fraction if evaluation_task == SYNTHETIC_HELDOUT else None,
+                               encoder=run.config.evaluate.encoder, cache_dir=str(cache), clusters=clusters).result()
+    catalog.put_pairs(run_id, [stats["pairs_path"]])
+    catalog.put_metrics(run_id, "synthesize", diversity_rows(stats))
+    create_table_artifact(key="synthesized-pairs", **pairs_artifact(run_id, stats, cfg, len(filter_pool)))
+    return {**stats, "passages": passages["docs"], "filter_pool_docs": len(filter_pool),
+            "evaluation_task": evaluation_task}

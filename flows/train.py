@@ -2,67 +2,43 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from refinery.flows.runtime import RunSpec, run_stage
-from refinery.storage import StageMarker
 from refinery.tasks.embedding import BASE_MODEL_PATH
 from refinery.tasks.train.shard_tasks import train_model
+from refinery.tasks.train.summary import BASE_NAME, TUNED_NAME, training_artifacts, training_metric_rows
 
-BASE_NAME = "all-MiniLM-L6-v2"
-TUNED_NAME = "tuned"
-# `metrics` rows of the stage: the dev split's scores of the base model (step 0) and of the step
-# saved as the tuned model, and the loss at the first and last step.
-DEV_TASK = "train_dev"
-LOSS_TASK = "train_loss"
-
-
-def _metric_rows(stats: dict[str, Any]) -> pa.Table:
-    rows = [("tuned", LOSS_TASK, "first", stats["first_loss"]), ("tuned", LOSS_TASK, "last", stats["last_loss"])]
-    dev = stats.get("dev") or []
-    if dev and dev[0]["step"] == 0:
-        rows += [("base", DEV_TASK, m, v) for m, v in dev[0].items() if m != "step"]
-    if stats.get("saved_dev"):
-        rows += [("tuned", DEV_TASK, m, v) for m, v in stats["saved_dev"].items()]
-        rows.append(("tuned", DEV_TASK, "step", stats["saved_step"]))
-    return pa.table({"stage": ["train"] * len(rows), "model": [r[0] for r in rows], "task": [r[1] for r in rows],
-                     "metric": [r[2] for r in rows], "value": [float(r[3]) for r in rows]})
-
-
-def _train(run: RunSpec, out: Path) -> dict[str, Any]:
-    synth = StageMarker(run.stage_dir("synthesize")).read()
-    quality = StageMarker(run.stage_dir("quality")).read()
-    if synth is None or quality is None:
-        raise RuntimeError(f"run {run.run_id}: train needs finished quality and synthesize stages")
-    if synth.get("skipped"):
-        run.catalog.replace("models", run.run_id, where={"name": TUNED_NAME})
-        run.catalog.replace("metrics", run.run_id, where={"stage": "train"})
-        return {"skipped": synth["skipped"]}
-    stats = train_model.submit(Path(synth["pairs_path"]), quality["corpus_shards"], str(BASE_MODEL_PATH),
-                               out / "model", run.config.train, out / "checkpoint").result()
-    if stats.get("resumed_from_step"):
-        get_run_logger().info("train: resumed a killed training from its checkpoint at step %d of %d",
-                              stats["resumed_from_step"], stats["steps"])
-    run.catalog.replace("models", run.run_id, where={"name": TUNED_NAME}, rows=pa.table({
-        "name": [TUNED_NAME], "path": [stats["model_path"]], "base": [BASE_NAME],
-        "created_at": [datetime.now(timezone.utc)]}))
-    run.catalog.replace("metrics", run.run_id, where={"stage": "train"}, rows=_metric_rows(stats))
-    summary = {k: v for k, v in stats.items() if not isinstance(v, (list, dict))}
-    create_table_artifact(key="trained-model", table=[{"name": TUNED_NAME, "base": BASE_NAME, **summary}],
-                          description=f"Run {run.run_id}: fine-tuned model.")
-    if stats.get("dev"):
-        create_table_artifact(key="training-dev-curve", table=stats["dev"],
-                              description=f"Run {run.run_id}: the dev split's scores during training; "
-                                          f"step {stats['saved_step']} is the saved model.")
-    return stats
+# One retry: a training killed with its worker goes on from its last checkpoint (train.checkpoint_every
+# steps), not from step 0. Minutes on the bundled corpus; hours for a large train.max_pairs on CPU.
+train_task = task(train_model, name="fine-tune", task_run_name="fine-tune on {pairs_path.name}", retries=1,
+                  timeout_seconds=12 * 3600)
 
 
 @flow(name="train", log_prints=True)
-def train_flow(run: RunSpec) -> dict[str, Any]:
-    return run_stage(run, "train", lambda out: _train(run, out))
+def train_flow(run: RunSpec, quality: dict[str, Any], synthesize: dict[str, Any]) -> dict[str, Any]:
+    """Fine-tune the base model on synthesize's kept training pairs (hard negatives read from
+    ``quality``'s corpus shards); the stage's stats, with the tuned model's path."""
+    return run_stage(run, "train", lambda out: _train(run, quality, synthesize, out))
+
+
+def _train(run: RunSpec, quality: dict[str, Any], synthesize: dict[str, Any], out: Path) -> dict[str, Any]:
+    catalog, run_id = run.catalog, run.run_id
+    if synthesize.get("skipped"):
+        catalog.put_model(run_id, TUNED_NAME)
+        catalog.put_metrics(run_id, "train", [])
+        return {"skipped": synthesize["skipped"]}
+    stats = train_task.submit(Path(synthesize["pairs_path"]), quality["corpus_shards"], str(BASE_MODEL_PATH),
+                              out / "model", run.config.train, out / "checkpoint").result()
+    if stats.get("resumed_from_step"):
+        get_run_logger().info("train: resumed a killed training from its checkpoint at step %d of %d",
+                              stats["resumed_from_step"], stats["steps"])
+    catalog.put_model(run_id, TUNED_NAME, stats["model_path"], base=BASE_NAME)
+    catalog.put_metrics(run_id, "train", training_metric_rows(stats))
+    for key, artifact in training_artifacts(run_id, stats).items():
+        create_table_artifact(key=key, **artifact)
+    return stats

@@ -1,4 +1,5 @@
-"""Prefect task that embeds one shard of documents on a Dask worker (synthesize and evaluate share it)."""
+"""Embed one shard of documents on a Dask worker (synthesize and evaluate share it; their flows wrap
+:func:`embed_shard` as a task), and the per-worker encoder and embeddings it reads back."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-from prefect import task
 
 from refinery.storage import fixed_size_list, read_shard, read_shards, to_matrix, write_shard
 from refinery.tasks.embedding import encode, load_encoder
@@ -32,7 +32,6 @@ def cached_encoder(model_path: str, max_seq_length: int | None = None, backend: 
     return model
 
 
-@task(name="embed-shard", task_run_name="embed {shard.name} ({model_name})", retries=1)
 def embed_shard(shard: Path, *, model_path: str, model_name: str, out_dir: Path,
                 batch_size: int = 64, max_seq_length: int | None = None, backend: str = "torch",
                 cache_dir: str | None = None) -> str:

@@ -18,7 +18,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -27,6 +27,9 @@ from refinery.tasks.evaluate.config import QuerySetConfig
 from refinery.tasks.evaluate.pool import doc_key
 from refinery.tasks.ingest.config import BUILTIN_BBC, IngestConfig
 from refinery.tasks.ingest.readers import Record, plan_units, read_unit
+
+if TYPE_CHECKING:
+    from refinery.tasks.config import RefineryConfig
 
 QUERIES_FILE = "queries.jsonl"
 QRELS_FOLDER = "qrels"
@@ -233,6 +236,15 @@ def check_query_set(source: QuerySetConfig, ingest: IngestConfig) -> None:
             f"the record id of a document of {where} (e.g. {', '.join(sorted(ids)[:QUOTED_IDS])}); a record id is "
             "the source's `id_field` value, else the record's location (a text file: its path under the source "
             "folder)")
+
+
+def validate_query_sets(config: RefineryConfig) -> None:
+    """Before any stage runs: every ``evaluate.queries`` set reads, and one of its relevant record
+    ids is an input record (:func:`check_query_set`); else QuerySetError. Nothing to check when
+    the run does not evaluate."""
+    if "evaluate" in config.stages:
+        for source in config.evaluate.queries:
+            check_query_set(source, config.ingest)
 
 
 def _exists(path: str) -> bool:

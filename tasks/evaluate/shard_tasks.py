@@ -1,4 +1,5 @@
-"""Prefect tasks of the evaluate stage (and of the synthesize stage's samples of the corpus).
+"""The shard work of the evaluate stage (and of the synthesize stage's samples of the corpus):
+plain functions, which the flows wrap as Prefect tasks and run on the Dask workers.
 
 Sampling the corpus (:mod:`tasks.evaluate.pool`) runs here, on the workers, shard by shard, so
 that the flow process only ever holds about as many doc ids as it asked for; scoring ranks the
@@ -13,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from prefect import task
 
 from refinery.storage import StageMarker, read_rows, read_shard, read_shards, write_shard
 from refinery.tasks.embedding import all_cores, encode
@@ -31,14 +31,6 @@ from refinery.tasks.evaluate.retrieval import (
 POOL_COLUMNS = ("doc_id", "text")
 
 
-def _shard_range() -> str:
-    from prefect.runtime import task_run
-
-    shards = task_run.parameters["shards"]
-    return f"sample keys of shards {shards[0][0]}-{shards[-1][0]}" if shards else "sample keys"
-
-
-@task(name="sample-keys", task_run_name=_shard_range)
 def sample_keys(shards: list[tuple[int, str]], *, seed: int, salt: str, n: int,
                 below: int = KEY_SPACE) -> list[Keyed]:
     """The at most ``n`` smallest sample keys below ``below`` of some corpus shards, smallest first.
@@ -50,7 +42,6 @@ def sample_keys(shards: list[tuple[int, str]], *, seed: int, salt: str, n: int,
                            for i, path in shards], n)
 
 
-@task(name="select-rows", task_run_name="{out.name}")
 def select_rows(shards: list[str], doc_ids: list[str] | None, out: Path, *, given_order: bool = False,
                 part_rows: int | None = None) -> dict[str, Any]:
     """Write the (doc_id, text) rows of ``doc_ids`` found in ``shards`` (all rows when None) to one shard.
@@ -83,7 +74,6 @@ def select_rows(shards: list[str], doc_ids: list[str] | None, out: Path, *, give
     return done
 
 
-@task(name="load-query-set", task_run_name="query set {source.name}")
 def load_query_set(source: QuerySetConfig, *, max_queries: int, seed: int, out: Path) -> dict[str, Any]:
     """Read a query set (:func:`tasks.evaluate.queries.read_query_set`) and write its sample as one shard."""
     table, stats = read_query_set(source, max_queries=max_queries, seed=seed)
@@ -115,7 +105,6 @@ class _QuerySet:
         return RANKING_DEPTH + (self.examples is not None)  # one more: the query document itself goes
 
 
-@task(name="score-retrieval", task_run_name="retrieval: {models}")
 def score_retrieval(query_sets: dict[str, str], pool_parts: list[str], embeddings: dict[str, list[str]],
                     model_paths: dict[str, str], models: list[str], cfg: EvaluateConfig,
                     cache_dir: str | None = None, cuts: dict[str, str] | None = None,

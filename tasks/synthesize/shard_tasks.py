@@ -1,5 +1,5 @@
-"""Prefect tasks of the synthesize stage: generate candidates per passage slice, then filter them
-within the filter pool."""
+"""The shard work of the synthesize stage: generate candidates per passage slice, then filter them
+within the filter pool. Plain functions; flows/synthesize.py wraps them as Prefect tasks."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import xxhash
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 
 from refinery.storage import read_shard, read_shards, write_shard
 from refinery.tasks.embedding import BASE_MODEL_PATH, all_cores, encode
@@ -52,7 +52,6 @@ def _generator(name: str, settings: str, cache_dir: Path):
     return build_generator(name, cfg, cache_dir=cache_dir, show_progress=False)
 
 
-@task(name="prepare-generator", task_run_name="de-quantize SmolLM2 into the cache")
 def prepare_smollm2(cache_dir: Path, model: str | None = None) -> str:
     """Load the smollm2 generator's model once (``cache_dir``: the data home's cache folder) and
     cache a GGUF file de-quantized, so every worker then loads it in seconds."""
@@ -60,7 +59,6 @@ def prepare_smollm2(cache_dir: Path, model: str | None = None) -> str:
     return str(cache_dir)
 
 
-@task(name="generate-candidates", task_run_name="{generator} passages {start}-{stop}", retries=1)
 def generate_candidates(passages: Path, start: int, stop: int, generator: str, cfg: SynthesizeConfig,
                         out_dir: Path, cache_dir: Path) -> str:
     """Candidate queries for passages ``[start, stop)`` of the passages shard; ``cache_dir`` is the
@@ -89,7 +87,6 @@ def generate_candidates(passages: Path, start: int, stop: int, generator: str, c
     return str(write_shard(pa.Table.from_pylist(records, schema=CANDIDATE_SCHEMA), out))
 
 
-@task(name="filter-pairs", task_run_name="filters, held-out split, hard negatives, diversity")
 def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: SynthesizeConfig,
                  out_dir: Path, heldout_fraction: float | None = None, encoder: str = "torch",
                  cache_dir: str | None = None, clusters: dict[str, str] | None = None) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Prefect task of the train stage: contrastive fine-tuning on the kept pairs, on one worker."""
+"""The train stage's work: contrastive fine-tuning on the kept pairs, on one worker (a plain function;
+flows/train.py wraps it as a Prefect task)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import random
 from pathlib import Path
 
 import pyarrow.compute as pc
-from prefect import task
 
 from refinery.storage import read_rows, read_shard
 from refinery.tasks.embedding import all_cores
@@ -20,7 +20,6 @@ STAGE_STATS = ("train_pairs", "triplets", "dev_pairs", "dev_passages", "dev_skip
                "last_loss", "losses", "dev", "saved_step", "saved_dev", "resumed_from_step", "seconds")
 
 
-@task(name="fine-tune", task_run_name="fine-tune on {pairs_path.name}")
 def train_model(pairs_path: Path, corpus_shards: list[str], base_path: str, out_dir: Path,
                 cfg: TrainConfig, checkpoint_dir: Path | None = None) -> dict[str, object]:
     """Fine-tune ``base_path`` on (query, positive[, hard negative]) of the kept training pairs.

@@ -209,9 +209,9 @@ def test_the_train_task_trains_on_kept_training_pairs_of_the_shard(tiny_base, bb
     and filtered-out pairs left out), the dev split drawn by doc id, and the stats the stage keeps."""
     import pyarrow as pa
 
-    from refinery.flows.train import DEV_TASK, LOSS_TASK, _metric_rows
-    from refinery.storage import write_shard
+    from refinery.storage import Catalog, write_shard
     from refinery.tasks.train.shard_tasks import train_model
+    from refinery.tasks.train.summary import DEV_TASK, LOSS_TASK, training_metric_rows
 
     pairs = article_pairs(bbc_articles)
     n_docs = len(bbc_articles)
@@ -226,8 +226,8 @@ def test_the_train_task_trains_on_kept_training_pairs_of_the_shard(tiny_base, bb
     rest = write_shard(pa.table({"doc_id": [f"rest{i}" for i in range(1000)]}), tmp_path / "rest.parquet")
     # the task trains on every core (all_cores), which on a busy machine is slower than one: few steps
     cfg = CFG.model_copy(update={"epochs": 1, "batch_size": 8, "use_hard_negatives": True, "checkpoint_every": None})
-    stats = train_model.fn(pairs_path, [str(corpus), str(rest)], str(tiny_base), tmp_path / "model", cfg,
-                           tmp_path / "checkpoint")
+    stats = train_model(pairs_path, [str(corpus), str(rest)], str(tiny_base), tmp_path / "model", cfg,
+                        tmp_path / "checkpoint")
     used = len(pairs) - 2 - 1  # doc0's two pairs are held out for evaluation, pair 5 was filtered out
     assert stats["examples"] == stats["with_negatives"] == used
     assert stats["train_pairs"] + stats["dev_pairs"] == used and stats["dev_pairs"] >= CFG.dev_min_pairs
@@ -235,10 +235,13 @@ def test_the_train_task_trains_on_kept_training_pairs_of_the_shard(tiny_base, bb
     assert len(stats["losses"]) == stats["steps"] and stats["dev"][0]["step"] == 0
     assert load_encoder(stats["model_path"]) is not None
 
-    metrics = _metric_rows(stats).to_pylist()
+    # the rows the stage puts in `metrics`, read back from a catalog
+    catalog = Catalog(tmp_path / "catalog.duckdb").ensure_schema()
+    catalog.put_metrics("run", "train", training_metric_rows(stats))
+    metrics = catalog.query("SELECT * FROM metrics").to_pylist()
     got = {(r["model"], r["task"], r["metric"]): r["value"] for r in metrics}
     assert got[("base", DEV_TASK, "mrr@10")] == stats["dev"][0]["mrr@10"]
     assert got[("tuned", DEV_TASK, "loss")] == stats["saved_dev"]["loss"]
     assert got[("tuned", DEV_TASK, "step")] == stats["saved_step"]
     assert got[("tuned", LOSS_TASK, "last")] == stats["losses"][-1]
-    assert {r["stage"] for r in metrics} == {"train"}
+    assert {(r["run_id"], r["stage"]) for r in metrics} == {("run", "train")}

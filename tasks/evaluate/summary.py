@@ -1,0 +1,47 @@
+"""What the evaluate stage records of its scores: ``metrics`` rows, the Prefect artifact, the stage's stats."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from refinery.tasks.evaluate.config import EvaluateConfig
+from refinery.tasks.evaluate.query_sets import QUERY_COUNTS, describe
+
+
+def metric_rows(tasks: list[str], sets: dict[str, dict[str, Any]], scores: dict[str, dict[str, dict[str, float]]]
+                ) -> list[tuple[str, str, str, float]]:
+    """(model, task, metric, value) per task: its query counts (model :data:`QUERY_COUNTS`), then
+    each model's figures."""
+    rows = []
+    for task in tasks:
+        rows += [(QUERY_COUNTS, task, k, float(v)) for k, v in sets[task]["counts"].items()]
+        rows += [(model, task, k, v) for model, values in scores.get(task, {}).items() for k, v in values.items()]
+    return rows
+
+
+def evaluation_artifact(run_id: str, tasks: list[str], sets: dict[str, dict[str, Any]],
+                        scores: dict[str, dict[str, dict[str, float]]], skipped: dict[str, str], *,
+                        pool_docs: int, corpus_docs: int, cfg: EvaluateConfig) -> dict[str, Any]:
+    """The ``table`` and ``description`` of the stage's table artifact: one row per (task, model)."""
+    table = [{"task": t, "model": m, **v} for t in tasks for m, v in scores.get(t, {}).items()]
+    columns = list(dict.fromkeys(k for row in table for k in row))  # the tuned rows have the intervals too
+    description = (
+        f"Run {run_id}: " + "; ".join(f"{describe(t)}, {sets[t]['counts']['scored']} queries" for t in tasks)
+        + f"; over a pool of {pool_docs} of the {corpus_docs} documents of the curated corpus"
+        + "".join(f"; {t} not scored: {why}" for t, why in skipped.items())
+        + (f"; tuned − base and tuned − bm25 with paired bootstrap 95% intervals ({cfg.bootstrap_samples} "
+           "resamples of the queries)" if cfg.bootstrap_samples else "") + ".")
+    return {"table": [{c: row.get(c) for c in columns} for row in table], "description": description}
+
+
+def stage_stats(tasks: list[str], sets: dict[str, dict[str, Any]], scored: dict[str, Any], skipped: dict[str, str],
+                *, pool: tuple[str, list[str]], pool_docs: int, corpus_docs: int) -> dict[str, Any]:
+    """The evaluate stage's stats (its marker, ``stage_runs.stats``): the first task's figures at
+    the top, every task's under ``by_task``."""
+    scores = scored["metrics"]
+    by_task = {t: {"queries": sets[t]["counts"]["scored"], "counts": sets[t]["counts"], "metrics": scores.get(t, {})}
+               for t in tasks}
+    first = tasks[0]
+    return {"task": first, "tasks": tasks, "queries": by_task[first]["queries"], "metrics": by_task[first]["metrics"],
+            "by_task": by_task, "skipped_tasks": skipped, "per_query": scored["per_query"], "pool_docs": pool_docs,
+            "corpus_docs": corpus_docs, "pool": pool[0], "pool_parts": pool[1]}

@@ -1,0 +1,83 @@
+"""What the synthesize flow asks the workers for: which documents are passages, how the passages
+are split into generation tasks, and what the stage records of the outcome.
+
+Passages and the filter pool are one seeded sample of the corpus (:mod:`tasks.evaluate.sampling`):
+the first documents in key order are the passages, and the filter pool is the passages' documents
+plus the next documents in key order, ``filter_pool_docs`` in all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from refinery.tasks.evaluate.names import content_key
+from refinery.tasks.evaluate.pool import Keyed
+from refinery.tasks.synthesize.config import SynthesizeConfig
+from refinery.tasks.synthesize.shard_tasks import ALL_GENERATORS, PASSAGES_PER_TASK
+
+# Passages are the documents of smallest xxh3(doc_id, seed) (no salt: the draw of every run so far).
+PASSAGE_SALT = ""
+# The `metrics` task of the stage's diversity figures.
+PAIRS_TASK = "pairs"
+
+
+class Passages(NamedTuple):
+    """The chosen passages: their doc ids in key order, the corpus shards holding them, and the
+    shard they are to be written to (named by its documents and the config)."""
+
+    doc_ids: list[str]
+    shards: list[str]
+    path: Path
+
+
+def sample_size(cfg: SynthesizeConfig) -> int:
+    """Documents to sample in key order: enough for the passages of every generator, and for the filter pool."""
+    return max(passages_wanted(cfg), cfg.filter_pool_docs)
+
+
+def passages_wanted(cfg: SynthesizeConfig) -> int:
+    """Passages the generators read: the most any of them reads."""
+    return max(cfg.passages if set(cfg.generators) - {"inverse_cloze"} else 0,
+               cfg.inverse_cloze_passages if "inverse_cloze" in cfg.generators else 0)
+
+
+def choose_passages(ranked: Sequence[Keyed], corpus_shards: Sequence[str], cfg: SynthesizeConfig, out: Path) -> Passages:
+    """The first :func:`passages_wanted` documents of ``ranked`` (a sample of ``corpus_shards`` in key
+    order), where they live, and the passages shard's path under ``out``."""
+    chosen = ranked[: passages_wanted(cfg)]
+    ids = [k.doc_id for k in chosen]
+    shards = sorted(corpus_shards)
+    return Passages(ids, [shards[i] for i in sorted({k.shard for k in chosen})],
+                    out / f"passages-{content_key(ids, cfg.model_dump_json())}.parquet")
+
+
+def generation_slices(cfg: SynthesizeConfig, passages: int) -> list[tuple[str, int, int]]:
+    """(generator, start, stop): the passage ranges of the generation tasks, ``PASSAGES_PER_TASK`` each,
+    over the first ``passages`` passages (an LLM generator reads ``synthesize.passages`` of them)."""
+    slices = []
+    for generator in cfg.generators:
+        count = min(passages, cfg.inverse_cloze_passages if generator == "inverse_cloze" else cfg.passages)
+        step = PASSAGES_PER_TASK[generator]
+        slices += [(generator, a, min(a + step, count)) for a in range(0, count, step)]
+    return slices
+
+
+def diversity_rows(stats: dict[str, Any]) -> list[tuple[str, str, str, float]]:
+    """The stage's `metrics` rows: (generator, 'pairs', metric, value) of each generator's diversity."""
+    return [(g, PAIRS_TASK, k, float(v)) for g, d in stats["diversity"].items() for k, v in d.items()]
+
+
+def pairs_artifact(run_id: str, stats: dict[str, Any], cfg: SynthesizeConfig, filter_pool_docs: int) -> dict[str, Any]:
+    """The ``table`` and ``description`` of the stage's table artifact: one row per generator, and all."""
+    everything = {"generated": stats["generated"], "kept": stats["kept"], **stats["dropped"]}
+    return {
+        "table": [{"generator": g, **v, **stats["diversity"].get(g, {})}
+                  for g, v in [*stats["by_generator"].items(), (ALL_GENERATORS, everything)]],
+        "description": f"Run {run_id}: {stats['kept']} of {stats['generated']} candidate pairs kept "
+                       f"(passage in the base model's top {cfg.consistency_top_k} of a pool of {filter_pool_docs} "
+                       f"documents; the filter_* columns count the candidates each filter rejected); "
+                       f"{stats['heldout_pairs']} of them held out for evaluation, {stats['with_negatives']} with a "
+                       "hard negative.",
+    }

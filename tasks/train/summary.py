@@ -1,0 +1,37 @@
+"""What the train stage records of a training: the model's row, ``metrics`` rows, the artifacts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+BASE_NAME = "all-MiniLM-L6-v2"
+TUNED_NAME = "tuned"
+# `metrics` rows of the stage: the dev split's scores of the base model (step 0) and of the step
+# saved as the tuned model, and the loss at the first and last step.
+DEV_TASK = "train_dev"
+LOSS_TASK = "train_loss"
+
+
+def training_metric_rows(stats: dict[str, Any]) -> list[tuple[str, str, str, float]]:
+    """(model, task, metric, value) of a training's stats (:func:`tasks.train.shard_tasks.train_model`)."""
+    rows = [("tuned", LOSS_TASK, "first", stats["first_loss"]), ("tuned", LOSS_TASK, "last", stats["last_loss"])]
+    dev = stats.get("dev") or []
+    if dev and dev[0]["step"] == 0:
+        rows += [("base", DEV_TASK, m, v) for m, v in dev[0].items() if m != "step"]
+    if stats.get("saved_dev"):
+        rows += [("tuned", DEV_TASK, m, v) for m, v in stats["saved_dev"].items()]
+        rows.append(("tuned", DEV_TASK, "step", stats["saved_step"]))
+    return [(model, task, metric, float(value)) for model, task, metric, value in rows]
+
+
+def training_artifacts(run_id: str, stats: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The stage's table artifacts by key (``table``, ``description`` each): the model, and the dev
+    split's curve when there is one."""
+    summary = {k: v for k, v in stats.items() if not isinstance(v, (list, dict))}
+    out = {"trained-model": {"table": [{"name": TUNED_NAME, "base": BASE_NAME, **summary}],
+                             "description": f"Run {run_id}: fine-tuned model."}}
+    if stats.get("dev"):
+        out["training-dev-curve"] = {"table": stats["dev"],
+                                     "description": f"Run {run_id}: the dev split's scores during training; "
+                                                    f"step {stats['saved_step']} is the saved model."}
+    return out
