@@ -103,11 +103,8 @@ def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: 
     sees their text. ``encoder`` and ``cache_dir`` choose the inference backend (``evaluate.encoder``).
     """
     cands = read_shards(sorted(candidate_shards))
-    # shards written before the column have none (their generators dropped unfinished samples)
-    unfinished = None
-    if "unfinished" in cands.column_names:
-        unfinished = [bool(u) for u in cands.column("unfinished").to_pylist()]
-        cands = cands.drop_columns(["unfinished"])
+    unfinished = [bool(u) for u in cands.column("unfinished").to_pylist()]
+    cands = cands.drop_columns(["unfinished"])
     doc_ids, corpus_emb = load_embeddings(sorted(embedding_shards))
     position = {d: i for i, d in enumerate(doc_ids)}
     queries = cands.column("query").to_pylist()

@@ -24,15 +24,10 @@ def train_model(pairs_path: Path, corpus_shards: list[str], base_path: str, out_
                 cfg: TrainConfig, checkpoint_dir: Path | None = None) -> dict[str, object]:
     """Fine-tune ``base_path`` on (query, positive[, hard negative]) of the kept training pairs.
 
-    Pairs held out for evaluation (``split = 'heldout'``) are never trained on; shards written
-    before the split existed have no such column and are all training pairs. A checkpoint in
+    Pairs held out for evaluation (``split = 'heldout'``) are never trained on. A checkpoint in
     ``checkpoint_dir`` left by a killed training of the same pairs is continued from.
     """
-    pairs = read_shard(pairs_path)
-    train = pc.field("kept")
-    if "split" in pairs.column_names:
-        train = train & (pc.field("split") == TRAIN)
-    pairs = pairs.filter(train)
+    pairs = read_shard(pairs_path).filter(pc.field("kept") & (pc.field("split") == TRAIN))
     negative_ids: list[str | None] = [None] * pairs.num_rows
     negatives: list[str | None] = [None] * pairs.num_rows
     if cfg.use_hard_negatives:  # the texts of the pairs' negatives only, never the corpus's
