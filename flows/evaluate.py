@@ -68,9 +68,11 @@ def _evaluate(run: RunSpec, quality: dict[str, Any], synthesize: dict[str, Any],
     if corpus_is_empty(quality):
         catalog.put_metrics(run_id, "evaluate", [])
         return {"skipped": NO_CORPUS}
-    sets = {s.name: user_set(catalog, run_id, s, load_query_set_task.submit(
-                s, max_queries=cfg.max_queries, seed=cfg.seed, out=out / f"queries-{s.name}-sample.parquet").result(), out)
-            for s in cfg.queries}
+    sets = {}
+    for source in cfg.queries:  # sampled on a worker, matched to the run's documents here
+        loaded = load_query_set_task.submit(source, max_queries=cfg.max_queries, seed=cfg.seed,
+                                            out=out / f"queries-{source.name}-sample.parquet").result()
+        sets[source.name] = user_set(catalog, run_id, source, loaded, out)
     if builtin := synthesize.get("evaluation_task", HEADLINE):
         sets[builtin] = builtin_set(catalog, run_id, builtin, cfg, out)
     tasks = list(sets)

@@ -43,8 +43,9 @@ prepare_task = task(prepare_smollm2, name="prepare-generator", task_run_name="de
                     retries=1, timeout_seconds=HOUR)
 generate_task = task(generate_candidates, name="generate-candidates",
                      task_run_name="{generator} passages {start}-{stop}", retries=1, timeout_seconds=4 * HOUR)
-filter_task = task(filter_pairs, name="filter-pairs", task_run_name="filters, held-out split, hard negatives, diversity",
-                   retries=1, timeout_seconds=4 * HOUR)
+filter_task = task(filter_pairs, name="filter-pairs",
+                   task_run_name="filters, held-out split, hard negatives, diversity", retries=1,
+                   timeout_seconds=4 * HOUR)
 _ON_WORKERS = {t.fn: t for t in (sample_keys_task, select_rows_task, embed_task)}
 
 

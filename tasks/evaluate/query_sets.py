@@ -72,7 +72,8 @@ def builtin_set(catalog: Catalog, run_id: str, task: str, cfg: EvaluateConfig, o
             "counts": {"in_source": in_source, "sampled": table.num_rows, "scored": table.num_rows}}
 
 
-def user_set(catalog: Catalog, run_id: str, source: QuerySetConfig, loaded: dict[str, Any], out: Path) -> dict[str, Any]:
+def user_set(catalog: Catalog, run_id: str, source: QuerySetConfig, loaded: dict[str, Any],
+             out: Path) -> dict[str, Any]:
     """A user query set whose sample a worker wrote (``loaded``: :func:`tasks.evaluate.shard_tasks.load_query_set`),
     matched to the run's documents; queries whose relevant documents curation dropped, or that
     match no ingested record, are counted, not scored."""
@@ -90,7 +91,8 @@ def user_set(catalog: Catalog, run_id: str, source: QuerySetConfig, loaded: dict
     return {"path": str(path), "relevant": table.column("relevant").to_pylist(), "counts": counts}
 
 
-def label_set(catalog: Catalog, run_id: str, pool_ids: list[str], cfg: EvaluateConfig, out: Path) -> dict[str, Any] | str:
+def label_set(catalog: Catalog, run_id: str, pool_ids: list[str], cfg: EvaluateConfig,
+              out: Path) -> dict[str, Any] | str:
     """The same-label task over the pool: its labelled documents, which of them are queries, the
     counts; or why the task cannot be scored (a string)."""
     table = catalog.pool_labels(run_id, pool_ids)

@@ -43,7 +43,8 @@ def passages_wanted(cfg: SynthesizeConfig) -> int:
                cfg.inverse_cloze_passages if "inverse_cloze" in cfg.generators else 0)
 
 
-def choose_passages(ranked: Sequence[Keyed], corpus_shards: Sequence[str], cfg: SynthesizeConfig, out: Path) -> Passages:
+def choose_passages(ranked: Sequence[Keyed], corpus_shards: Sequence[str], cfg: SynthesizeConfig,
+                    out: Path) -> Passages:
     """The first :func:`passages_wanted` documents of ``ranked`` (a sample of ``corpus_shards`` in key
     order), where they live, and the passages shard's path under ``out``."""
     chosen = ranked[: passages_wanted(cfg)]
