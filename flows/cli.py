@@ -246,7 +246,7 @@ def refilter(
     dask_address: Optional[str] = typer.Option(None, "--dask-address", help="Existing Dask scheduler."),
 ) -> None:
     """Re-decide a run's quality drops under new thresholds from stored scores (no rule re-runs)."""
-    from refinery.flows.nightly import refilter_run
+    from refinery.flows.quality import refilter_run
 
     new = _config(config)
     catalog = Catalog(DataHome.resolve(new.home).catalog_path)

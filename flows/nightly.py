@@ -14,7 +14,7 @@ from refinery.flows.accounting import books_so_far, check_books
 from refinery.flows.dedup import dedup_flow
 from refinery.flows.evaluate import evaluate_flow, validate_query_sets
 from refinery.flows.ingest import ingest_flow
-from refinery.flows.quality import quality_flow, refilter_flow
+from refinery.flows.quality import quality_flow
 from refinery.flows.report import write_report
 from refinery.flows.runs import reuse_curation
 from refinery.flows.runtime import RunSpec, dask_cluster, new_run_id
@@ -89,7 +89,8 @@ def run_chain(run: RunSpec, dask_address: str | None = None) -> dict[str, Any]:
             for stage, stage_flow in STAGE_FLOWS:
                 if stage not in run.config.stages:
                     continue
-                stats[stage] = stage_flow.with_options(task_runner=runner)(run)
+                inputs = (stats["ingest"], stats["dedup"]) if stage == "quality" else ()
+                stats[stage] = stage_flow.with_options(task_runner=runner)(run, *inputs)
                 if stage == "quality":
                     stats["books"] = check_books(run).as_dict()
     except BaseException as exc:
@@ -122,21 +123,6 @@ def _record_failure(run: RunSpec, stage: str, exc: BaseException) -> None:
         logger.info("run %s: report of the failed run at %s", run.run_id, path)
     except Exception:
         logger.exception("run %s: could not write the report of the failed run", run.run_id)
-
-
-@flow(name="refilter-run", log_prints=True)
-def refilter_run(run_id: str, config: RefineryConfig, dask_address: str | None = None) -> dict[str, Any]:
-    """Re-decide the quality stage of ``run_id`` with ``config.quality`` (see ``refilter_flow``)."""
-    home = DataHome.resolve(config.home)
-    if not (home.run_dir(run_id) / "config.yaml").exists():
-        raise ValueError(f"no run {run_id} under {home.root}")
-    run = RunSpec(run_id=run_id, home=str(home.root), config=load_config(home.run_dir(run_id) / "config.yaml"))
-    with home.run_lock(f"a refilter of run {run_id}"), dask_cluster(run.config.dask, dask_address) as address:
-        stats = refilter_flow.with_options(task_runner=DaskTaskRunner(address=address))(run, config.quality)
-        refiltered = RunSpec(run_id=run_id, home=run.home, config=load_config(run.run_dir / "config.yaml"))
-        stats["books"] = check_books(refiltered).as_dict()
-        run.catalog.finish_run(run_id, status="refiltered", **stats["books"])
-    return stats
 
 
 def check_deployment_config(config_path: str | None) -> None:
