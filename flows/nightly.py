@@ -15,7 +15,7 @@ from refinery.flows.dedup import dedup_flow
 from refinery.flows.evaluate import evaluate_flow, validate_query_sets
 from refinery.flows.ingest import ingest_flow
 from refinery.flows.quality import quality_flow
-from refinery.flows.report import write_report
+from refinery.tasks.report.run_report import write_report
 from refinery.flows.runs import reuse_curation
 from refinery.flows.runtime import RunSpec, dask_cluster, new_run_id
 from refinery.flows.synthesize import synthesize_flow

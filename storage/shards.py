@@ -114,7 +114,7 @@ def write_json_atomic(payload: Any, path: Path) -> Path:
 
 
 def write_text_atomic(text: str, path: str | os.PathLike[str]) -> Path:
-    """Write ``text`` to ``path`` atomically (temp file + rename); returns the path."""
+    """Write ``text`` to ``path`` atomically (temp file + rename), so a reader never sees half of it."""
     path = Path(path)
     fd, tmp = _atomic_target(path)
     with os.fdopen(fd, "w") as fh:
