@@ -231,7 +231,7 @@ def refilter(
 
     new = _config(config)
     catalog = Catalog(DataHome.resolve(new.home).catalog_path)
-    before = catalog.quality_drops_by_reason(run_id)
+    before = catalog.drops_by_reason(run_id, "quality")
     try:
         stats = refilter_run(run_id, new, dask_address)
     except ValueError as exc:

@@ -55,11 +55,6 @@ class ReportVerbs:
         return self.query("SELECT stage, reason, count(*) AS docs FROM drops WHERE run_id = ?"
                           " GROUP BY ALL ORDER BY stage, docs DESC, reason", [run_id]).to_pylist()
 
-    def quality_drops_by_reason(self, run_id: str) -> list[dict[str, Any]]:
-        """reason, docs: the quality stage's drops per rule, largest first."""
-        return self.query("SELECT reason, count(*) AS docs FROM drops WHERE run_id = ? AND stage = 'quality'"
-                          " GROUP BY reason ORDER BY docs DESC, reason", [run_id]).to_pylist()
-
     def rejects_by_reason(self, run_id: str) -> list[dict[str, Any]]:
         """reason, records, example: rejected records per reason family (the text before ':'), one
         example each; details such as the id in ``duplicate_id: <id> (first at <location>)`` differ

@@ -275,7 +275,7 @@ def _quality_section(run: RunSpec, files: Path) -> str:
 
     catalog = run.catalog
     cfg = run.config.quality
-    by_rule = catalog.quality_drops_by_reason(run.run_id)
+    by_rule = catalog.drops_by_reason(run.run_id, "quality")
     scored = catalog.scored_documents(run.run_id)
     if not scored:
         return _section("Quality", "_(no documents scored)_\n")

@@ -56,10 +56,10 @@ def test_drops_counted_by_stage_and_reason(catalog):
         {"stage": "quality", "reason": "gopher_short", "docs": 2},
         {"stage": "quality", "reason": "c4_curly", "docs": 1},
         {"stage": "quality", "reason": "langid", "docs": 1}]
-    assert catalog.quality_drops_by_reason("r1") == [{"reason": "gopher_short", "docs": 2},
+    assert catalog.drops_by_reason("r1", "quality") == [{"reason": "gopher_short", "docs": 2},
                                                      {"reason": "c4_curly", "docs": 1},
                                                      {"reason": "langid", "docs": 1}]
-    assert catalog.quality_drops_by_reason("none") == []
+    assert catalog.drops_by_reason("none", "quality") == []
 
 
 def test_rejects_by_reason_family_with_one_example(catalog):
