@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 CONFIG  ?=
 
-.PHONY: install lock run test test-fast bench ui readme clean
+.PHONY: install lock run test test-fast bench ui docs clean
 
 $(STAMP): pyproject.toml Makefile requirements.lock requirements-nodeps.lock
 	$(PY) -m venv $(VENV)
@@ -46,10 +46,11 @@ bench: $(STAMP)
 ui: $(STAMP)
 	PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/prefect server start
 
-# regenerate README's configuration reference from the pydantic config models
-readme: $(STAMP)
-	$(BIN)/python -c "import re, pathlib; from refinery.tasks.config import config_reference as ref; \
-	p = pathlib.Path('README.md'); s = p.read_text(); \
+# regenerate docs/configuration.md's reference (between its config-reference markers) from the
+# pydantic config models; tests/test_config.py fails when the file and the models disagree
+docs: $(STAMP)
+	$(BIN)/python -c "import pathlib; from refinery.tasks.config import config_reference as ref; \
+	p = pathlib.Path('docs/configuration.md'); s = p.read_text(); \
 	a, b = s.index('<!-- config-reference:start'), s.index('<!-- config-reference:end -->'); \
 	a = s.index('\n', a) + 1; p.write_text(s[:a] + ref() + s[b:])"
 

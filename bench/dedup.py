@@ -3,8 +3,8 @@
     python -m bench.dedup --docs 10000 --json bench/out/dedup-10k.json [--workers 1,2]
 
 One run:
-1. builds the corpus (bench.corpora: BBC articles or BBC-paragraph remixes, with injected exact and
-   near copies) as Parquet shards, generated in parallel by Dask workers;
+1. builds the corpus (tests/fixtures/corpora.py: BBC articles or BBC-paragraph remixes, with injected
+   exact and near copies) as Parquet shards, generated in parallel by Dask workers;
 2. times Refinery's signatures() in this process on up to --sample-docs docs (docs/s per core), and
    on subsamples of the same docs datasketch per-shingle update(), update_batch() and rensa, each with
    Python regex shingling in front, plus rensa given the shingles;
@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
-from bench import corpora
+from tests.fixtures import corpora
 from refinery.tasks.dedup import DedupConfig, deduplicate, estimated_jaccard, exact_keys, shingle_sets, signatures
 
 DEFAULT_SAMPLE_DOCS = 50_000

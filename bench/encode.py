@@ -55,7 +55,7 @@ SEED = 0
 
 def bodies_sample(n: int) -> list[str]:
     """``n`` BBC bodies drawn without replacement by a seeded permutation (all five sections mixed)."""
-    from bench.corpora import load_bbc
+    from tests.fixtures.corpora import load_bbc
 
     bodies = [a.body for a in load_bbc()]
     pick = np.random.default_rng(SEED).permutation(len(bodies))[: min(n, len(bodies))]
@@ -64,7 +64,7 @@ def bodies_sample(n: int) -> list[str]:
 
 def headline_task() -> tuple[list[str], list[str], list[set[int]]]:
     """Distinct headlines, distinct bodies, and per headline the bodies of its articles."""
-    from bench.corpora import load_bbc
+    from tests.fixtures.corpora import load_bbc
 
     body_index: dict[str, int] = {}
     relevant: dict[str, set[int]] = {}

@@ -4,8 +4,9 @@
 
 One run:
 1. writes a JSONL folder of --docs records ``{"id", "text"}`` in --files files under a temporary
-   folder (deleted afterwards unless --keep). The texts are bench.corpora's synthetic corpus: real
-   BBC News headlines and sentences in BBC-like articles (~2.2 KB), with its near and exact copies;
+   folder (deleted afterwards unless --keep). The texts are tests/fixtures/corpora.py's synthetic
+   corpus: real BBC News headlines and sentences in BBC-like articles (~2.2 KB), with its near and
+   exact copies;
 2. times the reader in this process (``ingest_unit_to_shards`` on the first file's first
    --sample-docs records, in CPU seconds, so other load on the machine does not count);
 3. runs the real ingest flow (Prefect, a 2-worker Dask LocalCluster as ``refinery run`` starts it,
@@ -31,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from bench import corpora
+from tests.fixtures import corpora
 from bench.output import emit_report
 
 DEFAULT_DOCS = 150_000

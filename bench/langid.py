@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bench.corpora import bbc_texts
+from tests.fixtures.corpora import bbc_texts
 
 
 def main(argv: Sequence[str] | None = None) -> int:

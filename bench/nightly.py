@@ -6,7 +6,7 @@
 
 Builds (or reuses, when its manifest matches) a titleless JSONL corpus of ``--docs`` rows from
 real BBC sentences with planted exact and near duplicates, low-quality documents and rejects
-(``bench.corpora.nightly_corpus``), writes a config for it, and runs the real CLI,
+(``tests.fixtures.corpora.nightly_corpus``), writes a config for it, and runs the real CLI,
 ``refinery run --config ... [--stages ...]``, as a subprocess with its default LocalCluster. While
 it runs, the resident memory of the flow process (the CLI process, where the nightly flow runs) and
 of each of its descendants (Dask workers, Prefect's temporary server) is sampled every
@@ -34,7 +34,7 @@ from typing import Any
 import psutil
 import yaml
 
-from bench.corpora import nightly_corpus
+from tests.fixtures.corpora import nightly_corpus
 from bench.output import emit_report
 
 DEFAULT_WORK = Path("/tmp/refinery-bench-nightly")
@@ -179,7 +179,7 @@ def write_config(path: Path, *, corpus_docs: Path, home: Path, workers: int | No
                  overrides: Sequence[str] = ()) -> dict[str, Any]:
     """The run's config (validated by Refinery's own loader): the corpus folder as the only source,
     read as titleless JSONL under the name the planted doc ids were computed with."""
-    from bench.corpora import NIGHTLY_SOURCE
+    from tests.fixtures.corpora import NIGHTLY_SOURCE
     from refinery.tasks.config import ConfigError, parse_config
 
     config: dict[str, Any] = {

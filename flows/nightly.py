@@ -14,8 +14,8 @@ from refinery.flows.accounting import books_so_far, check_books
 from refinery.flows.dedup import dedup_flow
 from refinery.flows.evaluate import evaluate_flow
 from refinery.flows.ingest import ingest_flow
-from refinery.flows.quality import quality_flow, refilter_flow
-from refinery.flows.report import write_report
+from refinery.flows.quality import quality_flow
+from refinery.tasks.report.run_report import write_report
 from refinery.flows.runs import reuse_curation
 from refinery.flows.runtime import RunSpec, dask_cluster, new_run_id
 from refinery.flows.synthesize import synthesize_flow
@@ -33,8 +33,8 @@ STAGE_FLOWS = (
     ("evaluate", evaluate_flow),
 )
 # What each stage flow is given besides the run: the stats of the stages it reads.
-STAGE_INPUTS = {"synthesize": ("ingest", "quality"), "train": ("quality", "synthesize"),
-                "evaluate": ("quality", "synthesize", "train")}
+STAGE_INPUTS = {"quality": ("ingest", "dedup"), "synthesize": ("ingest", "quality"),
+                "train": ("quality", "synthesize"), "evaluate": ("quality", "synthesize", "train")}
 
 
 def prepare_run(config: RefineryConfig, run_id: str | None = None, stages: list[str] | None = None,
@@ -127,21 +127,6 @@ def _record_failure(run: RunSpec, stage: str, exc: BaseException) -> None:
         logger.info("run %s: report of the failed run at %s", run.run_id, path)
     except Exception:
         logger.exception("run %s: could not write the report of the failed run", run.run_id)
-
-
-@flow(name="refilter-run", log_prints=True)
-def refilter_run(run_id: str, config: RefineryConfig, dask_address: str | None = None) -> dict[str, Any]:
-    """Re-decide the quality stage of ``run_id`` with ``config.quality`` (see ``refilter_flow``)."""
-    home = DataHome.resolve(config.home)
-    if not (home.run_dir(run_id) / "config.yaml").exists():
-        raise ValueError(f"no run {run_id} under {home.root}")
-    run = RunSpec(run_id=run_id, home=str(home.root), config=load_config(home.run_dir(run_id) / "config.yaml"))
-    with home.run_lock(f"a refilter of run {run_id}"), dask_cluster(run.config.dask, dask_address) as address:
-        stats = refilter_flow.with_options(task_runner=DaskTaskRunner(address=address))(run, config.quality)
-        refiltered = RunSpec(run_id=run_id, home=run.home, config=load_config(run.run_dir / "config.yaml"))
-        stats["books"] = check_books(refiltered).as_dict()
-        run.catalog.finish_run(run_id, status="refiltered", **stats["books"])
-    return stats
 
 
 def check_deployment_config(config_path: str | None) -> None:

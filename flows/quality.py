@@ -6,21 +6,61 @@ Every score goes to ``doc_attributes`` and every drop (first failing rule) to ``
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-from prefect import flow, get_run_logger, unmapped
+from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_table_artifact
+from prefect_dask import DaskTaskRunner
 
-from refinery.flows.runtime import RunSpec, gather, run_stage
-from refinery.storage import StageMarker, write_shard
-from refinery.tasks.config import dump_config
-from refinery.tasks.quality import QualityConfig, decision_sql, family_fingerprints
+from refinery.flows.accounting import check_books
+from refinery.flows.runtime import RunSpec, dask_cluster, gather, run_stage
+from refinery.storage import DataHome, StageMarker, sweep_partial_writes, write_shard
+from refinery.storage.shards import write_text_atomic
+from refinery.tasks.config import RefineryConfig, dump_config, load_config
+from refinery.tasks.quality import QualityConfig, family_fingerprints
+from refinery.tasks.quality.refilter import LATER_STAGES, remove_stale_decisions, rescored_families, unfinish
+from refinery.tasks.quality.shard_tasks import quality_shard, refilter_shard, train_quality_classifier
 
 CLASSIFIER_NAME = "quality_classifier"
-DOWNSTREAM = ("synthesize", "train", "evaluate")
+
+# CPU work on one shard (scoring ~40 values a document, or reading them back): one retry, since a
+# shard task skips what it already wrote; timeouts far above a large shard's minutes.
+quality_shard_task = task(quality_shard, name="quality-shard", task_run_name="quality {shard.name}",
+                          retries=1, timeout_seconds=3 * 3600)
+refilter_shard_task = task(refilter_shard, name="refilter-shard", task_run_name="refilter {shard.name}",
+                           retries=1, timeout_seconds=3600)
+# fastText trains in minutes on the whole corpus's negatives; a retry trains again from scratch.
+train_classifier_task = task(train_quality_classifier, name="train-quality-classifier",
+                             task_run_name="train fastText quality classifier", retries=1, timeout_seconds=3 * 3600)
+
+
+@flow(name="quality", log_prints=True)
+def quality_flow(run: RunSpec, ingest: dict[str, Any], dedup: dict[str, Any]) -> dict[str, Any]:
+    """Score and decide every shard ingest wrote, less what dedup dropped."""
+    return run_stage(run, "quality", lambda out: _quality(run, ingest, dedup, out))
+
+
+def _quality(run: RunSpec, ingest: dict[str, Any], dedup: dict[str, Any], out: Path) -> dict[str, Any]:
+    dedup_drops = Path(dedup["drops_path"])
+    classifier = (_train_classifier(run, out, ingest["shards"], dedup_drops)
+                  if run.config.quality.classifier.enabled else None)
+    results = gather(
+        quality_shard_task.map([Path(p) for p in ingest["shards"]], dedup_drops=unmapped(dedup_drops),
+                               out_dir=unmapped(out), cfg=unmapped(run.config.quality),
+                               classifier=unmapped(classifier)),
+        "quality shards",
+    )
+    run.catalog.replace("doc_attributes", run.run_id, parquet=[r["attributes"] for r in results])
+    run.catalog.replace("drops", run.run_id, parquet=[r["drops"] for r in results], where={"stage": "quality"})
+    return _summarize(run, {
+        "docs": sum(r["docs"] for r in results),
+        "kept": sum(r["kept"] for r in results),
+        "dropped": sum(r["dropped"] for r in results),
+        "corpus_shards": [r["corpus"] for r in results],
+        "classifier": classifier,
+        "fingerprints": family_fingerprints(run.config.quality),
+    })
 
 
 def _positives(run: RunSpec, out: Path) -> str:
@@ -37,56 +77,17 @@ def _positives(run: RunSpec, out: Path) -> str:
 
 
 def _train_classifier(run: RunSpec, out: Path, shards: list[str], dedup_drops: Path) -> str:
-    from refinery.tasks.quality.shard_tasks import train_quality_classifier
-
-    cfg = run.config.quality.classifier
-    report = train_quality_classifier.submit(_positives(run, out), shards, dedup_drops, cfg,
-                                             out / "classifier" / "model.bin").result()
-    catalog = run.catalog
-    catalog.replace("models", run.run_id, where={"name": CLASSIFIER_NAME}, rows=pa.table({
-        "name": [CLASSIFIER_NAME], "path": [report["path"]], "base": ["fasttext"],
-        "created_at": [datetime.now(timezone.utc)]}))
-    catalog.replace("metrics", run.run_id, where={"stage": "quality"}, rows=pa.table({
-        "stage": ["quality"] * 2, "model": [CLASSIFIER_NAME] * 2, "task": ["classifier_holdout"] * 2,
-        "metric": ["accuracy", "auc"], "value": [report["accuracy"], report["auc"]]}))
+    report = train_classifier_task.submit(_positives(run, out), shards, dedup_drops, run.config.quality.classifier,
+                                          out / "classifier" / "model.bin").result()
+    run.catalog.put_quality_classifier(run.run_id, name=CLASSIFIER_NAME, path=report["path"],
+                                       accuracy=report["accuracy"], auc=report["auc"])
     get_run_logger().info("quality classifier: held-out accuracy %.3f, AUC %.3f (%d positives, %d negatives)",
                           report["accuracy"], report["auc"], report["positives"], report["negatives"])
     return report["path"]
 
 
-def _quality(run: RunSpec, out: Path) -> dict[str, Any]:
-    from refinery.tasks.quality.shard_tasks import quality_shard
-
-    ingest = StageMarker(run.stage_dir("ingest")).read()
-    dedup = StageMarker(run.stage_dir("dedup")).read()
-    if ingest is None or dedup is None:
-        raise RuntimeError(f"run {run.run_id}: quality needs finished ingest and dedup stages")
-    shards = [Path(p) for p in ingest["shards"]]
-    dedup_drops = Path(dedup["drops_path"])
-    classifier = (_train_classifier(run, out, ingest["shards"], dedup_drops)
-                  if run.config.quality.classifier.enabled else None)
-    results = gather(
-        quality_shard.map(shards, dedup_drops=unmapped(dedup_drops), out_dir=unmapped(out),
-                          cfg=unmapped(run.config.quality), classifier=unmapped(classifier)),
-        "quality shards",
-    )
-    catalog = run.catalog
-    catalog.replace("doc_attributes", run.run_id, parquet=[r["attributes"] for r in results])
-    catalog.replace("drops", run.run_id, parquet=[r["drops"] for r in results], where={"stage": "quality"})
-    return _summarize(run, {
-        "docs": sum(r["docs"] for r in results),
-        "kept": sum(r["kept"] for r in results),
-        "dropped": sum(r["dropped"] for r in results),
-        "corpus_shards": [r["corpus"] for r in results],
-        "classifier": classifier,
-        "fingerprints": family_fingerprints(run.config.quality),
-    })
-
-
 def _summarize(run: RunSpec, stats: dict[str, Any]) -> dict[str, Any]:
-    by_reason = run.catalog.query(
-        "SELECT reason, count(*) AS docs FROM drops WHERE run_id = ? AND stage = 'quality'"
-        " GROUP BY reason ORDER BY docs DESC, reason", [run.run_id]).to_pylist()
+    by_reason = run.catalog.drops_by_reason(run.run_id, "quality")
     stats["drops_by_reason"] = {r["reason"]: r["docs"] for r in by_reason}
     create_table_artifact(
         key="quality-drops", table=by_reason or [{"reason": "(none)", "docs": 0}],
@@ -95,55 +96,62 @@ def _summarize(run: RunSpec, stats: dict[str, Any]) -> dict[str, Any]:
     return stats
 
 
-@flow(name="quality", log_prints=True)
-def quality_flow(run: RunSpec) -> dict[str, Any]:
-    return run_stage(run, "quality", lambda out: _quality(run, out))
-
-
 class RefilterError(ValueError):
     """The new config changes how scores are computed, not only thresholds: a new run is needed."""
 
 
 @flow(name="refilter", log_prints=True)
-def refilter_flow(run: RunSpec, quality: QualityConfig) -> dict[str, Any]:
-    """Re-decide a finished quality stage under new thresholds, in DuckDB, from stored attributes.
+def refilter_flow(run: RunSpec, ingest: dict[str, Any], dedup: dict[str, Any], quality: dict[str, Any],
+                  thresholds: QualityConfig) -> dict[str, Any]:
+    """Re-decide a finished quality stage (``quality``: its stats) under ``thresholds``, shard by
+    shard, from the stored attributes; no rule is scored again.
 
-    No rule is evaluated again. The quality drops and corpus shards are replaced, the run's config
-    is updated, and the later stages are marked unfinished so ``refinery run --resume`` redoes them
-    on the new corpus.
+    The later stages are marked unfinished first, so a refilter stopped anywhere leaves none of
+    them marked finished on a corpus that is no longer the run's. The quality stage's marker is
+    written last, after the drops, the corpus shards and the run's config: until then it names the
+    old decisions, whose files stay. A refilter run again after a stop keeps the shards it already
+    wrote (they are named by their decisions) and finishes; ``refinery run --resume`` then redoes
+    the later stages on the new corpus.
     """
-    from refinery.tasks.quality.shard_tasks import write_corpus_shard
-
-    done = StageMarker(run.stage_dir("quality")).read()
-    ingest = StageMarker(run.stage_dir("ingest")).read()
-    dedup = StageMarker(run.stage_dir("dedup")).read()
-    if done is None or ingest is None or dedup is None:
-        raise RefilterError(f"run {run.run_id} has no finished quality stage to re-decide")
-    old, new = done["fingerprints"], family_fingerprints(quality)
-    changed = sorted(f for f in set(old) | set(new) if f in new and old.get(f) != new[f])
+    changed = rescored_families(quality["fingerprints"], thresholds)
     if changed:
         raise RefilterError(f"these families compute different scores under the new config and need a new run: "
                             f"{', '.join(changed)}")
-    catalog = run.catalog
-    scored = f"(SELECT doc_id, name, value FROM doc_attributes WHERE run_id = '{run.run_id}')"
-    decisions = catalog.query(f"SELECT doc_id, reason FROM ({decision_sql(quality, attributes=scored)}) "
-                              "WHERE reason IS NOT NULL ORDER BY doc_id")
+    unfinish(run.stage_dir(stage) for stage in LATER_STAGES)
     out = run.stage_dir("quality")
-    drops_path = write_shard(decisions.append_column("stage", pa.array(["quality"] * decisions.num_rows, pa.string())),
-                             out / "drops-refilter.parquet")
-    corpus = gather(write_corpus_shard.map([Path(p) for p in ingest["shards"]],
-                                           dedup_drops=unmapped(Path(dedup["drops_path"])),
-                                           quality_drops=unmapped(drops_path), out_dir=unmapped(out)),
-                    "rewrite corpus shards")
-    catalog.replace("drops", run.run_id, parquet=[drops_path], where={"stage": "quality"})
-    config = run.config.model_copy(update={"quality": quality})
-    refiltered = RunSpec(run_id=run.run_id, home=run.home, config=config)
-    stats = _summarize(refiltered, {**done, "kept": sum(c["kept"] for c in corpus), "dropped": decisions.num_rows,
-                                    "corpus_shards": [c["corpus"] for c in corpus], "refiltered": True})
-    (run.run_dir / "config.yaml").write_text(dump_config(config))
-    catalog.execute_write("UPDATE runs SET config = ? WHERE run_id = ?",
-                          [config.model_dump_json(), run.run_id])
-    for stage in DOWNSTREAM:
-        StageMarker(run.stage_dir(stage)).path.unlink(missing_ok=True)
+    results = gather(
+        refilter_shard_task.map([Path(p) for p in ingest["shards"]], dedup_drops=unmapped(Path(dedup["drops_path"])),
+                                out_dir=unmapped(out), cfg=unmapped(thresholds)),
+        "refilter shards",
+    )
+    refiltered = RunSpec(run_id=run.run_id, home=run.home, config=run.config.model_copy(update={"quality": thresholds}))
+    run.catalog.replace("drops", run.run_id, parquet=[r["drops"] for r in results], where={"stage": "quality"})
+    stats = _summarize(refiltered, {**quality, "kept": sum(r["kept"] for r in results),
+                                    "dropped": sum(r["dropped"] for r in results),
+                                    "corpus_shards": [r["corpus"] for r in results], "refiltered": True})
+    write_text_atomic(dump_config(refiltered.config), run.run_dir / "config.yaml")
+    run.catalog.update_run_config(run.run_id, refiltered.config.model_dump_json())
     StageMarker(out).write(stats)
+    remove_stale_decisions(out, [*stats["corpus_shards"], *(r["drops"] for r in results)])
+    return stats
+
+
+@flow(name="refilter-run", log_prints=True)
+def refilter_run(run_id: str, config: RefineryConfig, dask_address: str | None = None) -> dict[str, Any]:
+    """Re-decide the quality stage of ``run_id`` with ``config.quality`` (see ``refilter_flow``),
+    holding the data home's run lock, then balance the run's books again."""
+    home = DataHome.resolve(config.home)
+    if not (home.run_dir(run_id) / "config.yaml").exists():
+        raise ValueError(f"no run {run_id} under {home.root}")
+    run = RunSpec(run_id=run_id, home=str(home.root), config=load_config(home.run_dir(run_id) / "config.yaml"))
+    with home.run_lock(f"a refilter of run {run_id}"), dask_cluster(run.config.dask, dask_address) as address:
+        ingest, dedup, quality = (StageMarker(run.stage_dir(s)).read() for s in ("ingest", "dedup", "quality"))
+        if ingest is None or dedup is None or quality is None:
+            raise RefilterError(f"run {run_id} has no finished quality stage to re-decide")
+        sweep_partial_writes(run.stage_dir("quality"))  # what a stopped refilter was writing
+        stats = refilter_flow.with_options(task_runner=DaskTaskRunner(address=address))(
+            run, ingest, dedup, quality, config.quality)
+        refiltered = RunSpec(run_id=run_id, home=run.home, config=load_config(run.run_dir / "config.yaml"))
+        stats["books"] = check_books(refiltered).as_dict()
+        run.catalog.finish_run(run_id, status="refiltered", **stats["books"])
     return stats

@@ -113,6 +113,16 @@ def write_json_atomic(payload: Any, path: Path) -> Path:
     return path
 
 
+def write_text_atomic(text: str, path: str | os.PathLike[str]) -> Path:
+    """Write ``text`` to ``path`` atomically (temp file + rename), so a reader never sees half of it."""
+    path = Path(path)
+    fd, tmp = _atomic_target(path)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+    return path
+
+
 def link_tree(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, rewrite: tuple[str, str],
               skip: Sequence[str] = ()) -> int:
     """Make ``dst`` a copy of the finished folder ``src`` that costs no disk: every file hard-linked

@@ -7,12 +7,7 @@ from __future__ import annotations
 
 import importlib.resources
 import os
-import sys
 from pathlib import Path
-
-# bench/ is a folder of the repository, not an installed package (Refinery installs only
-# refinery.*): the tests that use its corpora import it from the checkout
-sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("REFINERY_NO_PROGRESS", "1")

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from bench import nightly
-from bench.corpora import NIGHTLY_SOURCE, nightly_corpus
 from refinery.storage import Catalog
 from refinery.tasks.dedup import normalize_for_exact
 from refinery.tasks.ingest.readers import doc_id_for
+from tests.fixtures.corpora import NIGHTLY_SOURCE, nightly_corpus
 
 
 # what bench.nightly prints: per-stage figures, memory, the books and catalog growth

@@ -43,3 +43,27 @@ def test_no_module_imports_the_folders_as_top_level_packages():
                 offenders += [f"{path.relative_to(ROOT)}:{node.lineno} {n}" for n in names
                               if n.split(".")[0] in FOLDERS]
     assert not offenders, offenders
+
+
+def test_every_package_the_code_imports_is_declared():
+    """A third-party import in flows/, tasks/ or storage/ names a distribution pyproject.toml depends on,
+    not one that only arrives as a dependency of another (markdown, scipy and tqdm once did)."""
+    import importlib.metadata
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    declared = {canonicalize_name(Requirement(r).name)
+                for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
+    providers = importlib.metadata.packages_distributions()
+    undeclared = []
+    for folder in FOLDERS:
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+                for top in {n.split(".")[0] for n in names} - {"refinery", "__future__"} - sys.stdlib_module_names:
+                    if not declared & {canonicalize_name(d) for d in providers.get(top, [])}:
+                        undeclared.append(f"{path.relative_to(ROOT)}:{node.lineno} {top} ({providers.get(top)})")
+    assert not undeclared, undeclared

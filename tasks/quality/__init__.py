@@ -2,8 +2,8 @@
 fastText quality classifier.
 
 Scores live apart from decisions (Dolma's attributes): :func:`score_documents` computes every rule
-value per document, :func:`decide` / :func:`decision_sql` turn stored values into drop reasons under
-any thresholds, and :func:`family_fingerprints` tells which families need re-scoring after a config
+value per document, :func:`decide` turns values (fresh or stored) into drop reasons under any
+thresholds, and :func:`family_fingerprints` tells which families need re-scoring after a config
 change.
 """
 
@@ -34,12 +34,11 @@ from refinery.tasks.quality.rules import (
     Rule,
     active_rules,
     decide,
-    decision_sql,
     family_fingerprints,
     required_attributes,
     rule_thresholds,
 )
-from refinery.tasks.quality.score import FAMILY_EVALUATIONS, attribute_names, score_documents
+from refinery.tasks.quality.score import attribute_names, score_documents
 
 __all__ = [
     "ATTRIBUTES_VERSION",
@@ -47,7 +46,6 @@ __all__ = [
     "ClassifierConfig",
     "ClassifierReport",
     "FAMILIES",
-    "FAMILY_EVALUATIONS",
     "FineWebConfig",
     "GopherQualityConfig",
     "GopherRepetitionConfig",
@@ -62,7 +60,6 @@ __all__ = [
     "attribute_names",
     "classifier_attributes",
     "decide",
-    "decision_sql",
     "default_model_path",
     "document_keys",
     "exponential_noise",

@@ -6,7 +6,6 @@ needed and workers can plot concurrently.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -15,15 +14,9 @@ import numpy as np
 from refinery.tasks.quality.config import QualityConfig
 from refinery.tasks.quality.rules import active_rules
 
-__all__ = ["drop_counts", "plot_attribute_histograms", "plot_drop_counts"]
+__all__ = ["plot_attribute_histograms", "plot_drop_counts"]
 
 DEFAULT_BINS = 50
-
-
-def drop_counts(reasons: Sequence[str | None]) -> dict[str, int]:
-    """Documents per drop reason (most frequent first), plus ``"kept"``."""
-    counts = Counter("kept" if r is None else r for r in reasons)
-    return dict(counts.most_common())
 
 
 def plot_attribute_histograms(

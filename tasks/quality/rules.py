@@ -1,5 +1,5 @@
-"""The rule table: one row per keep/drop rule, the single source of truth for ``decide`` (numpy)
-and ``decision_sql`` (DuckDB), which therefore cannot disagree.
+"""The rule table: one row per keep/drop rule, and ``decide``, the one implementation of the rules:
+the quality stage decides with it while scoring, and a refilter with it on the stored attributes.
 
 A rule compares one stored attribute with a threshold read from the config. Families run in
 :data:`FAMILIES` order and rules in table order; a document's drop reason is the first rule it
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -26,7 +25,6 @@ __all__ = [
     "Rule",
     "active_rules",
     "decide",
-    "decision_sql",
     "family_fingerprints",
     "required_attributes",
     "rule_thresholds",
@@ -39,7 +37,6 @@ FAMILIES = ("langid", "gopher_repetition", "gopher_quality", "c4", "fineweb", "c
 
 Op = Literal["lt", "le", "gt", "pareto"]
 _NUMPY_OPS = {"lt": np.less, "le": np.less_equal, "gt": np.greater}
-_SQL_OPS = {"lt": "<", "le": "<=", "gt": ">"}
 
 
 @dataclass(frozen=True)
@@ -96,25 +93,6 @@ class Rule:
         if exempt_zero:
             out &= value != 0
         return out
-
-    def sql(self, threshold: float, columns: Mapping[str, str], *, exempt_zero: bool = False) -> str:
-        """DuckDB condition equivalent to :meth:`fails` over pivoted ``columns`` (attribute -> column)."""
-        v = columns[self.attribute]
-        t = _sql_float(threshold)
-        if self.op == "pareto":
-            n = columns[self.noise]
-            return f"(NOT isnan({v}) AND NOT isnan({n}) AND exp({n} / {t}) - 1.0 <= 1.0 - {v})"
-        # DuckDB orders NaN above every number, so NaN must be excluded explicitly.
-        cond = f"NOT isnan({v}) AND {v} {_SQL_OPS[self.op]} {t}"
-        if exempt_zero:
-            cond += f" AND {v} <> 0"
-        return f"({cond})"
-
-
-def _sql_float(x: float) -> str:
-    if not math.isfinite(x):
-        raise ValueError(f"threshold must be finite, got {x}")
-    return f"CAST('{x!r}' AS DOUBLE)"
 
 
 def _top(n: int) -> Rule:
@@ -205,35 +183,6 @@ def decide(attrs: Mapping[str, np.ndarray], cfg: QualityConfig) -> list[str | No
         reasons[hit] = rule.reason
         undecided &= ~hit
     return reasons.tolist()
-
-
-def decision_sql(cfg: QualityConfig, *, attributes: str = "doc_attributes") -> str:
-    """A DuckDB query returning ``(doc_id, reason)`` for every doc_id in ``attributes``.
-
-    ``attributes`` is a table, view or parenthesised subquery with columns ``doc_id VARCHAR,
-    name VARCHAR, value DOUBLE`` (long format, one row per document and attribute; NULL or NaN
-    values never fail a rule). ``reason`` is NULL for kept documents and otherwise equals what
-    :func:`decide` returns for the same values.
-    """
-    rules = active_rules(cfg)
-    names = required_attributes(cfg)
-    if not rules:
-        return f"SELECT DISTINCT doc_id, CAST(NULL AS VARCHAR) AS reason FROM {attributes}"
-    columns = {name: f"a{i}" for i, name in enumerate(names)}
-    pivot = ",\n    ".join(
-        f"max(value) FILTER (WHERE name = {_sql_str(name)}) AS {col}" for name, col in columns.items()
-    )
-    cases = "\n    ".join(
-        f"WHEN {rule.sql(t, columns, exempt_zero=ez)} THEN {_sql_str(rule.reason)}" for rule, t, ez in rules
-    )
-    return (
-        f"WITH wide AS (\n  SELECT doc_id,\n    {pivot}\n  FROM {attributes}\n  GROUP BY doc_id\n)\n"
-        f"SELECT doc_id, CASE\n    {cases}\n    ELSE NULL END AS reason\nFROM wide"
-    )
-
-
-def _sql_str(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
 
 
 def _threshold_fields(family: str) -> set[str]:

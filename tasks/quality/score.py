@@ -8,7 +8,6 @@ scores the whole batch with a few array operations. Values are what the rules in
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -27,17 +26,13 @@ from refinery.tasks.quality.langid import LanguageIdentifier
 from refinery.tasks.quality.text_stats import ParsedDocs
 from refinery.tasks.quality.tokenizer import default_tokenizer
 
-__all__ = ["BATCH_CHARS", "BATCH_DOCS", "FAMILY_EVALUATIONS", "attribute_names", "score_documents"]
+__all__ = ["BATCH_CHARS", "BATCH_DOCS", "attribute_names", "score_documents"]
 
 # A batch is at most this many documents and (past its first document) this many characters: large
 # enough that per-batch array calls cost little per document, small enough that the n-gram sort stays
 # in cache (1,024 news articles a batch score ~20% slower than 256) and its memory stays small.
 BATCH_DOCS = 256
 BATCH_CHARS = 1_000_000
-
-# family -> documents scored by it in this process. Tests (and the lead's "refilter reuses stored
-# attributes" check) reset it and assert it does not move.
-FAMILY_EVALUATIONS: Counter[str] = Counter()
 
 _TEXT_FAMILIES: tuple[tuple[str, tuple[str, ...], Callable], ...] = (
     ("gopher_repetition", GOPHER_REPETITION_ATTRIBUTES, lambda docs, cfg: gopher_repetition_attributes(docs)),
@@ -78,7 +73,6 @@ def score_documents(
     if cfg.langid.enabled:
         lid = langid if langid is not None else LanguageIdentifier.from_config(cfg.langid)
         out.update(lid.attributes(texts))
-        FAMILY_EVALUATIONS["langid"] += n
     families = [(name, attrs, fn, getattr(cfg, name)) for name, attrs, fn in _TEXT_FAMILIES if getattr(cfg, name).enabled]
     if families:
         tokenizer = default_tokenizer()
@@ -91,10 +85,8 @@ def score_documents(
         for table, (name, attrs, _, _) in zip(tables, families):
             for j, attr in enumerate(attrs):
                 out[attr] = np.ascontiguousarray(table[:, j])
-            FAMILY_EVALUATIONS[name] += n
     if cfg.classifier.enabled and classifier is not None:
         out.update(classifier_attributes(texts, classifier, keys=keys))
-        FAMILY_EVALUATIONS["classifier"] += n
     return out
 
 

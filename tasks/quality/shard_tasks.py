@@ -1,4 +1,6 @@
-"""Prefect tasks of the quality stage: score and decide one shard of dedup survivors."""
+"""The work of the quality stage, one shard of dedup survivors at a time: score and decide it
+(:func:`quality_shard`), re-decide it from its stored attributes (:func:`refilter_shard`), and train
+the optional classifier. Plain functions: flows/quality.py wraps them as Prefect tasks."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from prefect import task
 
 from refinery.storage import read_shard, write_shard
 from refinery.tasks.quality import (
@@ -23,6 +24,7 @@ from refinery.tasks.quality import (
     score_documents,
     train_classifier,
 )
+from refinery.tasks.quality.refilter import decisions_digest, stored_attributes
 
 
 @functools.lru_cache(maxsize=2)
@@ -64,7 +66,6 @@ def _doc_ids(drops: Path) -> pa.Array:
     return read_shard(drops, ["doc_id"]).column("doc_id").combine_chunks().cast(pa.string())
 
 
-@task(name="train-quality-classifier", task_run_name="train fastText quality classifier")
 def train_quality_classifier(positives: str, shards: list[str], dedup_drops: Path, cfg: ClassifierConfig,
                              out_path: Path) -> dict[str, Any]:
     """Positives from a file/folder (or a Parquet shard of an SQL answer), negatives sampled from the corpus.
@@ -85,38 +86,61 @@ def train_quality_classifier(positives: str, shards: list[str], dedup_drops: Pat
             "n_train": report.n_train, "n_test": report.n_test, "positives": len(good), "negatives": len(bad)}
 
 
-@task(name="quality-shard", task_run_name="quality {shard.name}", retries=1)
+def shard_paths(shard: Path, out_dir: Path) -> dict[str, Path]:
+    """Where :func:`quality_shard` writes the attributes, drops and kept documents of an ingest shard."""
+    stem = shard.stem.removeprefix("documents-")
+    return {k: out_dir / f"{k}-{stem}.parquet" for k in ("attributes", "drops", "corpus")}
+
+
 def quality_shard(shard: Path, dedup_drops: Path, out_dir: Path, cfg: QualityConfig,
                   classifier: str | None = None) -> dict[str, Any]:
     """Score every surviving doc of ``shard``; write attributes, drops and kept-document shards."""
-    stem = shard.stem.removeprefix("documents-")
-    paths = {k: out_dir / f"{k}-{stem}.parquet" for k in ("attributes", "drops", "corpus")}
+    paths = shard_paths(shard, out_dir)
     docs = survivors(shard, dedup_drops)
     if not all(p.exists() for p in paths.values()):
         texts = docs.column("text").to_pylist()
         langid = _language_identifier(cfg.langid.model_dump_json()) if cfg.langid.enabled else None
         model = _classifier(classifier, cfg.classifier.max_chars) if classifier else None
-        attrs = score_documents(texts, cfg, langid=langid, classifier=model,
-                                keys=doc_keys(docs.column("doc_id").combine_chunks()))
-        reasons = np.array([r or "" for r in decide(attrs, cfg)], dtype=object)
-        dropped = reasons != ""
         doc_ids = docs.column("doc_id").combine_chunks()
+        attrs = score_documents(texts, cfg, langid=langid, classifier=model, keys=doc_keys(doc_ids))
         write_shard(attributes_table(doc_ids, attrs), paths["attributes"])
-        write_shard(pa.table({
-            "doc_id": doc_ids.filter(pa.array(dropped)),
-            "stage": pa.array(["quality"] * int(dropped.sum()), pa.string()),
-            "reason": pa.array(reasons[dropped].tolist(), pa.string()),
-        }), paths["drops"])
-        write_shard(docs.filter(pa.array(~dropped)), paths["corpus"])
+        _write_decisions(docs, decide(attrs, cfg), paths["drops"], paths["corpus"])
     kept = read_shard(paths["corpus"], ["doc_id"]).num_rows
     return {"shard": str(shard), "docs": docs.num_rows, "kept": kept, "dropped": docs.num_rows - kept,
             **{k: str(v) for k, v in paths.items()}}
 
 
-@task(name="write-corpus-shard", task_run_name="corpus {shard.name}")
-def write_corpus_shard(shard: Path, dedup_drops: Path, quality_drops: Path, out_dir: Path) -> dict[str, Any]:
-    """Rewrite one corpus shard from stored decisions (refilter): survivors minus quality drops."""
+def refilter_shard(shard: Path, dedup_drops: Path, out_dir: Path, cfg: QualityConfig) -> dict[str, Any]:
+    """Re-decide the surviving docs of ``shard`` under ``cfg`` from the attributes
+    :func:`quality_shard` stored for them; no rule is scored again.
+
+    The drops and kept documents are written as ``drops-<stem>.<digest>.parquet`` and
+    ``corpus-<stem>.<digest>.parquet``, the digest taken from the decisions: a rerun (after a
+    refilter was killed) keeps what it already wrote for the same decisions, and no file written
+    under other thresholds can pass for these.
+    """
+    paths = shard_paths(shard, out_dir)
     docs = survivors(shard, dedup_drops)
-    kept = docs.filter(pc.invert(pc.is_in(docs.column("doc_id"), value_set=_doc_ids(quality_drops))))
-    path = write_shard(kept, out_dir / f"corpus-{shard.stem.removeprefix('documents-')}.parquet")
-    return {"corpus": str(path), "kept": kept.num_rows}
+    doc_ids = docs.column("doc_id").combine_chunks()
+    attrs = stored_attributes(paths["attributes"], doc_ids)
+    # a shard without survivors stores no attribute: nothing to decide
+    reasons = decide(attrs, cfg) if attrs else [None] * len(doc_ids)
+    digest = decisions_digest(doc_ids, reasons)
+    drops, corpus = (p.with_name(f"{p.stem}.{digest}.parquet") for p in (paths["drops"], paths["corpus"]))
+    if not (drops.exists() and corpus.exists()):
+        _write_decisions(docs, reasons, drops, corpus)
+    dropped = sum(r is not None for r in reasons)
+    return {"shard": str(shard), "docs": docs.num_rows, "kept": docs.num_rows - dropped, "dropped": dropped,
+            "drops": str(drops), "corpus": str(corpus)}
+
+
+def _write_decisions(docs: pa.Table, reasons: list[str | None], drops: Path, corpus: Path) -> None:
+    """The dropped docs' (doc_id, stage, reason) to ``drops``, the kept docs whole to ``corpus``."""
+    reasons = np.array([r or "" for r in reasons], dtype=object)
+    dropped = reasons != ""
+    write_shard(pa.table({
+        "doc_id": docs.column("doc_id").combine_chunks().filter(pa.array(dropped)),
+        "stage": pa.array(["quality"] * int(dropped.sum()), pa.string()),
+        "reason": pa.array(reasons[dropped].tolist(), pa.string()),
+    }), drops)
+    write_shard(docs.filter(pa.array(~dropped)), corpus)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -20,10 +22,38 @@ def test_encode_returns_unit_float32_rows(encoder, bbc_articles):
     assert encode(encoder, [], show_progress=False).shape == (0, 384)
 
 
-def test_loading_is_offline_and_token_limit_can_be_overridden():
+# After load_encoder, in a process started without HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE (tests/conftest.py
+# sets them for the test process, so this needs a process of its own), a request to the hub fails as
+# offline instead of being sent: HF_ENDPOINT points at a closed port, so a request that was sent would
+# fail to connect instead.
+OFFLINE_PROBE = """
+from huggingface_hub.errors import OfflineModeIsEnabled
+from refinery.tasks.embedding import load_encoder
+load_encoder()
+import huggingface_hub
+try:
+    huggingface_hub.model_info("sentence-transformers/all-MiniLM-L6-v2")
+    print("answered")
+except OfflineModeIsEnabled:
+    print("offline")
+except Exception as error:
+    print(type(error).__name__)
+"""
+
+
+@pytest.mark.slow  # a fresh Python that imports torch and loads the model: ~20 s on 2 busy cores
+def test_loading_turns_the_hub_off_for_the_process():
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env["HF_ENDPOINT"] = "http://127.0.0.1:9"
+    probe = subprocess.run([sys.executable, "-c", OFFLINE_PROBE], env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    assert probe.stdout.split()[-1] == "offline"
+
+
+def test_token_limit_can_be_overridden():
     assert (BASE_MODEL_PATH / "modules.json").is_file()
     model = load_encoder(BASE_MODEL_PATH, max_seq_length=32)
-    assert os.environ["HF_HUB_OFFLINE"] == "1"
     assert model.max_seq_length == 32
     long_text = "word " * 500
     short = encode(model, [long_text, "word " * 40], show_progress=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -134,13 +135,39 @@ def test_titled_corpus_trains_on_every_kept_pair(nightly_run):
     assert nightly_run["stats"]["synthesize"]["evaluation_task"] == "headline"
 
 
-def test_tuned_model_registered_and_loadable(nightly_run):
-    from refinery.tasks.embedding import encode, load_encoder
+def _pair_loss(encoder, queries: list[str], positives: list[str], scale: float = 20.0) -> float:
+    """Mean MultipleNegativesRankingLoss of each query's own passage among all the pairs' distinct
+    passages (the training's loss, over the whole set at once)."""
+    from refinery.tasks.embedding import encode
+
+    passages = sorted(set(positives))
+    target = np.array([passages.index(p) for p in positives])
+    logits = scale * encode(encoder, queries, show_progress=False) @ encode(encoder, passages, show_progress=False).T
+    top = logits.max(axis=1)
+    log_norm = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
+    return float(np.mean(log_norm - logits[np.arange(len(queries)), target]))
+
+
+def test_tuned_model_is_registered_trained_and_better_on_its_pairs(nightly_run):
+    import torch
+
+    from refinery.storage import read_shard
+    from refinery.tasks.embedding import BASE_MODEL_PATH, encode, load_encoder
 
     (model,) = q(nightly_run, "SELECT * FROM models WHERE run_id = $run")
     assert model["name"] == "tuned" and Path(model["path"]).is_dir()
-    emb = encode(load_encoder(model["path"]), ["a headline"], show_progress=False)
-    assert emb.shape == (1, 384)
+    tuned, base = load_encoder(model["path"]), load_encoder(BASE_MODEL_PATH)
+    assert encode(tuned, ["a headline"], show_progress=False).shape == (1, 384)
+    base_weights = base.state_dict()
+    moved = [name for name, w in tuned.state_dict().items() if not torch.equal(w, base_weights[name])]
+    assert moved, "the tuned model's weights are the base model's"
+    # trained towards its pairs: they rank their own passage better than with the base model (on
+    # this fixture, 43 pairs: 0.70 against 0.90; the base model as "tuned" gives equal losses)
+    pairs = read_shard(Path(nightly_run["stats"]["synthesize"]["pairs_path"])).to_pylist()
+    kept = [p for p in pairs if p["kept"]]
+    queries, positives = [p["query"] for p in kept], [p["positive"] for p in kept]
+    tuned_loss, base_loss = _pair_loss(tuned, queries, positives), _pair_loss(base, queries, positives)
+    assert tuned_loss < base_loss
 
 
 def test_metrics_for_base_tuned_bm25(nightly_run):
@@ -149,6 +176,10 @@ def test_metrics_for_base_tuned_bm25(nightly_run):
     assert {(r["model"], r["metric"]) for r in rows} == {
         (m, k) for m in ("base", "tuned", "bm25") for k in ("ndcg@10", "mrr@10", "recall@100")}
     assert all(0.0 < r["value"] <= 1.0 for r in rows)
+    value = {(r["model"], r["metric"]): r["value"] for r in rows}
+    # evaluated with the tuned weights: the base model's would rank every headline query the same way
+    # (on this small slice one epoch does not beat base on headlines: 0.952 against 0.956 nDCG@10)
+    assert [value["tuned", m] for m in ("ndcg@10", "mrr@10")] != [value["base", m] for m in ("ndcg@10", "mrr@10")]
 
 
 def test_report_files_and_stage_timings(nightly_run):

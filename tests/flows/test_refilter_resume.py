@@ -21,7 +21,8 @@ ARTICLES = 60
 @pytest.mark.slow  # two passes of synthesize, train and evaluate
 def test_refilter_that_drops_documents_then_resume_recomputes_what_changed(tmp_path, prefect_api, dask_address,
                                                                           bbc_jsonl):
-    from refinery.flows.nightly import nightly, refilter_run
+    from refinery.flows.nightly import nightly
+    from refinery.flows.quality import refilter_run
     from refinery.tasks.config import load_config
 
     data = bbc_jsonl(tmp_path / "corpus.jsonl", "business", ARTICLES, prefix="b")

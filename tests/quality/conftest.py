@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from bench.quality import crafted_documents, load_bbc
+from tests.fixtures.crafted import bbc_files, crafted_documents
 
 
 @pytest.fixture(scope="session")
 def bbc() -> list[tuple[str, str]]:
     """(label, text) for every 7th BBC article (~320 docs, all five labels)."""
-    return load_bbc()[::7]
+    return bbc_files()[::7]
 
 
 @pytest.fixture(scope="session")
 def mixed_texts(bbc: list[tuple[str, str]]) -> list[str]:
     """BBC articles plus crafted low-quality variants of other articles, so every family fires."""
-    return [text for _, text in bbc] + [doc.text for doc in crafted_documents(load_bbc()[3::7], n=160, seed=1)]
+    return [text for _, text in bbc] + [doc.text for doc in crafted_documents(bbc_files()[3::7], n=160, seed=1)]

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.quality import load_bbc
 from refinery.tasks.quality import (
     ClassifierConfig,
     QualityClassifier,
@@ -19,11 +18,12 @@ from refinery.tasks.quality import (
     train_classifier,
 )
 from refinery.tasks.quality.classifier import roc_auc
+from tests.fixtures.crafted import bbc_files
 
 
 @pytest.fixture(scope="module")
 def sport_vs_business() -> tuple[list[str], list[str]]:
-    bbc = load_bbc()
+    bbc = bbc_files()
     sport = [t for label, t in bbc if label == "sports"][::2]
     business = [t for label, t in bbc if label == "business"][::2]
     return sport, business

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.quality import FOREIGN_SENTENCES
 from refinery.tasks.quality import LanguageIdentifier, QualityConfig, decide, default_model_path, score_documents
+from tests.fixtures.crafted import FOREIGN_SENTENCES
 
 GERMAN = "\n".join(FOREIGN_SENTENCES["de"])
 FRENCH = " ".join(FOREIGN_SENTENCES["fr"])

@@ -152,13 +152,70 @@ def test_every_rule_has_a_case() -> None:
     assert text_rules == set(CASES), "add a crafted case for each new rule"
 
 
+# Worked out by hand from each case's construction and the published threshold (datatrove's defaults;
+# a case's own settings where it has them): reason -> (threshold, the first k whose document drops,
+# the attribute of document k - 1, of document k). A pair's documents are k = 0 and 1.
+# sentence(i, n) is n five-letter words and a full stop: 6n characters, n + 1 tokens.
+FLIPS: dict[str, tuple[float, int, float, float]] = {
+    "gopher_repetition.empty": (1, 1, 1, 0),  # characters: "x", ""
+    # k copies of paragraph (line) 0 after 20 distinct ones: k / (20 + k) > 0.3 from k = 9
+    "gopher_repetition.dup_para_frac": (0.3, 9, 8 / 28, 9 / 29),
+    "gopher_repetition.dup_line_frac": (0.3, 9, 8 / 28, 9 / 29),
+    # k repeated 120-character paragraphs after 40, "\n\n" between: 120k / (122 (40 + k) - 2) > 0.2
+    "gopher_repetition.dup_para_char_frac": (0.2, 11, 1200 / 6098, 1320 / 6220),
+    # the same with lines, "\n" between: 120k / (121 (40 + k) - 1) > 0.2
+    "gopher_repetition.dup_line_char_frac": (0.2, 11, 1200 / 6049, 1320 / 6170),
+    # an n-word phrase inserted k times into 200 words: 200 + kn words, 6 (200 + kn) - 1 characters;
+    # the top n-gram is the phrase, k (6n - 1) characters with its spaces
+    "gopher_repetition.top_2gram": (0.2, 28, 27 * 11 / 1523, 28 * 11 / 1535),
+    "gopher_repetition.top_3gram": (0.18, 16, 15 * 17 / 1469, 16 * 17 / 1487),
+    "gopher_repetition.top_4gram": (0.16, 11, 10 * 23 / 1439, 11 * 23 / 1463),
+    # duplicated n-grams: the phrase's k - 1 repeats, 5n characters each (without spaces)
+    "gopher_repetition.dup_5gram": (0.15, 10, 8 * 25 / 1469, 9 * 25 / 1499),
+    "gopher_repetition.dup_6gram": (0.14, 8, 6 * 30 / 1451, 7 * 30 / 1487),
+    "gopher_repetition.dup_7gram": (0.13, 7, 5 * 35 / 1451, 6 * 35 / 1493),
+    "gopher_repetition.dup_8gram": (0.12, 6, 4 * 40 / 1439, 5 * 40 / 1487),
+    "gopher_repetition.dup_9gram": (0.11, 5, 3 * 45 / 1415, 4 * 45 / 1469),
+    "gopher_repetition.dup_10gram": (0.10, 4, 2 * 50 / 1379, 3 * 50 / 1439),
+    "gopher_quality.min_word_count": (50, 11, 50, 49),  # 60 - k words
+    "gopher_quality.max_word_count": (100_000, 1, 100_000, 100_001),
+    "gopher_quality.min_mean_word_length": (3, 1, 3, 2.99),  # (2k + 3 (100 - k)) / 100
+    "gopher_quality.max_mean_word_length": (10, 1, 10, 10.01),  # (11k + 10 (100 - k)) / 100
+    "gopher_quality.max_hash_ratio": (0.1, 12, 11 / 111, 12 / 112),  # k / (100 + k) tokens
+    "gopher_quality.max_ellipsis_ratio": (0.1, 12, 11 / 111, 12 / 112),
+    "gopher_quality.max_bullet_lines": (0.9, 19, 18 / 20, 19 / 20),
+    "gopher_quality.max_ellipsis_lines": (0.3, 7, 6 / 20, 7 / 20),
+    "gopher_quality.min_alpha_words": (0.8, 21, 80 / 100, 79 / 100),
+    "gopher_quality.min_stop_words": (2, 1, 2, 1),  # {the, of}, {the}
+    # a line without terminal punctuation is removed by C4's line rules before these look at it
+    "c4.lorem_ipsum": (0, 1, 0, 1),
+    "c4.curly_bracket": (0, 1, 0, 1),
+    "c4.min_sentences": (5, 4, 5, 4),  # 8 - k one-sentence lines
+    "c4.min_terminal_punct_lines": (0.5, 11, 10 / 20, 9 / 20),
+    "c4.max_short_lines": (0.5, 11, 10 / 20, 11 / 20),
+    "c4.max_javascript_lines": (2, 3, 2, 3),
+    "c4.max_policy_lines": (2, 3, 2, 3),
+    "fineweb.empty": (1, 1, 1, 0),  # non-blank lines: "x", "\n \n"
+    "fineweb.line_punct_ratio": (0.12, 89, 12 / 100, 11 / 100),
+    "fineweb.short_line_ratio": (0.67, 68, 67 / 100, 68 / 100),
+    # 60 lines of 180 characters, then k "Dup." lines of which k - 1 repeat: 4 (k - 1) / (10800 + 4k)
+    "fineweb.char_dup_ratio": (0.01, 29, 27 * 4 / 10912, 28 * 4 / 10916),
+    "fineweb.new_line_ratio": (0.3, 31, 30 / 100, 31 / 100),  # k newlines after 100 words
+}
+# Language ID is a model's probability, so its flip is pinned to where it can be: langid reads the
+# first 1,000 characters (langid.max_chars) and EN is 215, so up to k = 7 it reads only English
+# (12 - k >= 5 copies), and at k = 12 only German.
+LANGID_FLIPS = range(8, 13)
+LANGID_MIN_SCORE = 0.65
+
+
 @pytest.mark.parametrize("reason", sorted(CASES))
 def test_rule_flips_at_its_threshold(reason: str) -> None:
     rule = next(r for r in RULES if r.reason == reason)
     case = CASES[reason]
     cfg = only(rule, case.settings)
     threshold = rule.threshold(cfg)
-    assert threshold is not None
+    assert threshold == (LANGID_MIN_SCORE if reason == "langid.not_allowed" else FLIPS[reason][0])
     if case.pair is not None:
         docs = list(case.pair)
         attrs = score_documents(docs, cfg)
@@ -173,6 +230,10 @@ def test_rule_flips_at_its_threshold(reason: str) -> None:
         flip = reasons.index(reason)
         assert all(r == reason for r in reasons[flip : flip + 3]), "dropping must be monotone past the flip"
     inside, outside = attrs[rule.attribute][flip - 1], attrs[rule.attribute][flip]
+    if reason == "langid.not_allowed":
+        assert flip in LANGID_FLIPS
+    else:
+        assert (flip, inside, outside) == pytest.approx(FLIPS[reason][1:], rel=1e-12)
     if rule.op == "gt":
         assert inside <= threshold < outside
     elif rule.op == "lt":

@@ -92,7 +92,8 @@ def test_memo_reset_keeps_results_identical(bbc: list[tuple[str, str]]) -> None:
 
 
 def test_matches_spacy_on_real_text_and_fuzz(bbc: list[tuple[str, str]]) -> None:
-    spacy = pytest.importorskip("spacy")
+    import spacy  # the reference; in the locked test set, so this never skips
+
     nlp = spacy.blank("en")
     for _, text in bbc[:150]:
         assert tokenize(text) == [t.text for t in nlp(text) if t.text.strip()]

@@ -41,7 +41,7 @@ def prefect_server(tmp_path_factory) -> Iterator[PrefectServer]:
 @pytest.fixture(scope="session")
 def user_corpus(tmp_path_factory) -> Path:
     """A JSONL corpus that is not BBC-shaped: no titles, ids of the user's own, one broken line."""
-    from bench.corpora import synthetic_chunk
+    from tests.fixtures.corpora import synthetic_chunk
 
     path = tmp_path_factory.mktemp("user-corpus") / "notes.jsonl"
     texts = synthetic_chunk(0, 160, chunk_docs=160, seed=3).texts

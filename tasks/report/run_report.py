@@ -15,11 +15,13 @@ from prefect.artifacts import create_markdown_artifact
 from refinery.flows.accounting import NO_CORPUS, corpus_is_empty
 from refinery.flows.runtime import RunSpec
 from refinery.storage import StageMarker
+from refinery.storage.shards import write_text_atomic
 from refinery.tasks.config import STAGES
 from refinery.tasks.evaluate.bootstrap import COMPARISONS, INTERVAL_METRIC, TUNED
 from refinery.tasks.evaluate.labels import SAME_LABEL
 from refinery.tasks.evaluate.query_sets import HEADLINE, QUERY_COUNTS, SYNTHETIC_HELDOUT, describe
-from refinery.tasks.report import bar_chart, interval_chart, markdown_table, render_html, s_curve
+from refinery.tasks.report.plots import bar_chart, interval_chart, s_curve
+from refinery.tasks.report.render import markdown_table, render_html
 
 METRIC_ORDER = ("ndcg@10", "mrr@10", "recall@100")
 HISTOGRAMS = 6
@@ -28,16 +30,11 @@ HISTOGRAM_SAMPLE = 20_000
 HISTOGRAM_DEFAULTS = ("gopher_quality.word_count", "langid.allowed_score", "gopher_quality.stop_word_count",
                       "gopher_quality.mean_word_length")
 MODEL_ORDER = ("bm25", "base", "tuned")
+# Kept pairs the report shows as examples (chosen by a hash of their id, the same every time).
+PAIR_SAMPLE = 8
 # Column of a paired interval in the evaluation tables, per comparison (tasks.evaluate.bootstrap).
 INTERVAL_COLUMNS = {name: f"tuned − {other} (95% CI)" for name, other in COMPARISONS.items()}
 
-
-
-# Rejects by reason family (the text before ':'), one example each: details such as the id in
-# `duplicate_id: <id> (first at <location>)` differ per record and would make a row each.
-REJECTS_BY_REASON = """
-SELECT split_part(reason, ':', 1) AS reason, count(*) AS records, min(reason) AS example FROM rejects
-WHERE run_id = ? GROUP BY 1 ORDER BY records DESC, reason"""
 
 def _section(title: str, *parts: str) -> str:
     return f"## {title}\n\n" + "\n".join(parts) + "\n"
@@ -49,12 +46,11 @@ def write_report(run: RunSpec, *, failed_stage: str | None = None, error: str | 
     Sections cover the stages that finished; a failed run's report opens with where it failed,
     the error (``error``, else the one stored in ``runs``) and which stages finished before.
     """
-    q = run.catalog.query
-    rid = [run.run_id]
+    catalog = run.catalog
     files = run.run_dir / "report_files"
     markers = {stage: StageMarker(run.stage_dir(stage)).read() for stage in STAGES}
     out: list[str] = []
-    (r,) = q("SELECT * FROM runs WHERE run_id = ?", rid).to_pylist()
+    r = catalog.run_record(run.run_id)
     status = "failed" if failed_stage else r["status"]
     finished = "" if r["finished_at"] is None else f", finished {r['finished_at']:%H:%M:%S}"
     out.append(f"# Refinery run {run.run_id}\n\nStatus **{status}**, started "
@@ -68,12 +64,10 @@ def write_report(run: RunSpec, *, failed_stage: str | None = None, error: str | 
                         "Every record read is kept, dropped (with a reason) or rejected"
                         + (" (figures so far: the run failed)" if failed_stage else "") + ".\n",
                         markdown_table([{k: r[k] for k in ("docs_in", "docs_kept", "docs_dropped", "docs_rejected")}])))
-    stages = q("SELECT stage, status, round(seconds, 1) AS seconds, stats->>'skipped' AS skipped FROM stage_runs"
-               " WHERE run_id = ? ORDER BY started_at", rid).to_pylist()
-    out.append(_section("Stages", markdown_table(stages)))
+    out.append(_section("Stages", markdown_table(catalog.stage_timings(run.run_id))))
 
-    drops = q("SELECT stage, reason, count(*) AS docs FROM drops WHERE run_id = ? GROUP BY ALL ORDER BY stage, docs DESC", rid).to_pylist()
-    rejects = q(REJECTS_BY_REASON, rid).to_pylist()
+    drops = catalog.drops_by_stage_and_reason(run.run_id)
+    rejects = catalog.rejects_by_reason(run.run_id)
     out.append(_section("Drops and rejects", "**Dropped, by stage and reason**\n", markdown_table(drops),
                         "\n**Rejected records, by reason**\n", markdown_table(rejects)))
 
@@ -94,7 +88,7 @@ def write_report(run: RunSpec, *, failed_stage: str | None = None, error: str | 
     synth = markers["synthesize"]
     if synth is not None and not synth.get("skipped"):
         out.append(_pairs_section(run, synth))
-    models = q("SELECT name, path, base FROM models WHERE run_id = ?", rid).to_pylist()
+    models = catalog.run_models(run.run_id)
     if models:
         out.append(_section("Models", markdown_table(models)))
     evaluation = markers["evaluate"]
@@ -106,8 +100,8 @@ def write_report(run: RunSpec, *, failed_stage: str | None = None, error: str | 
 
     text = "\n".join(out)
     md_path = run.run_dir / "report.md"
-    md_path.write_text(text)
-    (run.run_dir / "report.html").write_text(render_html(text, f"Refinery run {run.run_id}"))
+    write_text_atomic(text, md_path)
+    write_text_atomic(render_html(text, f"Refinery run {run.run_id}"), run.run_dir / "report.html")
     create_markdown_artifact(key="run-report", markdown=text.replace("![", "[plot: "),
                              description=f"Refinery run {run.run_id} ({status})")
     return md_path
@@ -129,11 +123,8 @@ def _failure_section(run: RunSpec, markers: dict[str, Any], failed_stage: str, e
 
 
 def _empty_corpus_section(run: RunSpec, skipped: list[str]) -> str:
-    rid = [run.run_id]
-    reasons = run.catalog.query(
-        "SELECT stage, reason, count(*) AS docs FROM drops WHERE run_id = ? GROUP BY ALL ORDER BY docs DESC, reason",
-        rid).to_pylist()
-    rejects = run.catalog.query(REJECTS_BY_REASON, rid).to_pylist()
+    reasons = sorted(run.catalog.drops_by_stage_and_reason(run.run_id), key=lambda r: (-r["docs"], r["reason"]))
+    rejects = run.catalog.rejects_by_reason(run.run_id)
     why = ", ".join(f"{r['reason']} ({r['docs']})" for r in reasons) or "none"
     rejected = ", ".join(f"{r['reason']} ({r['records']})" for r in rejects) or "none"
     return _section(
@@ -146,16 +137,10 @@ def _empty_corpus_section(run: RunSpec, skipped: list[str]) -> str:
 
 
 def _pairs_section(run: RunSpec, synth: dict[str, Any]) -> str:
-    q = run.catalog.query
-    rid = [run.run_id]
-    pairs = q("""SELECT generator, count(*) AS generated, count(*) FILTER (kept) AS kept,
-                        count(*) FILTER (kept AND split = 'heldout') AS held_out,
-                        round(avg(CASE WHEN kept THEN 1 ELSE 0 END), 3) AS keep_rate
-                 FROM pairs WHERE run_id = ? GROUP BY generator ORDER BY generator""", rid).to_pylist()
-    diversity = q("""SELECT model AS generator, metric, round(value, 4) AS value FROM metrics
-                     WHERE run_id = ? AND stage = 'synthesize' ORDER BY model, metric""", rid).to_pylist()
-    samples = q("""SELECT generator, split, query, doc_id, rank FROM pairs WHERE run_id = ? AND kept
-                   ORDER BY hash(pair_id) LIMIT 8""", rid).to_pylist()
+    catalog = run.catalog
+    pairs = catalog.pairs_by_generator(run.run_id)
+    diversity = catalog.synthesis_diversity(run.run_id)
+    samples = catalog.kept_pair_sample(run.run_id, PAIR_SAMPLE)
     held = (f"{synth.get('heldout_pairs', 0)} kept pairs of {synth.get('heldout_passages', 0)} passages are held out "
             f"for evaluation and never trained on; {synth.get('train_pairs', synth.get('kept', 0))} train.\n"
             if synth.get("evaluation_task") == SYNTHETIC_HELDOUT else
@@ -191,8 +176,7 @@ def _interval_text(interval: tuple[float, float, float] | None) -> str | None:
 def _evaluation_summary(run: RunSpec, tasks: list[str], evaluation: dict[str, Any], files: Path) -> str:
     """Every task's nDCG@10 per model with the paired intervals of tuned − base and tuned − bm25,
     as a table and a plot; and the tasks that could not be scored, with why."""
-    rows = run.catalog.query("SELECT task, model, metric, value FROM metrics WHERE run_id = ? AND stage = 'evaluate'",
-                             [run.run_id]).to_pylist()
+    rows = run.catalog.evaluation_metrics(run.run_id)
     table, values, intervals = [], {}, {}
     for task in tasks:
         mine = [x for x in rows if x["task"] == task]
@@ -225,8 +209,7 @@ def _evaluation_summary(run: RunSpec, tasks: list[str], evaluation: dict[str, An
 def _evaluation_section(run: RunSpec, task: str, evaluation: dict[str, Any], synth: dict[str, Any], files: Path,
                         *, first: bool) -> str:
     """One task's section: what its queries are, how many were scored (and why not the others), the figures."""
-    rows_all = run.catalog.query("SELECT model, metric, value FROM metrics WHERE run_id = ? AND stage = 'evaluate'"
-                                 " AND task = ?", [run.run_id, task]).to_pylist()
+    rows_all = run.catalog.evaluation_metrics(run.run_id, task)
     counts = {x["metric"]: int(x["value"]) for x in rows_all if x["model"] == QUERY_COUNTS}
     metrics = [x for x in rows_all if x["model"] != QUERY_COUNTS]
     table = {m: {x["model"]: x["value"] for x in metrics if x["metric"] == m} for m in METRIC_ORDER}
@@ -290,29 +273,23 @@ def _quality_section(run: RunSpec, files: Path) -> str:
     from refinery.tasks.quality import rule_thresholds
     from refinery.tasks.quality.plots import plot_attribute_histograms, plot_drop_counts
 
-    q = run.catalog.query
-    rid = [run.run_id]
+    catalog = run.catalog
     cfg = run.config.quality
-    by_rule = q("SELECT reason, count(*) AS docs FROM drops WHERE run_id = ? AND stage = 'quality'"
-                " GROUP BY reason ORDER BY docs DESC, reason", rid).to_pylist()
-    (scored,) = q("SELECT count(DISTINCT doc_id) AS n FROM doc_attributes WHERE run_id = ?", rid).to_pylist()
-    if not scored["n"]:
+    by_rule = catalog.drops_by_reason(run.run_id, "quality")
+    scored = catalog.scored_documents(run.run_id)
+    if not scored:
         return _section("Quality", "_(no documents scored)_\n")
-    bars = plot_drop_counts({r["reason"]: r["docs"] for r in by_rule}, scored["n"], files / "quality_drops.png")
+    bars = plot_drop_counts({r["reason"]: r["docs"] for r in by_rule}, scored, files / "quality_drops.png")
     thresholds = rule_thresholds(cfg)
     names = list(dict.fromkeys(thresholds[r["reason"]][0] for r in by_rule if r["reason"] in thresholds))
     names = (names + [n for n in HISTOGRAM_DEFAULTS if n not in names])[:HISTOGRAMS]
     # histograms of a seeded sample of documents: the flow process never holds a value per document
-    values = q("SELECT name, list(value ORDER BY doc_id) AS v FROM doc_attributes WHERE run_id = ? AND name IN ("
-               + ", ".join("?" * len(names)) + ") AND doc_id IN (SELECT doc_id FROM doc_attributes WHERE run_id = ?"
-               f" AND name = ? ORDER BY hash(doc_id), doc_id LIMIT {HISTOGRAM_SAMPLE}) GROUP BY name",
-               [run.run_id, *names, run.run_id, names[0]]).to_pylist()
-    attrs = {r["name"]: r["v"] for r in values}
+    attrs = catalog.attribute_sample(run.run_id, names, HISTOGRAM_SAMPLE)
     pngs = plot_attribute_histograms(attrs, files / "quality", cfg=cfg, names=[n for n in names if n in attrs])
     rows = [{"rule": r["reason"], "attribute": thresholds.get(r["reason"], ("", None))[0],
              "threshold": thresholds.get(r["reason"], ("", None))[1], "docs": r["docs"]} for r in by_rule]
-    sampled = (f" Histograms show a sample of {HISTOGRAM_SAMPLE} documents." if scored["n"] > HISTOGRAM_SAMPLE else "")
-    return _section("Quality", f"{scored['n']} documents scored; every value is in `doc_attributes`, every drop in "
+    sampled = (f" Histograms show a sample of {HISTOGRAM_SAMPLE} documents." if scored > HISTOGRAM_SAMPLE else "")
+    return _section("Quality", f"{scored} documents scored; every value is in `doc_attributes`, every drop in "
                     f"`drops` (first failing rule, in family order).{sampled}\n", markdown_table(rows),
                     f"![drops per rule](report_files/{bars.name})\n",
                     " ".join(f"![{p.stem}](report_files/quality/{p.name})" for p in pngs) + "\n")
