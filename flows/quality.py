@@ -18,6 +18,7 @@ from refinery.flows.runtime import RunSpec, gather, run_stage
 from refinery.storage import StageMarker, write_shard
 from refinery.tasks.config import dump_config
 from refinery.tasks.quality import QualityConfig, decision_sql, family_fingerprints
+from refinery.tasks.exceptions import RefilterError
 
 CLASSIFIER_NAME = "quality_classifier"
 DOWNSTREAM = ("synthesize", "train", "evaluate")
@@ -98,10 +99,6 @@ def _summarize(run: RunSpec, stats: dict[str, Any]) -> dict[str, Any]:
 @flow(name="quality", log_prints=True)
 def quality_flow(run: RunSpec) -> dict[str, Any]:
     return run_stage(run, "quality", lambda out: _quality(run, out))
-
-
-class RefilterError(ValueError):
-    """The new config changes how scores are computed, not only thresholds: a new run is needed."""
 
 
 @flow(name="refilter", log_prints=True)

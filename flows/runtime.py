@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from refinery.storage import Catalog, DataHome, StageMarker
 from refinery.tasks.config import DaskConfig, RefineryConfig
+from refinery.tasks.exceptions import WorkerPreflightError
 
 T = TypeVar("T")
 
@@ -130,11 +131,6 @@ def local_cluster(*, n_workers: int, threads_per_worker: int = 1, memory_limit: 
         memory_limit=memory_limit, dashboard_address=None,
     ) as cluster:
         yield cluster
-
-
-class WorkerPreflightError(RuntimeError):
-    """An existing Dask cluster cannot run Refinery's tasks: unreachable, no workers, or workers
-    that cannot import Refinery. Raised before any stage starts, never a silent wait."""
 
 
 # What a worker must import to run every stage's shard tasks (imported once, before the first stage).

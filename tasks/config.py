@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from refinery.tasks.dedup import DedupConfig
 from refinery.tasks.evaluate.config import EvaluateConfig
+from refinery.tasks.exceptions import ConfigError
 from refinery.tasks.ingest.config import IngestConfig
 from refinery.tasks.quality import QualityConfig
 from refinery.tasks.synthesize.config import SynthesizeConfig
@@ -24,10 +25,6 @@ from refinery.tasks.train.config import TrainConfig
 STAGES: tuple[str, ...] = ("ingest", "dedup", "quality", "synthesize", "train", "evaluate")
 # The stages that make the curated corpus (a later run can start from them: --from-run).
 CURATION_STAGES: tuple[str, ...] = STAGES[:3]
-
-
-class ConfigError(ValueError):
-    """The config file is unreadable or invalid; the message names the key and the problem."""
 
 
 class DaskConfig(BaseModel):

@@ -26,6 +26,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
+from refinery.tasks.exceptions import GenerationError
 from refinery.tasks.synthesize.config import (
     DEFAULT_CANDIDATES_PER_PASSAGE,
     DEFAULT_MAX_NEW_TOKENS,
@@ -60,10 +61,6 @@ RETRYABLE_STATUS = frozenset({408, 409, 429})
 NO_KEY = "no-key"
 # A query is one line: the server stops at the first newline.
 STOP = ["\n"]
-
-
-class GenerationError(RuntimeError):
-    """A request failed for good: its retries are used up, or the endpoint refused it."""
 
 
 class OpenAIGenerator:
