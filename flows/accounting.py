@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 
 from refinery.storage import Catalog, StageMarker
 from refinery.flows.runtime import RunSpec
+from refinery.tasks.exceptions import AccountingError
 
 
 # What synthesize, train and evaluate record when curation kept nothing (they skip, the run completes).
@@ -14,11 +15,6 @@ NO_CORPUS = "no document survived curation"
 
 def corpus_is_empty(quality_stats: dict) -> bool:
     return not quality_stats.get("kept")
-
-
-class AccountingError(RuntimeError):
-    """docs in != kept + dropped + rejected, a document was both kept and dropped, or an input
-    file's records read != its documents + rejects."""
 
 
 # Documents and rejects of a run ($1) per input file, counted in the catalog. A location is its

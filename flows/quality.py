@@ -21,6 +21,7 @@ from refinery.tasks.config import RefineryConfig, dump_config, load_config
 from refinery.tasks.quality import QualityConfig, family_fingerprints
 from refinery.tasks.quality.refilter import LATER_STAGES, remove_stale_decisions, rescored_families, unfinish
 from refinery.tasks.quality.shard_tasks import quality_shard, refilter_shard, train_quality_classifier
+from refinery.tasks.exceptions import RefilterError
 
 CLASSIFIER_NAME = "quality_classifier"
 
@@ -96,8 +97,6 @@ def _summarize(run: RunSpec, stats: dict[str, Any]) -> dict[str, Any]:
     return stats
 
 
-class RefilterError(ValueError):
-    """The new config changes how scores are computed, not only thresholds: a new run is needed."""
 
 
 @flow(name="refilter", log_prints=True)

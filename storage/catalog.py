@@ -24,6 +24,7 @@ from refinery.storage.curation import CurationVerbs
 from refinery.storage.evaluation import EvaluationVerbs
 from refinery.storage.reports import ReportVerbs
 from refinery.storage.runs_log import RunVerbs
+from refinery.tasks.exceptions import CatalogError
 
 # Every table in the catalog, in the order README documents them.
 SCHEMA: dict[str, str] = {
@@ -119,10 +120,6 @@ def _rebuild_view(con: duckdb.DuckDBPyConnection, table: str) -> None:
     if not branches:
         branches.append("SELECT " + ", ".join(f"CAST(NULL AS {types[c]}) AS {c}" for c in columns) + " WHERE false")
     con.execute(f"CREATE OR REPLACE VIEW {table} AS " + "\nUNION ALL\n".join(branches))
-
-
-class CatalogError(RuntimeError):
-    """The catalog cannot be opened, a query failed or was refused; the message says why."""
 
 
 # How long a reader waits for the flow process's write transaction (which holds the file lock).

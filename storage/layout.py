@@ -18,14 +18,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from refinery.tasks.exceptions import HomeBusyError
+
 DEFAULT_HOME = Path("refinery-data")
 HOME_ENV = "REFINERY_HOME"
 CATALOG_FILE = "catalog.duckdb"
 LOCK_FILE = "run.lock"
-
-
-class HomeBusyError(RuntimeError):
-    """Another live process is running a run in this data home (the catalog has one writer)."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from prefect_dask import DaskTaskRunner
 from refinery.flows.dedup import dedup_flow
 from refinery.flows.ingest import ingest_flow
 from refinery.flows.nightly import prepare_run
-from refinery.tasks.config import parse_config
+from refinery.tasks.config import DaskConfig, parse_config
 from refinery.tasks.ingest.readers import bbc_folder
 
 
@@ -53,7 +53,7 @@ def test_same_clusters_for_any_shard_size_and_worker_count(tmp_path, prefect_api
     extra = tmp_path / "variants.jsonl"
     extra.write_text("\n".join(variants()) + "\n")
     two_workers_small_shards = clusters_of(tmp_path, "a", 7, dask_address, extra)
-    with local_cluster(n_workers=1, api_url=prefect_api) as one:
+    with local_cluster(DaskConfig(n_workers=1), api_url=prefect_api) as one:
         one_worker_one_shard = clusters_of(tmp_path, "b", 1000, one.scheduler_address, extra)
     assert two_workers_small_shards == one_worker_one_shard
     cluster_of = {loc: c for c, _, loc, _ in two_workers_small_shards}
