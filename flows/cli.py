@@ -100,7 +100,7 @@ def _summary(stats: dict) -> None:
     from refinery.flows.evaluate import describe
 
     run_dir = Path(stats["run_dir"])
-    catalog = Catalog(run_dir.parent.parent / "catalog.duckdb")
+    catalog = Catalog(DataHome.of_run_dir(run_dir).catalog_path)
     books = stats["books"]
     console.print(f"\n[bold]Run {stats['run_id']} completed[/bold]")
     console.print(f"  docs in {books['docs_in']} = kept {books['docs_kept']} + dropped {books['docs_dropped']}"
@@ -210,7 +210,7 @@ def gc(
 
     Refuses while a run is live in the data home (it holds the home's run lock).
     """
-    from refinery.flows.runs import collect_garbage
+    from refinery.tasks.runs import collect_garbage
     from refinery.storage.layout import HomeBusyError
 
     home = DataHome.resolve(_config(config).home)
@@ -246,7 +246,7 @@ def refilter(
     dask_address: Optional[str] = typer.Option(None, "--dask-address", help="Existing Dask scheduler."),
 ) -> None:
     """Re-decide a run's quality drops under new thresholds from stored scores (no rule re-runs)."""
-    from refinery.flows.nightly import refilter_run
+    from refinery.flows.quality import refilter_run
 
     new = _config(config)
     catalog = Catalog(DataHome.resolve(new.home).catalog_path)

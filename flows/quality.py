@@ -96,7 +96,7 @@ def _summarize(run: RunSpec, stats: dict[str, Any]) -> dict[str, Any]:
 
 
 @flow(name="quality", log_prints=True)
-def quality_flow(run: RunSpec) -> dict[str, Any]:
+def quality_flow(run: RunSpec, ingest: dict[str, Any], dedup: dict[str, Any]) -> dict[str, Any]:
     return run_stage(run, "quality", lambda out: _quality(run, out))
 
 
