@@ -165,7 +165,7 @@ def _summary(stats: dict) -> None:
     from refinery.flows.evaluate import describe
 
     run_dir = Path(stats["run_dir"])
-    catalog = Catalog(run_dir.parent.parent / "catalog.duckdb")
+    catalog = Catalog(DataHome.of_run_dir(run_dir).catalog_path)
     books = stats["books"]
     console.print(f"\n[bold]Run {stats['run_id']} completed[/bold]")
     console.print(f"  docs in {books['docs_in']} = kept {books['docs_kept']} + dropped {books['docs_dropped']}"
@@ -248,7 +248,7 @@ def gc(
 
     Refuses while a run is live in the data home (it holds the home's run lock).
     """
-    from refinery.flows.runs import collect_garbage
+    from refinery.tasks.runs import collect_garbage
 
     home = DataHome.resolve(_config(config).home)
     if not home.catalog_path.exists():

@@ -20,7 +20,7 @@ import pyarrow as pa
 from prefect import flow, unmapped
 from prefect.artifacts import create_table_artifact
 
-from refinery.flows.accounting import NO_CORPUS, corpus_is_empty
+from refinery.tasks.books import NO_CORPUS, corpus_is_empty
 from refinery.flows.runtime import RunSpec, gather, run_stage
 from refinery.storage import StageMarker, read_shard, write_shard
 from refinery.tasks.config import RefineryConfig
@@ -334,5 +334,6 @@ def _evaluate(run: RunSpec, out: Path) -> dict[str, Any]:
 
 
 @flow(name="evaluate", log_prints=True)
-def evaluate_flow(run: RunSpec) -> dict[str, Any]:
+def evaluate_flow(run: RunSpec, quality: dict[str, Any], synthesize: dict[str, Any],
+                  train: dict[str, Any]) -> dict[str, Any]:
     return run_stage(run, "evaluate", lambda out: _evaluate(run, out))

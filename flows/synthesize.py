@@ -16,7 +16,7 @@ import pyarrow as pa
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
-from refinery.flows.accounting import NO_CORPUS, corpus_is_empty
+from refinery.tasks.books import NO_CORPUS, corpus_is_empty
 from refinery.flows.evaluate import SYNTHETIC_HELDOUT, builtin_task, embeddings_of, pool_of, sample_corpus
 from refinery.flows.runtime import RunSpec, gather, run_stage
 from refinery.storage import StageMarker
@@ -112,5 +112,5 @@ def _synthesize(run: RunSpec, out: Path) -> dict[str, Any]:
 
 
 @flow(name="synthesize", log_prints=True)
-def synthesize_flow(run: RunSpec) -> dict[str, Any]:
+def synthesize_flow(run: RunSpec, ingest: dict[str, Any], quality: dict[str, Any]) -> dict[str, Any]:
     return run_stage(run, "synthesize", lambda out: _synthesize(run, out))

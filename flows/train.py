@@ -64,5 +64,5 @@ def _train(run: RunSpec, out: Path) -> dict[str, Any]:
 
 
 @flow(name="train", log_prints=True)
-def train_flow(run: RunSpec) -> dict[str, Any]:
+def train_flow(run: RunSpec, quality: dict[str, Any], synthesize: dict[str, Any]) -> dict[str, Any]:
     return run_stage(run, "train", lambda out: _train(run, out))

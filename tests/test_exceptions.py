@@ -38,7 +38,7 @@ TREE = {
 
 # where each class was defined before the tree, and is still imported from
 OLD_HOMES = {
-    "refinery.flows.accounting": AccountingError, "refinery.flows.runtime": WorkerPreflightError,
+    "refinery.tasks.books": AccountingError, "refinery.flows.runtime": WorkerPreflightError,
     "refinery.flows.quality": RefilterError, "refinery.tasks.evaluate.queries": QuerySetError,
     "refinery.tasks.config": ConfigError, "refinery.tasks.synthesize.generators.http": GenerationError,
     "refinery.tasks.onnx_export": OnnxExportError, "refinery.storage.layout": HomeBusyError,
