@@ -5,7 +5,7 @@ curated corpus (``curated``) and on every ingested document (``uncurated``,
 ``synthesize.corpus: uncurated``). ``generators``: each of ``synthesize.generators`` alone
 (``<generator>_only``) and all of them (``mix``). ``hard_negatives``: training on (query, passage)
 pairs (``no_hard_negatives``) vs on triplets with a mined hard negative (``hard_negatives``:
-``synthesize.hard_negatives`` and ``train.use_hard_negatives``), on the same pairs.
+``synthesize.hard_negatives``), on the same pairs.
 
 Every variant is its own run started from the reference run's curation, as ``refinery run
 --from-run`` does (linked, not redone), so all of them are evaluated on the same query sets and
@@ -60,7 +60,7 @@ def plan(config: RefineryConfig, only: str | None = None) -> dict[str, dict[str,
             out[GENERATORS] = {f"{g}_only": {"synthesize": {"generators": [g]}} for g in generators} | {MIX: {}}
     if only in (None, HARD_NEGATIVES):
         out[HARD_NEGATIVES] = {
-            name: {"synthesize": {"hard_negatives": on}, "train": {"use_hard_negatives": on}}
+            name: {"synthesize": {"hard_negatives": on}}
             for name, on in (("no_hard_negatives", False), ("hard_negatives", True))}
     return out
 

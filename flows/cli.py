@@ -1,4 +1,18 @@
-"""The `refinery` command line."""
+"""The `refinery` command line.
+
+Every error Refinery raises on purpose (:mod:`refinery.tasks.exceptions`) ends a command with its
+message on stderr (one line; a config with several problems, a line each), no traceback, and the
+exit code of its branch of the error tree (``EXIT_CODES``; also in ``refinery --help``):
+
+    code  error (refinery.tasks.exceptions)              what to do
+    0     -                                              (done)
+    1     RefineryError, AccountingError, anything else  read the message (a run's is also in its report)
+    2     ConfigError; Click's usage errors              fix the config file or the command line
+    3     InputError: QuerySetError, RefilterError       fix what the command was asked to read
+    4     CatalogError, HomeBusyError                    fix the SQL, or wait for the run holding the home
+    5     ClusterError: WorkerPreflightError             fix the Dask cluster (reachable, workers, Refinery)
+    6     ModelError: GenerationError, OnnxExportError   fix the model or the LLM endpoint
+"""
 
 from __future__ import annotations
 
@@ -11,21 +25,70 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
 import refinery.flows  # noqa: F401  (sets Prefect's offline defaults before Prefect is imported)
-from refinery.storage import Catalog, CatalogError, DataHome
-from refinery.tasks.config import ConfigError, RefineryConfig, config_reference, dump_config, load_config, parse_config
-
-app = typer.Typer(
-    help="Refinery: raw text in; a deduplicated, quality-filtered corpus and a domain-tuned "
-    "embedding model out, every decision queryable in SQL.",
-    no_args_is_help=True,
-    add_completion=False,
+from refinery.storage import Catalog, DataHome
+from refinery.tasks.config import RefineryConfig, config_reference, dump_config, load_config, parse_config
+from refinery.tasks.exceptions import (
+    CatalogError,
+    ClusterError,
+    ConfigError,
+    HomeBusyError,
+    InputError,
+    ModelError,
+    RefineryError,
 )
+
+# The exit code of each branch of the error tree (the table in this module's docstring); a class
+# takes the code of its nearest listed ancestor, anything else exits 1.
+EXIT_CODES: dict[type[BaseException], int] = {
+    ConfigError: 2, InputError: 3, CatalogError: 4, ClusterError: 5, ModelError: 6}
+EXIT_HELP = ("Exit codes: 0 done; 1 failed (see the message); 2 config or usage error; 3 input error (a query set, "
+             "a run that cannot be refiltered); 4 catalog error or the data home busy; 5 Dask cluster error; "
+             "6 model or LLM endpoint error.")
+
 # piped output is not wrapped at 80 columns: tables stay one row per line
 console = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit code of ``exc``'s branch of the error tree; 1 for anything else."""
+    return next((EXIT_CODES[c] for c in type(exc).__mro__ if c in EXIT_CODES), 1)
+
+
+def _fail(exc: BaseException, doing: str = "") -> typer.Exit:
+    """Print ``exc``'s message (after ``doing``: what failed), no traceback, and give the Exit to raise.
+
+    A message is one line, but for a config with several problems (a line each) or SQL that DuckDB
+    points into (its own lines).
+    """
+    message = str(exc).strip() or type(exc).__name__
+    err.print(escape(f"{doing}: {message}" if doing else message), style="red", soft_wrap=True, highlight=False)
+    return typer.Exit(exit_code(exc))
+
+
+class _Commands(TyperGroup):
+    """Every command: a RefineryError ends it with one line and its exit code, not a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except RefineryError as exc:
+            raise _fail(exc) from None
+
+
+app = typer.Typer(
+    cls=_Commands,
+    help="Refinery: raw text in; a deduplicated, quality-filtered corpus and a domain-tuned "
+    "embedding model out, every decision queryable in SQL.",
+    epilog=EXIT_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+)
 
 
 class Format(str, Enum):
@@ -35,12 +98,17 @@ class Format(str, Enum):
 
 
 def _config(path: Optional[Path]) -> RefineryConfig:
-    """The validated config, or exit 2 with the message naming the bad key."""
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2)
+    """The validated config (a ConfigError, naming the bad key, exits 2)."""
+    return load_config(path)
+
+
+def _home_is_free(cfg: RefineryConfig) -> None:
+    """Refuse at once, before a flow starts (and logs the error with a traceback), when another
+    process holds the data home's run lock; the flow still takes the lock itself."""
+    home = DataHome.resolve(cfg.home)
+    holder = home.lock_holder()
+    if holder is not None:
+        raise HomeBusyError(f"{holder} is running in {home.root}; wait for it to finish, or use another data home")
 
 
 def _catalog(config: Optional[Path]) -> Catalog:
@@ -79,11 +147,8 @@ def run(
     cfg = _config(config)
     chosen = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
     if chosen is not None:
-        try:
-            parse_config({**cfg.model_dump(mode="json"), "stages": chosen}, "--stages")
-        except ConfigError as exc:
-            err.print(f"[red]{exc}[/red]")
-            raise typer.Exit(2)
+        parse_config({**cfg.model_dump(mode="json"), "stages": chosen}, "--stages")
+    _home_is_free(cfg)
     from refinery.flows.nightly import nightly
 
     try:
@@ -92,7 +157,7 @@ def run(
     except Exception as exc:  # the flow logged the traceback; the run's row and report hold the error
         sys.stderr.write(f"\nrefinery run failed: {type(exc).__name__}: {exc}\n"
                          "(if the run started, `refinery runs` shows it and its report.md says what finished)\n")
-        raise typer.Exit(1)
+        raise typer.Exit(exit_code(exc))
     _summary(stats)
 
 
@@ -100,7 +165,7 @@ def _summary(stats: dict) -> None:
     from refinery.tasks.evaluate.query_sets import describe
 
     run_dir = Path(stats["run_dir"])
-    catalog = Catalog(run_dir.parent.parent / "catalog.duckdb")
+    catalog = Catalog(DataHome.of_run_dir(run_dir).catalog_path)
     books = stats["books"]
     console.print(f"\n[bold]Run {stats['run_id']} completed[/bold]")
     console.print(f"  docs in {books['docs_in']} = kept {books['docs_kept']} + dropped {books['docs_dropped']}"
@@ -131,7 +196,7 @@ def ablate(
     dask_address: Optional[str] = typer.Option(None, "--dask-address", help="Existing Dask scheduler, e.g. tcp://host:8786."),
 ) -> None:
     """Ablations as runs at equal pair budgets: curated vs uncurated, each generator vs the mix, hard negatives."""
-    _config(config)
+    _home_is_free(_config(config))
     from refinery.flows.ablate import ablate_flow
 
     try:
@@ -139,7 +204,7 @@ def ablate(
                              dask_address=dask_address)
     except Exception as exc:
         sys.stderr.write(f"\nrefinery ablate failed: {type(exc).__name__}: {exc}\n")
-        raise typer.Exit(1)
+        raise typer.Exit(exit_code(exc))
     keys = ("comparison", "variant", "run_id", "task", "pairs", "steps", "ndcg@10", "ndcg@10_delta",
             "ndcg@10_vs_baseline")
     _print_rows([{k: r.get(k) for k in keys} for r in result["rows"]], Format.table,
@@ -154,11 +219,7 @@ def sql(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config naming the data home."),
 ) -> None:
     """Run a read-only SQL query on the catalog (tables: runs, documents, corpus, drops, ...)."""
-    try:
-        rows = _catalog(config).user_query(query).to_pylist()
-    except CatalogError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1)
+    rows = _catalog(config).user_query(query).to_pylist()
     _print_rows(rows, format)
 
 
@@ -171,11 +232,7 @@ def runs(
     """Recent runs with status, books (so far, for a failed run) and evaluation figures (a row per
     evaluation task when a run was scored on several)."""
     home = DataHome.resolve(_config(config).home)
-    try:
-        rows = Catalog(home.catalog_path).recent_runs(limit)
-    except CatalogError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1)
+    rows = Catalog(home.catalog_path).recent_runs(limit)
     if home.lock_holder() is None:  # no live run in this home: a `running` row is a killed run
         rows = [{**r, "status": "interrupted" if r["status"] == "running" else r["status"]} for r in rows]
     _print_rows(rows, format)
@@ -191,8 +248,7 @@ def gc(
 
     Refuses while a run is live in the data home (it holds the home's run lock).
     """
-    from refinery.flows.runs import collect_garbage
-    from refinery.storage.layout import HomeBusyError
+    from refinery.tasks.runs import collect_garbage
 
     home = DataHome.resolve(_config(config).home)
     if not home.catalog_path.exists():
@@ -202,8 +258,7 @@ def gc(
         with home.run_lock("refinery gc"):
             done = collect_garbage(home, keep, dry_run=dry_run)
     except HomeBusyError as exc:
-        err.print(f"[red]refusing to collect: {exc}[/red]")
-        raise typer.Exit(1)
+        raise _fail(exc, "refusing to collect") from None
     verb = "would delete" if dry_run else "deleted"
     console.print(f"kept {len(done.kept)} run(s): {', '.join(done.kept) or '-'}")
     console.print(f"{verb} {len(done.deleted)} run(s): {', '.join(done.deleted) or '-'}")
@@ -230,13 +285,13 @@ def refilter(
     from refinery.flows.quality import refilter_run
 
     new = _config(config)
+    _home_is_free(new)
     catalog = Catalog(DataHome.resolve(new.home).catalog_path)
     before = catalog.drops_by_reason(run_id, "quality")
     try:
         stats = refilter_run(run_id, new, dask_address)
-    except ValueError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1)
+    except ValueError as exc:  # no such run (1), or one that cannot be re-decided (RefilterError: 3)
+        raise _fail(exc) from None
     old = {r["reason"]: r["docs"] for r in before}
     rows = [{"reason": k, "before": old.get(k, 0), "after": stats["drops_by_reason"].get(k, 0)}
             for k in sorted(set(old) | set(stats["drops_by_reason"]))]
@@ -245,11 +300,14 @@ def refilter(
                   f"Later stages are now unfinished: `refinery run --resume {run_id}` redoes them on the new corpus.")
 
 
-def _schedule(cron: str, interval: Optional[float], timezone: str):
+def _schedule(config: Optional[Path], cron: Optional[str], interval: Optional[float], timezone: Optional[str]):
+    """The options given, else the config's `schedule` section (its defaults without a config)."""
     from prefect.schedules import Cron, Interval
 
+    default = _config(config).schedule
+    timezone = timezone or default.timezone
     # an interval is anchored a moment from now, so the first run is due after one interval
-    return Interval(interval, timezone=timezone) if interval else Cron(cron, timezone=timezone)
+    return Interval(interval, timezone=timezone) if interval else Cron(cron or default.cron, timezone=timezone)
 
 
 def _deployment_parameters(config: Optional[Path], dask_address: Optional[str]) -> dict:
@@ -258,10 +316,12 @@ def _deployment_parameters(config: Optional[Path], dask_address: Optional[str]) 
 
 
 # the options `serve` and `deploy` share
-CronOption = Annotated[str, typer.Option("--cron", help="When to run the nightly flow (cron, in --timezone).")]
+CronOption = Annotated[Optional[str], typer.Option(
+    "--cron", help="When to run the nightly flow (cron, in --timezone); default: the config's schedule.cron.")]
 IntervalOption = Annotated[Optional[float], typer.Option(
     "--interval", min=1, help="Run every SECONDS instead of by cron (first run one interval from now).")]
-TimezoneOption = Annotated[str, typer.Option("--timezone", help="Time zone of the cron schedule (IANA name).")]
+TimezoneOption = Annotated[Optional[str], typer.Option(
+    "--timezone", help="Time zone of the cron schedule (IANA name); default: the config's schedule.timezone.")]
 DeploymentConfigOption = Annotated[Optional[Path], typer.Option(
     "--config", "-c", help="Config file every scheduled run uses.")]
 DaskAddressOption = Annotated[Optional[str], typer.Option("--dask-address", help="Existing Dask scheduler.")]
@@ -270,9 +330,9 @@ DeploymentNameOption = Annotated[str, typer.Option("--name", help="Deployment na
 
 @app.command()
 def serve(
-    cron: CronOption = "0 2 * * *",
+    cron: CronOption = None,
     interval: IntervalOption = None,
-    timezone: TimezoneOption = "UTC",
+    timezone: TimezoneOption = None,
     config: DeploymentConfigOption = None,
     dask_address: DaskAddressOption = None,
     name: DeploymentNameOption = "refinery-nightly",
@@ -286,16 +346,16 @@ def serve(
     from refinery.flows.nightly import nightly
 
     parameters = _deployment_parameters(config, dask_address)
-    nightly.serve(name=name, schedule=_schedule(cron, interval, timezone), parameters=parameters,
+    nightly.serve(name=name, schedule=_schedule(config, cron, interval, timezone), parameters=parameters,
                   entrypoint_type=EntrypointType.MODULE_PATH)
 
 
 @app.command()
 def deploy(
     pool: str = typer.Option("refinery", "--pool", help="Prefect work pool (a process pool; created if missing)."),
-    cron: CronOption = "0 2 * * *",
+    cron: CronOption = None,
     interval: IntervalOption = None,
-    timezone: TimezoneOption = "UTC",
+    timezone: TimezoneOption = None,
     config: DeploymentConfigOption = None,
     dask_address: DaskAddressOption = None,
     name: DeploymentNameOption = "refinery-nightly",
@@ -325,7 +385,7 @@ def deploy(
                 pass
 
     run_coro_as_sync(ensure_pool())
-    deployment = nightly.to_deployment(name=name, schedule=_schedule(cron, interval, timezone),
+    deployment = nightly.to_deployment(name=name, schedule=_schedule(config, cron, interval, timezone),
                                        parameters=parameters, entrypoint_type=EntrypointType.MODULE_PATH)
     (deployment_id,) = prefect_deploy(deployment, work_pool_name=pool, build=False, push=False, print_next_steps_message=False)
     console.print(f"deployment nightly/{name} ({deployment_id}) on work pool {pool!r}; "

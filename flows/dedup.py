@@ -5,22 +5,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, unmapped
+from prefect import flow, task, unmapped
 from prefect.artifacts import create_table_artifact
 
 from refinery.flows.runtime import RunSpec, gather, run_stage
-from refinery.storage import StageMarker
 from refinery.tasks.dedup.shard_tasks import cluster_shards, signature_shard
 
+# Signatures of one ingest shard take seconds; clustering reads every signature once (minutes at
+# 1M documents). Both rewrite their outputs whole, so a retry is safe.
+signature_task = task(signature_shard, name="dedup-signatures", task_run_name="signatures {shard.name}",
+                      retries=1, timeout_seconds=3600)
+cluster_task = task(cluster_shards, name="dedup-clusters", task_run_name="cluster {n_shards} shards",
+                    retries=1, timeout_seconds=4 * 3600)
 
-def _dedup(run: RunSpec, out: Path) -> dict[str, Any]:
+
+def _dedup(run: RunSpec, ingest: dict[str, Any], out: Path) -> dict[str, Any]:
     cfg = run.config.dedup
-    ingest = StageMarker(run.stage_dir("ingest")).read()
-    if ingest is None:
-        raise RuntimeError(f"run {run.run_id}: dedup needs a finished ingest stage")
     shards = [Path(p) for p in ingest["shards"]]
-    sig_paths = gather(signature_shard.map(shards, out_dir=unmapped(out), cfg=unmapped(cfg)), "dedup signatures")
-    stats = cluster_shards.submit(sig_paths, out, cfg, len(sig_paths)).result()
+    sig_paths = gather(signature_task.map(shards, out_dir=unmapped(out), cfg=unmapped(cfg)), "dedup signatures")
+    stats = cluster_task.submit(sig_paths, out, cfg, len(sig_paths)).result()
     catalog = run.catalog
     catalog.replace("dedup_clusters", run.run_id, parquet=[stats["clusters_path"]])
     catalog.replace("drops", run.run_id, parquet=[stats["drops_path"]], where={"stage": "dedup"})
@@ -33,5 +36,5 @@ def _dedup(run: RunSpec, out: Path) -> dict[str, Any]:
 
 
 @flow(name="dedup", log_prints=True)
-def dedup_flow(run: RunSpec) -> dict[str, Any]:
-    return run_stage(run, "dedup", lambda out: _dedup(run, out))
+def dedup_flow(run: RunSpec, ingest: dict[str, Any]) -> dict[str, Any]:
+    return run_stage(run, "dedup", lambda out: _dedup(run, ingest, out))

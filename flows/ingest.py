@@ -7,17 +7,22 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from prefect import flow, unmapped
+from prefect import flow, task, unmapped
 from prefect.artifacts import create_table_artifact
 
-from refinery.flows.accounting import FILE_COUNTS_SQL
 from refinery.flows.runtime import RunSpec, gather, run_stage
 from refinery.storage import Catalog
 from refinery.tasks.ingest.decoding import storable
 from refinery.tasks.ingest.duplicates import FAMILY as DUPLICATE_ID
-from refinery.tasks.ingest.duplicates import duplicate_rejects_path, duplicates_query, reasons_by_shard
+from refinery.tasks.ingest.duplicates import duplicate_rejects_path, reading_order, reasons_by_shard
 from refinery.tasks.ingest.readers import Unit, plan_units
-from refinery.tasks.ingest.shard_tasks import ingest_unit, reject_duplicates
+from refinery.tasks.ingest.shard_tasks import ingest_unit_to_shards, reject_duplicates_in_shard
+
+# A unit is one file, or one part of a big one (seconds to minutes); a retry resumes from the unit's marker.
+ingest_unit = task(ingest_unit_to_shards, name="ingest-unit", task_run_name="ingest {unit.source} unit {unit.index}",
+                   retries=1, timeout_seconds=3600)
+reject_duplicates = task(reject_duplicates_in_shard, name="ingest-duplicate-ids",
+                         task_run_name="reject duplicate ids in {shard}", retries=1, timeout_seconds=1800)
 
 
 def _ingest(run: RunSpec, out: Path) -> dict[str, Any]:
@@ -39,11 +44,7 @@ def _ingest(run: RunSpec, out: Path) -> dict[str, Any]:
         "reject_shards": rejects,
     }
     # every duplicate id has a reason of its own (its id, where its first occurrence is): one row here
-    reasons = catalog.query(
-        "SELECT CASE WHEN starts_with(reason, ?) THEN ? ELSE reason END AS reason, count(*) AS n FROM rejects"
-        " WHERE run_id = ? GROUP BY ALL ORDER BY n DESC, reason",
-        [f"{DUPLICATE_ID}:", DUPLICATE_ID, run.run_id],
-    ).to_pylist()
+    reasons = catalog.rejects_by_reason(run.run_id, family=DUPLICATE_ID)
     stats["duplicate_ids"] = sum(r["n"] for r in reasons if r["reason"] == DUPLICATE_ID)
     create_table_artifact(
         key="ingest-summary",
@@ -61,20 +62,15 @@ def _reject_duplicate_ids(catalog: Catalog, units: Sequence[Unit], written: dict
                for u, paths in written.items()}
     if not any(present.values()):
         return
-    found = reasons_by_shard(catalog.query(*duplicates_query(units, present)))
+    found = reasons_by_shard(catalog.later_occurrences(reading_order(units, present)))
     if found:
         gather(reject_duplicates.map(list(found), reasons=list(found.values())), "duplicate ids")
 
 
-def _record_file_books(catalog: Catalog, run_id: str, units: Sequence[Unit],
-                       results: list[dict[str, Any]]) -> int | None:
+def _record_file_books(catalog: Catalog, run_id: str, units: Sequence[Unit], results: list[dict[str, Any]]) -> int:
     """One row of ``file_books`` per input file: the records its units read and its size, and the
-    documents and rejects the catalog holds of it (flows/accounting.py checks that they balance).
-    Files of the same path in sources of the same name share a row. Returns the number of rows
-    (None, and no rows, for units a resumed run had read before file_books existed)."""
-    if any("files" not in r for r in results):  # units read before file_books existed (a resumed run)
-        catalog.replace("file_books", run_id)
-        return None
+    documents and rejects the catalog holds of it (tasks/books.py checks that they balance).
+    Files of the same path in sources of the same name share a row. Returns the number of rows."""
     books: dict[tuple[str, str], list[int]] = {}
     for result in results:
         source = storable(units[result["unit"]].source)
@@ -86,9 +82,7 @@ def _record_file_books(catalog: Catalog, run_id: str, units: Sequence[Unit],
                      "records_read": [r for r, _ in books.values()], "documents": [0] * len(books),
                      "rejected": [0] * len(books), "bytes": [b for _, b in books.values()]})
     catalog.replace("file_books", run_id, rows=rows)
-    catalog.execute_write(
-        f"UPDATE file_books b SET documents = c.documents, rejected = c.rejected FROM ({FILE_COUNTS_SQL}) c"
-        " WHERE b.run_id = $1 AND b.source = c.source AND b.path = c.path", [run_id])
+    catalog.update_file_books(run_id)
     return len(books)
 
 

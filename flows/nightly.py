@@ -10,31 +10,19 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect_dask import DaskTaskRunner
 
-from refinery.flows.accounting import books_so_far, check_books
 from refinery.flows.dedup import dedup_flow
 from refinery.flows.evaluate import evaluate_flow
 from refinery.flows.ingest import ingest_flow
 from refinery.flows.quality import quality_flow
 from refinery.tasks.report.run_report import write_report
-from refinery.flows.runs import reuse_curation
 from refinery.flows.runtime import RunSpec, dask_cluster, new_run_id
 from refinery.flows.synthesize import synthesize_flow
 from refinery.flows.train import train_flow
-from refinery.storage import DataHome, sweep_partial_writes
+from refinery.storage import DataHome, sweep_partial_writes, write_text_atomic
+from refinery.tasks.books import books_so_far, check_books
 from refinery.tasks.config import CURATION_STAGES, RefineryConfig, dump_config, load_config, parse_config
 from refinery.tasks.evaluate.queries import validate_query_sets
-
-STAGE_FLOWS = (
-    ("ingest", ingest_flow),
-    ("dedup", dedup_flow),
-    ("quality", quality_flow),
-    ("synthesize", synthesize_flow),
-    ("train", train_flow),
-    ("evaluate", evaluate_flow),
-)
-# What each stage flow is given besides the run: the stats of the stages it reads.
-STAGE_INPUTS = {"quality": ("ingest", "dedup"), "synthesize": ("ingest", "quality"),
-                "train": ("quality", "synthesize"), "evaluate": ("quality", "synthesize", "train")}
+from refinery.tasks.runs import reuse_curation
 
 
 def prepare_run(config: RefineryConfig, run_id: str | None = None, stages: list[str] | None = None,
@@ -43,20 +31,20 @@ def prepare_run(config: RefineryConfig, run_id: str | None = None, stages: list[
 
     ``stages`` overrides the config's; on a resumed run it may extend a curation-only run.
     ``from_run`` starts a new run from another run's finished curation stages (see
-    :func:`flows.runs.reuse_curation`); the new run's config takes that run's curation sections.
+    :func:`refinery.tasks.runs.reuse_curation`); the new run's config takes that run's curation sections.
     """
     home = DataHome.resolve(config.home).ensure()
     resuming = run_id is not None
     if resuming and from_run:
         raise ValueError("--resume and --from-run do not go together: a resumed run keeps what it started from")
     for name, given in (("resume", run_id), ("reuse", from_run)):
-        if given is not None and not (home.run_dir(given) / "config.yaml").exists():
+        if given is not None and not home.run_config_path(given).exists():
             raise ValueError(f"no run {given} to {name} under {home.root} (`refinery runs` lists the runs)")
     if resuming:
         # a resumed run keeps the config it started with, so finished stages stay valid
-        config = load_config(home.run_dir(run_id) / "config.yaml")
+        config = load_config(home.run_config_path(run_id))
     if from_run:
-        source = load_config(home.run_dir(from_run) / "config.yaml").model_dump(mode="json")
+        source = load_config(home.run_config_path(from_run)).model_dump(mode="json")
         config = parse_config({**config.model_dump(mode="json"), **{s: source[s] for s in CURATION_STAGES}},
                               f"the curation config of run {from_run}")
     if stages is not None:
@@ -67,54 +55,67 @@ def prepare_run(config: RefineryConfig, run_id: str | None = None, stages: list[
     if resuming:  # the caller holds the home's run lock: nothing else writes here
         sweep_partial_writes(run.run_dir)
     if not resuming or stages is not None:
-        (run.run_dir / "config.yaml").write_text(dump_config(config))
+        write_text_atomic(dump_config(config), home.run_config_path(run.run_id))
     catalog = run.catalog.ensure_schema()
     catalog.mark_interrupted()  # the caller holds the home's run lock: a `running` run is a dead one
     catalog.start_run(run.run_id, config=config.model_dump(mode="json"), run_dir=run.run_dir)
     if from_run:
-        reused = reuse_curation(run, from_run)
+        reused = reuse_curation(home, run.run_id, from_run)
         get_run_logger().info("run %s: reusing %s of run %s", run.run_id, ", ".join(reused), from_run)
     return run
 
 
 def run_chain(run: RunSpec, dask_address: str | None = None) -> dict[str, Any]:
-    """The config's stages in order, then the books and the report.
+    """The config's stages in order, each given what the earlier ones returned, then the books and
+    the report.
 
     A failed stage marks the run failed with the figures known so far and still publishes a report
     saying where it failed; the stage's own error is what the caller gets.
     """
     logger = get_run_logger()
     stats: dict[str, Any] = {}
-    stage = "setup"
+    current = ["setup"]  # the stage running now, for the failure's message
     try:
         with dask_cluster(run.config.dask, dask_address) as address:
             logger.info("run %s: Dask scheduler at %s; outputs under %s", run.run_id, address, run.run_dir)
             runner = DaskTaskRunner(address=address)
-            for stage, stage_flow in STAGE_FLOWS:
-                if stage not in run.config.stages:
-                    continue
-                inputs = {name: stats[name] for name in STAGE_INPUTS.get(stage, ())}
-                stats[stage] = stage_flow.with_options(task_runner=runner)(run, **inputs)
-                if stage == "quality":
-                    stats["books"] = check_books(run).as_dict()
+
+            def stage(name: str, stage_flow: Any, *inputs: dict[str, Any]) -> dict[str, Any]:
+                current[0] = name
+                stats[name] = stage_flow.with_options(task_runner=runner)(run, *inputs)
+                return stats[name]
+
+            # the config's stages are the chain up to one stage, at least up to quality
+            chosen = run.config.stages
+            ingest = stage("ingest", ingest_flow)
+            dedup = stage("dedup", dedup_flow, ingest)
+            quality = stage("quality", quality_flow, ingest, dedup)
+            stats["books"] = check_books(run, ingest, quality).as_dict()
+            if "synthesize" in chosen:
+                synthesize = stage("synthesize", synthesize_flow, ingest, quality)
+            if "train" in chosen:
+                train = stage("train", train_flow, quality, synthesize)
+            if "evaluate" in chosen:
+                stage("evaluate", evaluate_flow, quality, synthesize, train)
     except BaseException as exc:
-        logger.error("run %s failed in %s\n%s", run.run_id, stage, traceback.format_exc())
-        _record_failure(run, stage, exc)
+        logger.error("run %s failed in %s\n%s", run.run_id, current[0], traceback.format_exc())
+        _record_failure(run, current[0], exc, stats)
         raise
     run.catalog.finish_run(run.run_id, status="completed", **stats["books"])
     stats["report"] = str(write_report(run))
     return stats
 
 
-def _record_failure(run: RunSpec, stage: str, exc: BaseException) -> None:
-    """Mark the run failed, with the figures known so far, and publish its report.
+def _record_failure(run: RunSpec, stage: str, exc: BaseException, stats: dict[str, Any]) -> None:
+    """Mark the run failed, with the figures known so far (``stats``: what the stages that finished
+    returned), and publish its report.
 
     Each step is guarded: nothing here may replace the stage's error with one of its own.
     """
     logger = get_run_logger()
     error = f"{stage}: {type(exc).__name__}: {exc}"
     try:
-        books = books_so_far(run)
+        books = books_so_far(run, stats.get("ingest"), stats.get("quality"))
     except Exception:
         logger.exception("run %s: could not count the books of the failed run", run.run_id)
         books = {}

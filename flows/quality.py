@@ -13,14 +13,15 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_table_artifact
 from prefect_dask import DaskTaskRunner
 
-from refinery.flows.accounting import check_books
 from refinery.flows.runtime import RunSpec, dask_cluster, gather, run_stage
 from refinery.storage import DataHome, StageMarker, sweep_partial_writes, write_shard
 from refinery.storage.shards import write_text_atomic
+from refinery.tasks.books import check_books
 from refinery.tasks.config import RefineryConfig, dump_config, load_config
 from refinery.tasks.quality import QualityConfig, family_fingerprints
 from refinery.tasks.quality.refilter import LATER_STAGES, remove_stale_decisions, rescored_families, unfinish
 from refinery.tasks.quality.shard_tasks import quality_shard, refilter_shard, train_quality_classifier
+from refinery.tasks.exceptions import RefilterError
 
 CLASSIFIER_NAME = "quality_classifier"
 
@@ -96,8 +97,6 @@ def _summarize(run: RunSpec, stats: dict[str, Any]) -> dict[str, Any]:
     return stats
 
 
-class RefilterError(ValueError):
-    """The new config changes how scores are computed, not only thresholds: a new run is needed."""
 
 
 @flow(name="refilter", log_prints=True)
@@ -130,7 +129,7 @@ def refilter_flow(run: RunSpec, ingest: dict[str, Any], dedup: dict[str, Any], q
                                     "dropped": sum(r["dropped"] for r in results),
                                     "corpus_shards": [r["corpus"] for r in results], "refiltered": True})
     write_text_atomic(dump_config(refiltered.config), run.run_dir / "config.yaml")
-    run.catalog.update_run_config(run.run_id, refiltered.config.model_dump_json())
+    run.catalog.update_run_config(run.run_id, refiltered.config.model_dump(mode="json"))
     StageMarker(out).write(stats)
     remove_stale_decisions(out, [*stats["corpus_shards"], *(r["drops"] for r in results)])
     return stats
@@ -152,6 +151,6 @@ def refilter_run(run_id: str, config: RefineryConfig, dask_address: str | None =
         stats = refilter_flow.with_options(task_runner=DaskTaskRunner(address=address))(
             run, ingest, dedup, quality, config.quality)
         refiltered = RunSpec(run_id=run_id, home=run.home, config=load_config(run.run_dir / "config.yaml"))
-        stats["books"] = check_books(refiltered).as_dict()
+        stats["books"] = check_books(refiltered, ingest, stats).as_dict()
         run.catalog.finish_run(run_id, status="refiltered", **stats["books"])
     return stats

@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from refinery.storage import Catalog, DataHome, StageMarker
 from refinery.tasks.config import DaskConfig, RefineryConfig
+from refinery.tasks.exceptions import WorkerPreflightError
 
 T = TypeVar("T")
 
@@ -108,9 +109,10 @@ NO_WORKERS_TIMEOUT_S = 120.0
 
 
 @contextlib.contextmanager
-def local_cluster(*, n_workers: int, threads_per_worker: int = 1, memory_limit: str = "auto",
-                  api_url: str | None = None, no_workers_timeout: float = NO_WORKERS_TIMEOUT_S) -> Iterator[Any]:
-    """A LocalCluster of worker processes that report task runs to the Prefect API at ``api_url``.
+def local_cluster(cfg: DaskConfig, *, api_url: str | None = None,
+                  no_workers_timeout: float = NO_WORKERS_TIMEOUT_S) -> Iterator[Any]:
+    """A LocalCluster of ``cfg``'s worker processes (``n_workers``, ``threads_per_worker``,
+    ``memory_limit``) that report task runs to the Prefect API at ``api_url``.
 
     Tasks fail (``NoWorkerError``, so the stage and the run fail with a message) once the
     cluster has had no worker for ``no_workers_timeout`` seconds.
@@ -126,15 +128,10 @@ def local_cluster(*, n_workers: int, threads_per_worker: int = 1, memory_limit: 
     with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
                           "distributed.scheduler.no-workers-timeout": f"{no_workers_timeout}s",
                           **short_dask_logs()}), LocalCluster(
-        env=env, n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
-        memory_limit=memory_limit, dashboard_address=None,
+        env=env, n_workers=cfg.n_workers, threads_per_worker=cfg.threads_per_worker, processes=True,
+        memory_limit=cfg.memory_limit, dashboard_address=None,
     ) as cluster:
         yield cluster
-
-
-class WorkerPreflightError(RuntimeError):
-    """An existing Dask cluster cannot run Refinery's tasks: unreachable, no workers, or workers
-    that cannot import Refinery. Raised before any stage starts, never a silent wait."""
 
 
 # What a worker must import to run every stage's shard tasks (imported once, before the first stage).
@@ -197,6 +194,5 @@ def _cluster_address(cfg: DaskConfig, address: str | None) -> Iterator[str]:
     # Workers must report task runs to the same Prefect API as the flow, also when that API is a
     # temporary server this process started: hand its address to the worker processes.
     api_url = str(get_run_context().client.api_url)
-    with local_cluster(n_workers=cfg.n_workers, threads_per_worker=cfg.threads_per_worker,
-                       memory_limit=cfg.memory_limit, api_url=api_url) as cluster:
+    with local_cluster(cfg, api_url=api_url) as cluster:
         yield cluster.scheduler_address

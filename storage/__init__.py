@@ -21,6 +21,7 @@ from refinery.storage.shards import (
     sweep_partial_writes,
     to_matrix,
     write_shard,
+    write_text_atomic,
 )
 
 __all__ = [
@@ -40,4 +41,5 @@ __all__ = [
     "sweep_partial_writes",
     "to_matrix",
     "write_shard",
+    "write_text_atomic",
 ]

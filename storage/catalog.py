@@ -12,7 +12,6 @@ import re
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -24,6 +23,7 @@ from refinery.storage.curation import CurationVerbs
 from refinery.storage.evaluation import EvaluationVerbs
 from refinery.storage.reports import ReportVerbs
 from refinery.storage.runs_log import RunVerbs
+from refinery.tasks.exceptions import CatalogError
 
 # Every table in the catalog, in the order README documents them.
 SCHEMA: dict[str, str] = {
@@ -61,20 +61,6 @@ SHARD_TABLES: dict[str, str] = {
         text VARCHAR, label VARCHAR, n_chars BIGINT, record_id VARCHAR""",
     "doc_attributes": "run_id VARCHAR, doc_id VARCHAR, name VARCHAR, value DOUBLE",
 }
-# A catalog from before SHARD_TABLES held these as tables: ensure_schema renames them, and the
-# views keep showing their rows.
-LEGACY_SUFFIX = "_legacy"
-
-# Columns added after a table was first released: ensure_schema adds them to an older catalog
-# (at the end, where SCHEMA lists them too, so old and new catalogs have the same column order).
-ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("pairs", "split", "VARCHAR"),
-    # the query style and sampled attributes of a generated candidate (AttrPrompt), and why a
-    # candidate that is not kept was filtered out (NULL when kept)
-    ("pairs", "style", "VARCHAR"),
-    ("pairs", "attributes", "JSON"),
-    ("pairs", "reason", "VARCHAR"),
-)
 
 # The curated corpus of each run: documents no stage dropped.
 VIEWS: dict[str, str] = {
@@ -84,18 +70,12 @@ VIEWS: dict[str, str] = {
 }
 
 
-def _kind(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
-    """'BASE TABLE', 'VIEW' or None: what ``name`` is in the catalog."""
-    row = con.execute("SELECT table_type FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()
-    return row[0] if row else None
-
-
 def _sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
 def _rebuild_view(con: duckdb.DuckDBPyConnection, table: str) -> None:
-    """(Re)create the view ``table`` over every run's registered files (and a legacy table's rows).
+    """(Re)create the view ``table`` over every run's registered files.
 
     One branch per registration, its run_id and ``where`` values as constants, so a query for one
     run reads only that run's files (DuckDB prunes the other branches).
@@ -112,17 +92,9 @@ def _rebuild_view(con: duckdb.DuckDBPyConnection, table: str) -> None:
             else (f"CAST({c} AS {types[c]}) AS {c}" if c in present else f"CAST(NULL AS {types[c]}) AS {c}")
             for c in columns)
         branches.append(f"SELECT {select} FROM read_parquet({files}, union_by_name=true)")
-    if _kind(con, f"{table}{LEGACY_SUFFIX}") == "BASE TABLE":
-        legacy = {r[0] for r in con.execute(f"DESCRIBE {table}{LEGACY_SUFFIX}").fetchall()}
-        branches.append("SELECT " + ", ".join(c if c in legacy else f"CAST(NULL AS {types[c]}) AS {c}" for c in columns)
-                        + f" FROM {table}{LEGACY_SUFFIX}")
     if not branches:
         branches.append("SELECT " + ", ".join(f"CAST(NULL AS {types[c]}) AS {c}" for c in columns) + " WHERE false")
     con.execute(f"CREATE OR REPLACE VIEW {table} AS " + "\nUNION ALL\n".join(branches))
-
-
-class CatalogError(RuntimeError):
-    """The catalog cannot be opened, a query failed or was refused; the message says why."""
 
 
 # How long a reader waits for the flow process's write transaction (which holds the file lock).
@@ -153,10 +125,6 @@ def read_statement(sql: str) -> str:
     if statement.type == duckdb.StatementType.EXPLAIN:
         read_statement(_EXPLAIN.sub("", statement.query, count=1))
     return statement.query
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _connect_waiting(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
@@ -203,11 +171,7 @@ class Catalog(RunVerbs, BookVerbs, CurationVerbs, EvaluationVerbs, ReportVerbs):
         with self._write() as con:
             for table, columns in SCHEMA.items():
                 con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
-            for table, column, kind in ADDED_COLUMNS:
-                con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
             for table in SHARD_TABLES:
-                if _kind(con, table) == "BASE TABLE":
-                    con.execute(f"ALTER TABLE {table} RENAME TO {table}{LEGACY_SUFFIX}")
                 _rebuild_view(con, table)
             for view, body in VIEWS.items():
                 con.execute(f"CREATE OR REPLACE VIEW {view} AS {body}")
@@ -250,7 +214,8 @@ class Catalog(RunVerbs, BookVerbs, CurationVerbs, EvaluationVerbs, ReportVerbs):
         except duckdb.Error as exc:
             raise CatalogError(str(exc).strip()) from exc
 
-    def execute_write(self, sql: str, params: Sequence[Any] | None = None) -> None:
+    def _execute_write(self, sql: str, params: Sequence[Any] | None = None) -> None:
+        """One write statement in its own transaction (verbs only: SQL text stays in storage/)."""
         with self._write() as con:
             con.execute(sql, params or [])
 
@@ -356,44 +321,4 @@ class Catalog(RunVerbs, BookVerbs, CurationVerbs, EvaluationVerbs, ReportVerbs):
             for table in SCHEMA:
                 con.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT unnest(?::VARCHAR[]))", [list(run_ids)])
             for table in SHARD_TABLES:
-                if _kind(con, f"{table}{LEGACY_SUFFIX}") == "BASE TABLE":
-                    con.execute(f"DELETE FROM {table}{LEGACY_SUFFIX} WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
-                                [list(run_ids)])
                 _rebuild_view(con, table)
-
-    # -- runs ---------------------------------------------------------------------------------
-    def start_run(self, run_id: str, *, config: dict[str, Any], run_dir: Path) -> None:
-        with self._write() as con:
-            # a resumed run keeps its started_at; its figures and error are those of this attempt
-            con.execute(
-                "INSERT INTO runs (run_id, status, started_at, config, run_dir) VALUES (?, 'running', ?, ?, ?)"
-                " ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL, error = NULL,"
-                " config = excluded.config, run_dir = excluded.run_dir",
-                [run_id, _now(), json.dumps(config, default=str), str(run_dir)],
-            )
-
-    def mark_interrupted(self) -> int:
-        """Runs still marked ``running`` become ``interrupted`` (call only while holding the run lock)."""
-        with self._write() as con:
-            return con.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'").fetchone()[0]
-
-    def finish_run(self, run_id: str, *, status: str, error: str | None = None, **counts: int) -> None:
-        sets = ["status = ?", "finished_at = ?", "error = ?"]
-        params: list[Any] = [status, _now(), error]
-        for name, value in counts.items():
-            sets.append(f"{name} = ?")
-            params.append(value)
-        with self._write() as con:
-            con.execute(f"UPDATE runs SET {', '.join(sets)} WHERE run_id = ?", [*params, run_id])
-
-    def record_stage(
-        self, run_id: str, stage: str, *, status: str, started_at: datetime, stats: dict[str, Any]
-    ) -> None:
-        finished = _now()
-        with self._write() as con:
-            con.execute("DELETE FROM stage_runs WHERE run_id = ? AND stage = ?", [run_id, stage])
-            con.execute(
-                "INSERT INTO stage_runs VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [run_id, stage, status, started_at, finished, (finished - started_at).total_seconds(),
-                 json.dumps(stats, default=str)],
-            )

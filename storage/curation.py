@@ -6,14 +6,57 @@ so no SQL text lives outside storage/.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 import pyarrow as pa
 
+# Later occurrences of each doc id in reading order, with the location of the first. The shards'
+# place in reading order comes as parallel lists (one entry per shard); within a text unit each
+# record is a file, whose location orders it among the source's files. Repeats are found by a hash
+# of the doc id (8 bytes a document, where grouping the ids and keeping the scan for the second
+# pass held ~230 MB in the flow process at 1M documents); a hash shared by two different ids
+# puts each in a window of its own, so it rejects nothing.
+LATER_OCCURRENCES_SQL = """
+WITH shard AS (
+    SELECT unnest(?::VARCHAR[]) AS filename, unnest(?::BIGINT[]) AS source_index,
+           unnest(?::VARCHAR[]) AS unit_file, unnest(?::BIGINT[]) AS unit, unnest(?::BIGINT[]) AS part
+), docs AS NOT MATERIALIZED (
+    SELECT filename, file_row_number AS row, doc_id, record_id, location
+    FROM read_parquet(?::VARCHAR[], filename = true, file_row_number = true)
+), repeated AS (
+    SELECT hash(doc_id) AS h FROM docs GROUP BY h HAVING count(*) > 1
+), ranked AS (
+    SELECT d.filename, d.location, d.record_id, row_number() OVER w AS n, first_value(d.location) OVER w AS first
+    FROM docs d JOIN shard s USING (filename)
+    WHERE hash(d.doc_id) IN (SELECT h FROM repeated)
+    WINDOW w AS (PARTITION BY d.doc_id
+                 ORDER BY s.source_index, coalesce(s.unit_file, d.location), s.unit, s.part, d.row)
+)
+SELECT filename, location, record_id, first FROM ranked WHERE n > 1 ORDER BY filename, location
+"""
+
 
 class CurationVerbs:
     """Verbs for ingest, dedup and quality rows: duplicate record ids, drops by reason, the quality stage's decisions (mixed into Catalog: ``self._read()``, ``self._write()``, ``self._answer``)."""
+
+    # -- ingest -------------------------------------------------------------------------------
+    def later_occurrences(self, shards: Sequence[tuple[str, int, str | None, int, int]]) -> pa.Table:
+        """Every later occurrence of a doc id in document shards, in reading order, from their ids and
+        locations alone (never their text): ``filename, location, record_id, first`` (the location
+        of the id's first occurrence). ``shards``: each shard's place in reading order, as
+        ``(path, source index, the unit's one file or None for a unit of whole files, unit, part)``."""
+        columns: tuple[list[Any], ...] = tuple(list(c) for c in zip(*shards)) if shards else ([], [], [], [], [])
+        return self.query(LATER_OCCURRENCES_SQL, [*columns, columns[0]])
+
+    def rejects_by_reason(self, run_id: str, *, family: str) -> list[dict[str, Any]]:
+        """A run's rejects counted by reason, most first (``reason``, ``n``); reasons of the form
+        ``"<family>: …"`` (one per duplicate id) counted as ``family``."""
+        return self.query(
+            "SELECT CASE WHEN starts_with(reason, ?) THEN ? ELSE reason END AS reason, count(*) AS n FROM rejects"
+            " WHERE run_id = ? GROUP BY ALL ORDER BY n DESC, reason",
+            [f"{family}:", family, run_id]).to_pylist()
 
     # -- quality --------------------------------------------------------------------------------
     def drops_by_reason(self, run_id: str, stage: str) -> list[dict[str, Any]]:
@@ -31,8 +74,3 @@ class CurationVerbs:
         self.replace("metrics", run_id, where={"stage": "quality"}, rows=pa.table({
             "stage": ["quality"] * 2, "model": [name] * 2, "task": ["classifier_holdout"] * 2,
             "metric": ["accuracy", "auc"], "value": [accuracy, auc]}))
-
-    def update_run_config(self, run_id: str, config_json: str) -> None:
-        """The run's config (JSON text), as a refilter changes it."""
-        with self._write() as con:
-            con.execute("UPDATE runs SET config = ? WHERE run_id = ?", [config_json, run_id])

@@ -18,14 +18,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from refinery.tasks.exceptions import HomeBusyError
+
 DEFAULT_HOME = Path("refinery-data")
 HOME_ENV = "REFINERY_HOME"
 CATALOG_FILE = "catalog.duckdb"
+RUN_CONFIG_FILE = "config.yaml"
 LOCK_FILE = "run.lock"
-
-
-class HomeBusyError(RuntimeError):
-    """Another live process is running a run in this data home (the catalog has one writer)."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +37,11 @@ class DataHome:
         chosen = os.environ.get(HOME_ENV) or configured or DEFAULT_HOME
         return cls(Path(chosen).expanduser().resolve())
 
+    @classmethod
+    def of_run_dir(cls, run_dir: str | os.PathLike[str]) -> "DataHome":
+        """The data home a run's folder (``<home>/runs/<run_id>``) lives in."""
+        return cls(Path(run_dir).parent.parent)
+
     @property
     def catalog_path(self) -> Path:
         return self.root / CATALOG_FILE
@@ -48,6 +52,10 @@ class DataHome:
 
     def run_dir(self, run_id: str) -> Path:
         return self.root / "runs" / run_id
+
+    def run_config_path(self, run_id: str) -> Path:
+        """The config a run was started with (``config.yaml`` in its folder)."""
+        return self.run_dir(run_id) / RUN_CONFIG_FILE
 
     def stage_dir(self, run_id: str, stage: str) -> Path:
         return self.run_dir(run_id) / stage

@@ -105,22 +105,23 @@ def parquet_row_groups(path: str | os.PathLike[str]) -> list[tuple[int, int]]:
     return [(g.num_rows, sum(g.column(j).total_compressed_size for j in range(g.num_columns))) for g in groups]
 
 
-def write_json_atomic(payload: Any, path: Path) -> Path:
-    fd, tmp = _atomic_target(path)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(payload, fh, indent=2, sort_keys=True, default=str)
-    os.replace(tmp, path)
-    return path
-
-
 def write_text_atomic(text: str, path: str | os.PathLike[str]) -> Path:
-    """Write ``text`` to ``path`` atomically (temp file + rename), so a reader never sees half of it."""
+    """Write ``text`` to ``path`` atomically (temp file + rename), so a reader (or a run killed
+    mid-write, then resumed) finds the old file or the new one, never half of it; returns the path."""
     path = Path(path)
     fd, tmp = _atomic_target(path)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
+
+
+def write_json_atomic(payload: Any, path: str | os.PathLike[str]) -> Path:
+    return write_text_atomic(json.dumps(payload, indent=2, sort_keys=True, default=str), path)
 
 
 def link_tree(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, rewrite: tuple[str, str],
@@ -172,7 +173,7 @@ def rewrite_paths(value: Any, old: str, new: str) -> Any:
 
 def sweep_partial_writes(root: str | os.PathLike[str]) -> int:
     """Delete what interrupted writes left under ``root``: temp files of :func:`write_shard` and
-    :func:`write_json_atomic` and half-linked folders of :func:`link_tree` (all start with a dot).
+    :func:`write_text_atomic` and half-linked folders of :func:`link_tree` (all start with a dot).
     Call only while nothing writes there (a resumed run, under the home's run lock)."""
     removed = 0
     for path in sorted(Path(root).rglob(".*"), key=lambda p: len(p.parts), reverse=True):

@@ -6,14 +6,16 @@ prints the full default file and README's configuration section is generated fro
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from refinery.tasks.dedup import DedupConfig
 from refinery.tasks.evaluate.config import EvaluateConfig
+from refinery.tasks.exceptions import ConfigError
 from refinery.tasks.ingest.config import IngestConfig
 from refinery.tasks.quality import QualityConfig
 from refinery.tasks.synthesize.config import SynthesizeConfig
@@ -26,12 +28,16 @@ STAGES: tuple[str, ...] = ("ingest", "dedup", "quality", "synthesize", "train", 
 CURATION_STAGES: tuple[str, ...] = STAGES[:3]
 
 
-class ConfigError(ValueError):
-    """The config file is unreadable or invalid; the message names the key and the problem."""
+__all__ = ["CURATION_STAGES", "STAGES", "ConfigError", "DaskConfig", "RefineryConfig", "ScheduleConfig",
+           "config_reference", "dump_config", "load_config", "parse_config"]
+
+# The nightly schedule of `refinery serve` / `refinery deploy`: 02:00, after a working day's input.
+DEFAULT_CRON = "0 2 * * *"
+DEFAULT_TIMEZONE = "UTC"
 
 
 class DaskConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     address: str | None = Field(None, description="Address of an existing `distributed` scheduler "
                                 "(e.g. tcp://10.0.0.5:8786); unset starts a LocalCluster.")
@@ -42,8 +48,19 @@ class DaskConfig(BaseModel):
                                   "worker before the run fails (every worker must also import Refinery).")
 
 
+class ScheduleConfig(BaseModel):
+    """When a served or deployed nightly flow runs (`refinery serve`, `refinery deploy`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cron: str = Field(DEFAULT_CRON, description="When the nightly flow runs, a cron expression in `timezone`; "
+                      "`--cron` or `--interval` of `refinery serve`/`deploy` override it.")
+    timezone: str = Field(DEFAULT_TIMEZONE, description="Time zone of `cron` (an IANA name, e.g. Europe/Berlin); "
+                          "`--timezone` overrides it.")
+
+
 class RefineryConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     home: str | None = Field(None, description="Data home (shards, catalog, models, reports). "
                              "`REFINERY_HOME` overrides it; default `./refinery-data`.")
@@ -52,6 +69,7 @@ class RefineryConfig(BaseModel):
         description="Stages this run does, a prefix of the chain (ingest, dedup, quality, synthesize, train, "
         "evaluate): `[ingest, dedup, quality]` curates only. `refinery run --stages` overrides it.")
     dask: DaskConfig = Field(default_factory=DaskConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
@@ -74,15 +92,47 @@ class RefineryConfig(BaseModel):
         return list(stages)
 
 
+def _section(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model whose keys are valid at ``loc`` (a path of keys and list positions), if any."""
+    model: type[BaseModel] = RefineryConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue  # a position in a list of models: the same keys as the list's model
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        candidates = [field.annotation, *get_args(field.annotation)]  # X, X | None, list[X]
+        candidates += [arg for c in candidates for arg in get_args(c)]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
+            return None
+    return model
+
+
+def _unknown_key(loc: tuple[int | str, ...]) -> str:
+    """"unknown key", with the closest valid key and all the valid keys of its section."""
+    section = _section(loc[:-1])
+    if section is None:
+        return "unknown key"
+    valid = list(section.model_fields)
+    close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+    where = f"valid keys of `{'.'.join(map(str, loc[:-1]))}`" if loc[:-1] else "valid top-level keys"
+    hint = f"; did you mean `{close[0]}`?" if close else ""
+    return f"unknown key{hint} ({where}: {', '.join(valid)})"
+
+
 def _describe(exc: ValidationError, origin: str) -> str:
-    lines = [f"invalid config {origin}:"]
+    """One line per problem, each naming its key: `dedup.treshold`: unknown key; did you mean `threshold`?"""
+    problems = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        key = f"`{'.'.join(str(p) for p in err['loc'])}`" if err["loc"] else "(top level)"
         if err["type"] == "extra_forbidden":
-            lines.append(f"  {key}: unknown key")
+            problems.append(f"{key}: {_unknown_key(tuple(err['loc']))}")
         else:
-            lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r})")
-    return "\n".join(lines)
+            problems.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
+    if len(problems) == 1:
+        return f"invalid config {origin}: {problems[0]}"
+    return "\n  ".join([f"invalid config {origin}:", *problems])
 
 
 def parse_config(data: dict[str, Any] | None, origin: str = "<dict>") -> RefineryConfig:

@@ -30,6 +30,8 @@ from typing import Literal
 
 import xxhash
 
+from refinery.tasks.exceptions import OnnxExportError
+
 OnnxBackend = Literal["onnx", "onnx-int8"]
 ONNX_BACKENDS: tuple[str, ...] = ("onnx", "onnx-int8")
 
@@ -56,10 +58,6 @@ PROBE_MIN_COSINE = 0.999
 # is quantized whole.
 FP32_LAYER_MARK = "/layer.0/"
 _HASH_CHUNK = 1 << 20
-
-
-class OnnxExportError(RuntimeError):
-    """The model folder could not be turned into a graph that reproduces its PyTorch embeddings."""
 
 
 def model_fingerprint(model_dir: str | os.PathLike[str]) -> str:

@@ -32,8 +32,9 @@ def prefect_api():
 def dask_address(prefect_api):
     """A 2-worker LocalCluster whose workers report to the session's Prefect API."""
     from refinery.flows.runtime import local_cluster
+    from refinery.tasks.config import DaskConfig
 
-    with local_cluster(n_workers=2, api_url=prefect_api) as cluster:
+    with local_cluster(DaskConfig(n_workers=2), api_url=prefect_api) as cluster:
         yield cluster.scheduler_address
 
 

@@ -1,4 +1,5 @@
-"""Prefect tasks of the dedup stage: signatures per shard on the workers, then one clustering task.
+"""The dedup stage's work (plain functions; flows/dedup.py runs them as Prefect tasks): signatures
+per shard on the workers, then one clustering step over all of them.
 
 Clustering sorts every document by ``doc_id`` first, so clusters, survivors and drop reasons are
 the same whatever the shard size or the number of workers.
@@ -11,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from prefect import task
 
 from refinery.storage import fixed_size_list, read_shard, read_shards, to_matrix, write_shard
 from refinery.tasks.dedup import DedupConfig, deduplicate, exact_keys, signatures
@@ -24,7 +24,6 @@ CLUSTERS_SCHEMA = pa.schema([
 DROPS_SCHEMA = pa.schema([("doc_id", pa.string()), ("stage", pa.string()), ("reason", pa.string())])
 
 
-@task(name="dedup-signatures", task_run_name="signatures {shard.name}", retries=1)
 def signature_shard(shard: Path, out_dir: Path, cfg: DedupConfig) -> str:
     """Exact key and MinHash signature of every document of one ingest shard."""
     out = out_dir / f"signatures-{shard.stem.removeprefix('documents-')}.parquet"
@@ -42,7 +41,6 @@ def signature_shard(shard: Path, out_dir: Path, cfg: DedupConfig) -> str:
     return str(write_shard(table, out))
 
 
-@task(name="dedup-clusters", task_run_name="cluster {n_shards} shards")
 def cluster_shards(signature_shards: list[str], out_dir: Path, cfg: DedupConfig, n_shards: int) -> dict[str, Any]:
     """Read every signature shard, cluster, and write clusters + drops shards.
 

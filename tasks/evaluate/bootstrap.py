@@ -18,7 +18,6 @@ from typing import NamedTuple
 import numpy as np
 
 CONFIDENCE = 0.95
-DEFAULT_SAMPLES = 2000
 # Resampled indices one step holds (samples x queries): 4M int64 is 32 MiB, whatever the sizes.
 DRAW_CHUNK = 1 << 22
 # The model whose differences are reported, and what it is compared with: metric name part -> model.
@@ -60,7 +59,7 @@ def bootstrap_means(values: np.ndarray, *, samples: int, seed: int) -> np.ndarra
     return out
 
 
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, *, samples: int = DEFAULT_SAMPLES, seed: int = 0,
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, *, samples: int, seed: int,
                      confidence: float = CONFIDENCE) -> Interval:
     """Mean of ``a - b`` (per-query scores of two models on the same queries) and its percentile
     interval at ``confidence`` over ``samples`` seeded resamples of the queries."""

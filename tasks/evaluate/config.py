@@ -37,7 +37,7 @@ DEFAULT_QRELS_SPLIT = "test"
 class QuerySetConfig(BaseModel):
     """One set of the user's own queries with relevance judgements, scored as its own task."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
                       description="Task name of this set in `metrics.task` and the report.")
@@ -76,7 +76,7 @@ class EvaluateConfig(BaseModel):
     distractors, the same for every model.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     queries: list[QuerySetConfig] = Field(
         default_factory=list,

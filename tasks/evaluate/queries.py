@@ -27,6 +27,7 @@ from refinery.tasks.evaluate.config import QuerySetConfig
 from refinery.tasks.evaluate.pool import doc_key
 from refinery.tasks.ingest.config import BUILTIN_BBC, IngestConfig
 from refinery.tasks.ingest.readers import Record, plan_units, read_unit
+from refinery.tasks.exceptions import QuerySetError
 
 if TYPE_CHECKING:
     from refinery.tasks.config import RefineryConfig
@@ -40,10 +41,6 @@ QUOTED_IDS = 5
 
 QUERY_SET_SCHEMA = pa.schema([("query_id", pa.string()), ("query", pa.string()),
                               ("record_ids", pa.list_(pa.string()))])
-
-
-class QuerySetError(ValueError):
-    """A query set is missing or malformed, or none of its ids is an input record; the message names the file."""
 
 
 @dataclass(frozen=True)

@@ -81,10 +81,10 @@ class Bm25Index:
     are dropped (``stopwords="none"`` keeps them). No stemming: no stemmer ships offline with the
     project. Rankings are exactly those of scoring every document and sorting (ties to the lower
     document index), but bm25s's ``retrieve`` does the top-k, one query's scores at a time.
+    ``k1``, ``b`` and ``stopwords`` are ``evaluate.bm25_k1``, ``bm25_b`` and ``bm25_stopwords``.
     """
 
-    def __init__(self, docs: Sequence[str], *, k1: float = 1.5, b: float = 0.75,
-                 stopwords: Literal["english", "none"] = "english"):
+    def __init__(self, docs: Sequence[str], *, k1: float, b: float, stopwords: Literal["english", "none"]):
         import bm25s
 
         self._stopwords = "en" if stopwords == "english" else None

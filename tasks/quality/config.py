@@ -38,7 +38,7 @@ DEFAULT_LANGUAGES = ("en",)
 DEFAULT_LANGID_MAX_CHARS = 1000
 
 class _Family(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class LangIdConfig(_Family):
@@ -201,7 +201,7 @@ class QualityConfig(BaseModel):
     """All quality filtering. Families run (and decide) in this order: langid, gopher_repetition,
     gopher_quality, c4, fineweb, classifier -- FineWeb's pipeline order."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     langid: LangIdConfig = Field(default_factory=LangIdConfig, description="Language identification.")
     gopher_repetition: GopherRepetitionConfig = Field(

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 GeneratorName = Literal["smollm2", "inverse_cloze", "openai"]
 # Query styles of tasks.synthesize.generators.prompts.STYLES (AttrPrompt).
 QueryStyle = Literal["question", "keywords", "claim", "title"]
-
-# The prompt templates of configs written before styles (synthesize.prompt_ids) and the style each asked for.
-LEGACY_PROMPT_STYLES: dict[str, QueryStyle] = {
-    "title_v1": "title", "question_v1": "question", "summary_v1": "claim", "keywords_v1": "keywords"}
 
 DEFAULT_GENERATORS: tuple[GeneratorName, ...] = ("inverse_cloze", "smollm2")
 # Sized for the 15-minute `make run` on 2 cores: SmolLM2 takes about 2 s a passage on one core
@@ -68,7 +64,7 @@ DEFAULT_OPENAI_BATCH_SIZE = 32
 class FewShotExample(BaseModel):
     """A worked example shown to the LLM generators before a passage of the same style."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     passage: str = Field(min_length=1, description="An example passage (invent one: never corpus text or a headline).")
     query: str = Field(min_length=1, description="The query wanted for it.")
@@ -81,7 +77,7 @@ class OpenAIConfig(BaseModel):
     """The `openai` generator: any OpenAI-compatible chat-completions endpoint (vLLM, Ollama,
     llama.cpp server, hosted APIs). The API key is never part of the config: only where to find it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     base_url: str = Field(default="http://127.0.0.1:8000/v1",
                           description="The endpoint's base URL, up to and including /v1.")
@@ -122,7 +118,7 @@ class SynthesizeConfig(BaseModel):
     plus seeded random distractors, ``filter_pool_docs`` in all (the whole corpus when smaller).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     corpus: Literal["curated", "uncurated"] = Field(
         default="curated",
@@ -242,8 +238,9 @@ class SynthesizeConfig(BaseModel):
     hard_negatives: bool = Field(
         default=True,
         description="Mine one hard negative per kept training pair from the base model's ranking of the filter "
-        "pool (for training with triplets, `train.use_hard_negatives`); never the positive, a member of its dedup "
-        "cluster or a held-out document.",
+        "pool; never the positive, a member of its dedup cluster or a held-out document. The train stage trains "
+        "on (query, passage, negative) triplets exactly where a pair has one, so this is the one hard-negative "
+        "switch: false trains on (query, passage) pairs only.",
     )
     hard_negative_margin: float | None = Field(
         default=DEFAULT_HARD_NEGATIVE_MARGIN,
@@ -268,19 +265,6 @@ class SynthesizeConfig(BaseModel):
         "from training and become the evaluation queries (chosen by a seeded hash of the doc id; at least one "
         "passage held out and one left to train on). With titles nothing is held out.",
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _styles_from_prompt_ids(cls, data: Any) -> Any:
-        # configs stored by runs before AttrPrompt name prompt templates (`prompt_ids`); read them as
-        # the styles those templates asked for, so such a run still loads and resumes
-        if isinstance(data, dict) and "prompt_ids" in data:
-            data = dict(data)
-            old = data.pop("prompt_ids") or []
-            if "styles" not in data:
-                styles = [LEGACY_PROMPT_STYLES[p] for p in old if p in LEGACY_PROMPT_STYLES]
-                data["styles"] = list(dict.fromkeys(styles)) or list(DEFAULT_STYLES)
-        return data
 
     @model_validator(mode="after")
     def _check_ranges(self) -> SynthesizeConfig:

@@ -33,13 +33,14 @@ class TrainConfig(BaseModel):
     """How the embedding model is fine-tuned on the kept (query, passage) pairs.
 
     The loss is MultipleNegativesRankingLoss: each query must rank its own passage above every
-    other passage in the batch (and above its hard negative, when used), so a larger batch gives
+    other passage in the batch (and above its hard negative, where the pair has one:
+    ``synthesize.hard_negatives``), so a larger batch gives
     more negatives per step at the same cost per pair. A seeded share of the passages (the dev
     split) is held out of training and scored as training goes; the saved model is the best
     scored step. A killed training resumes from its last checkpoint.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     epochs: int = Field(default=DEFAULT_EPOCHS, ge=1, le=20, description="Passes over the training pairs.")
     batch_size: int = Field(
@@ -85,11 +86,6 @@ class TrainConfig(BaseModel):
         ge=1,
         description="Train on at most this many of the kept training pairs, a seeded choice (`seed`), before the dev "
         "split; null: all. `refinery ablate` sets it so compared variants train on the same budget.",
-    )
-    use_hard_negatives: bool = Field(
-        default=True,
-        description="Train on (query, passage, negative) triplets where a mined negative is present (with or "
-        "without mini_batch_size).",
     )
     dev_fraction: float | None = Field(
         default=DEFAULT_DEV_FRACTION,

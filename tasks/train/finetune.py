@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +57,6 @@ def plan_training(pairs: Sequence[TrainPair | Sequence[str | None]], cfg: TrainC
     """The dev split and the seeded no-duplicates batches of every epoch (a pure function of its inputs,
     which is what lets a resumed training take up the same batches at the step it reached)."""
     examples = as_train_pairs(pairs)
-    if not cfg.use_hard_negatives:
-        examples = [replace(ex, negative=None, negative_doc_id=None) if ex.negative is not None else ex
-                    for ex in examples]
     split = split_dev(examples, cfg.dev_fraction, min_pairs=cfg.dev_min_pairs, seed=cfg.seed)
     batches = [b for epoch in range(cfg.epochs) for b in make_batches(split.train, cfg.batch_size,
                                                                        seed=cfg.seed + epoch)]
@@ -85,8 +82,8 @@ def fine_tune(
 ) -> Path:
     """Fine-tune the model at ``base_path`` on ``pairs`` and save it to ``out_dir``.
 
-    ``pairs`` are :class:`TrainPair` or (query, positive[, hard negative]) tuples; negatives are
-    used only with ``cfg.use_hard_negatives``. The result is a sentence-transformers folder
+    ``pairs`` are :class:`TrainPair` or (query, positive[, hard negative]) tuples; a pair with a
+    negative trains as a triplet. The result is a sentence-transformers folder
     (loadable with :func:`tasks.embedding.load_encoder`) plus :data:`TRAINING_STATS_FILE`: the
     per-step losses, the dev curve and the step saved. It is written to a temporary folder beside
     ``out_dir`` and renamed into place, so ``out_dir`` holds either the previous model or the

@@ -28,14 +28,15 @@ def train_model(pairs_path: Path, corpus_shards: list[str], base_path: str, out_
     ``checkpoint_dir`` left by a killed training of the same pairs is continued from.
     """
     pairs = read_shard(pairs_path).filter(pc.field("kept") & (pc.field("split") == TRAIN))
-    negative_ids: list[str | None] = [None] * pairs.num_rows
-    negatives: list[str | None] = [None] * pairs.num_rows
-    if cfg.use_hard_negatives:  # the texts of the pairs' negatives only, never the corpus's
-        mined = pairs.column("negative_doc_id").to_pylist()
-        found = read_rows(sorted(corpus_shards), sorted({d for d in mined if d}), ["doc_id", "text"])
+    # a pair trains with its mined negative exactly when it has one (synthesize.hard_negatives);
+    # the texts of the pairs' negatives only are read, never the corpus's
+    mined = pairs.column("negative_doc_id").to_pylist()
+    text_of: dict[str, str] = {}
+    if wanted := sorted({d for d in mined if d}):
+        found = read_rows(sorted(corpus_shards), wanted, ["doc_id", "text"])
         text_of = dict(zip(found.column("doc_id").to_pylist(), found.column("text").to_pylist()))
-        negative_ids = [d if d in text_of else None for d in mined]
-        negatives = [text_of[d] if d else None for d in negative_ids]
+    negative_ids = [d if d in text_of else None for d in mined]
+    negatives = [text_of[d] if d else None for d in negative_ids]
     examples = [
         TrainPair(q, p, n, doc_id=d, negative_doc_id=nd)
         for q, p, d, n, nd in zip(pairs.column("query").to_pylist(), pairs.column("positive").to_pylist(),

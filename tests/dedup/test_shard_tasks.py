@@ -21,7 +21,7 @@ def _signature_shard(texts: list[str], path, cfg: DedupConfig):
 def test_no_duplicates_gives_typed_empty_drops_and_clusters(tmp_path):
     cfg = DedupConfig()
     texts = ["the first document is about markets and shares", "a second one talks about football results"]
-    stats = cluster_shards.fn([_signature_shard(texts, tmp_path / "sig.parquet", cfg)], tmp_path, cfg, 1)
+    stats = cluster_shards([_signature_shard(texts, tmp_path / "sig.parquet", cfg)], tmp_path, cfg, 1)
     drops, clusters = read_shard(stats["drops_path"]), read_shard(stats["clusters_path"])
     assert drops.num_rows == 0 and clusters.num_rows == 0
     assert drops.schema.field("doc_id").type == pa.string() and clusters.schema.field("cluster_id").type == pa.string()
@@ -29,6 +29,6 @@ def test_no_duplicates_gives_typed_empty_drops_and_clusters(tmp_path):
 
 
 def test_no_input_gives_empty_shards_and_zero_counts(tmp_path):
-    stats = cluster_shards.fn([], tmp_path, DedupConfig(), 0)
+    stats = cluster_shards([], tmp_path, DedupConfig(), 0)
     assert read_shard(stats["drops_path"]).num_rows == 0
     assert stats["docs"] == 0 and stats["kept"] == 0

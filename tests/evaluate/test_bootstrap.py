@@ -133,8 +133,8 @@ def test_interval_metrics_names_the_rows_of_model_tuned():
 
 def test_bad_input_is_refused():
     with pytest.raises(ValueError, match="one length"):
-        paired_bootstrap(np.zeros(3), np.zeros(4))
+        paired_bootstrap(np.zeros(3), np.zeros(4), samples=10, seed=0)
     with pytest.raises(ValueError, match="no values"):
-        paired_bootstrap(np.zeros(0), np.zeros(0))
+        paired_bootstrap(np.zeros(0), np.zeros(0), samples=10, seed=0)
     with pytest.raises(ValueError, match="confidence"):
-        paired_bootstrap(np.zeros(2), np.zeros(2), confidence=1.0)
+        paired_bootstrap(np.zeros(2), np.zeros(2), samples=10, seed=0, confidence=1.0)

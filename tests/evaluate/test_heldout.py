@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from refinery.tasks.evaluate.heldout import cut_verbatim
+from refinery.tasks.synthesize.config import SynthesizeConfig
 from refinery.tasks.synthesize.generators import InverseClozeGenerator
 from refinery.tasks.synthesize.split import HELDOUT, TRAIN, heldout_passages, split_by_passage
 
@@ -38,7 +39,7 @@ def test_split_holds_out_every_candidate_of_a_chosen_passage():
 
 def test_cut_verbatim_removes_the_inverse_cloze_sentence_like_training_does(bbc_articles):
     for _, body in bbc_articles[:6]:
-        (cand,) = InverseClozeGenerator(seed=0).generate([body])[0]
+        (cand,) = InverseClozeGenerator(SynthesizeConfig(seed=0)).generate([body])[0]
         cut = cut_verbatim(body, [cand.query])
         assert cand.query not in " ".join(cut.split())
         assert cut.split() == cand.positive.split()  # the document becomes the training positive's text

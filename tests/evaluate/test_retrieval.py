@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from refinery.tasks.evaluate.config import EvaluateConfig
 from refinery.tasks.evaluate.labels import NO_LABELS, ONE_LABEL, label_codes, label_hits, label_queries, skip_reason
 from refinery.tasks.evaluate.retrieval import (
     RANKING_DEPTH,
@@ -23,6 +24,12 @@ from refinery.tasks.evaluate.retrieval import (
     top_k_indices,
     without_self,
 )
+
+
+def bm25(docs, **options) -> Bm25Index:
+    """A BM25 index with evaluate's default options, and ``options`` over them."""
+    cfg = EvaluateConfig()
+    return Bm25Index(docs, **{"k1": cfg.bm25_k1, "b": cfg.bm25_b, "stopwords": cfg.bm25_stopwords, **options})
 
 
 def scores(rankings, relevant) -> dict[str, list[float]]:
@@ -102,7 +109,7 @@ def test_bm25_ranks_exact_word_match_first(bbc_articles):
     bodies = [body for _, body in bbc_articles]
     # One rare word from a chosen article, and a sentence copied from another.
     queries = ["TimeWarner AOL", bodies[4].split(".")[0]]
-    ranks = Bm25Index(bodies).top_k(queries, RANKING_DEPTH)
+    ranks = bm25(bodies).top_k(queries, RANKING_DEPTH)
     assert ranks.shape == (2, len(bodies))
     assert ranks[0, 0] == 0
     assert ranks[1, 0] == 4
@@ -110,7 +117,7 @@ def test_bm25_ranks_exact_word_match_first(bbc_articles):
 
 def test_bm25_query_without_known_words_does_not_fail(bbc_articles):
     bodies = [body for _, body in bbc_articles]
-    ranks = Bm25Index(bodies).top_k(["the of and", "zzzqqq"], 5)
+    ranks = bm25(bodies).top_k(["the of and", "zzzqqq"], 5)
     assert ranks.shape == (2, 5)
 
 
@@ -136,7 +143,7 @@ def test_bm25_top_k_equals_the_exhaustive_ranking(bbc_articles, k):
     docs = bodies + bodies[:3] + ["Shares rose.", "Shares fell.", "The match was drawn.", "Nothing here."]
     queries = [headline for headline, _ in bbc_articles] + [
         "shares", "match", "zzzqqq unknown", "the of and", bodies[5].split(".")[0], "profits shares match"]
-    got = Bm25Index(docs).top_k(queries, k)
+    got = bm25(docs).top_k(queries, k)
     assert np.array_equal(got, _exhaustive_bm25(queries, docs, k))
     assert got.shape == (len(queries), min(k, len(docs)))
 
@@ -145,7 +152,7 @@ def test_bm25_options_reach_the_index(bbc_articles):
     bodies = [body for _, body in bbc_articles]
     queries = ["the company said", "a game of the season"]
     for options in ({"stopwords": "none"}, {"k1": 0.9, "b": 0.4}):
-        got = Bm25Index(bodies, **options).top_k(queries, 5)
+        got = bm25(bodies, **options).top_k(queries, 5)
         assert np.array_equal(got, _exhaustive_bm25(queries, bodies, 5, **options))
 
 

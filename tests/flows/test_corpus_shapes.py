@@ -91,7 +91,7 @@ def titleless_run(tmp_path_factory, prefect_api, dask_address):
         synthesize={"generators": ["inverse_cloze"], "inverse_cloze_passages": ARTICLES,
                     "heldout_fraction": HELDOUT_FRACTION, "hard_negatives": True,
                     "hard_negative_rank_window": [5, 20]},
-        train={"epochs": 1, "batch_size": 8, "max_seq_length": 128, "use_hard_negatives": True},
+        train={"epochs": 1, "batch_size": 8, "max_seq_length": 128},
     )
 
 

@@ -10,7 +10,7 @@ from prefect_dask import DaskTaskRunner
 from refinery.flows.dedup import dedup_flow
 from refinery.flows.ingest import ingest_flow
 from refinery.flows.nightly import prepare_run
-from refinery.tasks.config import parse_config
+from refinery.tasks.config import DaskConfig, parse_config
 from refinery.tasks.ingest.readers import bbc_folder
 
 
@@ -39,8 +39,8 @@ def clusters_of(tmp_path, name: str, shard_size: int, address: str, extra) -> se
     })
     run = prepare_run(cfg)
     runner = DaskTaskRunner(address=address)
-    ingest_flow.with_options(task_runner=runner)(run)
-    dedup_flow.with_options(task_runner=runner)(run)
+    ingest = ingest_flow.with_options(task_runner=runner)(run)
+    dedup_flow.with_options(task_runner=runner)(run, ingest)
     rows = run.catalog.query("""SELECT c.cluster_id, c.doc_id, d.location, c.is_survivor
         FROM dedup_clusters c JOIN documents d USING (run_id, doc_id) WHERE c.run_id = ?""", [run.run_id])
     return {(r["cluster_id"], r["doc_id"], r["location"], r["is_survivor"]) for r in rows.to_pylist()}
@@ -49,11 +49,12 @@ def clusters_of(tmp_path, name: str, shard_size: int, address: str, extra) -> se
 @pytest.mark.slow
 def test_same_clusters_for_any_shard_size_and_worker_count(tmp_path, prefect_api, dask_address):
     from refinery.flows.runtime import local_cluster
+    from refinery.tasks.config import DaskConfig
 
     extra = tmp_path / "variants.jsonl"
     extra.write_text("\n".join(variants()) + "\n")
     two_workers_small_shards = clusters_of(tmp_path, "a", 7, dask_address, extra)
-    with local_cluster(n_workers=1, api_url=prefect_api) as one:
+    with local_cluster(DaskConfig(n_workers=1), api_url=prefect_api) as one:
         one_worker_one_shard = clusters_of(tmp_path, "b", 1000, one.scheduler_address, extra)
     assert two_workers_small_shards == one_worker_one_shard
     cluster_of = {loc: c for c, _, loc, _ in two_workers_small_shards}

@@ -36,11 +36,12 @@ def use(value: object) -> str:
 @pytest.mark.slow
 def test_a_run_whose_workers_all_left_fails_instead_of_waiting_forever(prefect_api):
     from refinery.flows.runtime import gather, local_cluster
+    from refinery.tasks.config import DaskConfig
 
     @flow
     def doomed() -> list[str]:
         return gather([use.submit(UnreadableOnWorkers())], "doomed")
 
-    with local_cluster(n_workers=1, api_url=prefect_api, no_workers_timeout=5) as cluster:
+    with local_cluster(DaskConfig(n_workers=1), api_url=prefect_api, no_workers_timeout=5) as cluster:
         with pytest.raises(Exception, match="waiting without any running workers"):
             doomed.with_options(task_runner=DaskTaskRunner(address=cluster.scheduler_address))()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from refinery.flows.accounting import check_books
+from refinery.tasks.books import check_books
 from refinery.flows.quality import RefilterError, refilter_run
 from refinery.flows.runtime import RunSpec
 from refinery.storage import Catalog, StageMarker, read_shard
@@ -170,7 +170,7 @@ def test_refilter_decides_as_a_fresh_quality_run_from_stored_scores_only(quality
     assert sorted(p.name for p in stage.glob("corpus-*.parquet")) == sorted(Path(p).name for p in quality["corpus_shards"])
     assert len(list(stage.glob("drops-*.parquet"))) == len(ingest["shards"])
 
-    books = check_books(quality_run)
+    books = check_books(quality_run, ingest, quality)
     assert books.docs_in == books.docs_kept + books.docs_dropped + books.docs_rejected
     assert all(StageMarker(quality_run.stage_dir(stage)).read() is None for stage in LATER)
     assert "min_alpha_words_ratio: 0.5" in (quality_run.run_dir / "config.yaml").read_text()

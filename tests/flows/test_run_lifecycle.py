@@ -102,7 +102,7 @@ def test_from_run_of_an_unknown_run_is_an_error(curated):
 def test_gc_refuses_while_a_run_is_live(curated):
     with curated["home"].run_lock("a test holding the lock"):
         result = CliRunner().invoke(app, ["gc", "--keep", "0", "--config", str(curated["config"])])
-    assert result.exit_code == 1
+    assert result.exit_code == 4  # HomeBusyError
     assert "refusing to collect" in result.output and "a test holding the lock" in result.output
     assert {r["run_id"] for r in curated["catalog"].query("SELECT run_id FROM runs").to_pylist()} >= {
         curated["first"]["run_id"], curated["second"]["run_id"]}

@@ -46,12 +46,13 @@ def test_a_worker_killed_mid_task_is_replaced_and_the_result_is_the_same(tmp_pat
 
     from refinery.flows.nightly import nightly
     from refinery.flows.runtime import local_cluster
+    from refinery.tasks.config import DaskConfig
 
     reference = nightly(config_path=write_config(tmp_path, "reference", bbc_jsonl), dask_address=dask_address)
     assert reference["books"]["docs_in"] == ARTICLES
 
     killed: list[int] = []
-    with local_cluster(n_workers=2, api_url=prefect_api) as cluster, Client(cluster.scheduler_address) as client:
+    with local_cluster(DaskConfig(n_workers=2), api_url=prefect_api) as cluster, Client(cluster.scheduler_address) as client:
         home = tmp_path / "faulty"
 
         def kill_a_worker_once_quality_runs() -> None:

@@ -10,11 +10,11 @@ import json
 import pytest
 from prefect_dask import DaskTaskRunner
 
-from refinery.flows.accounting import file_books_problems
 from refinery.flows.ingest import ingest_flow
 from refinery.flows.nightly import prepare_run
+from refinery.tasks.books import file_books_problems
 from refinery.tasks.config import parse_config
-from refinery.tasks.ingest.duplicates import duplicates_query, reasons_by_shard
+from refinery.tasks.ingest.duplicates import reading_order, reasons_by_shard
 from refinery.tasks.ingest.readers import doc_id_for, plan_units
 from refinery.tasks.ingest.shard_tasks import ingest_unit_to_shards, reject_duplicates_in_shard
 
@@ -122,7 +122,7 @@ def test_a_killed_duplicate_pass_resumes_to_the_same_result(tmp_path, prefect_ap
     out.mkdir(parents=True)
     units = plan_units(cfg.ingest)
     written = {u.index: ingest_unit_to_shards(u, out, cfg.ingest)["documents"] for u in units}
-    found = reasons_by_shard(run.catalog.query(*duplicates_query(units, written)))
+    found = reasons_by_shard(run.catalog.later_occurrences(reading_order(units, written)))
     assert len(found) == 2
     shard = sorted(found)[done]
     reject_duplicates_in_shard(shard, found[shard])
@@ -164,15 +164,15 @@ def test_every_input_file_has_books_that_balance(tmp_path, prefect_api, dask_add
     assert file_books_problems(run.catalog, run.run_id, stats["files"]) == []
 
     # a reject that goes missing (or a document) is an imbalance that names its file
-    run.catalog.execute_write("DELETE FROM rejects WHERE run_id = ? AND location LIKE 'tail.jsonl.gz:%'", [run.run_id])
+    run.catalog._execute_write("DELETE FROM rejects WHERE run_id = ? AND location LIKE 'tail.jsonl.gz:%'", [run.run_id])
     assert file_books_problems(run.catalog, run.run_id, stats["files"]) == [
         f"file tail.jsonl.gz of source f: its books say {kept_zipped} documents and 1 rejected, "
         f"the catalog holds {kept_zipped} and 0"]
-    run.catalog.execute_write("UPDATE file_books SET rejected = 0 WHERE run_id = ? AND path = 'tail.jsonl.gz'",
-                              [run.run_id])
+    run.catalog._execute_write("UPDATE file_books SET rejected = 0 WHERE run_id = ? AND path = 'tail.jsonl.gz'",
+                               [run.run_id])
     assert file_books_problems(run.catalog, run.run_id, stats["files"]) == [
         f"file tail.jsonl.gz of source f: {kept_zipped + 1} records read != {kept_zipped} documents + 0 rejected"]
-    run.catalog.execute_write("DELETE FROM file_books WHERE run_id = ? AND path = 'good.jsonl'", [run.run_id])
+    run.catalog._execute_write("DELETE FROM file_books WHERE run_id = ? AND path = 'good.jsonl'", [run.run_id])
     problems = file_books_problems(run.catalog, run.run_id, stats["files"])
     assert "file good.jsonl of source f has no books: 5 documents, 1 rejects" in problems
     assert "file_books has 4 files, ingest read 5" in problems

@@ -82,11 +82,11 @@ def test_files_inside_the_data_home_can_be_read(catalog):
 def test_the_cli_refuses_with_a_clear_message(catalog, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(app, ["sql", "COPY (SELECT * FROM corpus) TO 'leak.csv'"])
-    assert result.exit_code == 1
+    assert result.exit_code == 4  # CatalogError
     assert "refused: COPY is not a read" in result.output
     assert not (tmp_path / "leak.csv").exists()
     result = CliRunner().invoke(app, ["sql", "SELECT * FROM read_text('/etc/passwd')"])
-    assert result.exit_code == 1 and "root:" not in result.output
+    assert result.exit_code == 4 and "root:" not in result.output
 
 
 def _hold_write_lock(path: str, seconds: float, started) -> None:

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from refinery.tasks.synthesize.config import FewShotExample, SynthesizeConfig
+from refinery.tasks.exceptions import ConfigError
+from refinery.tasks.synthesize.config import FewShotExample, OpenAIConfig, SynthesizeConfig
 from refinery.tasks.synthesize.generators import build_generator
 from refinery.tasks.synthesize.generators.http import GenerationError, OpenAIGenerator
 from tests.synthesize.chat_endpoint import FakeEndpoint
@@ -34,10 +35,13 @@ def endpoint():
 
 
 def generator(endpoint: FakeEndpoint, cache_dir: Path | None, **options) -> OpenAIGenerator:
+    """A generator for ``endpoint``; ``options`` are keys of `synthesize.openai` or of `synthesize`."""
     settings = dict(model=MODEL, base_url=endpoint.base_url, timeout_s=TIMEOUT_S, backoff_s=0.01, max_backoff_s=0.05,
-                    max_retries=3, concurrency=1, candidates_per_passage=1, cache_dir=cache_dir, show_progress=False)
+                    max_retries=3, concurrency=1, candidates_per_passage=1)
     settings.update(options)
-    return OpenAIGenerator(**settings)
+    endpoint_keys = {k: settings.pop(k) for k in list(settings) if k in OpenAIConfig.model_fields}
+    cfg = SynthesizeConfig(generators=["openai"], openai=endpoint_keys, **settings)
+    return OpenAIGenerator(cfg, cache_dir=cache_dir, show_progress=False)
 
 
 PASSAGES = [
@@ -162,6 +166,8 @@ def test_built_from_the_config_with_its_few_shots_and_cache_folder(endpoint, tmp
     assert list((tmp_path / "openai").rglob("*.json"))
     with pytest.raises(ValueError, match="synthesize.openai.model"):
         SynthesizeConfig(generators=["openai"])
+    with pytest.raises(ConfigError, match="synthesize.openai.model"):  # a config that never asked for it
+        OpenAIGenerator(SynthesizeConfig())
 
 
 # ----------------------------------------------------------------------------- real SmolLM2 behind HTTP

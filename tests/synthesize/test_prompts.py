@@ -79,18 +79,6 @@ def test_few_shots_from_the_config_replace_the_builtin_ones_of_their_style():
 
 
 def test_inverse_cloze_candidates_have_the_sentence_style(bbc_articles):
-    (cand,) = InverseClozeGenerator(seed=0).generate([bbc_articles[0][1]])[0]
+    (cand,) = InverseClozeGenerator(SynthesizeConfig(seed=0)).generate([bbc_articles[0][1]])[0]
     assert cand.style == INVERSE_CLOZE_STYLE == "sentence" and cand.attributes is None
 
-
-def test_a_config_stored_before_styles_still_loads_with_the_styles_its_prompts_asked_for(tmp_path):
-    # runs started before AttrPrompt stored synthesize.prompt_ids; resuming them must not fail on it
-    from refinery.tasks.config import load_config
-
-    old = tmp_path / "config.yaml"
-    old.write_text("synthesize:\n  prompt_ids: [title_v1, summary_v1]\n  passages: 8\n")
-    cfg = load_config(old)
-    assert cfg.synthesize.styles == ["title", "claim"] and cfg.synthesize.passages == 8
-    both = tmp_path / "both.yaml"
-    both.write_text("synthesize:\n  prompt_ids: [title_v1]\n  styles: [keywords]\n")
-    assert load_config(both).synthesize.styles == ["keywords"]

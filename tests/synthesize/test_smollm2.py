@@ -6,7 +6,7 @@ import pytest
 
 from refinery.tasks.synthesize.config import DEFAULT_STYLES, SynthesizeConfig
 from refinery.tasks.synthesize.generators import STYLES, LocalGenerator, smollm2_gguf_path
-from refinery.tasks.synthesize.generators.prompts import PromptAttributes
+from refinery.tasks.synthesize.generators.prompts import PromptAttributes, checked_styles
 
 
 def test_gguf_file_is_found_without_importing_the_package():
@@ -17,14 +17,16 @@ def test_gguf_file_is_found_without_importing_the_package():
 def test_every_configurable_style_has_a_template():
     assert set(DEFAULT_STYLES) <= set(STYLES)
     with pytest.raises(ValueError, match="valid"):
-        LocalGenerator(styles=["nope"])
+        checked_styles(["nope"])
+    with pytest.raises(ValueError, match="'question', 'keywords', 'claim' or 'title'"):
+        SynthesizeConfig(styles=["nope"])
 
 
 @pytest.mark.slow
 def test_generates_tidied_candidates_for_real_passages(bbc_articles, tmp_path):
     passages = [bbc_articles[0][1], bbc_articles[6][1]]
     cfg = SynthesizeConfig(candidates_per_passage=4, max_new_tokens=16, max_passage_chars=400)
-    gen = LocalGenerator.from_config(cfg, cache_dir=tmp_path, show_progress=False)
+    gen = LocalGenerator(cfg, cache_dir=tmp_path, show_progress=False)
     results = gen.generate(passages)
 
     assert len(results) == 2
@@ -43,7 +45,7 @@ def test_generates_tidied_candidates_for_real_passages(bbc_articles, tmp_path):
 
     # The de-quantized model was cached; a second generator loads it from there with equal output.
     assert any(tmp_path.iterdir())
-    again = LocalGenerator.from_config(cfg, cache_dir=tmp_path, show_progress=False).generate(passages)
+    again = LocalGenerator(cfg, cache_dir=tmp_path, show_progress=False).generate(passages)
     assert again == results
 
 
@@ -53,7 +55,7 @@ def test_shared_prefix_prefill_reads_each_prompt_as_if_alone(bbc_articles, tmp_p
     next-token distribution of every row must still be the one of its prompt run on its own."""
     import torch
 
-    gen = LocalGenerator(cache_dir=tmp_path, show_progress=False, max_passage_chars=400)
+    gen = LocalGenerator(SynthesizeConfig(max_passage_chars=400), cache_dir=tmp_path, show_progress=False)
     passages = [bbc_articles[i][1] for i in (0, 3, 6)]
     # one style, different attributes: the attributes come after the passage, outside the shared prefix
     attrs = [PromptAttributes("question", length, "specific") for length in ("short", "medium", "long")]
@@ -82,9 +84,10 @@ def test_a_model_folder_loads_like_its_gguf_file(bbc_articles, tmp_path):
     GGUF file is one, and generates what the GGUF file does."""
     cfg = SynthesizeConfig(candidates_per_passage=2, max_new_tokens=12, max_passage_chars=300)
     passages = [bbc_articles[2][1]]
-    from_gguf = LocalGenerator.from_config(cfg, cache_dir=tmp_path, show_progress=False).generate(passages)
+    from_gguf = LocalGenerator(cfg, cache_dir=tmp_path, show_progress=False).generate(passages)
     (folder,) = [p for p in tmp_path.iterdir() if (p / "config.json").exists()]
     folder_cfg = cfg.model_copy(update={"local_model": str(folder)})
-    assert LocalGenerator.from_config(folder_cfg, show_progress=False).generate(passages) == from_gguf
+    assert LocalGenerator(folder_cfg, show_progress=False).generate(passages) == from_gguf
     with pytest.raises(FileNotFoundError, match="no model folder or GGUF file"):
-        LocalGenerator(model=tmp_path / "missing.gguf", show_progress=False).generate(passages)
+        missing = cfg.model_copy(update={"local_model": str(tmp_path / "missing.gguf")})
+        LocalGenerator(missing, show_progress=False).generate(passages)

@@ -31,16 +31,16 @@ from refinery.tasks.synthesize.generators.prompts import BUILTIN_SHOTS
 
 def test_inverse_cloze_is_deterministic_given_seed(bbc_articles):
     bodies = [body for _, body in bbc_articles]
-    first = InverseClozeGenerator(seed=3).generate(bodies)
-    again = InverseClozeGenerator(seed=3).generate(list(reversed(bodies)))
+    first = InverseClozeGenerator(SynthesizeConfig(seed=3)).generate(bodies)
+    again = InverseClozeGenerator(SynthesizeConfig(seed=3)).generate(list(reversed(bodies)))
     assert first == list(reversed(again))  # same passage, same query, whatever its position
-    other = InverseClozeGenerator(seed=4).generate(bodies)
+    other = InverseClozeGenerator(SynthesizeConfig(seed=4)).generate(bodies)
     assert [c[0].query for c in first] != [c[0].query for c in other]
 
 
 def test_inverse_cloze_query_is_a_sentence_removed_from_the_positive(bbc_articles):
     for _, body in bbc_articles:
-        (cand,) = InverseClozeGenerator(seed=0, min_sentence_words=6).generate([body])[0]
+        (cand,) = InverseClozeGenerator(SynthesizeConfig(seed=0, min_sentence_words=6)).generate([body])[0]
         assert cand.prompt_id == INVERSE_CLOZE_PROMPT_ID
         assert cand.query in " ".join(body.split())
         assert len(cand.query.split()) >= 6
@@ -51,12 +51,12 @@ def test_inverse_cloze_query_is_a_sentence_removed_from_the_positive(bbc_article
 
 def test_inverse_cloze_several_candidates_are_distinct(bbc_articles):
     body = bbc_articles[0][1]
-    cands = InverseClozeGenerator(seed=0, candidates_per_passage=3).generate([body])[0]
+    cands = InverseClozeGenerator(SynthesizeConfig(seed=0), candidates_per_passage=3).generate([body])[0]
     assert len({c.query for c in cands}) == 3
 
 
 def test_inverse_cloze_skips_passages_too_short_to_split():
-    gen = InverseClozeGenerator(seed=0)
+    gen = InverseClozeGenerator(SynthesizeConfig(seed=0))
     assert gen.generate(["Only one sentence in this passage here.", ""]) == [[], []]
 
 

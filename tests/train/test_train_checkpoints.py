@@ -185,7 +185,7 @@ def test_hard_negatives_train_under_gradcache(tiny_base, pairs, tmp_path):
     # each article's pair with the next article's body as its hard negative
     triplets = [TrainPair(p.query, p.positive, pairs[(i + 2) % len(pairs)].positive, doc_id=p.doc_id,
                           negative_doc_id=pairs[(i + 2) % len(pairs)].doc_id) for i, p in enumerate(pairs)]
-    cfg = CFG.model_copy(update={"epochs": 1, "use_hard_negatives": True, "checkpoint_every": None})
+    cfg = CFG.model_copy(update={"epochs": 1, "checkpoint_every": None})
     stats = read_training_stats(fine_tune(triplets, base_path=tiny_base, out_dir=tmp_path / "model", cfg=cfg,
                                           show_progress=False))
     assert stats["triplets"] > 0 and stats["steps"] >= 2
@@ -225,7 +225,7 @@ def test_the_train_task_trains_on_kept_training_pairs_of_the_shard(tiny_base, bb
     # shard has no text column to read), never the whole corpus into the worker
     rest = write_shard(pa.table({"doc_id": [f"rest{i}" for i in range(1000)]}), tmp_path / "rest.parquet")
     # the task trains on every core (all_cores), which on a busy machine is slower than one: few steps
-    cfg = CFG.model_copy(update={"epochs": 1, "batch_size": 8, "use_hard_negatives": True, "checkpoint_every": None})
+    cfg = CFG.model_copy(update={"epochs": 1, "batch_size": 8, "checkpoint_every": None})
     stats = train_model(pairs_path, [str(corpus), str(rest)], str(tiny_base), tmp_path / "model", cfg,
                         tmp_path / "checkpoint")
     used = len(pairs) - 2 - 1  # doc0's two pairs are held out for evaluation, pair 5 was filtered out

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from refinery.tasks.exceptions import ConfigError
 from refinery.tasks.synthesize.config import SynthesizeConfig
 from refinery.tasks.synthesize.generators.base import Candidate, QueryGenerator
 from refinery.tasks.synthesize.generators.clean import (
@@ -55,11 +56,11 @@ def build_generator(name: str, cfg: SynthesizeConfig, *, cache_dir: Path | None 
     """
     sub = Path(cache_dir) / CACHE_SUBDIRS[name] if cache_dir is not None and name in CACHE_SUBDIRS else None
     if name == "inverse_cloze":
-        return InverseClozeGenerator.from_config(cfg)
+        return InverseClozeGenerator(cfg)
     if name == "smollm2":
-        return LocalGenerator.from_config(cfg, cache_dir=sub, show_progress=show_progress)
+        return LocalGenerator(cfg, cache_dir=sub, show_progress=show_progress)
     if name == "openai":
         from refinery.tasks.synthesize.generators.http import OpenAIGenerator
 
-        return OpenAIGenerator.from_config(cfg, cache_dir=sub, show_progress=show_progress)
-    raise ValueError(f"unknown generator {name!r}; valid: ['inverse_cloze', 'openai', 'smollm2']")
+        return OpenAIGenerator(cfg, cache_dir=sub, show_progress=show_progress)
+    raise ConfigError(f"unknown generator {name!r}; valid: ['inverse_cloze', 'openai', 'smollm2']")

@@ -26,24 +26,8 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-from refinery.tasks.synthesize.config import (
-    DEFAULT_CANDIDATES_PER_PASSAGE,
-    DEFAULT_MAX_NEW_TOKENS,
-    DEFAULT_MAX_PASSAGE_CHARS,
-    DEFAULT_OPENAI_API_KEY_ENV,
-    DEFAULT_OPENAI_BACKOFF_S,
-    DEFAULT_OPENAI_BATCH_SIZE,
-    DEFAULT_OPENAI_CONCURRENCY,
-    DEFAULT_OPENAI_MAX_BACKOFF_S,
-    DEFAULT_OPENAI_MAX_RETRIES,
-    DEFAULT_OPENAI_TIMEOUT_S,
-    DEFAULT_SEED,
-    DEFAULT_STYLES,
-    DEFAULT_TEMPERATURE,
-    DEFAULT_TOP_P,
-    FewShotExample,
-    SynthesizeConfig,
-)
+from refinery.tasks.exceptions import ConfigError, GenerationError
+from refinery.tasks.synthesize.config import SynthesizeConfig
 from refinery.tasks.synthesize.generators.base import Candidate, progress
 from refinery.tasks.synthesize.generators.clean import clean_samples
 from refinery.tasks.synthesize.generators.prompts import (
@@ -62,10 +46,6 @@ NO_KEY = "no-key"
 STOP = ["\n"]
 
 
-class GenerationError(RuntimeError):
-    """A request failed for good: its retries are used up, or the endpoint refused it."""
-
-
 class OpenAIGenerator:
     """Few-shot query sampling from an OpenAI-compatible endpoint, with the prompts of the local
     backend (:mod:`.prompts`: a seeded style and attributes per passage).
@@ -74,54 +54,37 @@ class OpenAIGenerator:
     each answer has its own cache entry and servers that ignore ``n`` behave the same. Requests go
     out ``batch_size`` passages at a time, at most ``concurrency`` in flight. Every sample is a
     candidate, tidied by :func:`.clean.clean_samples`; the filters judge them.
+
+    The endpoint and its request options come from ``cfg.openai`` (:class:`OpenAIConfig`), the
+    sampling options from ``cfg`` (``candidates_per_passage``, ``max_new_tokens``, ``temperature``,
+    ``top_p``, ``seed``, ``max_passage_chars``, ``styles``, ``few_shot``); ``cache_dir`` is where
+    answers are cached.
     """
 
     name = "openai"
 
-    def __init__(
-        self,
-        *,
-        model: str,
-        base_url: str,
-        api_key_env: str = DEFAULT_OPENAI_API_KEY_ENV,
-        api_key_secret: str | None = None,
-        concurrency: int = DEFAULT_OPENAI_CONCURRENCY,
-        timeout_s: float = DEFAULT_OPENAI_TIMEOUT_S,
-        max_retries: int = DEFAULT_OPENAI_MAX_RETRIES,
-        backoff_s: float = DEFAULT_OPENAI_BACKOFF_S,
-        max_backoff_s: float = DEFAULT_OPENAI_MAX_BACKOFF_S,
-        batch_size: int = DEFAULT_OPENAI_BATCH_SIZE,
-        candidates_per_passage: int = DEFAULT_CANDIDATES_PER_PASSAGE,
-        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-        temperature: float = DEFAULT_TEMPERATURE,
-        top_p: float = DEFAULT_TOP_P,
-        seed: int = DEFAULT_SEED,
-        max_passage_chars: int = DEFAULT_MAX_PASSAGE_CHARS,
-        styles: Sequence[str] = DEFAULT_STYLES,
-        few_shot: Sequence[FewShotExample] | None = None,
-        cache_dir: Path | None = None,
-        show_progress: bool = True,
-    ) -> None:
-        if not model:
-            raise ValueError("the openai generator needs a model name (synthesize.openai.model)")
-        self.model = model
-        self.base_url = base_url
-        self.api_key_env = api_key_env
-        self.api_key_secret = api_key_secret
-        self.concurrency = concurrency
-        self.timeout_s = timeout_s
-        self.max_retries = max_retries
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
-        self.batch_size = batch_size
-        self.candidates_per_passage = candidates_per_passage
-        self.max_new_tokens = max_new_tokens
-        self.temperature = temperature
-        self.top_p = top_p
-        self.seed = seed
-        self.max_passage_chars = max_passage_chars
-        self.styles = checked_styles(styles)
-        self.few_shot = tuple(few_shot or ())
+    def __init__(self, cfg: SynthesizeConfig, *, cache_dir: Path | None = None, show_progress: bool = True) -> None:
+        o = cfg.openai
+        if not o.model:
+            raise ConfigError("the openai generator needs a model name (synthesize.openai.model)")
+        self.model = o.model
+        self.base_url = o.base_url
+        self.api_key_env = o.api_key_env
+        self.api_key_secret = o.api_key_secret
+        self.concurrency = o.concurrency
+        self.timeout_s = o.timeout_s
+        self.max_retries = o.max_retries
+        self.backoff_s = o.backoff_s
+        self.max_backoff_s = o.max_backoff_s
+        self.batch_size = o.batch_size
+        self.candidates_per_passage = cfg.candidates_per_passage
+        self.max_new_tokens = cfg.max_new_tokens
+        self.temperature = cfg.temperature
+        self.top_p = cfg.top_p
+        self.seed = cfg.seed
+        self.max_passage_chars = cfg.max_passage_chars
+        self.styles = checked_styles(cfg.styles)
+        self.few_shot = tuple(cfg.few_shot or ())
         self.cache = ResponseCache(cache_dir) if cache_dir is not None else None
         self.show_progress = show_progress
         # requests: HTTP requests sent; retries: of those, repeats after a retryable failure;
@@ -131,22 +94,6 @@ class OpenAIGenerator:
         self._jitter = random.Random()
         self._client = None
         self._redact = lambda text: text
-
-    @classmethod
-    def from_config(cls, cfg: SynthesizeConfig, **kwargs) -> OpenAIGenerator:
-        """A generator for ``cfg.openai``'s endpoint with ``cfg``'s sampling options; ``kwargs``
-        add or override (e.g. cache_dir)."""
-        o = cfg.openai
-        options = dict(
-            model=o.model, base_url=o.base_url, api_key_env=o.api_key_env, api_key_secret=o.api_key_secret,
-            concurrency=o.concurrency, timeout_s=o.timeout_s, max_retries=o.max_retries, backoff_s=o.backoff_s,
-            max_backoff_s=o.max_backoff_s, batch_size=o.batch_size,
-            candidates_per_passage=cfg.candidates_per_passage, max_new_tokens=cfg.max_new_tokens,
-            temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed, max_passage_chars=cfg.max_passage_chars,
-            styles=cfg.styles, few_shot=cfg.few_shot,
-        )
-        options.update(kwargs)
-        return cls(**options)
 
     def attributes_for(self, passage: str) -> PromptAttributes:
         """The style and attributes this passage is prompted with (the same draw as the local backend)."""

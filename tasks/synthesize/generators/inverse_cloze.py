@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from refinery.tasks.synthesize.config import DEFAULT_MIN_SENTENCE_WORDS, DEFAULT_SEED, SynthesizeConfig
+from refinery.tasks.synthesize.config import SynthesizeConfig
 from refinery.tasks.synthesize.generators.base import Candidate, passage_rng
 from refinery.tasks.synthesize.generators.clean import WORD, split_sentences
 
@@ -19,28 +19,21 @@ class InverseClozeGenerator:
     Deterministic given ``seed`` and the passage text. The chosen sentence is removed from the
     positive (every occurrence), so the model cannot match on verbatim overlap. Passages with
     fewer than two sentences, or no sentence of ``min_sentence_words`` words, get no candidate.
+
+    ``seed`` and ``min_sentence_words`` come from ``cfg``. One sentence per passage by default
+    (``candidates_per_passage``, not ``cfg``'s): extra sentences of the same passage mostly add
+    near-duplicate positives, and the filter is cheap enough to run on more passages instead.
     """
 
     name = "inverse_cloze"
 
-    def __init__(
-        self,
-        *,
-        seed: int = DEFAULT_SEED,
-        candidates_per_passage: int = 1,
-        min_sentence_words: int = DEFAULT_MIN_SENTENCE_WORDS,
-    ) -> None:
+    def __init__(self, cfg: SynthesizeConfig | None = None, *, candidates_per_passage: int = 1) -> None:
+        cfg = cfg if cfg is not None else SynthesizeConfig()
         if candidates_per_passage < 1:
             raise ValueError("candidates_per_passage must be >= 1")
-        self.seed = seed
+        self.seed = cfg.seed
         self.candidates_per_passage = candidates_per_passage
-        self.min_sentence_words = min_sentence_words
-
-    @classmethod
-    def from_config(cls, cfg: SynthesizeConfig) -> InverseClozeGenerator:
-        # One sentence per passage: extra sentences of the same passage mostly add near-duplicate
-        # positives, and the filter is cheap enough to run on more passages instead.
-        return cls(seed=cfg.seed, candidates_per_passage=1, min_sentence_words=cfg.min_sentence_words)
+        self.min_sentence_words = cfg.min_sentence_words
 
     def generate(self, passages: Sequence[str]) -> list[list[Candidate]]:
         return [self._candidates(passage) for passage in passages]

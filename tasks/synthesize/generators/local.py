@@ -16,18 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from refinery.tasks.packaged import packaged_file
-from refinery.tasks.synthesize.config import (
-    DEFAULT_CANDIDATES_PER_PASSAGE,
-    DEFAULT_GENERATION_BATCH_SIZE,
-    DEFAULT_MAX_NEW_TOKENS,
-    DEFAULT_MAX_PASSAGE_CHARS,
-    DEFAULT_SEED,
-    DEFAULT_STYLES,
-    DEFAULT_TEMPERATURE,
-    DEFAULT_TOP_P,
-    FewShotExample,
-    SynthesizeConfig,
-)
+from refinery.tasks.synthesize.config import SynthesizeConfig
 from refinery.tasks.synthesize.generators.base import Candidate, progress
 from refinery.tasks.synthesize.generators.clean import clean_samples
 from refinery.tasks.synthesize.generators.prompts import (
@@ -117,60 +106,34 @@ class LocalGenerator:
     candidates. Every sample is a candidate, tidied by :func:`clean.clean_samples` (a run-on output
     is cut at its first complete sentence, or marked unfinished if it has none); the filters judge
     them. The model loads on the first call to :meth:`generate`.
+
+    Every option comes from ``cfg`` (:class:`SynthesizeConfig`: ``candidates_per_passage``,
+    ``max_new_tokens``, ``temperature``, ``top_p``, ``batch_size``, ``seed``, ``max_passage_chars``,
+    ``styles``, ``few_shot``, ``local_model``); ``cache_dir`` is where a GGUF model's de-quantized
+    copy is kept.
     """
 
     name = "smollm2"
 
-    def __init__(
-        self,
-        *,
-        candidates_per_passage: int = DEFAULT_CANDIDATES_PER_PASSAGE,
-        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-        temperature: float = DEFAULT_TEMPERATURE,
-        top_p: float = DEFAULT_TOP_P,
-        batch_size: int = DEFAULT_GENERATION_BATCH_SIZE,
-        seed: int = DEFAULT_SEED,
-        max_passage_chars: int = DEFAULT_MAX_PASSAGE_CHARS,
-        styles: Sequence[str] = DEFAULT_STYLES,
-        few_shot: Sequence[FewShotExample] | None = None,
-        model: Path | str | None = None,
-        cache_dir: Path | None = None,
-        show_progress: bool = True,
-    ) -> None:
-        self.candidates_per_passage = candidates_per_passage
-        self.max_new_tokens = max_new_tokens
-        self.temperature = temperature
-        self.top_p = top_p
-        self.batch_size = batch_size
-        self.seed = seed
-        self.max_passage_chars = max_passage_chars
-        self.styles = checked_styles(styles)
-        self.few_shot = tuple(few_shot or ())
-        self.model_path = model
+    def __init__(self, cfg: SynthesizeConfig | None = None, *, cache_dir: Path | None = None,
+                 show_progress: bool = True) -> None:
+        cfg = cfg if cfg is not None else SynthesizeConfig()
+        self.candidates_per_passage = cfg.candidates_per_passage
+        self.max_new_tokens = cfg.max_new_tokens
+        self.temperature = cfg.temperature
+        self.top_p = cfg.top_p
+        self.batch_size = cfg.batch_size
+        self.seed = cfg.seed
+        self.max_passage_chars = cfg.max_passage_chars
+        self.styles = checked_styles(cfg.styles)
+        self.few_shot = tuple(cfg.few_shot or ())
+        self.model_path = cfg.local_model
         self.cache_dir = cache_dir
         self.show_progress = show_progress
         self._tokenizer = None
         self._model = None
         # style -> (token ids of the style's shared prefix, their KV cache)
         self._prefixes: dict[str, tuple[list[int], object]] = {}
-
-    @classmethod
-    def from_config(cls, cfg: SynthesizeConfig, **kwargs) -> LocalGenerator:
-        """A generator with the sampling options of ``cfg``; ``kwargs`` add or override (e.g. cache_dir)."""
-        options = dict(
-            candidates_per_passage=cfg.candidates_per_passage,
-            max_new_tokens=cfg.max_new_tokens,
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
-            batch_size=cfg.batch_size,
-            seed=cfg.seed,
-            max_passage_chars=cfg.max_passage_chars,
-            styles=cfg.styles,
-            few_shot=cfg.few_shot,
-            model=cfg.local_model,
-        )
-        options.update(kwargs)
-        return cls(**options)
 
     def attributes_for(self, passage: str) -> PromptAttributes:
         """The style and attributes this passage is prompted with (stable across runs, batches and workers)."""

@@ -11,17 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from refinery.flows.runtime import RunSpec
 from refinery.storage import Catalog, DataHome, StageMarker, link_tree, remove_tree, rewrite_paths
 from refinery.tasks.config import CURATION_STAGES
 
-# What each curation stage put in the catalog, by table and the rows' narrowing (see flows/*.py).
-STAGE_ROWS: dict[str, tuple[tuple[str, dict[str, str]], ...]] = {
-    "ingest": (("documents", {}), ("rejects", {}), ("file_books", {})),
-    "dedup": (("dedup_clusters", {}), ("drops", {"stage": "dedup"})),
-    "quality": (("doc_attributes", {}), ("drops", {"stage": "quality"}), ("metrics", {"stage": "quality"}),
-                ("models", {"name": "quality_classifier"})),
-}
 # Statuses of a run whose outputs are whole (a refiltered run is a completed one, re-decided).
 FINISHED = ("completed", "refiltered")
 
@@ -36,33 +28,29 @@ def finished_curation(home: DataHome, run_id: str) -> list[str]:
     return done
 
 
-def reuse_curation(run: RunSpec, source_run: str) -> list[str]:
-    """Give ``run`` the finished curation stages of ``source_run``; the stages reused.
+def reuse_curation(home: DataHome, run_id: str, source_run: str) -> list[str]:
+    """Give run ``run_id`` the finished curation stages of ``source_run``; the stages reused.
 
     Per stage: its folder is linked (its JSON rewritten to the new paths), its catalog rows are
     copied and recorded as ``reused``, then its marker is written; a stage already finished in
-    ``run`` is left as it is.
+    ``run_id`` is left as it is.
     """
-    home = run.data_home
     stages = finished_curation(home, source_run)
     if not stages:
         raise ValueError(f"run {source_run} finished no curation stage to reuse (`refinery runs` lists the runs)")
-    catalog: Catalog = run.catalog
-    old, new = str(home.run_dir(source_run)) + "/", str(run.run_dir) + "/"
+    catalog = Catalog(home.catalog_path)
+    old, new = str(home.run_dir(source_run)) + "/", str(home.run_dir(run_id)) + "/"
     for stage in stages:
-        if StageMarker(run.stage_dir(stage)).read() is not None:
+        target = StageMarker(home.stage_dir(run_id, stage))
+        if target.read() is not None:
             continue
         source = StageMarker(home.stage_dir(source_run, stage))
-        link_tree(source.path.parent, run.stage_dir(stage), rewrite=(old, new), skip=[source.path.name])
-        for table, where in STAGE_ROWS[stage]:
-            catalog.copy_run_rows(table, source_run, run.run_id, where=where, paths=(old, new))
-        catalog.copy_run_rows("stage_runs", source_run, run.run_id, where={"stage": stage})
-        catalog.execute_write("UPDATE stage_runs SET status = 'reused', stats = json_merge_patch(stats, ?)"
-                              " WHERE run_id = ? AND stage = ?",
-                              [f'{{"reused_from": "{source_run}"}}', run.run_id, stage])
+        link_tree(source.path.parent, home.stage_dir(run_id, stage), rewrite=(old, new), skip=[source.path.name])
+        catalog.copy_stage_rows(stage, source_run, run_id, paths=(old, new))
+        catalog.mark_reused(run_id, stage, source_run)
         # the marker last: a run killed before it has an unfinished stage, which a resume redoes
         # (replacing the rows copied above)
-        StageMarker(run.stage_dir(stage)).write(rewrite_paths(source.read(), old, new))
+        target.write(rewrite_paths(source.read(), old, new))
     return stages
 
 
@@ -81,7 +69,7 @@ def collect_garbage(home: DataHome, keep: int, *, dry_run: bool = False) -> Coll
     if keep < 0:
         raise ValueError(f"--keep must be >= 0, got {keep}")
     catalog = Catalog(home.catalog_path)
-    runs = catalog.query("SELECT run_id, status FROM runs ORDER BY started_at DESC, run_id DESC").to_pylist()
+    runs = catalog.runs_newest_first()
     kept = [r["run_id"] for r in runs if r["status"] in FINISHED][:keep]
     deleted = [r["run_id"] for r in runs if r["run_id"] not in kept]
     # folders no run row names: what a gc or a run killed before its first row left behind
