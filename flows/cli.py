@@ -172,7 +172,7 @@ def _summary(stats: dict) -> None:
                   f" + rejected {books['docs_rejected']}")
     console.print(f"  outputs:  {run_dir}")
     console.print(f"  report:   {stats['report']}")
-    console.print(f"  catalog:  {catalog.path}   (try: refinery sql \"SELECT * FROM runs\")")
+    console.print(f"  catalog:  {catalog.path}   (try: refinery runs, or refinery sql with a query of your own)")
     evaluation = stats.get("evaluate") or {}
     if evaluation.get("skipped"):
         console.print(f"  evaluation skipped: {evaluation['skipped']}")

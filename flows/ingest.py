@@ -43,13 +43,13 @@ def _ingest(run: RunSpec, out: Path) -> dict[str, Any]:
         "shards": shards,
         "reject_shards": rejects,
     }
-    # every duplicate id has a reason of its own (its id, where its first occurrence is): one row here
-    reasons = catalog.rejects_by_reason(run.run_id, family=DUPLICATE_ID)
-    stats["duplicate_ids"] = sum(r["n"] for r in reasons if r["reason"] == DUPLICATE_ID)
+    # by reason family: every duplicate id has a reason of its own (its id, where its first occurrence is)
+    reasons = catalog.rejects_by_reason(run.run_id)
+    stats["duplicate_ids"] = sum(r["records"] for r in reasons if r["reason"] == DUPLICATE_ID)
     create_table_artifact(
         key="ingest-summary",
         table=[{"outcome": "document", "count": stats["docs"]}]
-        + [{"outcome": f"rejected: {r['reason']}", "count": r["n"]} for r in reasons],
+        + [{"outcome": f"rejected: {r['reason']}", "count": r["records"]} for r in reasons],
         description=f"Run {run.run_id}: documents ingested and records rejected (by reason).",
     )
     return stats

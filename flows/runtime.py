@@ -102,20 +102,14 @@ def short_dask_logs() -> dict[str, Any]:
     return {key: DASK_LOG_LENGTH} if dask.config.get(key, None) == DASK_STOCK_LOG_LENGTH else {}
 
 
-# A LocalCluster whose workers are all gone (each nanny closes its worker for good when the worker
-# cannot read a message from the scheduler, e.g. a task whose code no longer imports) would leave
-# the run waiting forever; after this long without a worker its waiting tasks fail instead.
-NO_WORKERS_TIMEOUT_S = 120.0
-
-
 @contextlib.contextmanager
-def local_cluster(cfg: DaskConfig, *, api_url: str | None = None,
-                  no_workers_timeout: float = NO_WORKERS_TIMEOUT_S) -> Iterator[Any]:
+def local_cluster(cfg: DaskConfig, *, api_url: str | None = None) -> Iterator[Any]:
     """A LocalCluster of ``cfg``'s worker processes (``n_workers``, ``threads_per_worker``,
     ``memory_limit``) that report task runs to the Prefect API at ``api_url``.
 
     Tasks fail (``NoWorkerError``, so the stage and the run fail with a message) once the
-    cluster has had no worker for ``no_workers_timeout`` seconds.
+    cluster has had no worker for ``cfg.no_workers_timeout`` seconds (each nanny closes its worker
+    for good when the worker cannot read a message from the scheduler).
     """
     import dask
     from distributed import LocalCluster
@@ -126,7 +120,7 @@ def local_cluster(cfg: DaskConfig, *, api_url: str | None = None,
     # distributed starts workers with MALLOC_TRIM_THRESHOLD_=65536, which returns every freed
     # batch-sized numpy buffer to the OS and makes signature hashing ~3x slower; keep glibc's default
     with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
-                          "distributed.scheduler.no-workers-timeout": f"{no_workers_timeout}s",
+                          "distributed.scheduler.no-workers-timeout": f"{cfg.no_workers_timeout}s",
                           **short_dask_logs()}), LocalCluster(
         env=env, n_workers=cfg.n_workers, threads_per_worker=cfg.threads_per_worker, processes=True,
         memory_limit=cfg.memory_limit, dashboard_address=None,

@@ -50,14 +50,6 @@ class CurationVerbs:
         columns: tuple[list[Any], ...] = tuple(list(c) for c in zip(*shards)) if shards else ([], [], [], [], [])
         return self.query(LATER_OCCURRENCES_SQL, [*columns, columns[0]])
 
-    def rejects_by_reason(self, run_id: str, *, family: str) -> list[dict[str, Any]]:
-        """A run's rejects counted by reason, most first (``reason``, ``n``); reasons of the form
-        ``"<family>: …"`` (one per duplicate id) counted as ``family``."""
-        return self.query(
-            "SELECT CASE WHEN starts_with(reason, ?) THEN ? ELSE reason END AS reason, count(*) AS n FROM rejects"
-            " WHERE run_id = ? GROUP BY ALL ORDER BY n DESC, reason",
-            [f"{family}:", family, run_id]).to_pylist()
-
     # -- quality --------------------------------------------------------------------------------
     def drops_by_reason(self, run_id: str, stage: str) -> list[dict[str, Any]]:
         """``[{"reason", "docs"}]``: how many documents of the run ``stage`` dropped for each reason,

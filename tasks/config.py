@@ -46,6 +46,9 @@ class DaskConfig(BaseModel):
     memory_limit: str = Field("auto", description="Memory limit per LocalCluster worker (`auto`, `4GiB`, ...).")
     worker_timeout: float = Field(30, gt=0, description="With an existing cluster: seconds to wait for a first "
                                   "worker before the run fails (every worker must also import Refinery).")
+    no_workers_timeout: float = Field(120, gt=0, description="With a LocalCluster: seconds without any worker (all "
+                                      "died, e.g. on a task whose code no longer imports) before its waiting "
+                                      "tasks fail and with them the run, instead of waiting forever.")
 
 
 class ScheduleConfig(BaseModel):

@@ -42,6 +42,6 @@ def test_a_run_whose_workers_all_left_fails_instead_of_waiting_forever(prefect_a
     def doomed() -> list[str]:
         return gather([use.submit(UnreadableOnWorkers())], "doomed")
 
-    with local_cluster(DaskConfig(n_workers=1), api_url=prefect_api, no_workers_timeout=5) as cluster:
+    with local_cluster(DaskConfig(n_workers=1, no_workers_timeout=5), api_url=prefect_api) as cluster:
         with pytest.raises(Exception, match="waiting without any running workers"):
             doomed.with_options(task_runner=DaskTaskRunner(address=cluster.scheduler_address))()

@@ -76,8 +76,6 @@ def test_book_counts_and_the_corpus_shards(catalog, tmp_path):
     kept = write_shard(pa.table({"doc_id": ["a", "b", "d"]}), tmp_path / "corpus.parquet")
     assert catalog.corpus_shard_counts("r", [str(kept)]) == (3, 1)  # b is kept and dropped
     assert catalog.corpus_shard_counts("r", []) == (0, 0)
-    assert catalog.rejects_by_reason("r", family="duplicate_id") == [
-        {"reason": "duplicate_id", "n": 1}, {"reason": "unreadable", "n": 1}]
 
 
 def test_file_books_are_filled_from_what_the_catalog_holds(catalog, tmp_path):
