@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 from prefect import flow, task, unmapped
 from prefect.artifacts import create_table_artifact
 
-from refinery.tasks.books import NO_CORPUS, corpus_is_empty
 from refinery.flows.runtime import RunSpec, gather, run_stage
 from refinery.tasks.books import NO_CORPUS, corpus_is_empty
 from refinery.tasks.embedding import BASE_MODEL_PATH
