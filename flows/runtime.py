@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 from collections.abc import Callable, Iterator, Sequence
@@ -165,6 +166,42 @@ def preflight(address: str, timeout: float) -> list[str]:
         return sorted(answers)
 
 
+# Every task has a timeout; on a Dask worker tasks run in threads, where Prefect can only enforce it
+# between blocking calls, and says so in a warning on every task run (~100 lines a run, in the
+# terminal and the UI's logs). Refinery knows, and keeps that one message out of its logs.
+THREAD_TIMEOUT_WARNING = "running in a worker thread"
+
+
+class _ThreadTimeoutWarnings(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return THREAD_TIMEOUT_WARNING not in str(record.msg)
+
+
+def quiet_thread_timeout_warnings() -> None:
+    """Keep Prefect's per-task-run warning about timeouts in worker threads out of the task run logs."""
+    logger = logging.getLogger("prefect.task_runs")
+    if not any(isinstance(f, _ThreadTimeoutWarnings) for f in logger.filters):
+        logger.addFilter(_ThreadTimeoutWarnings())
+
+
+def _quiet_workers(address: str) -> None:
+    """Install :func:`quiet_thread_timeout_warnings` on every worker of the cluster, now and on those
+    that join later (a Dask worker plugin)."""
+    from distributed import Client
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class QuietThreadTimeouts(WorkerPlugin):
+        name = "refinery-quiet-thread-timeouts"
+
+        def setup(self, worker: Any) -> None:
+            from refinery.flows.runtime import quiet_thread_timeout_warnings
+
+            quiet_thread_timeout_warnings()
+
+    with Client(address, set_as_default=False) as client:
+        client.register_plugin(QuietThreadTimeouts())
+
+
 @contextlib.contextmanager
 def dask_cluster(cfg: DaskConfig, address: str | None = None) -> Iterator[str]:
     """Yield a scheduler address: the one given (checked by :func:`preflight`), or a LocalCluster
@@ -172,6 +209,7 @@ def dask_cluster(cfg: DaskConfig, address: str | None = None) -> Iterator[str]:
     (:func:`short_dask_logs`)."""
     import dask
 
+    quiet_thread_timeout_warnings()
     with dask.config.set(short_dask_logs()):
         yield from _cluster_address(cfg, address)
 
@@ -181,6 +219,7 @@ def _cluster_address(cfg: DaskConfig, address: str | None) -> Iterator[str]:
     if address:
         workers = preflight(address, cfg.worker_timeout)
         get_run_logger().info("Dask cluster %s: %d workers can run Refinery's tasks", address, len(workers))
+        _quiet_workers(address)
         yield address
         return
     from prefect.context import get_run_context
@@ -189,4 +228,5 @@ def _cluster_address(cfg: DaskConfig, address: str | None) -> Iterator[str]:
     # temporary server this process started: hand its address to the worker processes.
     api_url = str(get_run_context().client.api_url)
     with local_cluster(cfg, api_url=api_url) as cluster:
+        _quiet_workers(cluster.scheduler_address)
         yield cluster.scheduler_address
