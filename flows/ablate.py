@@ -23,8 +23,9 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from refinery.flows.nightly import check_deployment_config, prepare_run, run_chain
-from refinery.flows.runtime import RunSpec, dask_cluster
-from refinery.storage import DataHome, StageMarker
+from refinery.flows.runtime import dask_cluster
+from refinery.tasks.runs import RunSpec
+from refinery.storage import DataHome
 from refinery.storage.shards import write_text_atomic
 from refinery.tasks.config import CURATION_STAGES, STAGES, RefineryConfig, dump_config, load_config, parse_config
 from refinery.tasks.evaluate.query_sets import SYNTHETIC_HELDOUT
@@ -75,8 +76,7 @@ def _variant_config(config: RefineryConfig, overrides: dict[str, dict[str, Any]]
 def _synthesize(config: RefineryConfig, reference: str, address: str) -> RunSpec:
     """A new run from ``reference``'s curation, through synthesize."""
     run = prepare_run(config, stages=[*CURATION_STAGES, "synthesize"], from_run=reference)
-    run_chain(run, address)
-    task = StageMarker(run.stage_dir("synthesize")).read().get("evaluation_task")
+    task = run_chain(run, address)["synthesize"].get("evaluation_task")
     if task == SYNTHETIC_HELDOUT:
         raise ValueError("an ablation compares variants on the same queries; held-out synthetic pairs differ per "
                          "variant: give the documents titles, or evaluate.queries with evaluate.task 'none'")

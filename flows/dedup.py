@@ -8,7 +8,8 @@ from typing import Any
 from prefect import flow, task, unmapped
 from prefect.artifacts import create_table_artifact
 
-from refinery.flows.runtime import RunSpec, gather, run_stage
+from refinery.flows.runtime import gather, run_stage
+from refinery.tasks.runs import RunSpec
 from refinery.tasks.dedup.shard_tasks import cluster_shards, signature_shard
 
 # Signatures of one ingest shard take seconds; clustering reads every signature once (minutes at

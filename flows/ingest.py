@@ -10,7 +10,8 @@ import pyarrow as pa
 from prefect import flow, task, unmapped
 from prefect.artifacts import create_table_artifact
 
-from refinery.flows.runtime import RunSpec, gather, run_stage
+from refinery.flows.runtime import gather, run_stage
+from refinery.tasks.runs import RunSpec
 from refinery.storage import Catalog
 from refinery.tasks.ingest.decoding import storable
 from refinery.tasks.ingest.duplicates import FAMILY as DUPLICATE_ID

@@ -15,7 +15,8 @@ from refinery.flows.evaluate import evaluate_flow
 from refinery.flows.ingest import ingest_flow
 from refinery.flows.quality import quality_flow
 from refinery.tasks.report.run_report import write_report
-from refinery.flows.runtime import RunSpec, dask_cluster, new_run_id
+from refinery.flows.runtime import dask_cluster
+from refinery.tasks.runs import RunSpec, new_run_id
 from refinery.flows.synthesize import synthesize_flow
 from refinery.flows.train import train_flow
 from refinery.storage import DataHome, sweep_partial_writes, write_text_atomic

@@ -13,7 +13,8 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_table_artifact
 from prefect_dask import DaskTaskRunner
 
-from refinery.flows.runtime import RunSpec, dask_cluster, gather, run_stage
+from refinery.flows.runtime import dask_cluster, gather, run_stage
+from refinery.tasks.runs import RunSpec
 from refinery.storage import DataHome, StageMarker, sweep_partial_writes, write_shard
 from refinery.storage.shards import write_text_atomic
 from refinery.tasks.books import check_books

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import secrets
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,43 +12,14 @@ from typing import Any, TypeVar
 
 from prefect import get_run_logger
 from prefect.futures import PrefectFuture, as_completed
-from pydantic import BaseModel, ConfigDict
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from refinery.storage import Catalog, DataHome, StageMarker
-from refinery.tasks.config import DaskConfig, RefineryConfig
+from refinery.storage import StageMarker
+from refinery.tasks.config import DaskConfig
 from refinery.tasks.exceptions import WorkerPreflightError
+from refinery.tasks.runs import RunSpec
 
 T = TypeVar("T")
-
-
-class RunSpec(BaseModel):
-    """The parameter every stage flow takes: which run, where its data lives, its config."""
-
-    model_config = ConfigDict(frozen=True)
-
-    run_id: str
-    home: str
-    config: RefineryConfig
-
-    @property
-    def data_home(self) -> DataHome:
-        return DataHome(Path(self.home))
-
-    @property
-    def catalog(self) -> Catalog:
-        return Catalog(self.data_home.catalog_path)
-
-    @property
-    def run_dir(self) -> Path:
-        return self.data_home.run_dir(self.run_id)
-
-    def stage_dir(self, stage: str) -> Path:
-        return self.data_home.stage_dir(self.run_id, stage)
-
-
-def new_run_id() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
 
 def run_stage(run: RunSpec, stage: str, work: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:

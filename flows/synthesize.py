@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 from prefect import flow, task, unmapped
 from prefect.artifacts import create_table_artifact
 
-from refinery.flows.runtime import RunSpec, gather, run_stage
+from refinery.flows.runtime import gather, run_stage
+from refinery.tasks.runs import RunSpec
 from refinery.tasks.books import NO_CORPUS, corpus_is_empty
 from refinery.tasks.embedding import BASE_MODEL_PATH
 from refinery.tasks.embedding_tasks import embed_shard

@@ -8,7 +8,8 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
-from refinery.flows.runtime import RunSpec, run_stage
+from refinery.flows.runtime import run_stage
+from refinery.tasks.runs import RunSpec
 from refinery.tasks.embedding import BASE_MODEL_PATH
 from refinery.tasks.train.shard_tasks import train_model
 from refinery.tasks.train.summary import BASE_NAME, TUNED_NAME, training_artifacts, training_metric_rows

@@ -9,10 +9,44 @@ and self-contained — deleting the old one later takes nothing from it. ``colle
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
 
 from refinery.storage import Catalog, DataHome, StageMarker, link_tree, remove_tree, rewrite_paths
-from refinery.tasks.config import CURATION_STAGES
+from refinery.tasks.config import CURATION_STAGES, RefineryConfig
+
+
+class RunSpec(BaseModel):
+    """The parameter every stage flow takes: which run, where its data lives, its config."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    home: str
+    config: RefineryConfig
+
+    @property
+    def data_home(self) -> DataHome:
+        return DataHome(Path(self.home))
+
+    @property
+    def catalog(self) -> Catalog:
+        return Catalog(self.data_home.catalog_path)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_home.run_dir(self.run_id)
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.data_home.stage_dir(self.run_id, stage)
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
 # Statuses of a run whose outputs are whole (a refiltered run is a completed one, re-decided).
 FINISHED = ("completed", "refiltered")

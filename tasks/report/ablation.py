@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from refinery.flows.runtime import RunSpec
+from refinery.tasks.runs import RunSpec
 from refinery.storage import Catalog, StageMarker, read_shard
 from refinery.storage.shards import write_text_atomic
 from refinery.tasks.evaluate.bootstrap import INTERVAL_METRIC, TUNED, paired_bootstrap

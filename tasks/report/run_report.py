@@ -13,7 +13,7 @@ from typing import Any
 from prefect.artifacts import create_markdown_artifact
 
 from refinery.tasks.books import NO_CORPUS, corpus_is_empty
-from refinery.flows.runtime import RunSpec
+from refinery.tasks.runs import RunSpec
 from refinery.storage import StageMarker
 from refinery.storage.shards import write_text_atomic
 from refinery.tasks.config import STAGES

@@ -49,7 +49,6 @@ def clusters_of(tmp_path, name: str, shard_size: int, address: str, extra) -> se
 @pytest.mark.slow
 def test_same_clusters_for_any_shard_size_and_worker_count(tmp_path, prefect_api, dask_address):
     from refinery.flows.runtime import local_cluster
-    from refinery.tasks.config import DaskConfig
 
     extra = tmp_path / "variants.jsonl"
     extra.write_text("\n".join(variants()) + "\n")

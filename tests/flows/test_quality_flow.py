@@ -12,7 +12,7 @@ import yaml
 
 from refinery.tasks.books import check_books
 from refinery.flows.quality import RefilterError, refilter_run
-from refinery.flows.runtime import RunSpec
+from refinery.tasks.runs import RunSpec
 from refinery.storage import Catalog, StageMarker, read_shard
 from refinery.tasks.config import load_config
 from refinery.tasks.ingest.readers import bbc_folder

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
 
-from refinery.flows.runtime import RunSpec
+from refinery.tasks.runs import RunSpec
 from refinery.storage import StageMarker
 from refinery.tasks.config import RefineryConfig
 from refinery.tasks.report.run_report import write_report

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from refinery.tasks.synthesize.config import FewShotExample, QueryStyle
+from refinery.tasks.synthesize.config import FewShotExample
 from refinery.tasks.synthesize.generators.base import passage_rng
 from refinery.tasks.synthesize.generators.clean import truncate_passage
 
