@@ -54,7 +54,7 @@ class LanguageIdentifier:
         self,
         model_path: str | Path | None = None,
         *,
-        languages: Sequence[str] = ("en",),
+        languages: Sequence[str],
         max_chars: int | None = None,
         per_paragraph: bool = False,
     ) -> None:

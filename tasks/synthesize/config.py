@@ -34,8 +34,6 @@ DEFAULT_NEAR_DUPLICATE_JACCARD = 0.75
 # TopK-PercPos (NV-Retriever, Moreira et al. 2024): a negative scoring at or above 95% of the
 # positive is too likely an unlabelled positive (a follow-up of the same story, in news) to push away.
 DEFAULT_HARD_NEGATIVE_MARGIN = 0.95
-# The negative is a seeded draw among the 10 hardest documents left after the margin.
-DEFAULT_HARD_NEGATIVE_RANK_WINDOW = (0, 10)
 # About the first 150 words: the lead paragraphs, which is what a news query is about and all
 # that fits in a short prompt for a 135M-parameter model.
 DEFAULT_MAX_PASSAGE_CHARS = 700
@@ -250,7 +248,7 @@ class SynthesizeConfig(BaseModel):
         "(documents above it are likely unlabelled positives); null: no margin.",
     )
     hard_negative_rank_window: tuple[int, int] = Field(
-        default=DEFAULT_HARD_NEGATIVE_RANK_WINDOW,
+        default=(0, 10),
         description="(start, stop): 0-based positions in the base ranking, after removing the positive, its dedup "
         "cluster, held-out documents and those above the margin, from which the hard negative is drawn (seeded "
         "by `seed`).",

@@ -39,7 +39,7 @@ from collections.abc import Callable, Collection, Hashable, Sequence
 import numpy as np
 
 from refinery.tasks.evaluate.retrieval import SCORE_CHUNK_BYTES, rows_per_chunk
-from refinery.tasks.synthesize.config import DEFAULT_HARD_NEGATIVE_RANK_WINDOW, SynthesizeConfig
+from refinery.tasks.synthesize.config import SynthesizeConfig
 from refinery.tasks.synthesize.diversity import jaccard, words
 
 FILTER_UNFINISHED = "filter_unfinished"
@@ -322,7 +322,7 @@ def mine_hard_negatives(
     positive_index: Sequence[int] | np.ndarray,
     *,
     exclude: Sequence[Collection[int]] | None = None,
-    rank_window: tuple[int, int] = DEFAULT_HARD_NEGATIVE_RANK_WINDOW,
+    rank_window: tuple[int, int],
     margin: float | None = None,
     seed: int | None = None,
 ) -> np.ndarray:

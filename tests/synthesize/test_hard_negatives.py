@@ -34,7 +34,7 @@ def test_margin_removes_documents_scoring_near_or_above_the_positive():
     # Nothing left under the margin: no negative.
     assert mine_hard_negatives(QUERY, corpus, [0], rank_window=(0, 1), margin=0.4).tolist() == [-1]
     with pytest.raises(ValueError):
-        mine_hard_negatives(QUERY, corpus, [0], margin=1.5)
+        mine_hard_negatives(QUERY, corpus, [0], rank_window=(0, 1), margin=1.5)
 
 
 def test_never_from_the_positive_cluster():
