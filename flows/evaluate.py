@@ -11,48 +11,30 @@ and to BM25 (:mod:`tasks.evaluate.bootstrap`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from prefect import flow, task, unmapped
+from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 
-from refinery.flows.runtime import gather, run_stage
+from refinery.flows.runtime import HOUR, on_workers, run_stage
 from refinery.tasks.runs import RunSpec
 from refinery.tasks.books import NO_CORPUS, corpus_is_empty
 from refinery.tasks.embedding import BASE_MODEL_PATH
-from refinery.tasks.embedding_tasks import embed_shard
 from refinery.tasks.evaluate.labels import SAME_LABEL
 from refinery.tasks.evaluate.pool import choose_pool
 from refinery.tasks.evaluate.query_sets import (
     HEADLINE, SYNTHETIC_HELDOUT, builtin_set, heldout_cuts, label_set, user_set,
 )
-from refinery.tasks.evaluate.sampling import POOL_SALT, embeddings_of, pool_of, sample_corpus, sample_keys_run_name
-from refinery.tasks.evaluate.shard_tasks import load_query_set, sample_keys, score_retrieval, select_rows
+from refinery.tasks.evaluate.sampling import POOL_SALT, embeddings_of, pool_of, sample_corpus
+from refinery.tasks.evaluate.shard_tasks import load_query_set, score_retrieval
 from refinery.tasks.evaluate.summary import evaluation_artifact, metric_rows, stage_stats
 
-T = TypeVar("T")
-HOUR = 3600
-
-# Shard work (a few shards' doc ids, a pool part, one part's embeddings): one retry, an hour or two.
-sample_keys_task = task(sample_keys, name="sample-keys", task_run_name=sample_keys_run_name, retries=1,
-                        timeout_seconds=HOUR)
-select_rows_task = task(select_rows, name="select-rows", task_run_name="{out.name}", retries=1, timeout_seconds=HOUR)
-embed_task = task(embed_shard, name="embed-shard", task_run_name="embed {shard.name} ({model_name})", retries=1,
-                  timeout_seconds=2 * HOUR)
 load_query_set_task = task(load_query_set, name="load-query-set", task_run_name="query set {source.name}",
                            retries=1, timeout_seconds=HOUR)
 # Every query set against the whole pool, every model (queries encoded, BM25 indexed): hours at most.
 score_task = task(score_retrieval, name="score-retrieval", task_run_name="retrieval: {models}", retries=1,
                   timeout_seconds=4 * HOUR)
-_ON_WORKERS = {t.fn: t for t in (sample_keys_task, select_rows_task, embed_task)}
-
-
-def _on_workers(fn: Callable[..., T], description: str, *, each: Mapping[str, Sequence[Any]],
-                same: Mapping[str, Any]) -> list[T]:
-    """The :class:`tasks.evaluate.sampling.MapTasks` of this flow: ``fn``'s task mapped on the workers."""
-    return gather(_ON_WORKERS[fn].map(**each, **{k: unmapped(v) for k, v in same.items()}), description)
 
 
 @flow(name="evaluate", log_prints=True)
@@ -78,10 +60,10 @@ def _evaluate(run: RunSpec, quality: dict[str, Any], synthesize: dict[str, Any],
         sets[builtin] = builtin_set(catalog, run_id, builtin, cfg, out)
     tasks = list(sets)
     corpus = quality["corpus_shards"]
-    ranked = sample_corpus(_on_workers, corpus, quality["kept"], seed=cfg.seed, salt=POOL_SALT, n=cfg.pool_docs)
+    ranked = sample_corpus(on_workers, corpus, quality["kept"], seed=cfg.seed, salt=POOL_SALT, n=cfg.pool_docs)
     required = [d for s in sets.values() for rel in s["relevant"] for d in rel]
     pool_ids = choose_pool((k.doc_id for k in ranked), required, cfg.pool_docs)
-    pool = pool_of(_on_workers, run.run_dir / "pools", corpus, pool_ids)
+    pool = pool_of(on_workers, run.run_dir / "pools", corpus, pool_ids)
     skipped = {}
     if cfg.same_label:  # its queries and answers are the pool's documents: no document added, none embedded
         labelled = label_set(catalog, run_id, pool_ids, cfg, out)
@@ -101,7 +83,7 @@ def _evaluate(run: RunSpec, quality: dict[str, Any], synthesize: dict[str, Any],
     scored: dict[str, Any] = {"metrics": {}, "per_query": {}}
     if scorable or by_label:
         cache = str(run.data_home.cache_dir)
-        embeddings = {m: embeddings_of(_on_workers, run.run_dir / "embeddings", m, p, pool, cfg, cache)
+        embeddings = {m: embeddings_of(on_workers, run.run_dir / "embeddings", m, p, pool, cfg, cache)
                       for m, p in model_paths.items() if m in cfg.models}
         scored = score_task.submit(scorable, pool[1], embeddings, model_paths, list(cfg.models), cfg, cache, cuts,
                                    by_label, str(out)).result()

@@ -5,17 +5,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from prefect import get_run_logger
+from prefect import get_run_logger, task, unmapped
 from prefect.futures import PrefectFuture, as_completed
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from refinery.storage import StageMarker
 from refinery.tasks.config import DaskConfig
+from refinery.tasks.embedding_tasks import embed_shard
+from refinery.tasks.evaluate.sampling import sample_keys_run_name
+from refinery.tasks.evaluate.shard_tasks import sample_keys, select_rows
 from refinery.tasks.exceptions import WorkerPreflightError
 from refinery.tasks.runs import RunSpec
 
@@ -53,6 +56,25 @@ def gather(futures: Sequence[PrefectFuture[T]], description: str) -> list[T]:
             results[index[fut.task_run_id]] = fut.result()
             bar.advance(job)
     return results
+
+
+# -- corpus samples, pools and their embeddings on the workers (synthesize and evaluate) ----------
+
+HOUR = 3600
+# Shard work (a few shards' doc ids, a pool part, one part's embeddings): one retry, an hour or two.
+sample_keys_task = task(sample_keys, name="sample-keys", task_run_name=sample_keys_run_name, retries=1,
+                        timeout_seconds=HOUR)
+select_rows_task = task(select_rows, name="select-rows", task_run_name="{out.name}", retries=1, timeout_seconds=HOUR)
+embed_task = task(embed_shard, name="embed-shard", task_run_name="embed {shard.name} ({model_name})", retries=1,
+                  timeout_seconds=2 * HOUR)
+_ON_WORKERS = {t.fn: t for t in (sample_keys_task, select_rows_task, embed_task)}
+
+
+def on_workers(fn: Callable[..., T], description: str, *, each: Mapping[str, Sequence[Any]],
+               same: Mapping[str, Any]) -> list[T]:
+    """The :class:`tasks.evaluate.sampling.MapTasks` the stage flows give the sampling helpers:
+    ``fn``'s task mapped on the workers, with a progress bar."""
+    return gather(_ON_WORKERS[fn].map(**each, **{k: unmapped(v) for k, v in same.items()}), description)
 
 
 # distributed keeps the last `distributed.admin.low-level-log-length` messages of every connection

@@ -9,35 +9,23 @@ workers (:mod:`tasks.synthesize.plan`); the flow holds their doc ids only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from prefect import flow, task, unmapped
+from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 
-from refinery.flows.runtime import gather, run_stage
+from refinery.flows.runtime import HOUR, gather, on_workers, run_stage, select_rows_task
 from refinery.tasks.runs import RunSpec
 from refinery.tasks.books import NO_CORPUS, corpus_is_empty
 from refinery.tasks.embedding import BASE_MODEL_PATH
-from refinery.tasks.embedding_tasks import embed_shard
 from refinery.tasks.evaluate.query_sets import SYNTHETIC_HELDOUT, builtin_task
-from refinery.tasks.evaluate.sampling import embeddings_of, pool_of, sample_corpus, sample_keys_run_name
-from refinery.tasks.evaluate.shard_tasks import sample_keys, select_rows
+from refinery.tasks.evaluate.sampling import embeddings_of, pool_of, sample_corpus
 from refinery.tasks.synthesize.plan import (
     PASSAGE_SALT, choose_passages, diversity_rows, generation_slices, pairs_artifact, sample_size,
 )
 from refinery.tasks.synthesize.shard_tasks import filter_pairs, generate_candidates, prepare_smollm2
 
-T = TypeVar("T")
-HOUR = 3600
-
-# Shard work (a few shards' doc ids, a pool part, one part's embeddings): one retry, an hour or two.
-sample_keys_task = task(sample_keys, name="sample-keys", task_run_name=sample_keys_run_name, retries=1,
-                        timeout_seconds=HOUR)
-select_rows_task = task(select_rows, name="select-rows", task_run_name="{out.name}", retries=1, timeout_seconds=HOUR)
-embed_task = task(embed_shard, name="embed-shard", task_run_name="embed {shard.name} ({model_name})", retries=1,
-                  timeout_seconds=2 * HOUR)
 # Loading (and de-quantizing) the local LLM once; then an LLM on a slice of passages (PASSAGES_PER_TASK:
 # minutes on CPU, or an endpoint's requests with their own retries); the filters over every candidate.
 prepare_task = task(prepare_smollm2, name="prepare-generator", task_run_name="de-quantize SmolLM2 into the cache",
@@ -47,13 +35,6 @@ generate_task = task(generate_candidates, name="generate-candidates",
 filter_task = task(filter_pairs, name="filter-pairs",
                    task_run_name="filters, held-out split, hard negatives, diversity", retries=1,
                    timeout_seconds=4 * HOUR)
-_ON_WORKERS = {t.fn: t for t in (sample_keys_task, select_rows_task, embed_task)}
-
-
-def _on_workers(fn: Callable[..., T], description: str, *, each: Mapping[str, Sequence[Any]],
-                same: Mapping[str, Any]) -> list[T]:
-    """The :class:`tasks.evaluate.sampling.MapTasks` of this flow: ``fn``'s task mapped on the workers."""
-    return gather(_ON_WORKERS[fn].map(**each, **{k: unmapped(v) for k, v in same.items()}), description)
 
 
 @flow(name="synthesize", log_prints=True)
@@ -73,7 +54,7 @@ def _synthesize(run: RunSpec, ingest: dict[str, Any], quality: dict[str, Any], o
     corpus, total = quality["corpus_shards"], quality["kept"]
     if cfg.corpus == "uncurated":  # every ingested document, what curation dropped too
         corpus, total = ingest["shards"], ingest["docs"]
-    ranked = sample_corpus(_on_workers, corpus, total, seed=cfg.seed, salt=PASSAGE_SALT, n=sample_size(cfg))
+    ranked = sample_corpus(on_workers, corpus, total, seed=cfg.seed, salt=PASSAGE_SALT, n=sample_size(cfg))
     chosen = choose_passages(ranked, corpus, cfg, out)
     passages = select_rows_task.submit(chosen.shards, chosen.doc_ids, chosen.path, given_order=True).result()
     filter_pool = [k.doc_id for k in ranked]
@@ -82,8 +63,8 @@ def _synthesize(run: RunSpec, ingest: dict[str, Any], quality: dict[str, Any], o
     futures = [generate_task.submit(Path(passages["path"]), start, stop, generator, cfg, out, cache,
                                     wait_for=wait_for if generator == "smollm2" else [])
                for generator, start, stop in generation_slices(cfg, passages["docs"])]
-    pool = pool_of(_on_workers, run.run_dir / "pools", corpus, filter_pool)
-    embeddings = embeddings_of(_on_workers, run.run_dir / "embeddings", "base", str(BASE_MODEL_PATH), pool,
+    pool = pool_of(on_workers, run.run_dir / "pools", corpus, filter_pool)
+    embeddings = embeddings_of(on_workers, run.run_dir / "embeddings", "base", str(BASE_MODEL_PATH), pool,
                                run.config.evaluate, str(cache))
     clusters = catalog.pool_clusters(run_id, filter_pool)
     candidates = gather(futures, "generate queries")
