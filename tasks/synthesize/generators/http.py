@@ -30,12 +30,7 @@ from refinery.tasks.exceptions import ConfigError, GenerationError
 from refinery.tasks.synthesize.config import SynthesizeConfig
 from refinery.tasks.synthesize.generators.base import Candidate, progress
 from refinery.tasks.synthesize.generators.clean import clean_samples
-from refinery.tasks.synthesize.generators.prompts import (
-    PromptAttributes,
-    checked_styles,
-    draw_attributes,
-    passage_messages,
-)
+from refinery.tasks.synthesize.generators.prompts import PromptedGenerator
 from refinery.tasks.synthesize.generators.response_cache import ResponseCache, request_key
 
 # Statuses worth asking again: timeout, conflict, rate limit; 5xx are added in _retryable.
@@ -46,7 +41,7 @@ NO_KEY = "no-key"
 STOP = ["\n"]
 
 
-class OpenAIGenerator:
+class OpenAIGenerator(PromptedGenerator):
     """Few-shot query sampling from an OpenAI-compatible endpoint, with the prompts of the local
     backend (:mod:`.prompts`: a seeded style and attributes per passage).
 
@@ -67,6 +62,7 @@ class OpenAIGenerator:
         o = cfg.openai
         if not o.model:
             raise ConfigError("the openai generator needs a model name (synthesize.openai.model)")
+        super().__init__(cfg)
         self.model = o.model
         self.base_url = o.base_url
         self.api_key_env = o.api_key_env
@@ -77,14 +73,6 @@ class OpenAIGenerator:
         self.backoff_s = o.backoff_s
         self.max_backoff_s = o.max_backoff_s
         self.batch_size = o.batch_size
-        self.candidates_per_passage = cfg.candidates_per_passage
-        self.max_new_tokens = cfg.max_new_tokens
-        self.temperature = cfg.temperature
-        self.top_p = cfg.top_p
-        self.seed = cfg.seed
-        self.max_passage_chars = cfg.max_passage_chars
-        self.styles = checked_styles(cfg.styles)
-        self.few_shot = tuple(cfg.few_shot or ())
         self.cache = ResponseCache(cache_dir) if cache_dir is not None else None
         self.show_progress = show_progress
         # requests: HTTP requests sent; retries: of those, repeats after a retryable failure;
@@ -95,20 +83,12 @@ class OpenAIGenerator:
         self._client = None
         self._redact = lambda text: text
 
-    def attributes_for(self, passage: str) -> PromptAttributes:
-        """The style and attributes this passage is prompted with (the same draw as the local backend)."""
-        return draw_attributes(self.seed, passage, self.styles)
-
-    def messages(self, passage: str, attrs: PromptAttributes) -> list[dict[str, str]]:
-        """The chat sent for one passage."""
-        return passage_messages(passage, attrs, max_passage_chars=self.max_passage_chars, few_shot=self.few_shot)
-
     def generate(self, passages: Sequence[str]) -> list[list[Candidate]]:
         if not passages:
             return []
         attrs = [self.attributes_for(p) for p in passages]
         chats = [self.messages(p, a) for p, a in zip(passages, attrs)]
-        n = self.candidates_per_passage
+        n = self.cfg.candidates_per_passage
         samples: list[list[tuple[str, bool]]] = [[("", True)] * n for _ in passages]
         starts = range(0, len(passages), self.batch_size)
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="openai") as pool:
@@ -130,8 +110,8 @@ class OpenAIGenerator:
         ]
 
     def _request(self, chat: list[dict[str, str]], sample: int) -> dict[str, Any]:
-        return {"model": self.model, "messages": chat, "temperature": self.temperature, "top_p": self.top_p,
-                "max_tokens": self.max_new_tokens, "stop": STOP, "seed": self.seed + sample, "n": 1}
+        return {"model": self.model, "messages": chat, "temperature": self.cfg.temperature, "top_p": self.cfg.top_p,
+                "max_tokens": self.cfg.max_new_tokens, "stop": STOP, "seed": self.cfg.seed + sample, "n": 1}
 
     def _answer(self, chat: list[dict[str, str]], sample: int) -> tuple[str, bool]:
         """(text, ended by itself) of one sample: from the cache, else from the endpoint."""

