@@ -29,6 +29,7 @@ from refinery.storage import DataHome
 from refinery.storage.shards import write_text_atomic
 from refinery.tasks.config import CURATION_STAGES, STAGES, RefineryConfig, dump_config, load_config, parse_config
 from refinery.tasks.evaluate.query_sets import SYNTHETIC_HELDOUT
+from refinery.tasks.exceptions import ConfigError, InputError
 from refinery.tasks.report.ablation import (
     COMPARISONS,
     CURATION,
@@ -47,7 +48,7 @@ from refinery.tasks.report.ablation import (
 def plan(config: RefineryConfig, only: str | None = None) -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
     """comparison → variant → config section (``synthesize``, ``train``) → its overrides."""
     if only is not None and only not in COMPARISONS:
-        raise ValueError(f"--only must be one of {', '.join(COMPARISONS)}, got {only!r}")
+        raise ConfigError(f"--only must be one of {', '.join(COMPARISONS)}, got {only!r}")
     out: dict[str, dict[str, dict[str, Any]]] = {}
     if only in (None, CURATION):
         out[CURATION] = {"curated": {"synthesize": {"corpus": "curated"}},
@@ -56,7 +57,7 @@ def plan(config: RefineryConfig, only: str | None = None) -> dict[str, dict[str,
         generators = config.synthesize.generators
         if len(generators) < 2:
             if only == GENERATORS:
-                raise ValueError(f"the generator ablation needs two or more synthesize.generators, got {generators}")
+                raise ConfigError(f"the generator ablation needs two or more synthesize.generators, got {generators}")
         else:
             out[GENERATORS] = {f"{g}_only": {"synthesize": {"generators": [g]}} for g in generators} | {MIX: {}}
     if only in (None, HARD_NEGATIVES):
@@ -78,7 +79,7 @@ def _synthesize(config: RefineryConfig, reference: str, address: str) -> RunSpec
     run = prepare_run(config, stages=[*CURATION_STAGES, "synthesize"], from_run=reference)
     task = run_chain(run, address)["synthesize"].get("evaluation_task")
     if task == SYNTHETIC_HELDOUT:
-        raise ValueError("an ablation compares variants on the same queries; held-out synthetic pairs differ per "
+        raise InputError("an ablation compares variants on the same queries; held-out synthetic pairs differ per "
                          "variant: give the documents titles, or evaluate.queries with evaluate.task 'none'")
     return run
 
@@ -103,7 +104,7 @@ def ablate_flow(config_path: str | None = None, from_run: str | None = None, onl
     config = load_config(config_path)
     comparisons = plan(config, only)
     if not comparisons:
-        raise ValueError("nothing to ablate: the generator ablation needs two or more synthesize.generators "
+        raise ConfigError("nothing to ablate: the generator ablation needs two or more synthesize.generators "
                          "and --only excluded the curation one")
     home = DataHome.resolve(config.home)
     with home.run_lock("an ablation"), dask_cluster(config.dask, dask_address) as address:
@@ -119,7 +120,7 @@ def ablate_flow(config_path: str | None = None, from_run: str | None = None, onl
         for comparison, variants in runs.items():
             budget = {name: run.catalog.kept_training_pairs(run.run_id) for name, run in variants.items()}
             if (empty := [n for n, k in budget.items() if not k]):
-                raise ValueError(f"ablation variant(s) {', '.join(empty)} kept no training pair: give synthesize "
+                raise InputError(f"ablation variant(s) {', '.join(empty)} kept no training pair: give synthesize "
                                  "more passages")
             cap = min(budget.values())
             logger.info("ablation %s: kept training pairs %s; each variant trains on %d", comparison, budget, cap)

@@ -290,7 +290,7 @@ def refilter(
     before = catalog.drops_by_reason(run_id, "quality")
     try:
         stats = refilter_run(run_id, new, dask_address)
-    except ValueError as exc:  # no such run (1), or one that cannot be re-decided (RefilterError: 3)
+    except ValueError as exc:  # no such run, or one that cannot be re-decided (InputError, RefilterError: 3)
         raise _fail(exc) from None
     old = {r["reason"]: r["docs"] for r in before}
     rows = [{"reason": k, "before": old.get(k, 0), "after": stats["drops_by_reason"].get(k, 0)}

@@ -24,6 +24,7 @@ from refinery.tasks.books import books_so_far, check_books
 from refinery.tasks.config import CURATION_STAGES, RefineryConfig, dump_config, load_config, parse_config
 from refinery.tasks.evaluate.queries import validate_query_sets
 from refinery.tasks.runs import reuse_curation
+from refinery.tasks.exceptions import ConfigError, InputError
 
 
 def prepare_run(config: RefineryConfig, run_id: str | None = None, stages: list[str] | None = None,
@@ -37,10 +38,10 @@ def prepare_run(config: RefineryConfig, run_id: str | None = None, stages: list[
     home = DataHome.resolve(config.home).ensure()
     resuming = run_id is not None
     if resuming and from_run:
-        raise ValueError("--resume and --from-run do not go together: a resumed run keeps what it started from")
+        raise ConfigError("--resume and --from-run do not go together: a resumed run keeps what it started from")
     for name, given in (("resume", run_id), ("reuse", from_run)):
         if given is not None and not home.run_config_path(given).exists():
-            raise ValueError(f"no run {given} to {name} under {home.root} (`refinery runs` lists the runs)")
+            raise InputError(f"no run {given} to {name} under {home.root} (`refinery runs` lists the runs)")
     if resuming:
         # a resumed run keeps the config it started with, so finished stages stay valid
         config = load_config(home.run_config_path(run_id))
@@ -147,7 +148,7 @@ def check_deployment_config(config_path: str | None) -> None:
         allowed.append(Path(default).resolve().parent)
     path = Path(config_path).resolve()
     if not any(path.is_relative_to(folder) for folder in allowed):
-        raise ValueError(f"config_path {config_path} is outside the folders this deployment may read config from "
+        raise InputError(f"config_path {config_path} is outside the folders this deployment may read config from "
                          f"({', '.join(map(str, allowed)) or 'none'}); set REFINERY_CONFIG_DIR where the "
                          "deployment runs to allow another")
 

@@ -22,7 +22,7 @@ from refinery.tasks.config import RefineryConfig, dump_config, load_config
 from refinery.tasks.quality import QualityConfig, family_fingerprints
 from refinery.tasks.quality.refilter import LATER_STAGES, remove_stale_decisions, rescored_families, unfinish
 from refinery.tasks.quality.shard_tasks import quality_shard, refilter_shard, train_quality_classifier
-from refinery.tasks.exceptions import RefilterError
+from refinery.tasks.exceptions import ConfigError, InputError, RefilterError
 
 CLASSIFIER_NAME = "quality_classifier"
 
@@ -69,12 +69,12 @@ def _positives(run: RunSpec, out: Path) -> str:
     """The classifier's positives: a path as configured, or the answer to its SQL as a shard."""
     source = run.config.quality.classifier.positives
     if not source:
-        raise ValueError("quality.classifier.enabled needs quality.classifier.positives (a file, a folder or sql:...)")
+        raise ConfigError("quality.classifier.enabled needs quality.classifier.positives (a file, a folder or sql:...)")
     if not source.startswith("sql:"):
         return source
     answer = run.catalog.user_query(source.removeprefix("sql:"))
     if "text" not in answer.column_names:
-        raise ValueError("quality.classifier.positives SQL must return a `text` column")
+        raise InputError("quality.classifier.positives SQL must return a `text` column")
     return str(write_shard(answer.select(["text"]), out / "classifier" / "positives.parquet"))
 
 
@@ -142,7 +142,7 @@ def refilter_run(run_id: str, config: RefineryConfig, dask_address: str | None =
     holding the data home's run lock, then balance the run's books again."""
     home = DataHome.resolve(config.home)
     if not (home.run_dir(run_id) / "config.yaml").exists():
-        raise ValueError(f"no run {run_id} under {home.root}")
+        raise InputError(f"no run {run_id} under {home.root}")
     run = RunSpec(run_id=run_id, home=str(home.root), config=load_config(home.run_dir(run_id) / "config.yaml"))
     with home.run_lock(f"a refilter of run {run_id}"), dask_cluster(run.config.dask, dask_address) as address:
         ingest, dedup, quality = (StageMarker(run.stage_dir(s)).read() for s in ("ingest", "dedup", "quality"))

@@ -95,7 +95,7 @@ def test_from_run_reuses_the_curated_corpus_without_redoing_it(curated):
 
 def test_from_run_of_an_unknown_run_is_an_error(curated):
     result = CliRunner().invoke(app, ["run", "--config", str(curated["config"]), "--from-run", "no-such-run"])
-    assert result.exit_code == 1
+    assert result.exit_code == 3  # InputError
     assert "no run no-such-run to reuse" in result.output
 
 
