@@ -14,7 +14,7 @@ from refinery.tasks.books import check_books
 from refinery.flows.quality import RefilterError, refilter_run
 from refinery.tasks.runs import RunSpec
 from refinery.storage import Catalog, StageMarker, read_shard
-from refinery.tasks.config import load_config
+from refinery.tasks.config import RefineryConfig, load_config, parse_config
 from refinery.tasks.ingest.readers import bbc_folder
 from refinery.tasks.quality.shard_tasks import quality_shard
 
@@ -76,11 +76,16 @@ def quality_run(tmp_path_factory, prefect_api, dask_address):
         worker_scoring(dask_address, "remove")
 
 
-def looser(run: RunSpec):
-    config = run.config.model_copy(deep=True)
-    config.quality.classifier.threshold = 0.0
-    config.quality.gopher_quality.min_alpha_words_ratio = 0.5
-    return config
+def with_quality(run: RunSpec, **families: dict) -> RefineryConfig:
+    """The run's config with these quality families' options changed (configs are frozen)."""
+    data = run.config.model_dump(mode="json")
+    for family, values in families.items():
+        data["quality"][family].update(values)
+    return parse_config(data, "a test's quality change")
+
+
+def looser(run: RunSpec) -> RefineryConfig:
+    return with_quality(run, classifier={"threshold": 0.0}, gopher_quality={"min_alpha_words_ratio": 0.5})
 
 
 def drops(run: RunSpec) -> list[tuple[str, str]]:
@@ -111,8 +116,7 @@ def test_classifier_trained_registered_and_used(quality_run):
 def test_refilter_refuses_a_change_that_needs_rescoring(quality_run, dask_address):
     mark_later_stages_finished(quality_run)
     before = drops(quality_run)
-    other = quality_run.config.model_copy(deep=True)
-    other.quality.langid.languages = ["de"]
+    other = with_quality(quality_run, langid={"languages": ["de"]})
     with pytest.raises(RefilterError, match="langid"):
         refilter_run(quality_run.run_id, other, dask_address)
     # refused before anything changed

@@ -249,11 +249,10 @@ def test_switching_a_rule_or_family_off_keeps_the_outside_document(reason: str) 
     docs = [CASES[reason].dial(k) for k in range(CASES[reason].max_k)]
     attrs = score_documents(docs, cfg)
     assert reason in decide(attrs, cfg)
-    rule_off = cfg.model_copy(deep=True)
-    setattr(getattr(rule_off, rule.family), rule.field, None)
+    family = getattr(cfg, rule.family)
+    rule_off = cfg.model_copy(update={rule.family: family.model_copy(update={rule.field: None})})
     assert set(decide(attrs, rule_off)) == {None}
-    family_off = cfg.model_copy(deep=True)
-    getattr(family_off, rule.family).enabled = False
+    family_off = cfg.model_copy(update={rule.family: family.model_copy(update={"enabled": False})})
     assert set(decide(attrs, family_off)) == {None}
     assert not any(name.startswith(rule.family + ".") for name in score_documents(docs[:2], family_off))
 
@@ -261,11 +260,10 @@ def test_switching_a_rule_or_family_off_keeps_the_outside_document(reason: str) 
 def test_classifier_rules_use_score_and_noise() -> None:
     cfg = QualityConfig(classifier={"enabled": True, "threshold": 0.5})
     attrs = {"classifier.score": np.array([0.5, np.nextafter(0.5, 0), np.nan]), "classifier.noise": np.ones(3)}
-    only_clf = QualityConfig(**{f: {"enabled": f == "classifier"} for f in FAMILIES}, )
-    only_clf.classifier = cfg.classifier
+    only_clf = QualityConfig(**{f: {"enabled": f == "classifier"} for f in FAMILIES if f != "classifier"},
+                             classifier=cfg.classifier)
     assert decide(attrs, only_clf) == [None, "classifier.min_score", None]
-    pareto = only_clf.model_copy(deep=True)
-    pareto.classifier.mode = "pareto"
+    pareto = only_clf.model_copy(update={"classifier": only_clf.classifier.model_copy(update={"mode": "pareto"})})
     alpha = pareto.classifier.pareto_alpha
     # keep iff exp(noise / alpha) - 1 > 1 - score: with noise = alpha * ln(1.5) the draw is 0.5.
     noise = np.full(2, alpha * np.log(1.5))
