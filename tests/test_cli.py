@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pyarrow as pa
 import pytest
@@ -163,7 +164,7 @@ def test_serve_and_deploy_take_their_schedule_from_the_config(tmp_path):
     given = _schedule(config, "0 5 * * *", None, "UTC")
     assert (given.cron, given.timezone) == ("0 5 * * *", "UTC")
     every = _schedule(config, None, 3600, None)
-    assert every.interval.total_seconds() == 3600 and every.timezone == "Europe/Berlin"
+    assert (every.interval, every.timezone) == (timedelta(hours=1), "Europe/Berlin")
 
 
 def test_config_prints_defaults():

@@ -12,6 +12,11 @@ from refinery.flows.runtime import THREAD_TIMEOUT_WARNING, dask_cluster, quiet_t
 from refinery.tasks.config import DaskConfig
 
 
+# Prefect 3.8.8's own text (task_engine.py, run_context)
+PREFECT_WARNING = ("Timeout of %s seconds configured for this task, but the task is running in a worker thread. "
+                   "Timeouts in worker threads cannot ...")
+
+
 def _record(msg: str) -> logging.LogRecord:
     return logging.LogRecord("prefect.task_runs", logging.WARNING, __file__, 1, msg, None, None)
 
@@ -21,9 +26,7 @@ def test_only_the_thread_timeout_warning_is_kept_out():
     quiet_thread_timeout_warnings()  # installed once however often it is asked
     logger = logging.getLogger("prefect.task_runs")
     assert len([f for f in logger.filters if type(f).__name__ == "_ThreadTimeoutWarnings"]) == 1
-    # Prefect 3.8.8's own text (task_engine.py, run_context)
-    assert not logger.filter(_record("Timeout of %s seconds configured for this task, but the task is "
-                                     "running in a worker thread. Timeouts in worker threads cannot ..."))
+    assert not logger.filter(_record(PREFECT_WARNING))
     assert THREAD_TIMEOUT_WARNING in "running in a worker thread"
     assert logger.filter(_record("Task run failed with exception: TaskRunTimeoutError"))
     assert logger.filter(_record("Finished in state Completed()"))
