@@ -14,7 +14,13 @@ One run:
    signatures are byte-identical across worker counts;
 5. measures precision and recall of duplicate-pair detection against brute-force Jaccard of the
    shingle sets: all pairs (sparse matrix product) up to --all-pairs-max docs, else the injected
-   (source, copy) pairs plus a sample of the detected pairs.
+   (source, copy) pairs plus a sample of the detected pairs; and how alike each near drop is to
+   the survivor it is filed under (true Jaccard of a sample, and the signature estimate of all).
+
+--corpus overlap builds a corpus of overlapping runs of real sentences instead (4-12 consecutive
+sentences of a BBC article each, no planted copies; tests/fixtures/corpora.py overlap_chunk): text
+that chains. Its true pairs are sampled among runs of one article that overlap in most sentences.
+--clustering components measures connected components (the behaviour before star clustering).
 """
 
 from __future__ import annotations
@@ -163,10 +169,19 @@ def _jaccard(a: set, b: set) -> float:
 # --------------------------------------------------------------------------- shards and workers
 
 
-def build_shard(chunk_index: int, n_docs: int, seed: int, chunk_docs: int, directory: str) -> dict:
+def build_shard(chunk_index: int, n_docs: int, seed: int, chunk_docs: int, directory: str, corpus: str = "synthetic") -> dict:
     """Worker task: generate one corpus chunk and write it as a Parquet shard; returns its metadata."""
-    chunk = corpora.synthetic_chunk(chunk_index, n_docs, seed=seed, chunk_docs=chunk_docs)
     path = os.path.join(directory, f"shard-{chunk_index:05d}.parquet")
+    if corpus == "overlap":
+        runs = corpora.overlap_chunk(chunk_index, n_docs, seed=seed, chunk_docs=chunk_docs)
+        pq.write_table(pa.table({"doc_id": runs.doc_ids, "text": runs.texts}), path)
+        rows = len(runs.texts)
+        return {
+            "path": path, "first_row": runs.first_row, "kind": np.full(rows, "base"), "source": np.full(rows, -1),
+            "edit_rate": np.zeros(rows), "article": runs.article, "start": runs.start, "count": runs.count,
+            "length": np.fromiter(map(len, runs.texts), dtype=np.int64, count=rows),
+        }
+    chunk = corpora.synthetic_chunk(chunk_index, n_docs, seed=seed, chunk_docs=chunk_docs)
     pq.write_table(pa.table({"doc_id": chunk.doc_ids, "text": chunk.texts}), path)
     return {
         "path": path,
@@ -357,14 +372,16 @@ def _bucket_table(similarity: np.ndarray, detected: np.ndarray) -> list[dict]:
 
 
 def accuracy(
-    n: int, meta: dict, edges: tuple[np.ndarray, np.ndarray], labels: np.ndarray, shard_paths: Sequence[str],
-    cfg: DedupConfig, *, all_pairs_max: int, pair_sample: int, seed: int, grey: float,
+    n: int, meta: dict, edges: tuple[np.ndarray, np.ndarray], labels: np.ndarray, keep: np.ndarray,
+    shard_paths: Sequence[str], cfg: DedupConfig, *, all_pairs_max: int, pair_sample: int, seed: int, grey: float,
 ) -> dict:
     """Precision/recall of duplicate-pair detection vs brute-force Jaccard on the same pairs.
 
     precision: detected pairs (verified LSH edges) whose true Jaccard >= threshold.
     recall: true pairs (Jaccard >= threshold) that are detected edges. cluster_recall: true pairs that
-    end in one cluster (what dedup acts on). Exact duplicates are excluded (they are removed first):
+    end in one cluster (under star clustering a pair can be resolved without it: one member filed
+    under a third document). dedup_recall: true pairs of which at most one is kept (what a user of
+    the curated corpus sees: a true pair left in it is a miss). Exact duplicates are excluded (they are removed first):
     pairs are taken among exact-dedup representatives. The *_outside_grey_zone figures leave out
     pairs within `grey` of the threshold, where a 128-value signature cannot tell the sides apart
     (estimate standard deviation ~0.035 at J = 0.8).
@@ -391,15 +408,20 @@ def accuracy(
         out["truth_pairs"] = int(truth_mask.sum())
         out |= _precision_recall(edge_sim, ps, detected, cfg.threshold, grey)
         out["cluster_recall"] = float(same_cluster[truth_mask].mean()) if truth_mask.any() else 1.0
+        out["dedup_recall"] = float((~(keep[pi] & keep[pj]))[truth_mask].mean()) if truth_mask.any() else 1.0
         out["detection_by_jaccard"] = _bucket_table(ps, detected)
         out["edges_evaluated"] = int(edge_keys.size)
         out["detected_pairs"] = _edge_breakdown(ei, ej, edge_sim, meta["source"], cfg.threshold)
         return out
 
-    # Sampled truth: injected (source, copy) pairs among representatives, and a sample of detected edges.
-    copies = np.flatnonzero((meta["source"] >= 0) & reps & reps[np.maximum(meta["source"], 0)])
-    copies = rng.choice(copies, size=min(pair_sample, copies.size), replace=False)
-    src = meta["source"][copies]
+    # Sampled truth: injected (source, copy) pairs among representatives, or for a corpus of
+    # overlapping runs, runs of one article that overlap in most sentences; and a sample of detected edges.
+    if "article" in meta:
+        src, copies = _overlapping_pairs(meta, reps, rng, pair_sample)
+    else:
+        copies = np.flatnonzero((meta["source"] >= 0) & reps & reps[np.maximum(meta["source"], 0)])
+        copies = rng.choice(copies, size=min(pair_sample, copies.size), replace=False)
+        src = meta["source"][copies]
     pick = rng.choice(ei.size, size=min(pair_sample, ei.size), replace=False) if ei.size else np.empty(0, int)
     rows = np.concatenate([copies, src, ei[pick], ej[pick]])
     texts = _texts_of_rows(rows, shard_paths, meta["shard_first"])
@@ -419,10 +441,59 @@ def accuracy(
     out["truth_pairs"] = int(truth_mask.sum())
     out |= _precision_recall(edge_sim, inj_sim, detected, cfg.threshold, grey)
     out["cluster_recall"] = float((labels[src] == labels[copies])[truth_mask].mean()) if truth_mask.any() else 1.0
+    out["dedup_recall"] = float((~(keep[src] & keep[copies]))[truth_mask].mean()) if truth_mask.any() else 1.0
     out["detection_by_jaccard"] = _bucket_table(inj_sim, detected)
     out["edges_evaluated"] = int(pick.size)
     out["detected_pairs"] = _edge_breakdown(ei[pick], ej[pick], edge_sim, meta["source"], cfg.threshold)
     return out
+
+
+def _overlapping_pairs(meta: dict, reps: np.ndarray, rng: np.random.Generator, sample: int) -> tuple[np.ndarray, np.ndarray]:
+    """Up to `sample` pairs of exact-dedup representatives that are runs of one article sharing at
+    least 60% of their sentences (the candidates for true near-duplicates), one per sampled row."""
+    rows = np.flatnonzero(reps)
+    order = rows[np.lexsort((meta["count"][rows], meta["start"][rows], meta["article"][rows]))]
+    position = rng.choice(order.size, size=min(sample, order.size), replace=False)
+    a_out, b_out = [], []
+    for p in position.tolist():
+        a = order[p]
+        near = order[max(0, p - 40) : p + 41]
+        near = near[(near != a) & (meta["article"][near] == meta["article"][a])]
+        lo = np.maximum(meta["start"][near], meta["start"][a])
+        hi = np.minimum(meta["start"][near] + meta["count"][near], meta["start"][a] + meta["count"][a])
+        union = meta["count"][near] + meta["count"][a] - np.maximum(hi - lo, 0)
+        near = near[np.maximum(hi - lo, 0) / union >= 0.6]
+        if near.size:
+            a_out.append(a)
+            b_out.append(int(rng.choice(near)))
+    return np.array(a_out, dtype=np.int64), np.array(b_out, dtype=np.int64)
+
+
+def survivor_similarity(result, paths: Sequence[str], shard_first: np.ndarray, cfg: DedupConfig, *,
+                        sample: int, seed: int) -> dict:
+    """How alike a near drop is to the survivor it is filed under: true Jaccard of the shingle sets
+    on a sample of near drops (p10, median, share below 0.5 and at or above the threshold)."""
+    near = np.flatnonzero(result.reasons == "dedup_near")
+    if not near.size:
+        return {"survivor_sample": 0}
+    rng = np.random.default_rng(seed)
+    picked = rng.choice(near, size=min(sample, near.size), replace=False)
+    survivors = result.survivors[picked]
+    texts = _texts_of_rows(np.concatenate([picked, survivors]), paths, shard_first)
+    sims = []
+    for lo in range(0, picked.size, 1000):
+        a = shingle_sets([texts[r] for r in picked[lo : lo + 1000].tolist()], cfg)
+        b = shingle_sets([texts[r] for r in survivors[lo : lo + 1000].tolist()], cfg)
+        sims += [_jaccard(x, y) for x, y in zip(a, b)]
+    sims = np.array(sims)
+    p10, median = np.quantile(sims, [0.1, 0.5])
+    return {
+        "survivor_sample": int(picked.size),
+        "survivor_true_jaccard_p10": float(p10),
+        "survivor_true_jaccard_median": float(median),
+        "survivor_true_jaccard_below_half": float((sims < 0.5).mean()),
+        "survivor_true_jaccard_at_threshold": float((sims >= cfg.threshold).mean()),
+    }
 
 
 def _texts_of_rows(rows: np.ndarray, paths: Sequence[str], shard_first: np.ndarray) -> dict[int, str]:
@@ -440,7 +511,8 @@ def _texts_of_rows(rows: np.ndarray, paths: Sequence[str], shard_first: np.ndarr
 
 
 def run(args: argparse.Namespace) -> dict:
-    cfg = DedupConfig(threshold=args.threshold, num_perm=args.num_perm, shingle=args.shingle, seed=args.seed)
+    cfg = DedupConfig(threshold=args.threshold, num_perm=args.num_perm, shingle=args.shingle, seed=args.seed,
+                      clustering=args.clustering)
     workers = sorted({int(w) for w in args.workers.split(",")})
     n = args.docs
     report: dict = {"docs": n, "config": json.loads(cfg.model_dump_json()), "cpu_count": os.cpu_count(),
@@ -453,7 +525,7 @@ def run(args: argparse.Namespace) -> dict:
         cluster, client = _cluster(max(workers))
         try:
             futures = client.map(build_shard, range(-(-n // args.chunk_docs)), n_docs=n, seed=args.seed,
-                                 chunk_docs=args.chunk_docs, directory=str(workdir), pure=False)
+                                 chunk_docs=args.chunk_docs, directory=str(workdir), corpus=args.corpus, pure=False)
             shards = client.gather(futures)
         finally:
             client.close()
@@ -461,14 +533,16 @@ def run(args: argparse.Namespace) -> dict:
         report["corpus_build_seconds"] = time.perf_counter() - t
         paths = [sh["path"] for sh in shards]
         firsts = [sh["first_row"] for sh in shards]
-        meta = {k: np.concatenate([sh[k] for sh in shards]) for k in ("kind", "source", "edit_rate", "length")}
+        columns = ("kind", "source", "edit_rate", "length") + (("article", "start", "count") if args.corpus == "overlap" else ())
+        meta = {k: np.concatenate([sh[k] for sh in shards]) for k in columns}
         meta["shard_first"] = np.array(firsts, dtype=np.int64)
         report["corpus"] = {
             "base": int((meta["kind"] == "base").sum()),
             "exact_copies": int((meta["kind"] == "exact").sum()),
             "near_copies": int((meta["kind"] == "near").sum()),
             "mean_chars": float(meta["length"].mean()),
-            "real_article_bases": corpora.uses_real_bases(n, chunk_docs=args.chunk_docs),
+            "name": args.corpus,
+            "real_article_bases": args.corpus == "overlap" or corpora.uses_real_bases(n, chunk_docs=args.chunk_docs),
             "edit_rates": list(corpora.DEFAULT_EDIT_RATES),
         }
 
@@ -533,8 +607,10 @@ def run(args: argparse.Namespace) -> dict:
 
         # 5. accuracy against brute-force Jaccard
         meta["exact_rep"] = result.exact_labels == np.arange(n)
-        report |= accuracy(n, meta, result.edges, result.labels, paths, cfg, all_pairs_max=args.all_pairs_max,
+        all_pairs_max = 0 if args.corpus == "overlap" else args.all_pairs_max  # its truth is sampled by design
+        report |= accuracy(n, meta, result.edges, result.labels, result.keep, paths, cfg, all_pairs_max=all_pairs_max,
                            pair_sample=args.pair_sample, seed=args.seed, grey=args.grey_zone)
+        report |= survivor_similarity(result, paths, meta["shard_first"], cfg, sample=args.survivor_sample, seed=args.seed)
         report["peak_rss_with_truth_mb"] = _peak_rss_mb()
         report["worker_peak_rss_mb"] = max(worker_rss) if worker_rss else 0.0
         report["load_average_at_end"] = os.getloadavg()[0]
@@ -564,6 +640,12 @@ def print_table(report: dict) -> None:
         f"estimate MAE refinery / datasketch {f('estimate_mae_refinery', '{:.4f}')} / {f('estimate_mae_datasketch', '{:.4f}')}",
         f"lsh bands x rows              {report.get('result_lsh_bands')} x {report.get('result_lsh_rows')}  P(candidate | J=threshold) {f('result_lsh_candidate_probability_at_threshold', '{:.3f}')}",
         f"kept / exact / near dropped   {f('result_kept')} / {f('result_dropped_dedup_exact')} / {f('result_dropped_dedup_near')}",
+        f"largest cluster               {f('result_largest_cluster')}  ({report.get('config', {}).get('clustering')} clustering)  dedup recall {f('dedup_recall', '{:.4f}')}",
+        f"near drop ~ survivor Jaccard  estimated min / p10 / median {f('result_near_survivor_jaccard_min', '{:.3f}')} / "
+        f"{f('result_near_survivor_jaccard_p10', '{:.3f}')} / {f('result_near_survivor_jaccard_median', '{:.3f}')}",
+        f"  true (sample of {f('survivor_sample')})        p10 / median {f('survivor_true_jaccard_p10', '{:.3f}')} / "
+        f"{f('survivor_true_jaccard_median', '{:.3f}')}  below 0.5 {f('survivor_true_jaccard_below_half', '{:.3f}')}  "
+        f">= threshold {f('survivor_true_jaccard_at_threshold', '{:.3f}')}",
     ]
     print("\n".join(lines))
     for row in report.get("detection_by_jaccard", []):
@@ -590,6 +672,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=3, help="best of this many timings (Refinery, rensa)")
     parser.add_argument("--grey-zone", type=float, default=0.05, help="half-width around the threshold for the *_outside_grey_zone figures")
     parser.add_argument("--skip-baselines", action="store_true")
+    parser.add_argument("--corpus", choices=["synthetic", "overlap"], default="synthetic",
+                        help="synthetic: BBC-based with planted copies; overlap: overlapping runs of real sentences")
+    parser.add_argument("--clustering", choices=["star", "components"], default=DedupConfig().clustering)
+    parser.add_argument("--survivor-sample", type=int, default=2000, help="near drops whose true Jaccard with their survivor is measured")
     parser.add_argument("--tmp", default=None, help="directory for the corpus shards")
     args = parser.parse_args(argv)
     report = run(args)

@@ -39,7 +39,8 @@ SCHEMA: dict[str, str] = {
     "file_books": """
         run_id VARCHAR, source VARCHAR, path VARCHAR, records_read BIGINT, documents BIGINT, rejected BIGINT,
         bytes BIGINT""",
-    "dedup_clusters": "run_id VARCHAR, cluster_id VARCHAR, doc_id VARCHAR, is_survivor BOOLEAN, kind VARCHAR",
+    "dedup_clusters": """
+        run_id VARCHAR, cluster_id VARCHAR, doc_id VARCHAR, is_survivor BOOLEAN, kind VARCHAR, jaccard DOUBLE""",
     "drops": "run_id VARCHAR, doc_id VARCHAR, stage VARCHAR, reason VARCHAR",
     "pairs": """
         run_id VARCHAR, pair_id VARCHAR, query VARCHAR, doc_id VARCHAR, generator VARCHAR,
@@ -171,6 +172,12 @@ class Catalog(RunVerbs, BookVerbs, CurationVerbs, EvaluationVerbs, ReportVerbs):
         with self._write() as con:
             for table, columns in SCHEMA.items():
                 con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
+                # a catalog made by an earlier version gains the columns added since (NULL in old rows)
+                present = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
+                for column in columns.split(","):
+                    name, kind = column.split(maxsplit=1)
+                    if name not in present:
+                        con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
             for table in SHARD_TABLES:
                 _rebuild_view(con, table)
             for view, body in VIEWS.items():

@@ -8,12 +8,15 @@ import numpy as np
 
 from refinery.tasks.dedup.config import DedupConfig
 from refinery.tasks.dedup.exact import exact_duplicate_labels
-from refinery.tasks.dedup.lsh import LshParams, candidate_edges, connected_component_labels, lsh_params
-from refinery.tasks.dedup.survivors import choose_survivors
+from refinery.tasks.dedup.lsh import LshParams, candidate_edges, connected_component_labels, lsh_params, star_centers
+from refinery.tasks.dedup.minhash import estimated_jaccard
+from refinery.tasks.dedup.survivors import choose_survivors, preference_ranks
 
 REASON_KEPT = ""
 REASON_EXACT = "dedup_exact"
 REASON_NEAR = "dedup_near"
+# Rows whose similarity with their survivor is estimated at once (2 x 8 MB of signatures at 128 perms).
+_SIMILARITY_CHUNK = 1 << 14
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,11 @@ class DedupResult:
     """int64: smallest row index of the row's duplicate cluster (exact and near merged)."""
     keep: np.ndarray
     """bool: one True per cluster, chosen by cfg.survivor."""
+    survivors: np.ndarray
+    """int64: the row kept for the row's cluster (the row itself when kept)."""
+    similarity: np.ndarray
+    """float64: signature-estimated Jaccard with the survivor (1.0 for survivors and exact copies;
+    NaN when near dedup is off)."""
     reasons: np.ndarray
     """str per row: "" kept, "dedup_exact" same normalized text as the survivor, "dedup_near" otherwise."""
     lsh: LshParams | None
@@ -45,6 +53,16 @@ class DedupResult:
             "duplicate_clusters": int((sizes > 1).sum()),
             "largest_cluster": int(sizes.max()) if n else 0,
         }
+        near = self.similarity[self.reasons == REASON_NEAR]
+        if near.size:
+            # How alike a near drop is to the document it is filed under: under `star` never below
+            # the threshold; under `components` chains show here as low values.
+            p10, median = np.quantile(near, [0.1, 0.5])
+            out |= {
+                "near_survivor_jaccard_min": round(float(near.min()), 4),
+                "near_survivor_jaccard_p10": round(float(p10), 4),
+                "near_survivor_jaccard_median": round(float(median), 4),
+            }
         if self.lsh is not None:
             out |= {
                 "lsh_bands": self.lsh.bands,
@@ -64,6 +82,11 @@ def deduplicate(
     keys: exact_keys() per row (needed when cfg.exact); sigs: signatures() per row (needed when
     cfg.near); lengths: text length per row, for the survivor rule. Rows must be in a stable order
     (the flow sorts by doc_id): labels are smallest row indices.
+
+    Near clusters follow cfg.clustering. "star": greedy stars over the verified pairs, visited in
+    survivor-preference order, so each near drop is a verified pair with its own survivor.
+    "components": connected components, so a chain of pairs puts documents that share nothing in
+    one cluster (what datatrove, NeMo Curator and text-dedup do).
     """
     n = int(np.asarray(lengths).size)
     if cfg.exact:
@@ -79,14 +102,31 @@ def deduplicate(
         if sigs is None:
             raise ValueError("cfg.near is on: pass signatures()")
         # Near dedup runs on one representative per exact group (the group's smallest row), so each
-        # row's cluster is its representative's component, labelled by the component's smallest row.
+        # row's cluster is its representative's, labelled by the cluster's smallest row.
         reps = np.flatnonzero(exact == np.arange(n))
-        i, j = candidate_edges(sigs, cfg, rows=reps)
-        labels = connected_component_labels(n, i, j)[exact]
+        if cfg.clustering == "star":
+            # A representative is as preferred as its group's best member, so a star's survivor (the
+            # best member of its whole cluster) is a member of the centre's group: same text as the centre.
+            preference = preference_ranks(exact, lengths, rule=cfg.survivor)
+            i, j = candidate_edges(sigs, cfg, rows=reps, preference=preference)
+            centers = star_centers(n, i, j, preference)[exact]
+            smallest = np.full(n, n, dtype=np.int64)
+            np.minimum.at(smallest, centers, np.arange(n))
+            labels = smallest[centers]
+        else:
+            i, j = candidate_edges(sigs, cfg, rows=reps)
+            labels = connected_component_labels(n, i, j)[exact]
         params = lsh_params(cfg)
     keep = choose_survivors(labels, lengths, rule=cfg.survivor)
     survivor_of_label = np.empty(n, dtype=np.int64)
     survivor_of_label[labels[keep]] = np.flatnonzero(keep)
-    same_text = exact == exact[survivor_of_label[labels]]
+    survivors = survivor_of_label[labels]
+    same_text = exact == exact[survivors]
     reasons = np.where(keep, REASON_KEPT, np.where(same_text, REASON_EXACT, REASON_NEAR))
-    return DedupResult(exact_labels=exact, labels=labels, keep=keep, reasons=reasons, lsh=params, edges=(i, j))
+    similarity = np.full(n, np.nan if sigs is None or not cfg.near else 1.0)
+    near = np.flatnonzero(reasons == REASON_NEAR)
+    for lo in range(0, near.size, _SIMILARITY_CHUNK):  # chunks bound the copies of signature rows
+        rows = near[lo : lo + _SIMILARITY_CHUNK]
+        similarity[rows] = estimated_jaccard(sigs[rows], sigs[survivors[rows]])
+    return DedupResult(exact_labels=exact, labels=labels, keep=keep, survivors=survivors, similarity=similarity,
+                       reasons=reasons, lsh=params, edges=(i, j))

@@ -21,6 +21,7 @@ UNVERIFIED_FALSE_POSITIVE_WEIGHT = 0.5
 
 ShingleKind = Literal["word", "char"]
 SurvivorRule = Literal["longest", "first"]
+Clustering = Literal["star", "components"]
 
 
 class DedupConfig(BaseModel):
@@ -95,8 +96,9 @@ class DedupConfig(BaseModel):
         ge=1,
         le=1024,
         description=(
-            "Within one LSH bucket (rows in index order) each row is paired with up to this many predecessors, "
-            "so buckets of up to window+1 rows yield all their pairs and huge buckets stay linear."
+            "Within one LSH bucket each row is paired with up to this many others, so buckets of up to window+1 "
+            "rows yield all their pairs and huge buckets stay linear: under clustering 'star' the bucket's most "
+            "preferred rows (the likeliest survivors), under 'components' its predecessors in doc_id order."
         ),
     )
     seed: int = Field(default=DEFAULT_SEED, ge=0, description="Seed of every hash function; changes all signatures.")
@@ -113,6 +115,17 @@ class DedupConfig(BaseModel):
         ge=1,
         description="LSH bands bucketed together; bounds memory to about rows x 8 bytes x this per document.",
     )
+    clustering: Clustering = Field(
+        default="star",
+        description=(
+            "How verified near-duplicate pairs become clusters. 'star': documents are visited in survivor order "
+            "(see survivor); one not yet claimed is kept and claims its unclaimed near-duplicates, so every "
+            "dropped document nearly duplicates (estimated Jaccard >= threshold) the one it is filed under. "
+            "'components': every chain of pairs is one cluster (datatrove, NeMo Curator, text-dedup), so on text "
+            "that overlaps in runs (chunks with overlap, quoted threads) a chain can drop documents that share "
+            "nothing with their survivor; the run report's near_survivor_jaccard figures show it."
+        ),
+    )
     survivor: SurvivorRule = Field(
         default="longest",
         description=(
@@ -127,6 +140,11 @@ class DedupConfig(BaseModel):
             raise ValueError("set both bands and rows, or neither (then they are derived from threshold)")
         if self.bands is not None and self.rows is not None and self.bands * self.rows > self.num_perm:
             raise ValueError(f"bands x rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
+        if self.near and self.clustering == "star" and not self.verify:
+            raise ValueError(
+                "clustering 'star' files each drop under a verified near-duplicate: set verify true, "
+                "or clustering 'components' to cluster unverified LSH candidates"
+            )
         return self
 
     @property

@@ -1,10 +1,15 @@
-"""LSH banding of MinHash signatures into near-duplicate clusters, in bounded memory.
+"""LSH banding of MinHash signatures into near-duplicate pairs, in bounded memory, and the two ways
+of grouping those pairs into clusters.
 
 Steps: bands are hashed a few at a time (cfg.bands_per_batch); rows whose band hashes are equal
-are found by sorting; within each bucket every row is paired with up to cfg.bucket_window
-predecessors; pairs are optionally verified by signature-estimated Jaccard; the surviving edges are
-merged into connected components labelled by their smallest row index. Memory stays at about
+are found by sorting; within each bucket every row is paired with up to cfg.bucket_window others
+(its predecessors in row order, or with a preference order given, the bucket's most preferred
+rows); pairs are optionally verified by signature-estimated Jaccard. Memory stays at about
 n x (bands_per_batch x 8 + 16) bytes plus the edges, whatever the number of bands.
+
+Clusters: star_centers() (greedy stars: every member is a verified pair with its centre) or
+connected_component_labels() (every chain of pairs is one cluster, as datatrove, NeMo Curator and
+text-dedup do).
 """
 
 from __future__ import annotations
@@ -113,10 +118,18 @@ def _band_hashes(
     return out
 
 
-def _bucket_pairs(band_hash: np.ndarray, rows: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """(i, j), i < j, for rows sharing a band hash, each row paired with up to `window` predecessors."""
-    order = np.argsort(band_hash, kind="stable")  # rows arrive ascending, so buckets list them in order
+def _bucket_pairs(band_hash: np.ndarray, rows: np.ndarray, window: int, *, heads: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j), i < j, for rows sharing a band hash.
+
+    Buckets list rows in the order they arrive. Each row is paired with up to `window` of its
+    predecessors, or with heads=True, with the bucket's first `window` rows (its heads): given rows
+    in preference order, every row meets the rows most likely to be its cluster's centre however
+    big the bucket. Either way buckets of up to window+1 rows yield all their pairs.
+    """
+    order = np.argsort(band_hash, kind="stable")  # buckets list rows in arrival order
     keys, members = band_hash[order], rows[order]
+    if heads:
+        return _head_pairs(keys, members, window)
     firsts, seconds = [], []
     for offset in range(1, window + 1):
         if offset >= keys.size:
@@ -126,6 +139,31 @@ def _bucket_pairs(band_hash: np.ndarray, rows: np.ndarray, window: int) -> tuple
             break  # no bucket holds offset+1 rows, so none holds more
         firsts.append(members[same])
         seconds.append(members[same + offset])
+    if not firsts:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty
+    return np.concatenate(firsts), np.concatenate(seconds)
+
+
+def _head_pairs(keys: np.ndarray, members: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of each row with the first `window` rows of its bucket (keys sorted, buckets contiguous)."""
+    if keys.size < 2:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty
+    positions = np.arange(keys.size)
+    starts = np.zeros(keys.size, dtype=np.int64)
+    new = np.flatnonzero(keys[1:] != keys[:-1]) + 1
+    starts[new] = new
+    np.maximum.accumulate(starts, out=starts)
+    rank_in_bucket = positions - starts
+    firsts, seconds = [], []
+    for head in range(window):
+        later = np.flatnonzero(rank_in_bucket > head)
+        if later.size == 0:
+            break
+        a, b = members[starts[later] + head], members[later]
+        firsts.append(np.minimum(a, b))
+        seconds.append(np.maximum(a, b))
     if not firsts:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty
@@ -151,12 +189,15 @@ def _verified(sigs: np.ndarray, i: np.ndarray, j: np.ndarray, threshold: float) 
 
 
 def candidate_edges(
-    sigs: np.ndarray, cfg: DedupConfig, *, rows: np.ndarray | None = None
+    sigs: np.ndarray, cfg: DedupConfig, *, rows: np.ndarray | None = None, preference: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Unique near-duplicate edges (i, j), i < j, sorted: LSH candidates, verified when cfg.verify.
 
     rows: ascending row indices allowed to take part (e.g. exact-dedup representatives); None for
-    all. Rows with the empty-document signature never become candidates. Signatures are not copied.
+    all. preference: a rank per row (lower = preferred as a cluster's centre); given, a big bucket
+    pairs each row with its most preferred rows instead of its predecessors in row order (star
+    clustering needs each row to meet its would-be centre). Rows with the empty-document signature
+    never become candidates. Signatures are not copied.
     """
     _check_signatures(sigs, cfg)
     n = sigs.shape[0]
@@ -166,11 +207,14 @@ def candidate_edges(
     rows = np.asarray(rows, dtype=np.int64)
     live = rows[sigs[rows, 0] != EMPTY_SIGNATURE_VALUE]
     all_live = live.size == n
+    if preference is not None:
+        live = live[np.argsort(preference[live], kind="stable")]  # buckets then list rows by preference
+        all_live = False  # band hashes must follow live's order
     accepted = np.empty(0, dtype=np.int64)  # edge keys i * n + j, sorted and unique
     for first in range(0, params.bands, cfg.bands_per_batch):
         count = min(cfg.bands_per_batch, params.bands - first)
         hashes = _band_hashes(sigs, None if all_live else live, first, count, params.rows, cfg.seed)
-        pairs = [_bucket_pairs(h, live, cfg.bucket_window) for h in hashes]
+        pairs = [_bucket_pairs(h, live, cfg.bucket_window, heads=preference is not None) for h in hashes]
         keys = np.unique(np.concatenate([p[0] * n + p[1] for p in pairs]))
         # Pairs accepted from an earlier band batch need no second verification.
         keys = keys[~np.isin(keys, accepted, assume_unique=True)]
@@ -202,6 +246,44 @@ def connected_component_labels(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarr
             if np.array_equal(jumped, labels):
                 break
             labels = jumped
+
+
+def star_centers(n: int, i: np.ndarray, j: np.ndarray, preference: np.ndarray) -> np.ndarray:
+    """Centre of each of n nodes under greedy star clustering of edges (i, j): itself if it is a centre.
+
+    Nodes are visited in preference order (lowest rank first); a node not yet claimed becomes a
+    centre and claims every unclaimed neighbour it is preferred to. A claimed node claims no one. So
+    every member of a star is joined by an edge to its centre (with verified edges: its estimated
+    Jaccard with the centre is at least the threshold), no two centres share an edge, and the
+    result depends only on the edges and the ranks. O(n + edges): one pass in rank order.
+    preference: distinct ranks per node (ties would make the order depend on the edges' order).
+    """
+    centers = np.arange(n, dtype=np.int64)
+    i = np.asarray(i, dtype=np.int64)
+    j = np.asarray(j, dtype=np.int64)
+    if i.size == 0:
+        return centers
+    # Orient each edge from the preferred node (a) to the other (b); visit claimers in rank order.
+    a = np.where(preference[i] < preference[j], i, j)
+    b = i + j - a
+    order = np.argsort(preference[a], kind="stable")
+    a, b = a[order], b[order]
+    starts = np.flatnonzero(np.r_[True, a[1:] != a[:-1]])
+    ends = np.r_[starts[1:], a.size]
+    claimed = bytearray(n)
+    members: list[int] = []
+    owners: list[int] = []
+    targets = b.tolist()
+    for u, lo, hi in zip(a[starts].tolist(), starts.tolist(), ends.tolist()):
+        if claimed[u]:
+            continue  # a member cannot claim others
+        for v in targets[lo:hi]:
+            if not claimed[v]:
+                claimed[v] = 1
+                members.append(v)
+                owners.append(u)
+    centers[np.array(members, dtype=np.int64)] = np.array(owners, dtype=np.int64)
+    return centers
 
 
 def near_duplicate_labels(sigs: np.ndarray, cfg: DedupConfig) -> np.ndarray:

@@ -20,6 +20,7 @@ from refinery.tasks.dedup import DedupConfig, deduplicate, exact_keys, signature
 # otherwise be typed null and break readers that compare doc ids (string) with them.
 CLUSTERS_SCHEMA = pa.schema([
     ("cluster_id", pa.string()), ("doc_id", pa.string()), ("is_survivor", pa.bool_()), ("kind", pa.string()),
+    ("jaccard", pa.float64()),
 ])
 DROPS_SCHEMA = pa.schema([("doc_id", pa.string()), ("stage", pa.string()), ("reason", pa.string())])
 
@@ -69,10 +70,11 @@ def _cluster(table: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, pa.Table, dic
     exact_groups_per_label = np.zeros(len(label), dtype=np.int64)
     np.add.at(exact_groups_per_label, label, (result.exact_labels == np.arange(len(label))).astype(np.int64))
     clusters = pa.table({
-        "cluster_id": pa.array(doc_ids[label[member]], pa.string()),
+        "cluster_id": pa.array(doc_ids[result.survivors[member]], pa.string()),  # named by its survivor
         "doc_id": pa.array(doc_ids[member], pa.string()),
         "is_survivor": pa.array(keep[member], pa.bool_()),
         "kind": pa.array(np.where(exact_groups_per_label[label[member]] == 1, "exact", "near"), pa.string()),
+        "jaccard": pa.array(np.round(result.similarity[member], 4), pa.float64(), from_pandas=True),
     }, schema=CLUSTERS_SCHEMA)
     dropped = ~keep
     drops = pa.table({
@@ -80,4 +82,4 @@ def _cluster(table: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, pa.Table, dic
         "stage": pa.array(np.full(int(dropped.sum()), "dedup"), pa.string()),
         "reason": pa.array(result.reasons[dropped], pa.string()),
     }, schema=DROPS_SCHEMA)
-    return clusters, drops, result.stats()
+    return clusters, drops, result.stats() | ({"clustering": cfg.clustering} if cfg.near else {})

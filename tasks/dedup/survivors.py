@@ -32,3 +32,31 @@ def choose_survivors(labels: np.ndarray, lengths: np.ndarray, *, rule: SurvivorR
     group_start[1:] = sorted_labels[1:] != sorted_labels[:-1]
     keep[order[group_start]] = True
     return keep
+
+
+def preference_ranks(groups: np.ndarray, lengths: np.ndarray, *, rule: SurvivorRule = "longest") -> np.ndarray:
+    """Distinct rank per row (0 = most preferred as a cluster's survivor), each row ranked as its
+    group's best member is (``groups``: exact-duplicate labels; rows of one group are ordered among
+    themselves by the rule too).
+
+    The order is the survivor rule's: "longest" by length descending, then smallest row; "first"
+    by smallest row. So the row choose_survivors() keeps in any union of groups is a member of the
+    group whose best member ranks first.
+    """
+    groups = np.asarray(groups)
+    lengths = np.asarray(lengths).astype(np.int64)
+    rows = np.arange(groups.size)
+    if rule == "longest":
+        own = np.lexsort((rows, -lengths))
+    elif rule == "first":
+        own = rows
+    else:
+        raise ValueError(f"unknown survivor rule {rule!r}; valid: 'longest', 'first'")
+    own_rank = np.empty(groups.size, dtype=np.int64)
+    own_rank[own] = rows
+    best = np.full(groups.size, groups.size, dtype=np.int64)
+    np.minimum.at(best, groups, own_rank)  # each group's best member's rank
+    order = np.lexsort((own_rank, best[groups]))
+    ranks = np.empty(groups.size, dtype=np.int64)
+    ranks[order] = rows
+    return ranks

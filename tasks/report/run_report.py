@@ -75,7 +75,7 @@ def write_report(run: RunSpec, *, failed_stage: str | None = None, error: str | 
     if dedup:
         figures = {k: v for k, v in dedup.items() if isinstance(v, (int, float)) and not k.startswith("lsh_")}
         lsh = {k.removeprefix("lsh_"): v for k, v in dedup.items() if k.startswith("lsh_")}
-        parts = [markdown_table([figures])]
+        parts = [_clustering_note(dedup), markdown_table([figures])]
         if lsh:
             png = s_curve(lsh["bands"], lsh["rows"], lsh["threshold"], files / "lsh_s_curve.png")
             parts += ["\n**LSH banding** (derived from the threshold unless set)\n", markdown_table([lsh]),
@@ -266,6 +266,26 @@ def _evaluation_section(run: RunSpec, task: str, evaluation: dict[str, Any], syn
     else:
         parts.append("\n_No query of this set could be scored._\n")
     return _section(f"Evaluation: {describe(task)}", *parts)
+
+
+def _clustering_note(dedup: dict[str, Any]) -> str:
+    """What the near-duplicate clusters mean, with the figures that show chaining if it is back."""
+    clustering = dedup.get("clustering")
+    if clustering is None:
+        return ""
+    note = (f"Near-duplicate clusters: **{clustering}** "
+            + ("(each near drop is a verified pair with the survivor it is filed under)" if clustering == "star"
+               else "(connected components: a chain of pairs is one cluster)")
+            + f"; the largest cluster holds **{dedup.get('largest_cluster', 0):,}** documents.")
+    if "near_survivor_jaccard_median" in dedup:
+        note += (" Near drops' estimated Jaccard with their survivor: min {near_survivor_jaccard_min:.2f}, "
+                 "p10 {near_survivor_jaccard_p10:.2f}, median {near_survivor_jaccard_median:.2f}.").format(**dedup)
+        threshold = dedup.get("lsh_threshold")
+        if threshold is not None and dedup["near_survivor_jaccard_min"] < threshold:
+            note += (f" **Some near drops share less than the threshold ({threshold}) with their survivor**: "
+                     "they were dropped through a chain of pairs; `dedup.clustering: star` files each drop "
+                     "under a document it nearly duplicates.")
+    return note + "\n"
 
 
 def _quality_section(run: RunSpec, files: Path) -> str:

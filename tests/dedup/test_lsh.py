@@ -51,7 +51,7 @@ def test_derived_bands_rows_match_datasketch(threshold: float, fp_weight: float)
 
 
 def test_default_derivation_favours_recall_when_verifying() -> None:
-    verified, unverified = lsh_params(CFG), lsh_params(DedupConfig(verify=False))
+    verified, unverified = lsh_params(CFG), lsh_params(DedupConfig(verify=False, clustering="components"))
     assert verified.candidate_probability_at_threshold > 0.98
     assert (unverified.bands, unverified.rows) == _optimal_param(0.8, 128, 0.5, 0.5)
 

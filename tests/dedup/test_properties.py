@@ -9,7 +9,8 @@
 - a signature row depends only on its own text, never on its batch; the estimated Jaccard of a
   text with itself is 1, is symmetric and lies in [0, 1]; a text without shingles has the empty
   signature, similar to nothing;
-- deduplicate keeps exactly one document of each cluster, never two with the same normalized text.
+- deduplicate keeps exactly one document of each cluster, never two with the same normalized text,
+  and each near drop's signature agrees with its survivor's in at least the threshold's share of positions.
 
 Examples are drawn from a fixed seed (``derandomize``) and bounded in number; no deadline."""
 
@@ -113,8 +114,12 @@ def test_signature_rows_depend_only_on_their_text_and_estimates_are_sane(batch, 
 def test_deduplicate_keeps_one_document_per_cluster_and_no_two_exact_duplicates(batch, survivor):
     cfg = WORD.model_copy(update={"survivor": survivor})
     lengths = np.array([len(t) for t in batch])
-    result = deduplicate(exact_keys(batch), signatures(batch, cfg), lengths, cfg)
+    sigs = signatures(batch, cfg)
+    result = deduplicate(exact_keys(batch), sigs, lengths, cfg)
     kept = np.flatnonzero(result.keep)
+    assert result.keep[result.survivors].all() and (result.survivors[kept] == kept).all()
+    near = np.flatnonzero(result.reasons == "dedup_near")  # star clustering: each near drop is a verified pair
+    assert ((sigs[near] == sigs[result.survivors[near]]).mean(axis=1) >= cfg.threshold).all()
     assert sorted(result.labels[kept]) == sorted(set(result.labels.tolist()))  # one survivor per cluster
     assert len({normalize_for_exact(batch[i]) for i in kept}) == len(kept)
     for i, text in enumerate(batch):  # a drop names its reason; an exact drop's survivor has its text

@@ -1,4 +1,5 @@
-"""Dedup through the real flow: the same clusters whatever the shard size and number of Dask workers."""
+"""Dedup through the real flow: the same clusters whatever the shard size and number of Dask workers,
+and on text that overlaps in runs, no document filed under a survivor it does not nearly duplicate."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from refinery.flows.ingest import ingest_flow
 from refinery.flows.nightly import prepare_run
 from refinery.tasks.config import DaskConfig, parse_config
 from refinery.tasks.ingest.readers import bbc_folder
+from tests.fixtures.corpora import overlap_chunk
 
 
 def variants(n_docs: int = 12) -> list[str]:
@@ -30,20 +32,39 @@ def variants(n_docs: int = 12) -> list[str]:
     return out
 
 
-def clusters_of(tmp_path, name: str, shard_size: int, address: str, extra) -> set[tuple[str, str, str, bool]]:
+def runs_of_sentences(n_docs: int = 1500) -> list[str]:
+    """Overlapping runs of 4-12 consecutive sentences of real articles: pairs chain through them."""
+    return [json.dumps({"id": f"r{k}", "text": t}) for k, t in enumerate(overlap_chunk(0, n_docs, seed=3).texts)]
+
+
+def five_grams(text: str) -> set[tuple[str, ...]]:
+    tokens = text.lower().split()
+    return {tuple(tokens[k : k + 5]) for k in range(len(tokens) - 4)}
+
+
+def clusters_of(tmp_path, name: str, shard_size: int, address: str, extra, runs) -> set[tuple[str, str, str, bool]]:
     cfg = parse_config({
         "home": str(tmp_path / name),
-        "ingest": {"shard_size": shard_size, "limit": 60,
+        "ingest": {"shard_size": shard_size,
                    "sources": [{"path": str(bbc_folder() / "tech"), "name": "tech", "title_from_first_line": True},
-                               {"path": str(extra), "name": "variants"}]},
+                               {"path": str(extra), "name": "variants"}, {"path": str(runs), "name": "runs"}]},
     })
     run = prepare_run(cfg)
     runner = DaskTaskRunner(address=address)
     ingest = ingest_flow.with_options(task_runner=runner)(run)
     dedup_flow.with_options(task_runner=runner)(run, ingest)
-    rows = run.catalog.query("""SELECT c.cluster_id, c.doc_id, d.location, c.is_survivor
-        FROM dedup_clusters c JOIN documents d USING (run_id, doc_id) WHERE c.run_id = ?""", [run.run_id])
-    return {(r["cluster_id"], r["doc_id"], r["location"], r["is_survivor"]) for r in rows.to_pylist()}
+    rows = run.catalog.query("""SELECT c.cluster_id, c.doc_id, d.location, c.is_survivor, c.kind, c.jaccard,
+            d.text, s.text AS survivor_text
+        FROM dedup_clusters c JOIN documents d USING (run_id, doc_id)
+        JOIN documents s ON s.run_id = c.run_id AND s.doc_id = c.cluster_id WHERE c.run_id = ?""", [run.run_id]).to_pylist()
+    # Every member of a near cluster nearly duplicates the survivor it is filed under.
+    near = [r for r in rows if not r["is_survivor"] and r["kind"] == "near"]
+    assert len(near) > 50
+    assert min(r["jaccard"] for r in near) >= cfg.dedup.threshold
+    true = sorted(len(five_grams(r["text"]) & five_grams(r["survivor_text"]))
+                  / len(five_grams(r["text"]) | five_grams(r["survivor_text"])) for r in near)
+    assert true[len(true) // 10] >= 0.75 and min(true) >= 0.6, true[:10]  # estimates err by ~0.04 around 0.8
+    return {(r["cluster_id"], r["doc_id"], r["location"], r["is_survivor"]) for r in rows}
 
 
 @pytest.mark.slow
@@ -52,9 +73,11 @@ def test_same_clusters_for_any_shard_size_and_worker_count(tmp_path, prefect_api
 
     extra = tmp_path / "variants.jsonl"
     extra.write_text("\n".join(variants()) + "\n")
-    two_workers_small_shards = clusters_of(tmp_path, "a", 7, dask_address, extra)
+    runs = tmp_path / "runs.jsonl"
+    runs.write_text("\n".join(runs_of_sentences()) + "\n")
+    two_workers_small_shards = clusters_of(tmp_path, "a", 97, dask_address, extra, runs)
     with local_cluster(DaskConfig(n_workers=1), api_url=prefect_api) as one:
-        one_worker_one_shard = clusters_of(tmp_path, "b", 1000, one.scheduler_address, extra)
+        one_worker_one_shard = clusters_of(tmp_path, "b", 5000, one.scheduler_address, extra, runs)
     assert two_workers_small_shards == one_worker_one_shard
     cluster_of = {loc: c for c, _, loc, _ in two_workers_small_shards}
     for i in range(1, 13):  # each original with its copy and its copy's copy (found through the chain)
