@@ -34,7 +34,7 @@ from typing import Any
 import psutil
 import yaml
 
-from tests.fixtures.corpora import nightly_corpus
+from tests.fixtures.corpora import nightly_corpus, overlap_corpus
 from bench.output import emit_report
 
 DEFAULT_WORK = Path("/tmp/refinery-bench-nightly")
@@ -373,6 +373,39 @@ def planted_vs_found(catalog_path: Path, run_id: str, planted_csv: Path, manifes
     }
 
 
+def survivor_similarity(catalog_path: Path, run_id: str, sample: int, seed: int) -> dict[str, Any]:
+    """How alike dedup_near drops are to the survivor each is filed under: the true Jaccard of their
+    word 5-gram sets (as dedup shingles them) on a random sample, next to the estimates the run stored."""
+    from refinery.storage import Catalog
+    from refinery.tasks.dedup import DedupConfig, shingle_sets
+
+    catalog = Catalog(catalog_path)
+    rows = catalog.query("""
+        WITH near AS (SELECT c.doc_id, c.cluster_id, c.jaccard FROM dedup_clusters c
+                      JOIN drops d ON d.run_id = c.run_id AND d.doc_id = c.doc_id AND d.reason = 'dedup_near'
+                      WHERE c.run_id = $1 ORDER BY hash(c.doc_id, $3) LIMIT $2)
+        SELECT n.doc_id, n.jaccard, m.text, s.text AS survivor_text FROM near n
+        JOIN documents m ON m.run_id = $1 AND m.doc_id = n.doc_id
+        JOIN documents s ON s.run_id = $1 AND s.doc_id = n.cluster_id""", [run_id, sample, seed]).to_pylist()
+    clusters = catalog.query("""SELECT count(*) AS n FROM dedup_clusters WHERE run_id = ? GROUP BY cluster_id
+                                ORDER BY n DESC LIMIT 1""", [run_id]).to_pylist()
+    if not rows:
+        return {"sample": 0, "largest_cluster": clusters[0]["n"] if clusters else 0}
+    cfg = DedupConfig()
+    a, b = shingle_sets([r["text"] for r in rows], cfg), shingle_sets([r["survivor_text"] for r in rows], cfg)
+    true = sorted(len(x & y) / len(x | y) if x | y else 1.0 for x, y in zip(a, b))
+    estimated = sorted(r["jaccard"] for r in rows if r["jaccard"] is not None)
+
+    def q(values: list[float], p: float) -> float:
+        return round(values[min(len(values) - 1, int(p * len(values)))], 4) if values else float("nan")
+
+    return {"sample": len(rows), "largest_cluster": clusters[0]["n"],
+            "true_jaccard_p10": q(true, 0.1), "true_jaccard_median": q(true, 0.5),
+            "true_below_half": round(sum(v < 0.5 for v in true) / len(true), 4),
+            "true_at_threshold": round(sum(v >= cfg.threshold for v in true) / len(true), 4),
+            "estimated_min": estimated[0] if estimated else None, "estimated_p10": q(estimated, 0.1)}
+
+
 # ----------------------------------------------------------------------------------- main
 
 
@@ -385,6 +418,11 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="a config option for the run (dotted key, YAML value), e.g. evaluate.max_queries=200")
     ap.add_argument("--seed", type=int, default=0, help="corpus seed")
+    ap.add_argument("--corpus", choices=["nightly", "overlap"], default="nightly",
+                    help="nightly: BBC-sentence bodies with planted copies, low quality and rejects; overlap: "
+                         "overlapping runs of 4-12 real sentences (text that chains), with a sampled measure of "
+                         "how alike near drops are to their survivors")
+    ap.add_argument("--survivor-sample", type=int, default=400, help="near drops sampled for --corpus overlap")
     ap.add_argument("--json", type=Path, default=None, help="also write the JSON object here")
     ap.add_argument("--keep-corpus", action="store_true", help="keep the corpus for the next run (default: delete it)")
     ap.add_argument("--fresh-home", action="store_true", help="delete the work folder's data home before the run")
@@ -398,7 +436,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     work = args.work.resolve()
-    home, corpus = work / "home", work / f"corpus-{args.docs}-seed{args.seed}"
+    prefix = "corpus" if args.corpus == "nightly" else "overlap"
+    home, corpus = work / "home", work / f"{prefix}-{args.docs}-seed{args.seed}"
     (work / "logs").mkdir(parents=True, exist_ok=True)
     if args.fresh_home and args.from_run:
         raise SystemExit("--fresh-home deletes the run that --from-run would start from")
@@ -406,7 +445,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(home, ignore_errors=True)
     config_path = work / f"nightly-{args.docs}.yaml"
     write_config(config_path, corpus_docs=corpus / "docs", home=home, workers=args.workers, overrides=args.overrides)
-    manifest = nightly_corpus(corpus, args.docs, seed=args.seed)
+    build = nightly_corpus if args.corpus == "nightly" else overlap_corpus
+    manifest = build(corpus, args.docs, seed=args.seed)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     catalog_path = home / "catalog.duckdb"
     before_runs, catalog_before = _known_runs(catalog_path), _catalog_bytes(catalog_path)
@@ -434,6 +474,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         result["outside_stages_seconds"] = round(wall - result["stage_seconds_total"], 2)
         if "dedup" in figures["stage_seconds"]:
             result["planted_vs_found"] = planted_vs_found(catalog_path, run_id, corpus / "planted.csv", manifest)
+            if args.corpus == "overlap":
+                result["near_drop_vs_survivor"] = survivor_similarity(catalog_path, run_id, args.survivor_sample,
+                                                                      args.seed)
         run_dir = home / "runs" / run_id
         result["catalog"] = {
             "bytes_before": catalog_before, "bytes_after": catalog_after, "bytes_per_run": catalog_after - catalog_before,
