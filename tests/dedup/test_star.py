@@ -96,3 +96,24 @@ def test_star_needs_verified_pairs() -> None:
     with pytest.raises(ValidationError, match="verify"):
         DedupConfig(verify=False)
     assert DedupConfig(verify=False, clustering="components").clustering == "components"
+
+
+def test_star_centers_claim_in_preference_order_and_claimed_nodes_claim_no_one() -> None:
+    from refinery.tasks.dedup import star_centers
+
+    path_i, path_j = np.array([0, 1, 2]), np.array([1, 2, 3])  # 0 - 1 - 2 - 3
+    assert star_centers(4, path_i, path_j, np.array([0, 1, 2, 3])).tolist() == [0, 0, 2, 2]
+    assert star_centers(4, path_i, path_j, np.array([3, 2, 1, 0])).tolist() == [1, 1, 3, 3]
+    # 1 is most preferred: it claims both ends; the ends never meet
+    assert star_centers(4, path_i, path_j, np.array([1, 0, 2, 3])).tolist() == [1, 1, 1, 3]
+    assert star_centers(3, np.array([], int), np.array([], int), np.arange(3)).tolist() == [0, 1, 2]
+
+
+def test_preference_ranks_order_groups_by_their_best_member() -> None:
+    from refinery.tasks.dedup import preference_ranks
+
+    groups = np.array([0, 1, 0, 3, 1])  # exact groups {0, 2}, {1, 4}, {3}
+    lengths = np.array([10, 30, 50, 40, 30])
+    # longest: group {0, 2} has the longest member (2: 50), then {3} (40), then {1, 4} (30, ties to row 1)
+    assert preference_ranks(groups, lengths, rule="longest").tolist() == [1, 3, 0, 2, 4]
+    assert preference_ranks(groups, lengths, rule="first").tolist() == [0, 2, 1, 4, 3]
