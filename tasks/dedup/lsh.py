@@ -147,6 +147,12 @@ def _bucket_pairs(band_hash: np.ndarray, rows: np.ndarray, window: int, *, heads
 
 def _head_pairs(keys: np.ndarray, members: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
     """Pairs of each row with the first `window` rows of its bucket (keys sorted, buckets contiguous)."""
+    # Only rows of buckets with two or more rows pair at all: most rows are alone in most bands.
+    same = keys[1:] == keys[:-1]
+    shared = np.zeros(keys.size, dtype=bool)
+    shared[1:] |= same
+    shared[:-1] |= same
+    keys, members = keys[shared], members[shared]
     if keys.size < 2:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty
@@ -207,14 +213,17 @@ def candidate_edges(
     rows = np.asarray(rows, dtype=np.int64)
     live = rows[sigs[rows, 0] != EMPTY_SIGNATURE_VALUE]
     all_live = live.size == n
-    if preference is not None:
-        live = live[np.argsort(preference[live], kind="stable")]  # buckets then list rows by preference
-        all_live = False  # band hashes must follow live's order
+    # With a preference, buckets list rows by preference: band hashes are computed in row order
+    # (reading signatures in order) and then permuted, which is cheaper than gathering rows at random.
+    by_preference = None if preference is None else np.argsort(preference[live], kind="stable")
+    members = live if by_preference is None else live[by_preference]
     accepted = np.empty(0, dtype=np.int64)  # edge keys i * n + j, sorted and unique
     for first in range(0, params.bands, cfg.bands_per_batch):
         count = min(cfg.bands_per_batch, params.bands - first)
         hashes = _band_hashes(sigs, None if all_live else live, first, count, params.rows, cfg.seed)
-        pairs = [_bucket_pairs(h, live, cfg.bucket_window, heads=preference is not None) for h in hashes]
+        if by_preference is not None:
+            hashes = hashes[:, by_preference]
+        pairs = [_bucket_pairs(h, members, cfg.bucket_window, heads=preference is not None) for h in hashes]
         keys = np.unique(np.concatenate([p[0] * n + p[1] for p in pairs]))
         # Pairs accepted from an earlier band batch need no second verification.
         keys = keys[~np.isin(keys, accepted, assume_unique=True)]
