@@ -30,7 +30,7 @@ SCHEMA: dict[str, str] = {
     "runs": """
         run_id VARCHAR PRIMARY KEY, status VARCHAR, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ,
         docs_in BIGINT, docs_kept BIGINT, docs_dropped BIGINT, docs_rejected BIGINT,
-        error VARCHAR, config JSON, run_dir VARCHAR""",
+        error VARCHAR, config JSON, run_dir VARCHAR, warnings JSON""",
     "stage_runs": """
         run_id VARCHAR, stage VARCHAR, status VARCHAR, started_at TIMESTAMPTZ,
         finished_at TIMESTAMPTZ, seconds DOUBLE, stats JSON""",
@@ -50,6 +50,12 @@ SCHEMA: dict[str, str] = {
     # which Parquet files hold each run's rows of a SHARD_TABLES table (``part``: the ``where`` they
     # were registered under, as JSON, e.g. {"stage": "quality"}; ``columns``: those the files have)
     "shard_files": "run_id VARCHAR, tbl VARCHAR, part VARCHAR, paths VARCHAR[], columns VARCHAR[]",
+}
+
+# Columns added to a table after catalogs were made with it: ``ensure_schema`` adds them to an
+# older catalog (as NULL in its existing rows), so a data home made by earlier code keeps working.
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "runs": ("warnings JSON",),  # the quality drop-rate guard's warnings (tasks/quality/guard.py)
 }
 
 # Tables whose rows stay in the Parquet shards the workers wrote (document text, ~40 scores per
@@ -171,6 +177,9 @@ class Catalog(RunVerbs, BookVerbs, CurationVerbs, EvaluationVerbs, ReportVerbs):
         with self._write() as con:
             for table, columns in SCHEMA.items():
                 con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
+            for table, added in ADDED_COLUMNS.items():
+                for column in added:
+                    con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column}")
             for table in SHARD_TABLES:
                 _rebuild_view(con, table)
             for view, body in VIEWS.items():
