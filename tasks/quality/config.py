@@ -207,7 +207,8 @@ class ClassifierConfig(_Family):
 class GuardConfig(_Family):
     """The drop-rate guard: a rule that drops more than ``max_drop_share`` of the documents that reach
     it (those no earlier rule dropped) is named at the end of the run, in ``runs.warnings`` and in
-    the report, with an example document and the setting that changes it."""
+    the report, with an example document and the setting that changes it. Language ID and the
+    heuristic rules are judged; the trained classifier, which drops what it was trained to, is not."""
 
     max_drop_share: float | None = Field(
         0.3, ge=0, le=1, description="Warn when one rule drops more than this share of the documents that reached "

@@ -33,6 +33,9 @@ def test_the_limit_the_minimum_and_switching_it_off():
     # a rule switched off drops nothing and is not judged
     off = QualityConfig(gopher_quality={"min_doc_words": None})
     assert drop_rate_warnings(100, drops, off) == []
+    # the trained classifier drops what it was trained to: not judged
+    clf = QualityConfig(classifier={"enabled": True, "threshold": 0.5})
+    assert drop_rate_warnings(100, {"classifier.min_score": 80}, clf) == []
 
 
 def test_the_warning_names_an_example_and_the_profiles_that_keep_it():
