@@ -137,7 +137,7 @@ def _warnings_section(run: RunSpec, warnings: list[dict[str, Any]]) -> str:
         "Warnings",
         f"**{len(warnings)} quality rule(s) dropped more than {limit:.0%} of the documents that reached them** "
         f"(`quality.guard.max_drop_share`; reached = not dropped by an earlier rule, profile "
-        f"`{warnings[0].get('profile', run.config.quality.profile)}`). The rules may not fit this corpus: "
+        f"`{warnings[0].get('profile') or run.config.quality.profile}`). The rules may not fit this corpus: "
         "read the example, then change the setting or `quality.profile` and re-decide from the stored scores "
         f"with `refinery refilter {run.run_id} -c CONFIG` (no rule is scored again).\n",
         markdown_table(rows),
@@ -311,7 +311,8 @@ def _quality_section(run: RunSpec, files: Path) -> str:
     rows = [{"rule": r["reason"], "attribute": thresholds.get(r["reason"], ("", None))[0],
              "threshold": thresholds.get(r["reason"], ("", None))[1], "docs": r["docs"]} for r in by_rule]
     sampled = (f" Histograms show a sample of {HISTOGRAM_SAMPLE} documents." if scored > HISTOGRAM_SAMPLE else "")
-    return _section("Quality", f"{scored} documents scored; every value is in `doc_attributes`, every drop in "
+    return _section("Quality", f"{scored} documents scored, decided under rule profile `{cfg.profile}` "
+                    "(`quality.profile`); every value is in `doc_attributes`, every drop in "
                     f"`drops` (first failing rule, in family order).{sampled}\n", markdown_table(rows),
                     f"![drops per rule](report_files/{bars.name})\n",
                     " ".join(f"![{p.stem}](report_files/quality/{p.name})" for p in pngs) + "\n")
