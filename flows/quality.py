@@ -153,7 +153,7 @@ def refilter_run(run_id: str, config: RefineryConfig, dask_address: str | None =
         raise InputError(f"no run {run_id} under {home.root}")
     run = RunSpec(run_id=run_id, home=str(home.root), config=load_config(home.run_dir(run_id) / "config.yaml"))
     with home.run_lock(f"a refilter of run {run_id}"), dask_cluster(run.config.dask, dask_address) as address:
-        run.catalog.ensure_schema()  # a catalog made by older code gains the columns added since (runs.warnings)
+        run.catalog.add_new_columns()  # a catalog made by older code gains runs.warnings
         ingest, dedup, quality = (StageMarker(run.stage_dir(s)).read() for s in ("ingest", "dedup", "quality"))
         if ingest is None or dedup is None or quality is None:
             raise RefilterError(f"run {run_id} has no finished quality stage to re-decide")

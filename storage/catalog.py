@@ -103,6 +103,12 @@ def _rebuild_view(con: duckdb.DuckDBPyConnection, table: str) -> None:
     con.execute(f"CREATE OR REPLACE VIEW {table} AS " + "\nUNION ALL\n".join(branches))
 
 
+def _add_columns(con: duckdb.DuckDBPyConnection) -> None:
+    for table, added in ADDED_COLUMNS.items():
+        for column in added:
+            con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column}")
+
+
 # How long a reader waits for the flow process's write transaction (which holds the file lock).
 READ_LOCK_WAIT_S = 30.0
 # What the door lets through: DESCRIBE, SHOW and SUMMARIZE parse as SELECT; an EXPLAIN is checked
@@ -177,13 +183,18 @@ class Catalog(RunVerbs, BookVerbs, CurationVerbs, EvaluationVerbs, ReportVerbs):
         with self._write() as con:
             for table, columns in SCHEMA.items():
                 con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
-            for table, added in ADDED_COLUMNS.items():
-                for column in added:
-                    con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column}")
+            _add_columns(con)
             for table in SHARD_TABLES:
                 _rebuild_view(con, table)
             for view, body in VIEWS.items():
                 con.execute(f"CREATE OR REPLACE VIEW {view} AS {body}")
+        return self
+
+    def add_new_columns(self) -> "Catalog":
+        """Give a catalog made by older code the columns added since (:data:`ADDED_COLUMNS`), and
+        nothing else: unlike :meth:`ensure_schema`, no view is rebuilt over the shards."""
+        with self._write() as con:
+            _add_columns(con)
         return self
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
