@@ -7,6 +7,7 @@ exit code of its branch of the error tree (``EXIT_CODES``; also in ``refinery --
     code  error (refinery.tasks.exceptions)              what to do
     0     -                                              (done)
     1     RefineryError, AccountingError, anything else  read the message (a run's is also in its report)
+          DropRateError (quality.guard.action: fail)     refilter the run (the message says how), then --resume
     2     ConfigError; Click's usage errors              fix the config file or the command line
     3     InputError: QuerySetError, RefilterError       fix what the command was asked to read
     4     CatalogError, HomeBusyError                    fix the SQL, or wait for the run holding the home
@@ -161,6 +162,14 @@ def run(
     _summary(stats)
 
 
+def _print_warnings(warnings: list[dict]) -> None:
+    """The quality drop-rate guard's warnings, a line each (``runs.warnings`` and the report hold them too)."""
+    from refinery.tasks.quality.guard import warning_line
+
+    for warning in warnings:
+        console.print(f"  [yellow]warning:[/yellow] {escape(warning_line(warning))}", soft_wrap=True, highlight=False)
+
+
 def _summary(stats: dict) -> None:
     from refinery.tasks.evaluate.query_sets import describe
 
@@ -170,6 +179,7 @@ def _summary(stats: dict) -> None:
     console.print(f"\n[bold]Run {stats['run_id']} completed[/bold]")
     console.print(f"  docs in {books['docs_in']} = kept {books['docs_kept']} + dropped {books['docs_dropped']}"
                   f" + rejected {books['docs_rejected']}")
+    _print_warnings((stats.get("quality") or {}).get("warnings") or [])
     console.print(f"  outputs:  {run_dir}")
     console.print(f"  report:   {stats['report']}")
     console.print(f"  catalog:  {catalog.path}   (try: refinery runs, or refinery sql with a query of your own)")
@@ -296,6 +306,7 @@ def refilter(
     rows = [{"reason": k, "before": old.get(k, 0), "after": stats["drops_by_reason"].get(k, 0)}
             for k in sorted(set(old) | set(stats["drops_by_reason"]))]
     _print_rows(rows, Format.table, title=f"quality drops of run {run_id}")
+    _print_warnings(stats.get("warnings") or [])
     console.print(f"kept {stats['kept']}; books: {stats['books']}.\n"
                   f"Later stages are now unfinished: `refinery run --resume {run_id}` redoes them on the new corpus.")
 

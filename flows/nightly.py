@@ -24,7 +24,8 @@ from refinery.tasks.books import books_so_far, check_books
 from refinery.tasks.config import CURATION_STAGES, RefineryConfig, dump_config, load_config, parse_config
 from refinery.tasks.evaluate.queries import validate_query_sets
 from refinery.tasks.runs import reuse_curation
-from refinery.tasks.exceptions import ConfigError, InputError
+from refinery.tasks.exceptions import ConfigError, DropRateError, InputError
+from refinery.tasks.quality.guard import guard_message, warning_line
 
 
 def prepare_run(config: RefineryConfig, run_id: str | None = None, stages: list[str] | None = None,
@@ -93,6 +94,8 @@ def run_chain(run: RunSpec, dask_address: str | None = None) -> dict[str, Any]:
             dedup = stage("dedup", dedup_flow, ingest)
             quality = stage("quality", quality_flow, ingest, dedup)
             stats["books"] = check_books(run, ingest, quality).as_dict()
+            current[0] = "quality (drop-rate guard)"
+            _guard(run, quality)
             if "synthesize" in chosen:
                 synthesize = stage("synthesize", synthesize_flow, ingest, quality)
             if "train" in chosen:
@@ -105,7 +108,18 @@ def run_chain(run: RunSpec, dask_address: str | None = None) -> dict[str, Any]:
         raise
     run.catalog.finish_run(run.run_id, status="completed", **stats["books"])
     stats["report"] = str(write_report(run))
+    for warning in stats["quality"].get("warnings") or []:  # the end of the run says it again
+        logger.warning("run %s: %s", run.run_id, warning_line(warning))
     return stats
+
+
+def _guard(run: RunSpec, quality: dict[str, Any]) -> None:
+    """Record the quality stage's drop-rate warnings in ``runs``; under ``quality.guard.action: fail``,
+    fail the run on them (the stage's outputs are written: a refilter can re-decide it)."""
+    warnings = quality.get("warnings") or []
+    run.catalog.record_warnings(run.run_id, warnings)
+    if warnings and run.config.quality.guard.action == "fail":
+        raise DropRateError(guard_message(run.run_id, warnings))
 
 
 def _record_failure(run: RunSpec, stage: str, exc: BaseException, stats: dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ from refinery.storage.shards import write_text_atomic
 from refinery.tasks.books import check_books
 from refinery.tasks.config import RefineryConfig, dump_config, load_config
 from refinery.tasks.quality import QualityConfig, family_fingerprints
+from refinery.tasks.quality.guard import SNIPPET_CHARS, drop_rate_warnings, warning_line
 from refinery.tasks.quality.refilter import LATER_STAGES, remove_stale_decisions, rescored_families, unfinish
 from refinery.tasks.quality.shard_tasks import quality_shard, refilter_shard, train_quality_classifier
 from refinery.tasks.exceptions import ConfigError, InputError, RefilterError
@@ -89,8 +90,15 @@ def _train_classifier(run: RunSpec, out: Path, shards: list[str], dedup_drops: P
 
 
 def _summarize(run: RunSpec, stats: dict[str, Any]) -> dict[str, Any]:
+    """The drops by reason, the drop-rate guard's warnings (``stats["warnings"]``) and the table artifact."""
     by_reason = run.catalog.drops_by_reason(run.run_id, "quality")
     stats["drops_by_reason"] = {r["reason"]: r["docs"] for r in by_reason}
+    stats["warnings"] = drop_rate_warnings(
+        stats["docs"], stats["drops_by_reason"], run.config.quality,
+        example=lambda reason, attribute: run.catalog.drop_example(run.run_id, "quality", reason, attribute,
+                                                                   SNIPPET_CHARS * 2))
+    for warning in stats["warnings"]:
+        get_run_logger().warning("run %s: %s", run.run_id, warning_line(warning))
     create_table_artifact(
         key="quality-drops", table=by_reason or [{"reason": "(none)", "docs": 0}],
         description=f"Run {run.run_id}: {stats['kept']} of {stats['docs']} dedup survivors kept; drops by rule.",
@@ -145,6 +153,7 @@ def refilter_run(run_id: str, config: RefineryConfig, dask_address: str | None =
         raise InputError(f"no run {run_id} under {home.root}")
     run = RunSpec(run_id=run_id, home=str(home.root), config=load_config(home.run_dir(run_id) / "config.yaml"))
     with home.run_lock(f"a refilter of run {run_id}"), dask_cluster(run.config.dask, dask_address) as address:
+        run.catalog.add_new_columns()  # a catalog made by older code gains runs.warnings
         ingest, dedup, quality = (StageMarker(run.stage_dir(s)).read() for s in ("ingest", "dedup", "quality"))
         if ingest is None or dedup is None or quality is None:
             raise RefilterError(f"run {run_id} has no finished quality stage to re-decide")
@@ -153,5 +162,6 @@ def refilter_run(run_id: str, config: RefineryConfig, dask_address: str | None =
             run, ingest, dedup, quality, config.quality)
         refiltered = RunSpec(run_id=run_id, home=run.home, config=load_config(run.run_dir / "config.yaml"))
         stats["books"] = check_books(refiltered, ingest, stats).as_dict()
+        run.catalog.record_warnings(run_id, stats["warnings"])
         run.catalog.finish_run(run_id, status="refiltered", **stats["books"])
     return stats

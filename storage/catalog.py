@@ -30,7 +30,7 @@ SCHEMA: dict[str, str] = {
     "runs": """
         run_id VARCHAR PRIMARY KEY, status VARCHAR, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ,
         docs_in BIGINT, docs_kept BIGINT, docs_dropped BIGINT, docs_rejected BIGINT,
-        error VARCHAR, config JSON, run_dir VARCHAR""",
+        error VARCHAR, config JSON, run_dir VARCHAR, warnings JSON""",
     "stage_runs": """
         run_id VARCHAR, stage VARCHAR, status VARCHAR, started_at TIMESTAMPTZ,
         finished_at TIMESTAMPTZ, seconds DOUBLE, stats JSON""",
@@ -96,6 +96,20 @@ def _rebuild_view(con: duckdb.DuckDBPyConnection, table: str) -> None:
     if not branches:
         branches.append("SELECT " + ", ".join(f"CAST(NULL AS {types[c]}) AS {c}" for c in columns) + " WHERE false")
     con.execute(f"CREATE OR REPLACE VIEW {table} AS " + "\nUNION ALL\n".join(branches))
+
+
+def _add_columns(con: duckdb.DuckDBPyConnection) -> None:
+    """Give each existing table the SCHEMA columns it lacks: a catalog made by older code gains the
+    columns added since (NULL in its old rows), so it keeps working with newer code."""
+    tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    for table, columns in SCHEMA.items():
+        if table not in tables:
+            continue
+        present = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
+        for column in columns.split(","):
+            name, kind = column.split(maxsplit=1)
+            if name not in present:
+                con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
 # How long a reader waits for the flow process's write transaction (which holds the file lock).
@@ -172,16 +186,18 @@ class Catalog(RunVerbs, BookVerbs, CurationVerbs, EvaluationVerbs, ReportVerbs):
         with self._write() as con:
             for table, columns in SCHEMA.items():
                 con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
-                # a catalog made by an earlier version gains the columns added since (NULL in old rows)
-                present = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
-                for column in columns.split(","):
-                    name, kind = column.split(maxsplit=1)
-                    if name not in present:
-                        con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+            _add_columns(con)
             for table in SHARD_TABLES:
                 _rebuild_view(con, table)
             for view, body in VIEWS.items():
                 con.execute(f"CREATE OR REPLACE VIEW {view} AS {body}")
+        return self
+
+    def add_new_columns(self) -> "Catalog":
+        """Give a catalog made by older code the columns added since (SCHEMA's columns it lacks), and
+        nothing else: unlike :meth:`ensure_schema`, no view is rebuilt over the shards."""
+        with self._write() as con:
+            _add_columns(con)
         return self
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:

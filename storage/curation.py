@@ -58,6 +58,18 @@ class CurationVerbs:
             "SELECT reason, count(*) AS docs FROM drops WHERE run_id = ? AND stage = ?"
             " GROUP BY reason ORDER BY docs DESC, reason", [run_id, stage]).to_pylist()
 
+    def drop_example(self, run_id: str, stage: str, reason: str, attribute: str,
+                     chars: int) -> tuple[str, str, float | None] | None:
+        """``(doc_id, the first chars of its text, its value of attribute)`` of one document ``stage``
+        dropped for ``reason`` (the smallest hash of its doc id: the same every time), or None."""
+        rows = self.query(
+            "SELECT x.doc_id, left(d.text, ?) AS text, (SELECT max(a.value) FROM doc_attributes a WHERE a.run_id = ?"
+            " AND a.doc_id = x.doc_id AND a.name = ?) AS value"
+            " FROM (SELECT doc_id FROM drops WHERE run_id = ? AND stage = ? AND reason = ?"
+            " ORDER BY hash(doc_id), doc_id LIMIT 1) x JOIN documents d ON d.run_id = ? AND d.doc_id = x.doc_id",
+            [chars, run_id, attribute, run_id, stage, reason, run_id]).to_pylist()
+        return (rows[0]["doc_id"], rows[0]["text"] or "", rows[0]["value"]) if rows else None
+
     def put_quality_classifier(self, run_id: str, *, name: str, path: str, accuracy: float, auc: float) -> None:
         """Register the run's trained quality classifier (``models``) and its held-out figures
         (``metrics``, stage quality), replacing a previous attempt's."""

@@ -34,7 +34,7 @@ class RunVerbs:
             # a resumed run keeps its started_at; its figures and error are those of this attempt
             con.execute(
                 "INSERT INTO runs (run_id, status, started_at, config, run_dir) VALUES (?, 'running', ?, ?, ?)"
-                " ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL, error = NULL,"
+                " ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL, error = NULL, warnings = NULL,"
                 " config = excluded.config, run_dir = excluded.run_dir",
                 [run_id, _now(), json.dumps(config, default=str), str(run_dir)],
             )
@@ -52,6 +52,18 @@ class RunVerbs:
             params.append(value)
         with self._write() as con:
             con.execute(f"UPDATE runs SET {', '.join(sets)} WHERE run_id = ?", [*params, run_id])
+
+    def record_warnings(self, run_id: str, warnings: list[dict[str, Any]]) -> None:
+        """The run's warnings (the quality drop-rate guard's, tasks/quality/guard.py) in ``runs.warnings``,
+        replacing earlier ones (a refilter re-decides them); NULL when there are none."""
+        with self._write() as con:
+            con.execute("UPDATE runs SET warnings = ? WHERE run_id = ?",
+                        [json.dumps(warnings, default=str) if warnings else None, run_id])
+
+    def run_warnings(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's warnings as :meth:`record_warnings` stored them (none: an empty list)."""
+        rows = self.query("SELECT warnings FROM runs WHERE run_id = ?", [run_id]).column("warnings").to_pylist()
+        return json.loads(rows[0]) if rows and rows[0] else []
 
     def update_run_config(self, run_id: str, config: dict[str, Any]) -> None:
         """The config a run now stands for (a refilter re-decides its quality stage under new thresholds)."""

@@ -14,8 +14,10 @@
     ├── ModelError                a model could not produce what was asked of it
     │   ├── GenerationError       an LLM endpoint failed for good (retries used up, or refused)
     │   └── OnnxExportError       a model's ONNX export does not reproduce its PyTorch embeddings
-    └── AccountingError           a run's books do not balance (a bug: every document in is kept,
-                                  dropped or rejected exactly once)
+    ├── AccountingError           a run's books do not balance (a bug: every document in is kept,
+    │                             dropped or rejected exactly once)
+    └── DropRateError             a quality rule dropped more of the documents reaching it than
+                                  `quality.guard` allows, and the guard's action is `fail`
 
 `refinery` prints any of them as one line and exits with the code of its branch (see
 :mod:`refinery.flows.cli`). The classes carry only a message; the message names what to fix.
@@ -29,6 +31,7 @@ __all__ = [
     "CatalogError",
     "ClusterError",
     "ConfigError",
+    "DropRateError",
     "GenerationError",
     "HomeBusyError",
     "InputError",
@@ -93,3 +96,9 @@ class OnnxExportError(ModelError):
 
 class AccountingError(RefineryError):
     """A run's books do not balance: some document is not kept, dropped or rejected exactly once."""
+
+
+class DropRateError(RefineryError):
+    """A quality rule dropped more than ``quality.guard.max_drop_share`` of the documents that reached
+    it, under ``quality.guard.action: fail``. Raised after the quality stage wrote its outputs, so
+    ``refinery refilter`` can re-decide the run from its stored scores."""

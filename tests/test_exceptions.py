@@ -15,6 +15,7 @@ from refinery.tasks.exceptions import (
     CatalogError,
     ClusterError,
     ConfigError,
+    DropRateError,
     GenerationError,
     HomeBusyError,
     InputError,
@@ -33,7 +34,7 @@ TREE = {
     ConfigError: RefineryError, InputError: RefineryError, QuerySetError: InputError, RefilterError: InputError,
     CatalogError: RefineryError, HomeBusyError: CatalogError, ClusterError: RefineryError,
     WorkerPreflightError: ClusterError, ModelError: RefineryError, GenerationError: ModelError,
-    OnnxExportError: ModelError, AccountingError: RefineryError,
+    OnnxExportError: ModelError, AccountingError: RefineryError, DropRateError: RefineryError,
 }
 
 # where each class was defined before the tree, and is still imported from

@@ -23,6 +23,7 @@ from refinery.tasks.quality.config import (
     FineWebConfig,
     GopherQualityConfig,
     GopherRepetitionConfig,
+    GuardConfig,
     LangIdConfig,
     QualityConfig,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "FineWebConfig",
     "GopherQualityConfig",
     "GopherRepetitionConfig",
+    "GuardConfig",
     "LangIdConfig",
     "LanguageIdentifier",
     "LanguagePrediction",

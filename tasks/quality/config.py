@@ -10,18 +10,25 @@ Two kinds of fields live here, and the difference matters for re-filtering:
   flow can tell which families must be re-scored.
 
 A threshold of ``None`` turns that rule off (as in datatrove); ``0`` is a real threshold.
+
+``profile`` presets thresholds for a kind of corpus (:mod:`tasks.quality.profiles`): it is resolved
+once, when the config is validated, under the fields the config sets itself. ``guard`` says when a
+rule drops too much (:mod:`tasks.quality.guard`); neither changes an attribute value.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from refinery.tasks.quality.profiles import Profile, apply_profile, describe_profiles
 
 __all__ = [
     "C4Config",
     "ClassifierConfig",
     "FineWebConfig",
+    "GuardConfig",
     "GopherQualityConfig",
     "GopherRepetitionConfig",
     "LangIdConfig",
@@ -197,11 +204,34 @@ class ClassifierConfig(_Family):
     seed: int = Field(0, description="Seed for the train/holdout split, negative sampling and fastText.")
 
 
+class GuardConfig(_Family):
+    """The drop-rate guard: a rule that drops more than ``max_drop_share`` of the documents that reach
+    it (those no earlier rule dropped) is named at the end of the run, in ``runs.warnings`` and in
+    the report, with an example document and the setting that changes it. Language ID and the
+    heuristic rules are judged; the trained classifier, which drops what it was trained to, is not."""
+
+    max_drop_share: float | None = Field(
+        0.3, ge=0, le=1, description="Warn when one rule drops more than this share of the documents that reached "
+        "it (dropped / reached, reached = not dropped by an earlier rule). None = no guard.")
+    min_reached: int = Field(
+        20, ge=1, description="Judge a rule only when at least this many documents reached it (a rule dropping 2 "
+        "of 3 says little).")
+    action: Literal["warn", "fail"] = Field(
+        "warn", description="'warn': the run completes and says so; 'fail': the run fails after the quality stage "
+        "has written its outputs (DropRateError, exit 1), so `refinery refilter` can re-decide it from the stored "
+        "scores and `refinery run --resume` go on. For unattended runs, where a silent loss is worse than an alert.")
+
+
 class QualityConfig(BaseModel):
     """All quality filtering. Families run (and decide) in this order: langid, gopher_repetition,
     gopher_quality, c4, fineweb, classifier -- FineWeb's pipeline order."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    profile: Profile = Field(
+        "web", description="Threshold preset for a kind of corpus; any threshold set in the config wins over it. "
+        "Profiles change thresholds only, so `refinery refilter` moves a run between them without re-scoring. "
+        + describe_profiles() + ". What each drops: docs/curation.md.")
 
     langid: LangIdConfig = Field(default_factory=LangIdConfig, description="Language identification.")
     gopher_repetition: GopherRepetitionConfig = Field(
@@ -211,3 +241,9 @@ class QualityConfig(BaseModel):
     c4: C4Config = Field(default_factory=C4Config, description="C4 rules.")
     fineweb: FineWebConfig = Field(default_factory=FineWebConfig, description="FineWeb rules.")
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig, description="Learned quality classifier.")
+    guard: GuardConfig = Field(default_factory=GuardConfig, description="Drop-rate guard.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_profile(cls, data: object) -> object:
+        return apply_profile(data)

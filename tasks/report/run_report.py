@@ -57,6 +57,9 @@ def write_report(run: RunSpec, *, failed_stage: str | None = None, error: str | 
                f"{r['started_at']:%Y-%m-%d %H:%M:%S %Z}{finished}. Outputs: `{run.run_dir}`.\n")
     if failed_stage:
         out.append(_failure_section(run, markers, failed_stage, error or r["error"]))
+    warnings = catalog.run_warnings(run.run_id)
+    if warnings:
+        out.append(_warnings_section(run, warnings))
     quality = markers["quality"]
     if quality is not None and corpus_is_empty(quality):
         out.append(_empty_corpus_section(run, [s for s in STAGES if (markers[s] or {}).get("skipped")]))
@@ -119,6 +122,25 @@ def _failure_section(run: RunSpec, markers: dict[str, Any], failed_stage: str, e
         "The sections below show what the finished stages wrote. `refinery run --resume "
         f"{run.run_id}` redoes only the unfinished stages, with the config the run started with "
         f"(`runs/{run.run_id}/config.yaml`).\n",
+    )
+
+
+def _warnings_section(run: RunSpec, warnings: list[dict[str, Any]]) -> str:
+    """The quality drop-rate guard's warnings: each rule that dropped too much, an example, the fix."""
+    rows = [{"rule": w["rule"], "dropped / reached": f"{w['dropped']} / {w['reached']} ({w['share']:.0%})",
+             "example": f"`{w['example_doc_id']}`: {w['example']}" if w.get("example_doc_id") else "",
+             "setting": f"`{w['setting']}` (now {w['value']})",
+             "profiles that keep the example": ", ".join(w.get("profiles_that_keep") or []) or "none"}
+            for w in warnings]
+    limit = warnings[0]["limit"]
+    return _section(
+        "Warnings",
+        f"**{len(warnings)} quality rule(s) dropped more than {limit:.0%} of the documents that reached them** "
+        f"(`quality.guard.max_drop_share`; reached = not dropped by an earlier rule, profile "
+        f"`{warnings[0].get('profile') or run.config.quality.profile}`). The rules may not fit this corpus: "
+        "read the example, then change the setting or `quality.profile` and re-decide from the stored scores "
+        f"with `refinery refilter {run.run_id} -c CONFIG` (no rule is scored again).\n",
+        markdown_table(rows),
     )
 
 
@@ -309,7 +331,8 @@ def _quality_section(run: RunSpec, files: Path) -> str:
     rows = [{"rule": r["reason"], "attribute": thresholds.get(r["reason"], ("", None))[0],
              "threshold": thresholds.get(r["reason"], ("", None))[1], "docs": r["docs"]} for r in by_rule]
     sampled = (f" Histograms show a sample of {HISTOGRAM_SAMPLE} documents." if scored > HISTOGRAM_SAMPLE else "")
-    return _section("Quality", f"{scored} documents scored; every value is in `doc_attributes`, every drop in "
+    return _section("Quality", f"{scored} documents scored, decided under rule profile `{cfg.profile}` "
+                    "(`quality.profile`); every value is in `doc_attributes`, every drop in "
                     f"`drops` (first failing rule, in family order).{sampled}\n", markdown_table(rows),
                     f"![drops per rule](report_files/{bars.name})\n",
                     " ".join(f"![{p.stem}](report_files/quality/{p.name})" for p in pngs) + "\n")

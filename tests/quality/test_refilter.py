@@ -42,6 +42,9 @@ CONFIGS = {
         "c4": {"filter_lorem_ipsum": False, "filter_curly_bracket": False},
         "fineweb": {"drop_empty": False, "max_char_dup_ratio": 0.2},
     },
+    # a run scored under web (the default profile) re-decided under another profile
+    "profile technical": {"profile": "technical"},
+    "profile prose, one threshold of its own": {"profile": "prose", "c4": {"min_num_sentences": 3}},
 }
 
 

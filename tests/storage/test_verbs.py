@@ -102,3 +102,31 @@ def test_later_occurrences_of_an_id_in_reading_order(catalog, tmp_path):
     found = catalog.later_occurrences([(str(first), 0, None, 1, 0), (str(second), 0, None, 0, 0)]).to_pylist()
     assert found == [{"filename": str(first), "location": "b.jsonl:1", "record_id": "1", "first": "a.jsonl:1"}]
     assert catalog.later_occurrences([(str(first), 0, None, 1, 0)]).num_rows == 0
+
+
+def test_a_catalog_made_before_runs_had_warnings_gains_the_columns_and_keeps_its_rows(tmp_path):
+    import duckdb
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))  # the runs table as catalogs were made before runs.warnings
+    con.execute("CREATE TABLE runs (run_id VARCHAR PRIMARY KEY, status VARCHAR, started_at TIMESTAMPTZ, "
+                "finished_at TIMESTAMPTZ, docs_in BIGINT, docs_kept BIGINT, docs_dropped BIGINT, docs_rejected BIGINT, "
+                "error VARCHAR, config JSON, run_dir VARCHAR)")
+    con.execute("INSERT INTO runs (run_id, status, docs_kept) VALUES ('old', 'completed', 7)")
+    # and dedup_clusters before its jaccard column
+    con.execute("CREATE TABLE dedup_clusters (run_id VARCHAR, cluster_id VARCHAR, doc_id VARCHAR, "
+                "is_survivor BOOLEAN, kind VARCHAR)")
+    con.execute("INSERT INTO dedup_clusters VALUES ('old', 'a', 'b', false, 'near')")
+    con.close()
+    catalog = Catalog(path).add_new_columns()  # what a refilter does first
+    assert catalog.run_warnings("old") == []
+    catalog.ensure_schema()  # what a run does first
+    assert catalog.recent_runs(5)[0]["docs_kept"] == 7
+    warning = {"rule": "gopher_quality.min_alpha_words", "share": 0.94}
+    catalog.record_warnings("old", [warning])
+    assert catalog.run_warnings("old") == [warning]
+    catalog.start_run("old", config={}, run_dir=tmp_path)  # a resumed run's warnings are this attempt's
+    assert catalog.run_warnings("old") == []
+    Catalog(path).ensure_schema()  # and again: nothing to add
+    assert catalog.run_record("old")["docs_kept"] == 7
+    assert catalog.query("SELECT doc_id, jaccard FROM dedup_clusters").to_pylist() == [{"doc_id": "b", "jaccard": None}]
