@@ -20,7 +20,7 @@ from refinery.storage.shards import write_text_atomic
 from refinery.tasks.books import check_books
 from refinery.tasks.config import RefineryConfig, dump_config, load_config
 from refinery.tasks.quality import QualityConfig, family_fingerprints
-from refinery.tasks.quality.guard import SNIPPET_CHARS, drop_rate_warnings, warning_line
+from refinery.tasks.quality.guard import SNIPPET_CHARS, drop_rate_warnings_by_source, warning_line
 from refinery.tasks.quality.refilter import LATER_STAGES, remove_stale_decisions, rescored_families, unfinish
 from refinery.tasks.quality.shard_tasks import quality_shard, refilter_shard, train_quality_classifier
 from refinery.tasks.exceptions import ConfigError, InputError, RefilterError
@@ -93,10 +93,11 @@ def _summarize(run: RunSpec, stats: dict[str, Any]) -> dict[str, Any]:
     """The drops by reason, the drop-rate guard's warnings (``stats["warnings"]``) and the table artifact."""
     by_reason = run.catalog.drops_by_reason(run.run_id, "quality")
     stats["drops_by_reason"] = {r["reason"]: r["docs"] for r in by_reason}
-    stats["warnings"] = drop_rate_warnings(
-        stats["docs"], stats["drops_by_reason"], run.config.quality,
-        example=lambda reason, attribute: run.catalog.drop_example(run.run_id, "quality", reason, attribute,
-                                                                   SNIPPET_CHARS * 2))
+    reached, drops = run.catalog.quality_reach_by_source(run.run_id)
+    stats["warnings"] = drop_rate_warnings_by_source(
+        reached, drops, run.config.quality,
+        example=lambda reason, attribute, source: run.catalog.drop_example(
+            run.run_id, "quality", reason, attribute, SNIPPET_CHARS * 2, source if len(reached) > 1 else None))
     for warning in stats["warnings"]:
         get_run_logger().warning("run %s: %s", run.run_id, warning_line(warning))
     create_table_artifact(

@@ -59,16 +59,35 @@ class CurationVerbs:
             " GROUP BY reason ORDER BY docs DESC, reason", [run_id, stage]).to_pylist()
 
     def drop_example(self, run_id: str, stage: str, reason: str, attribute: str,
-                     chars: int) -> tuple[str, str, float | None] | None:
+                     chars: int, source: str | None = None) -> tuple[str, str, float | None] | None:
         """``(doc_id, the first chars of its text, its value of attribute)`` of one document ``stage``
-        dropped for ``reason`` (the smallest hash of its doc id: the same every time), or None."""
+        dropped for ``reason`` (of ``source`` if given; the smallest hash of its doc id: the same
+        every time), or None."""
+        in_source = "" if source is None else (
+            " AND doc_id IN (SELECT doc_id FROM documents WHERE run_id = $1 AND source = $6)")
         rows = self.query(
-            "SELECT x.doc_id, left(d.text, ?) AS text, (SELECT max(a.value) FROM doc_attributes a WHERE a.run_id = ?"
-            " AND a.doc_id = x.doc_id AND a.name = ?) AS value"
-            " FROM (SELECT doc_id FROM drops WHERE run_id = ? AND stage = ? AND reason = ?"
-            " ORDER BY hash(doc_id), doc_id LIMIT 1) x JOIN documents d ON d.run_id = ? AND d.doc_id = x.doc_id",
-            [chars, run_id, attribute, run_id, stage, reason, run_id]).to_pylist()
+            "SELECT x.doc_id, left(d.text, $2) AS text, (SELECT max(a.value) FROM doc_attributes a WHERE a.run_id = $1"
+            " AND a.doc_id = x.doc_id AND a.name = $3) AS value"
+            f" FROM (SELECT doc_id FROM drops WHERE run_id = $1 AND stage = $4 AND reason = $5{in_source}"
+            " ORDER BY hash(doc_id), doc_id LIMIT 1) x JOIN documents d ON d.run_id = $1 AND d.doc_id = x.doc_id",
+            [run_id, chars, attribute, stage, reason] + ([] if source is None else [source])).to_pylist()
         return (rows[0]["doc_id"], rows[0]["text"] or "", rows[0]["value"]) if rows else None
+
+    def quality_reach_by_source(self, run_id: str) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+        """Per source: the documents the quality stage decided (those dedup kept), and its drops by reason."""
+        rows = self.query("""
+            SELECT d.source, x.stage, x.reason, count(*) AS docs FROM documents d
+            LEFT JOIN (SELECT doc_id, stage, reason FROM drops WHERE run_id = $1 AND stage IN ('dedup', 'quality')) x
+                ON x.doc_id = d.doc_id
+            WHERE d.run_id = $1 GROUP BY ALL""", [run_id]).to_pylist()
+        reached: dict[str, int] = {}
+        drops: dict[str, dict[str, int]] = {}
+        for r in rows:
+            if r["stage"] != "dedup":
+                reached[r["source"]] = reached.get(r["source"], 0) + r["docs"]
+            if r["stage"] == "quality":
+                drops.setdefault(r["source"], {})[r["reason"]] = r["docs"]
+        return reached, drops
 
     def put_quality_classifier(self, run_id: str, *, name: str, path: str, accuracy: float, auc: float) -> None:
         """Register the run's trained quality classifier (``models``) and its held-out figures

@@ -5,6 +5,10 @@ A document is dropped by the first rule it fails (:func:`tasks.quality.rules.dec
 *reaches* the documents no earlier rule (in decision order) dropped: its share is
 ``dropped / reached``. Each warning names the rule, its share, an example dropped document, the
 config path of its threshold and the profiles under which that document would pass the rule.
+
+With several sources the shares are taken per source (:func:`drop_rate_warnings_by_source`): a
+source of documentation mixed into a bigger web crawl can lose nearly all of itself to one rule
+while the run's overall share of that rule stays small.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from refinery.tasks.quality.config import QualityConfig
 from refinery.tasks.quality.profiles import PROFILES
 from refinery.tasks.quality.rules import Rule, active_rules
 
-__all__ = ["SNIPPET_CHARS", "UNJUDGED_FAMILIES", "drop_rate_warnings", "guard_message", "warning_line"]
+__all__ = ["SNIPPET_CHARS", "UNJUDGED_FAMILIES", "drop_rate_warnings", "drop_rate_warnings_by_source", "guard_message",
+           "warning_line"]
 
 # The trained classifier drops what it was trained to (DCLM keeps a tenth): its share says nothing
 # about whether the rules fit the corpus.
@@ -50,6 +55,24 @@ def drop_rate_warnings(docs: int, drops_by_reason: Mapping[str, int], cfg: Quali
         if judged and reached >= cfg.guard.min_reached and dropped > limit * reached:
             out.append(_warning(rule, dropped, reached, limit, cfg, example))
         reached -= dropped
+    return out
+
+
+def drop_rate_warnings_by_source(
+    reached: Mapping[str, int], drops: Mapping[str, Mapping[str, int]], cfg: QualityConfig,
+    example: Callable[[str, str, str], "tuple[str, str, float | None] | None"] | None = None,
+) -> list[dict[str, Any]]:
+    """drop_rate_warnings() for each source (``reached``: documents the quality stage decided per
+    source; ``drops``: its drops per source and reason), each warning naming its ``source``; a run
+    of one source gets the run's warnings, without a source. ``example(reason, attribute, source)``."""
+    if len(reached) <= 1:
+        ((source, docs),) = reached.items() if reached else ((None, 0),)
+        lookup = None if example is None else (lambda r, a: example(r, a, source))
+        return drop_rate_warnings(docs, drops.get(source, {}), cfg, lookup)
+    out = []
+    for source in sorted(reached):
+        lookup = None if example is None else (lambda r, a, s=source: example(r, a, s))
+        out += [{"source": source, **w} for w in drop_rate_warnings(reached[source], drops.get(source, {}), cfg, lookup)]
     return out
 
 
@@ -87,7 +110,8 @@ def warning_line(w: Mapping[str, Any]) -> str:
     fix = f"change {w['setting']} (now {w['value']})"
     if w.get("profiles_that_keep"):
         fix += f" or set quality.profile: {' or '.join(w['profiles_that_keep'])} (the example passes there)"
-    return (f"{w['rule']} dropped {w['dropped']} of the {w['reached']} documents that reached it "
+    where = f" of source {w['source']}" if w.get("source") else ""
+    return (f"{w['rule']} dropped {w['dropped']} of the {w['reached']} documents{where} that reached it "
             f"({w['share']:.0%} > {w['limit']:.0%}){example}; {fix}")
 
 

@@ -101,3 +101,34 @@ def test_fail_fails_the_run_after_quality_and_a_refilter_with_the_technical_prof
     result = runner.invoke(app, ["run", "--resume", run_id, "--config", str(config), "--dask-address", dask_address])
     assert result.exit_code == 0, result.output
     assert newest_run(config)["status"] == "completed"
+
+
+def test_a_source_that_loses_most_of_itself_is_named_even_when_the_whole_run_loses_little(
+        techdocs_config, prefect_api, dask_address, tmp_path):
+    from refinery.tasks.ingest.readers import bbc_folder
+
+    docs = techdocs_config("unused").parent / "docs"
+    config = tmp_path / "mixed.yaml"
+    config.write_text(yaml.safe_dump({
+        "home": str(tmp_path / "home"), "stages": ["ingest", "dedup", "quality"],
+        "ingest": {"shard_size": 200, "sources": [{"path": str(docs), "name": "techdocs"},
+                                                  {"path": str(bbc_folder()), "name": "news"}]}}))
+    result = runner.invoke(app, ["run", "--config", str(config), "--dask-address", dask_address])
+    assert result.exit_code == 0, result.output
+    row = newest_run(config)
+    home = DataHome.resolve(str(tmp_path / "home"))
+    (totals,) = Catalog(home.catalog_path).query(
+        "SELECT count(*) FILTER (reason = $1) AS rule, count(*) FILTER (stage = 'dedup') AS dedup,"
+        " (SELECT count(*) FROM documents WHERE run_id = $2) AS docs FROM drops WHERE run_id = $2",
+        [GUARDED_RULE, row["run_id"]]).to_pylist()
+    # the rule's share of the whole run is under the limit (the news outnumbers the documentation) ...
+    assert totals["rule"] < 0.3 * (totals["docs"] - totals["dedup"])
+    # ... but the documentation loses most of itself to it, and the warning says which source
+    by_rule = {(w.get("source"), w["rule"]): w for w in json.loads(row["warnings"])}
+    w = by_rule[("techdocs", GUARDED_RULE)]
+    assert w["share"] > 0.3 and w["example_doc_id"]
+    assert ("news", GUARDED_RULE) not in by_rule
+    (example,) = Catalog(home.catalog_path).query(
+        "SELECT source FROM documents WHERE run_id = ? AND doc_id = ?", [row["run_id"], w["example_doc_id"]]).to_pylist()
+    assert example["source"] == "techdocs"
+    assert f"of the {w['reached']} documents of source techdocs that reached it" in result.output

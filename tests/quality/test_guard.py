@@ -62,3 +62,23 @@ def test_the_warning_names_an_example_and_the_profiles_that_keep_it():
     assert w["profiles_that_keep"] == ["prose", "technical"]
     message = guard_message("20260101-x", [w])
     assert "\n" not in message and "refinery refilter 20260101-x" in message
+
+
+def test_per_source_shares_find_a_source_the_whole_run_hides() -> None:
+    from refinery.tasks.quality.guard import drop_rate_warnings_by_source
+
+    # 900 crawled pages lose 5% to the alpha-words rule, 100 documentation pages lose 90%: 13.5% of
+    # the run, under the 30% limit, but 90% of the documentation.
+    reached = {"crawl": 900, "docs": 100}
+    drops = {"crawl": {"gopher_quality.min_alpha_words": 45}, "docs": {"gopher_quality.min_alpha_words": 90}}
+    assert drop_rate_warnings(1000, {"gopher_quality.min_alpha_words": 135}, QualityConfig()) == []
+    asked = []
+    (w,) = drop_rate_warnings_by_source(reached, drops, QualityConfig(),
+                                        example=lambda r, a, s: asked.append(s) or ("d1", "x", 0.5))
+    assert (w["source"], w["rule"], w["dropped"], w["reached"]) == ("docs", "gopher_quality.min_alpha_words", 90, 100)
+    assert asked == ["docs"]  # the example is one of that source's drops
+    assert "90 of the 100 documents of source docs that reached it (90% > 30%)" in warning_line(w)
+    # one source: the run's warnings, without a source
+    (alone,) = drop_rate_warnings_by_source({"docs": 100}, {"docs": drops["docs"]}, QualityConfig())
+    assert "source" not in alone and alone["dropped"] == 90
+    assert drop_rate_warnings_by_source({}, {}, QualityConfig()) == []
