@@ -127,7 +127,9 @@ def _failure_section(run: RunSpec, markers: dict[str, Any], failed_stage: str, e
 
 def _warnings_section(run: RunSpec, warnings: list[dict[str, Any]]) -> str:
     """The quality drop-rate guard's warnings: each rule that dropped too much, an example, the fix."""
-    rows = [{"rule": w["rule"], "dropped / reached": f"{w['dropped']} / {w['reached']} ({w['share']:.0%})",
+    by_source = any(w.get("source") for w in warnings)  # a run of several sources judges each apart
+    rows = [{**({"source": w.get("source", "")} if by_source else {}),
+             "rule": w["rule"], "dropped / reached": f"{w['dropped']} / {w['reached']} ({w['share']:.0%})",
              "example": f"`{w['example_doc_id']}`: {w['example']}" if w.get("example_doc_id") else "",
              "setting": f"`{w['setting']}` (now {w['value']})",
              "profiles that keep the example": ", ".join(w.get("profiles_that_keep") or []) or "none"}
@@ -135,7 +137,8 @@ def _warnings_section(run: RunSpec, warnings: list[dict[str, Any]]) -> str:
     limit = warnings[0]["limit"]
     return _section(
         "Warnings",
-        f"**{len(warnings)} quality rule(s) dropped more than {limit:.0%} of the documents that reached them** "
+        f"**{len(warnings)} quality rule(s) dropped more than {limit:.0%} of the documents"
+        f"{' of a source' if by_source else ''} that reached them** "
         f"(`quality.guard.max_drop_share`; reached = not dropped by an earlier rule, profile "
         f"`{warnings[0].get('profile') or run.config.quality.profile}`). The rules may not fit this corpus: "
         "read the example, then change the setting or `quality.profile` and re-decide from the stored scores "

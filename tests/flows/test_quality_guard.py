@@ -132,3 +132,5 @@ def test_a_source_that_loses_most_of_itself_is_named_even_when_the_whole_run_los
         "SELECT source FROM documents WHERE run_id = ? AND doc_id = ?", [row["run_id"], w["example_doc_id"]]).to_pylist()
     assert example["source"] == "techdocs"
     assert f"of the {w['reached']} documents of source techdocs that reached it" in result.output
+    report = (Path(row["run_dir"]) / "report.md").read_text()
+    assert f"| techdocs | {GUARDED_RULE} | {w['dropped']} / {w['reached']} " in report
