@@ -34,6 +34,9 @@ __all__ = ["CURATION_STAGES", "STAGES", "ConfigError", "DaskConfig", "RefineryCo
 # The nightly schedule of `refinery serve` / `refinery deploy`: 02:00, after a working day's input.
 DEFAULT_CRON = "0 2 * * *"
 DEFAULT_TIMEZONE = "UTC"
+# A dataset's name: a folder name under <home>/datasets and a SQL string
+DEFAULT_DATASET = "default"
+DATASET_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
 class DaskConfig(BaseModel):
@@ -67,6 +70,11 @@ class RefineryConfig(BaseModel):
 
     home: str | None = Field(None, description="Data home (shards, catalog, models, reports). "
                              "`REFINERY_HOME` overrides it; default `./refinery-data`.")
+    dataset: str = Field(DEFAULT_DATASET, pattern=DATASET_NAME,
+                         description="The dataset this run's nights add to: each night reads only what is new in its "
+                         "sources, drops what duplicates a document already in the dataset, and publishes a new "
+                         "version (SQL: `curated`, `dataset_versions`, `curated_at(dataset, version)`). Several "
+                         "datasets may share a data home. Letters, digits, `_`, `-`, `.`.")
     stages: list[str] = Field(
         default_factory=lambda: list(STAGES),
         description="Stages this run does, a prefix of the chain (ingest, dedup, quality, synthesize, train, "

@@ -38,6 +38,14 @@ class SourceConfig(BaseModel):
     id_field: str | None = Field("id", description="Record field with a stable record id; else the location is used.")
     label_field: str | None = Field("label", description="Record field with a label/category, if any.")
     title_from_first_line: bool = Field(False, description="Text files: the first line is the title (as in BBC News).")
+    id_scope: Literal["source", "file"] = Field(
+        "source", description="Where a record id must be unique: `source` (two records of the source with one id: the "
+        "later is a `duplicate_id` reject) or `file` (ids are numbered per file, as `split` or a per-shard export "
+        "makes them: the file's path is part of the document's identity).")
+    mode: Literal["append", "mirror"] = Field(
+        "append", description="How the source's files map onto its dataset across nights: `append` (a drop folder: a "
+        "file that disappears keeps its documents) or `mirror` (the folder is the truth: a file that disappears "
+        "retires its documents, reason `source_removed`).")
     encoding: str = Field("utf-8", description="How the source's bytes are decoded (strictly: a record that does not "
                           "decode is rejected as `undecodable_<codec>`, its raw bytes kept). Set `cp1252` or "
                           "`latin-1` for such text; nothing is guessed. Must be ASCII-compatible (not UTF-16/32).")
