@@ -13,6 +13,7 @@ from prefect_dask import DaskTaskRunner
 from refinery.flows.dedup import dedup_flow
 from refinery.flows.evaluate import evaluate_flow
 from refinery.flows.ingest import ingest_flow
+from refinery.flows.publish import publish_flow
 from refinery.flows.quality import quality_flow
 from refinery.tasks.report.run_report import write_report
 from refinery.flows.runtime import dask_cluster
@@ -96,6 +97,7 @@ def run_chain(run: RunSpec, dask_address: str | None = None) -> dict[str, Any]:
             stats["books"] = check_books(run, ingest, quality).as_dict()
             current[0] = "quality (drop-rate guard)"
             _guard(run, quality)
+            stage("publish", publish_flow, ingest, dedup, quality)
             if "synthesize" in chosen:
                 synthesize = stage("synthesize", synthesize_flow, ingest, quality)
             if "train" in chosen:

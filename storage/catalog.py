@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from refinery.storage.books import BookVerbs
 from refinery.storage.curation import CurationVerbs
+from refinery.storage.datasets import DATASET_SCHEMA, DatasetVerbs, rebuild_dataset_views
 from refinery.storage.evaluation import EvaluationVerbs
 from refinery.storage.reports import ReportVerbs
 from refinery.storage.runs_log import RunVerbs
@@ -38,7 +39,7 @@ SCHEMA: dict[str, str] = {
     # per input file: records read = documents + rejected (``path`` as locations name the file)
     "file_books": """
         run_id VARCHAR, source VARCHAR, path VARCHAR, records_read BIGINT, documents BIGINT, rejected BIGINT,
-        bytes BIGINT""",
+        bytes BIGINT, status VARCHAR""",
     "dedup_clusters": """
         run_id VARCHAR, cluster_id VARCHAR, doc_id VARCHAR, is_survivor BOOLEAN, kind VARCHAR, jaccard DOUBLE""",
     "drops": "run_id VARCHAR, doc_id VARCHAR, stage VARCHAR, reason VARCHAR",
@@ -102,7 +103,7 @@ def _add_columns(con: duckdb.DuckDBPyConnection) -> None:
     """Give each existing table the SCHEMA columns it lacks: a catalog made by older code gains the
     columns added since (NULL in its old rows), so it keeps working with newer code."""
     tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-    for table, columns in SCHEMA.items():
+    for table, columns in {**SCHEMA, **DATASET_SCHEMA}.items():
         if table not in tables:
             continue
         present = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
@@ -158,7 +159,7 @@ def _connect_waiting(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnectio
             delay = min(delay * 2, 1.0)
 
 
-class Catalog(RunVerbs, BookVerbs, CurationVerbs, EvaluationVerbs, ReportVerbs):
+class Catalog(RunVerbs, BookVerbs, CurationVerbs, DatasetVerbs, EvaluationVerbs, ReportVerbs):
     """The catalog file and its verbs: connections, schema and registering shards here; the
     verbs of each part of the chain in their own module (storage/runs_log.py, books.py,
     curation.py, evaluation.py, reports.py)."""
@@ -184,11 +185,12 @@ class Catalog(RunVerbs, BookVerbs, CurationVerbs, EvaluationVerbs, ReportVerbs):
 
     def ensure_schema(self) -> "Catalog":
         with self._write() as con:
-            for table, columns in SCHEMA.items():
+            for table, columns in {**SCHEMA, **DATASET_SCHEMA}.items():
                 con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
             _add_columns(con)
             for table in SHARD_TABLES:
                 _rebuild_view(con, table)
+            rebuild_dataset_views(con)
             for view, body in VIEWS.items():
                 con.execute(f"CREATE OR REPLACE VIEW {view} AS {body}")
         return self

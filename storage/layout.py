@@ -5,6 +5,8 @@
     <home>/runs/<run_id>/<stage>/...      Parquet shards, one folder per stage
     <home>/runs/<run_id>/<stage>/_SUCCESS.json   written last; a stage with it is finished
     <home>/runs/<run_id>/report.md|.html  the run report, plots in report_files/
+    <home>/datasets/dataset=<name>/added_in=<run_id>/*.parquet   the documents a night published
+    <home>/datasets/dataset=<name>/index/  the dataset's dedup index (storage/dataset_index.py)
     <home>/cache/                         derived model files shared by runs (de-quantized LLM)
     <home>/run.lock                       held (flock) by the process running a run in this home
 """
@@ -56,6 +58,16 @@ class DataHome:
     def run_config_path(self, run_id: str) -> Path:
         """The config a run was started with (``config.yaml`` in its folder)."""
         return self.run_dir(run_id) / RUN_CONFIG_FILE
+
+    def dataset_dir(self, dataset: str) -> Path:
+        return self.root / "datasets" / f"dataset={dataset}"
+
+    def dataset_docs_dir(self, dataset: str, version: str) -> Path:
+        """Where the documents version ``version`` added to ``dataset`` are linked."""
+        return self.dataset_dir(dataset) / f"added_in={version}"
+
+    def dataset_index_dir(self, dataset: str) -> Path:
+        return self.dataset_dir(dataset) / "index"
 
     def stage_dir(self, run_id: str, stage: str) -> Path:
         return self.run_dir(run_id) / stage

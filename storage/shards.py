@@ -160,6 +160,23 @@ def link_tree(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, rewri
     return count
 
 
+def link_files(paths: Sequence[str | os.PathLike[str]], dst: str | os.PathLike[str]) -> list[str]:
+    """Make folder ``dst`` hold ``paths`` (hard links: no disk; copies where links are impossible),
+    built beside it and renamed into place, so ``dst`` is whole or absent. The paths in ``dst``."""
+    dst = Path(dst)
+    tmp = dst.with_name(f".{dst.name}.linking")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for path in map(Path, paths):
+        try:
+            os.link(path, tmp / path.name)
+        except OSError:
+            shutil.copy2(path, tmp / path.name)
+    shutil.rmtree(dst, ignore_errors=True)
+    os.replace(tmp, dst)
+    return sorted(str(dst / Path(p).name) for p in paths)
+
+
 def rewrite_paths(value: Any, old: str, new: str) -> Any:
     """``value`` (JSON data) with every string that starts with ``old`` starting with ``new`` instead."""
     if isinstance(value, str):

@@ -84,7 +84,7 @@ def reuse_curation(home: DataHome, run_id: str, source_run: str) -> list[str]:
         catalog.mark_reused(run_id, stage, source_run)
         # the marker last: a run killed before it has an unfinished stage, which a resume redoes
         # (replacing the rows copied above)
-        target.write(rewrite_paths(source.read(), old, new))
+        target.write({**rewrite_paths(source.read(), old, new), "reused_from": source_run})
     return stages
 
 

@@ -15,6 +15,8 @@ import pyarrow as pa
 
 from refinery.storage import fixed_size_list, read_shard, read_shards, to_matrix, write_shard
 from refinery.tasks.dedup import DedupConfig, deduplicate, exact_keys, signatures
+from refinery.tasks.dedup.against import REASON_UNCHANGED, DatasetRef, match_dataset, unmatched
+from refinery.tasks.dedup.clusters import REASON_EXACT, REASON_KEPT, REASON_NEAR
 
 # Written with explicit types: a corpus without duplicates gives empty tables, which would
 # otherwise be typed null and break readers that compare doc ids (string) with them.
@@ -42,13 +44,15 @@ def signature_shard(shard: Path, out_dir: Path, cfg: DedupConfig) -> str:
     return str(write_shard(table, out))
 
 
-def cluster_shards(signature_shards: list[str], out_dir: Path, cfg: DedupConfig, n_shards: int) -> dict[str, Any]:
-    """Read every signature shard, cluster, and write clusters + drops shards.
+def cluster_shards(signature_shards: list[str], out_dir: Path, cfg: DedupConfig, n_shards: int,
+                   dataset: DatasetRef | None = None) -> dict[str, Any]:
+    """Read every signature shard, match against the ``dataset`` the night joins (tasks/dedup/against.py),
+    cluster what is left, and write clusters + drops shards.
 
     No signature shard (ingest read no document) gives empty clusters and drops shards.
     """
     if signature_shards:
-        clusters, drops, stats = _cluster(read_shards(sorted(signature_shards)).sort_by("doc_id"), cfg)
+        clusters, drops, stats = _cluster(read_shards(sorted(signature_shards)).sort_by("doc_id"), cfg, dataset)
     else:
         nothing = deduplicate(np.zeros(0, np.uint64), np.zeros((0, cfg.num_perm), np.uint32), np.zeros(0, np.int64), cfg)
         clusters, drops, stats = CLUSTERS_SCHEMA.empty_table(), DROPS_SCHEMA.empty_table(), nothing.stats()
@@ -57,7 +61,42 @@ def cluster_shards(signature_shards: list[str], out_dir: Path, cfg: DedupConfig,
     return {**stats, "clusters_path": str(clusters_path), "drops_path": str(drops_path)}
 
 
-def _cluster(table: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, pa.Table, dict[str, Any]]:
+def _cluster(table: pa.Table, cfg: DedupConfig, dataset: DatasetRef | None) -> tuple[pa.Table, pa.Table, dict[str, Any]]:
+    if dataset is None:
+        return _cluster_night(table, cfg)
+    doc_ids = table.column("doc_id").to_numpy(zero_copy_only=False)
+    match = match_dataset(doc_ids, table.column("exact_key").to_numpy(), to_matrix(table.column("signature")), cfg,
+                          dataset)
+    rest = unmatched(match)
+    clusters, drops, stats = _cluster_night(table.take(pa.array(rest)), cfg)
+    earlier = np.flatnonzero(match.reasons != REASON_KEPT)
+    filed = earlier[match.matched[earlier] != None]  # noqa: E711 - an object array of doc ids and None
+    clusters = pa.concat_tables([clusters, pa.table({
+        "cluster_id": pa.array(match.matched[filed], pa.string()),
+        "doc_id": pa.array(doc_ids[filed], pa.string()),
+        "is_survivor": pa.array(np.zeros(filed.size, bool), pa.bool_()),
+        "kind": pa.array(match.kinds()[filed], pa.string()),
+        "jaccard": pa.array(match.similarity[filed], pa.float64()),
+    }, schema=CLUSTERS_SCHEMA)])
+    drops = pa.concat_tables([drops, pa.table({
+        "doc_id": pa.array(doc_ids[earlier], pa.string()),
+        "stage": pa.array(np.full(earlier.size, "dedup"), pa.string()),
+        "reason": pa.array(match.reasons[earlier], pa.string()),
+    }, schema=DROPS_SCHEMA)])
+    reasons = match.reasons
+    stats |= {
+        "docs": len(doc_ids),
+        "dropped_dataset_unchanged": int((reasons == REASON_UNCHANGED).sum()),
+        "dropped_dedup_exact_earlier": int((reasons == REASON_EXACT).sum()),
+        "dropped_dedup_near_earlier": int((reasons == REASON_NEAR).sum()),
+        "replaced": int(match.replaces.sum()),
+    }
+    stats["dropped_dedup_exact"] += stats["dropped_dedup_exact_earlier"]
+    stats["dropped_dedup_near"] += stats["dropped_dedup_near_earlier"]
+    return clusters, drops, stats
+
+
+def _cluster_night(table: pa.Table, cfg: DedupConfig) -> tuple[pa.Table, pa.Table, dict[str, Any]]:
     doc_ids = table.column("doc_id").to_numpy(zero_copy_only=False)
     keys = table.column("exact_key").to_numpy()
     lengths = table.column("n_chars").to_numpy()

@@ -15,7 +15,7 @@ import json
 import re
 import unicodedata
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,11 +142,17 @@ def _detect(path: Path) -> str:
     return UNSUPPORTED
 
 
-def plan_units(cfg: IngestConfig) -> list[Unit]:
+# What a night reads of one input file (tasks/ingest/incremental.py): None skips it (unchanged since the
+# dataset last read it), a Piece with a span reads only that part (a JSONL file that grew), WHOLE reads it all.
+FileFilter = Callable[[str, Path, str, str], "Piece | None"]
+
+
+def plan_units(cfg: IngestConfig, only: FileFilter | None = None) -> list[Unit]:
     """Split every source into units; deterministic for a given config and input tree (unit
     indices name the shards and markers a resumed run finds). A JSONL or Parquet file larger than
     ``cfg.split_bytes`` becomes several units (:mod:`.splits`), unless ``cfg.limit`` is set (a limit
-    counts records from the start of each file)."""
+    counts records from the start of each file). ``only(source name, file, format, base folder)``
+    says what to read of each file (all of every file when not given)."""
     split = cfg.split_bytes if cfg.limit is None else None
     units: list[Unit] = []
     for position, src in enumerate(cfg.sources):
@@ -164,6 +170,8 @@ def plan_units(cfg: IngestConfig) -> list[Unit]:
         else:
             kinds = {f: fmt for f in files}
         base = str(root if root.is_dir() else root.parent)
+        parts = {f: WHOLE if only is None else only(name, f, k, base) for f, k in kinds.items()}
+        kinds = {f: k for f, k in kinds.items() if parts[f] is not None}
         text_files = [f for f, k in kinds.items() if k == "text"]
         if cfg.limit is not None:
             text_files = text_files[: cfg.limit]
@@ -172,6 +180,9 @@ def plan_units(cfg: IngestConfig) -> list[Unit]:
             units.append(Unit(len(units), name, "text", chunk, base, src, source_index=position))
         for f, kind in kinds.items():
             if kind in ("text", UNSUPPORTED):
+                continue
+            if parts[f] is not WHOLE:  # only a part is new: one unit reads it
+                units.append(Unit(len(units), name, kind, (str(f),), base, src, parts[f], position))
                 continue
             for piece in jsonl_pieces(f, split) if kind == "jsonl" else parquet_pieces(f, split):
                 units.append(Unit(len(units), name, kind, (str(f),), base, src, piece, position))

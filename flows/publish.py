@@ -1,0 +1,63 @@
+"""publish: the night's curated documents become a new version of its dataset, all at once.
+
+The night's kept documents (quality's corpus shards) are indexed for dedup of later nights (on a
+worker) and hard-linked under the dataset's folder; then one catalog transaction publishes the
+version: its files, its index files, the input files it read, and the documents it retires. A
+reader of ``curated`` sees the previous version until that commit. A night that read nothing new
+(every input unchanged) publishes nothing; a run that reused another run's curation (``--from-run``)
+publishes nothing either: that run published it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow.compute as pc
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+
+from refinery.flows.runtime import run_stage
+from refinery.storage import link_files, read_shard
+from refinery.tasks.dedup.against import index_night, index_settings
+from refinery.tasks.runs import RunSpec
+
+index_task = task(index_night, name="dataset-index", task_run_name="index the night's documents for {version}",
+                  retries=1, timeout_seconds=3600)
+
+
+def _publish(run: RunSpec, ingest: dict[str, Any], dedup: dict[str, Any], quality: dict[str, Any],
+             out: Path) -> dict[str, Any]:
+    dataset, version = run.config.dataset, run.run_id
+    logger = get_run_logger()
+    if ingest.get("reused_from") or not ingest.get("inputs"):
+        why = f"curation reused from run {ingest['reused_from']}" if ingest.get("reused_from") else "no input"
+        return {"dataset": dataset, "published": False, "why": why}
+    inputs = read_shard(ingest["inputs"])
+    statuses = inputs.column("status").to_pylist()
+    if not any(s != "unchanged" for s in statuses):
+        logger.info("dataset %s: nothing new in the sources tonight; no new version", dataset)
+        return {"dataset": dataset, "published": False, "why": "nothing new in the sources"}
+    home = run.data_home
+    corpus = [p for p in quality["corpus_shards"] if read_shard(p, ["doc_id"]).num_rows]
+    signature_shards = sorted(str(p) for p in run.stage_dir("dedup").glob("signatures-*.parquet"))
+    index_files = index_task.submit(signature_shards, corpus, run.config.dedup, str(home.dataset_index_dir(dataset)),
+                                    version).result()
+    files = link_files(corpus, home.dataset_docs_dir(dataset, version)) if corpus else []
+    rows = inputs.to_pylist()
+    pick = lambda status: [(r["source"], r["path"]) for r in rows if r["status"] == status]  # noqa: E731
+    published = run.catalog.publish_version(
+        dataset, version, files=files, index_files=index_files,
+        inputs=inputs.filter(pc.not_equal(inputs.column("status"), "unchanged")),
+        changed=pick("changed"), removed=[tuple(r) for r in ingest.get("mirror_removed", [])],
+        dedup=index_settings(run.config.dedup))
+    logger.info("dataset %s: version %s published: %d added, %d retired, %d documents",
+                dataset, version, published["docs_added"], published["docs_retired"], published["docs_total"])
+    create_table_artifact(key="dataset-version", table=[{"figure": k, "value": v} for k, v in published.items()],
+                          description=f"Dataset {dataset}: the version run {version} published.")
+    return {"dataset": dataset, "published": True, **published}
+
+
+@flow(name="publish", log_prints=True)
+def publish_flow(run: RunSpec, ingest: dict[str, Any], dedup: dict[str, Any], quality: dict[str, Any]) -> dict[str, Any]:
+    return run_stage(run, "publish", lambda out: _publish(run, ingest, dedup, quality, out))

@@ -1,0 +1,123 @@
+"""A dataset's dedup index: the exact and LSH band keys of every document it ever published, and
+their MinHash signatures, as Parquet beside the dataset (``<home>/datasets/dataset=NAME/index``).
+
+    index/keys/part=PP/<version>.parquet     band SMALLINT (-1: the exact key), key UBIGINT, doc_id, added_in
+    index/signatures/part=PP/<version>.parquet  doc_id, added_in, n_chars, exact_key, signature
+
+Keys are spread over :data:`PARTS` partitions by their top bits, signatures by their doc id's hash,
+each version's rows in a file of its own, written by the worker that publishes the night (before
+the catalog names the version: a reader only trusts files a published version lists). A night's
+lookup joins its own keys (small: the night's size) with the files of the partitions they fall in,
+in DuckDB, which streams the index and builds its hash table on the night's side, so memory is
+bounded by the night, not the dataset. Retired documents stay in the index; lookups leave out the
+(doc_id, added_in) pairs the caller says are retired.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from refinery.storage.shards import write_shard
+
+PARTS = 16
+_SHIFT = np.uint64(64 - 4)  # top 4 bits: 16 partitions
+EXACT_BAND = -1
+
+
+def key_part(keys: np.ndarray) -> np.ndarray:
+    return (keys.astype(np.uint64) >> _SHIFT).astype(np.int64)
+
+
+def doc_part(doc_ids: Sequence[str]) -> np.ndarray:
+    # a doc id is 16 hex digits (xxh3-64): its first digit is already uniform
+    return np.array([int(d[0], 16) if d else 0 for d in doc_ids], dtype=np.int64) % PARTS
+
+
+def _partitioned(table: pa.Table, parts: np.ndarray, folder: Path, version: str) -> list[str]:
+    written = []
+    for p in range(PARTS):
+        rows = np.flatnonzero(parts == p)
+        if rows.size:
+            path = folder / f"part={p:02d}" / f"{version}.parquet"
+            written.append(str(write_shard(table.take(pa.array(rows)), path)))
+    return written
+
+
+def write_index(index_dir: str | os.PathLike[str], version: str, keys: pa.Table, signatures: pa.Table) -> list[str]:
+    """Write one version's keys (band, key, doc_id, added_in) and signatures (doc_id, added_in, n_chars,
+    exact_key, signature), each split over the partitions; the files written (atomic, each)."""
+    index_dir = Path(index_dir)
+    key_col = keys.column("key").to_numpy() if keys.num_rows else np.zeros(0, np.uint64)
+    doc_col = signatures.column("doc_id").to_pylist()
+    return (_partitioned(keys, key_part(key_col), index_dir / "keys", version)
+            + _partitioned(signatures, doc_part(doc_col), index_dir / "signatures", version))
+
+
+def _files(files: Sequence[str], kind: str, parts: set[int]) -> list[str]:
+    return [f for f in files if f"/{kind}/part=" in f and int(f.rsplit("part=", 1)[1][:2]) in parts]
+
+
+def _connect() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False,
+                                 "threads": 1})
+    return con
+
+
+def lookup_keys(index_files: Sequence[str], night: pa.Table, retired: pa.Table) -> pa.Table:
+    """Every indexed document sharing a (band, key) with a night row: ``row, band, doc_id, added_in``.
+
+    ``night``: (row int64, band int16, key uint64); ``retired``: (doc_id, added_in) left out."""
+    parts = set(key_part(night.column("key").to_numpy()).tolist()) if night.num_rows else set()
+    files = _files(index_files, "keys", parts)
+    if not files:
+        return pa.table({"row": pa.array([], pa.int64()), "band": pa.array([], pa.int16()),
+                         "doc_id": pa.array([], pa.string()), "added_in": pa.array([], pa.string())})
+    con = _connect()
+    try:
+        con.register("night", night)
+        con.register("retired", retired)
+        return con.execute(
+            "SELECT n.row, n.band, i.doc_id, i.added_in FROM night n"
+            " JOIN read_parquet(?::VARCHAR[]) i ON i.band = n.band AND i.key = n.key"
+            " WHERE NOT EXISTS (SELECT 1 FROM retired r WHERE r.doc_id = i.doc_id AND r.added_in = i.added_in)"
+            " ORDER BY n.row, i.doc_id, i.added_in", [files]).to_arrow_table()
+    finally:
+        con.close()
+
+
+def indexed_signatures(index_files: Sequence[str], doc_ids: Sequence[str], retired: pa.Table) -> pa.Table:
+    """The signatures (doc_id, added_in, n_chars, exact_key, signature) of the given doc ids that the
+    index holds and that are not retired."""
+    files = _files(index_files, "signatures", set(doc_part(doc_ids).tolist()))
+    if not files or not doc_ids:
+        return pa.table({"doc_id": pa.array([], pa.string()), "added_in": pa.array([], pa.string()),
+                         "n_chars": pa.array([], pa.int64()), "exact_key": pa.array([], pa.uint64()),
+                         "signature": pa.array([], pa.list_(pa.uint32()))})
+    con = _connect()
+    try:
+        con.register("wanted", pa.table({"doc_id": pa.array(sorted(set(doc_ids)), pa.string())}))
+        con.register("retired", retired)
+        found = con.execute(
+            "SELECT s.doc_id, s.added_in, s.n_chars, s.exact_key, s.signature FROM read_parquet(?::VARCHAR[]) s"
+            " SEMI JOIN wanted w ON w.doc_id = s.doc_id"
+            " WHERE NOT EXISTS (SELECT 1 FROM retired r WHERE r.doc_id = s.doc_id AND r.added_in = s.added_in)"
+            " ORDER BY s.doc_id, s.added_in", [files]).to_arrow_table()
+    finally:
+        con.close()
+    return _fixed_width(found, "signature")
+
+
+def _fixed_width(table: pa.Table, column: str) -> pa.Table:
+    """DuckDB answers a fixed-size list column as a list: back to fixed size (all rows are as wide)."""
+    values = table.column(column)
+    if pa.types.is_fixed_size_list(values.type) or not table.num_rows:
+        return table
+    width = len(values[0])
+    return table.set_column(table.schema.get_field_index(column), column,
+                            values.cast(pa.list_(values.type.value_type, width)))

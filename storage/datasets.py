@@ -1,0 +1,172 @@
+"""Catalog verbs: named datasets that grow night by night, their versions, and what they remember of their inputs.
+
+A dataset's documents stay in the Parquet files its nights published, hard-linked under
+``<home>/datasets/dataset=NAME/added_in=RUN/`` (so deleting a run's folder takes nothing from the
+dataset). The catalog keeps, per dataset:
+
+- ``dataset_versions``: one row per publishing night (its files, its index files, counts);
+- ``dataset_retired``: each document a later night retired, with the night and the reason;
+- ``dataset_inputs``: each input file as a night read it (size, mtime, content hash), so the next
+  night reads only what is new.
+
+Views (rebuilt in the transaction that publishes a version, so a reader sees one version or the
+next, never half of one): ``dataset_documents`` (every document ever published: one ``read_parquet``
+over the published files, whatever the number of nights), ``curated`` (those not retired) and the
+table macro ``curated_at(dataset, version)``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from refinery.tasks.exceptions import AccountingError
+
+DATASET_SCHEMA: dict[str, str] = {
+    "dataset_versions": """
+        dataset VARCHAR, version VARCHAR, seq BIGINT, published_at TIMESTAMPTZ, docs_added BIGINT,
+        docs_retired BIGINT, docs_total BIGINT, files VARCHAR[], index_files VARCHAR[], dedup JSON""",
+    "dataset_retired": "dataset VARCHAR, doc_id VARCHAR, added_in VARCHAR, retired_in VARCHAR, reason VARCHAR",
+    "dataset_inputs": """
+        dataset VARCHAR, version VARCHAR, source VARCHAR, path VARCHAR, size BIGINT, mtime_ns BIGINT, hash VARCHAR,
+        lines BIGINT, ends_line BOOLEAN, status VARCHAR""",
+}
+
+DOCUMENT_COLUMNS = ("doc_id", "source", "location", "title", "text", "label", "n_chars", "record_id")
+_TYPES = {"doc_id": "VARCHAR", "source": "VARCHAR", "location": "VARCHAR", "title": "VARCHAR", "text": "VARCHAR",
+          "label": "VARCHAR", "n_chars": "BIGINT", "record_id": "VARCHAR"}
+
+REASON_CHANGED = "source_changed"
+REASON_REMOVED = "source_removed"
+
+# The documents of a dataset that are current (published and not retired), before this night's publish.
+_CURRENT = """
+    SELECT d.dataset, d.doc_id, d.added_in, d.source, d.location FROM dataset_documents d
+    WHERE d.dataset = $ds AND NOT EXISTS (SELECT 1 FROM dataset_retired r
+        WHERE r.dataset = d.dataset AND r.doc_id = d.doc_id AND r.added_in = d.added_in)"""
+# A document's input file: its location less a ":line" / ":row" suffix (a text file's location is its file).
+_FILE_OF = "regexp_replace(c.location, ':[0-9]+$', '')"
+
+
+def _lit(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def rebuild_dataset_views(con: duckdb.DuckDBPyConnection) -> None:
+    """(Re)create ``dataset_documents``, ``curated`` and ``curated_at`` over every published file."""
+    files = [f for (paths,) in con.execute("SELECT files FROM dataset_versions ORDER BY dataset, seq").fetchall()
+             for f in paths]
+    columns = ", ".join(f"CAST({c} AS {_TYPES[c]}) AS {c}" for c in DOCUMENT_COLUMNS)
+    if files:
+        listed = "[" + ", ".join(map(_lit, files)) + "]"
+        body = (f"SELECT CAST(dataset AS VARCHAR) AS dataset, {columns}, CAST(added_in AS VARCHAR) AS added_in "
+                f"FROM read_parquet({listed}, hive_partitioning = true, "
+                "hive_types = {'dataset': VARCHAR, 'added_in': VARCHAR}, union_by_name = true)")
+    else:
+        body = ("SELECT CAST(NULL AS VARCHAR) AS dataset, "
+                + ", ".join(f"CAST(NULL AS {_TYPES[c]}) AS {c}" for c in DOCUMENT_COLUMNS)
+                + ", CAST(NULL AS VARCHAR) AS added_in WHERE false")
+    con.execute(f"CREATE OR REPLACE VIEW dataset_documents AS {body}")
+    con.execute("""CREATE OR REPLACE VIEW curated AS SELECT d.* FROM dataset_documents d
+        WHERE NOT EXISTS (SELECT 1 FROM dataset_retired r
+                          WHERE r.dataset = d.dataset AND r.doc_id = d.doc_id AND r.added_in = d.added_in)""")
+    con.execute("""CREATE OR REPLACE MACRO curated_at(ds, v) AS TABLE
+        WITH asked AS (SELECT seq FROM dataset_versions WHERE dataset = ds AND version = v)
+        SELECT d.* FROM dataset_documents d JOIN dataset_versions a ON a.dataset = d.dataset AND a.version = d.added_in
+        WHERE d.dataset = ds AND a.seq <= (SELECT seq FROM asked)
+          AND NOT EXISTS (SELECT 1 FROM dataset_retired r JOIN dataset_versions b
+                          ON b.dataset = r.dataset AND b.version = r.retired_in
+                          WHERE r.dataset = d.dataset AND r.doc_id = d.doc_id AND r.added_in = d.added_in
+                            AND b.seq <= (SELECT seq FROM asked))""")
+
+
+class DatasetVerbs:
+    """Verbs for datasets (mixed into Catalog: ``self._read()``, ``self._write()``, ``self.query``)."""
+
+    def dataset_inputs_state(self, dataset: str) -> list[dict[str, Any]]:
+        """What the dataset remembers of each input file: its row from the last night that read it,
+        less the files that night found removed."""
+        return self.query("""
+            SELECT i.source, i.path, i.size, i.mtime_ns, i.hash, i.lines, i.ends_line FROM dataset_inputs i
+            JOIN dataset_versions v ON v.dataset = i.dataset AND v.version = i.version
+            WHERE i.dataset = $1
+            QUALIFY row_number() OVER (PARTITION BY i.source, i.path ORDER BY v.seq DESC) = 1 AND i.status <> 'removed'
+            ORDER BY i.source, i.path""", [dataset]).to_pylist()
+
+    def dataset_index(self, dataset: str) -> tuple[list[str], pa.Table, dict[str, Any] | None]:
+        """(the index files of every published version, the retired (doc_id, added_in) pairs, the
+        dedup settings the index was built with — None for a dataset with no version yet)."""
+        versions = self.query("SELECT index_files, dedup FROM dataset_versions WHERE dataset = $1 ORDER BY seq",
+                              [dataset]).to_pylist()
+        retired = self.query("SELECT doc_id, added_in FROM dataset_retired WHERE dataset = $1 ORDER BY doc_id, added_in",
+                             [dataset])
+        files = [f for v in versions for f in v["index_files"] or []]
+        settings = json.loads(versions[-1]["dedup"]) if versions and versions[-1]["dedup"] else None
+        return files, retired, settings
+
+    def dataset_versions_of(self, dataset: str) -> list[dict[str, Any]]:
+        """The dataset's versions, oldest first."""
+        return self.query("SELECT version, seq, published_at, docs_added, docs_retired, docs_total FROM dataset_versions"
+                          " WHERE dataset = $1 ORDER BY seq", [dataset]).to_pylist()
+
+    def publish_version(self, dataset: str, version: str, *, files: Sequence[str], index_files: Sequence[str],
+                        inputs: pa.Table, changed: Sequence[tuple[str, str]], removed: Sequence[tuple[str, str]],
+                        dedup: dict[str, Any]) -> dict[str, int]:
+        """Publish the night ``version`` of ``dataset`` in one transaction: its documents (``files``,
+        the night's kept documents), its index files, its input files (``inputs``), and the
+        retirements it implies — the old version of each record the night read again with another
+        text, the records gone from ``changed`` files (both ``source_changed``) and the documents of
+        ``removed`` files (``source_removed``), each a (source, file location) pair. The dataset's
+        books are checked before the commit: previous total + added − retired = the new total.
+        Publishing the same night again replaces what it published."""
+        pairs = lambda rows: pa.table({"source": [s for s, _ in rows], "path": [p for _, p in rows]},  # noqa: E731
+                                      schema=pa.schema([("source", pa.string()), ("path", pa.string())]))
+        with self._write() as con:
+            for table, column in (("dataset_versions", "version"), ("dataset_retired", "retired_in"),
+                                  ("dataset_inputs", "version")):
+                con.execute(f"DELETE FROM {table} WHERE dataset = ? AND {column} = ?", [dataset, version]).fetchall()
+            rebuild_dataset_views(con)
+            con.register("changed_files", pairs(changed))
+            con.register("removed_files", pairs(removed))
+            params = {"ds": dataset, "v": version}
+            current = _CURRENT
+            con.execute(f"""
+                INSERT INTO dataset_retired
+                SELECT c.dataset, c.doc_id, c.added_in, $v, '{REASON_CHANGED}' FROM ({current}) c
+                WHERE c.doc_id IN (SELECT doc_id FROM documents WHERE run_id = $v)
+                  AND c.doc_id NOT IN (SELECT doc_id FROM drops WHERE run_id = $v AND reason = 'dataset_unchanged')
+                UNION ALL
+                SELECT c.dataset, c.doc_id, c.added_in, $v, '{REASON_CHANGED}' FROM ({current}) c
+                JOIN changed_files f ON f.source = c.source AND (f.path = c.location OR f.path = {_FILE_OF})
+                WHERE c.doc_id NOT IN (SELECT doc_id FROM documents WHERE run_id = $v)
+                UNION ALL
+                SELECT c.dataset, c.doc_id, c.added_in, $v, '{REASON_REMOVED}' FROM ({current}) c
+                JOIN removed_files f ON f.source = c.source AND (f.path = c.location OR f.path = {_FILE_OF})
+                """, params).fetchall()
+            retired = con.execute("SELECT count(*) FROM dataset_retired WHERE dataset = ? AND retired_in = ?",
+                                  [dataset, version]).fetchall()[0][0]
+            if inputs.num_rows:
+                con.register("_inputs", inputs)
+                con.execute("INSERT INTO dataset_inputs SELECT ?, ?, source, path, size, mtime_ns, hash, lines, ends_line,"
+                            " status FROM _inputs", [dataset, version]).fetchall()
+            added = con.execute("SELECT count(*) FROM read_parquet(?::VARCHAR[])", [list(files)]).fetchall()[0][0] \
+                if files else 0
+            seq, before = con.execute(
+                "SELECT coalesce(max(seq), 0) + 1, coalesce(arg_max(docs_total, seq), 0) FROM dataset_versions"
+                " WHERE dataset = ?", [dataset]).fetchall()[0]
+            total = before + added - retired
+            con.execute("INSERT INTO dataset_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [dataset, version, seq, datetime.now(timezone.utc), added, retired, total, list(files),
+                         list(index_files), json.dumps(dedup, sort_keys=True)]).fetchall()
+            rebuild_dataset_views(con)
+            held = con.execute("SELECT count(*) FROM curated WHERE dataset = ?", [dataset]).fetchall()[0][0]
+            if held != total:
+                raise AccountingError(f"dataset {dataset}: the books do not balance at version {version}: "
+                                      f"{before} before + {added} added - {retired} retired = {total}, "
+                                      f"but curated holds {held}")
+            return {"version": version, "seq": seq, "docs_added": added, "docs_retired": retired, "docs_total": total}

@@ -1,0 +1,199 @@
+"""Tonight's documents against the dataset they join: what is already there, before dedup within the night.
+
+For each of the night's documents (rows sorted by doc_id), in this order:
+
+1. **Its own doc id is in the dataset.** Same exact key (normalized text hash): the record did not
+   change, it is dropped as ``dataset_unchanged`` (skipped: nothing to score or publish). A
+   different key: the record changed; it goes on as a new document, matched against everything
+   but its own old version, which publishing retires (``source_changed``).
+2. **Its exact key is a current document's** (another doc id): dropped as ``dedup_exact``, filed
+   under that document.
+3. **An LSH band key is shared with current documents** and the estimated Jaccard with one of them
+   reaches the threshold (when ``verify``): dropped as ``dedup_near``, filed under the most similar
+   one (ties: the smallest doc id), so each drop is a verified pair with its survivor, never a chain.
+
+A published document is never dropped by a later night: the dataset is stable. What is left goes
+through dedup within the night as before (tasks/dedup/clusters.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from refinery.storage import read_shards, to_matrix
+from refinery.storage.dataset_index import EXACT_BAND, indexed_signatures, lookup_keys, write_index
+from refinery.tasks.dedup.clusters import REASON_EXACT, REASON_KEPT, REASON_NEAR
+from refinery.tasks.dedup.config import DedupConfig
+from refinery.tasks.dedup.lsh import _band_hashes, lsh_params
+from refinery.tasks.dedup.minhash import EMPTY_SIGNATURE_VALUE, estimated_jaccard
+
+REASON_UNCHANGED = "dataset_unchanged"
+# dedup_clusters.kind of a night's document filed under a document of an earlier night
+KIND_EXACT_EARLIER = "exact_earlier_night"
+KIND_NEAR_EARLIER = "near_earlier_night"
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """What a night's dedup needs of its dataset: the published index files and what is retired."""
+
+    index_files: tuple[str, ...]
+    retired: pa.Table  # (doc_id, added_in) of every retired document of the dataset
+
+
+@dataclass(frozen=True)
+class DatasetMatch:
+    """Per night row: its reason ("" when it goes on to dedup within the night), the document it is
+    filed under (None when none) and their estimated Jaccard (NaN when none)."""
+
+    reasons: np.ndarray
+    matched: np.ndarray
+    similarity: np.ndarray
+    replaces: np.ndarray  # bool: a changed record, whose old version publishing retires
+
+    def kinds(self) -> np.ndarray:
+        return np.where(self.reasons == REASON_EXACT, KIND_EXACT_EARLIER,
+                        np.where(self.reasons == REASON_NEAR, KIND_NEAR_EARLIER, ""))
+
+
+def band_keys(sigs: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, band, key) of every LSH band of every row with a signature (a text too short to have
+    shingles has the empty signature and no band)."""
+    params = lsh_params(cfg)
+    live = np.flatnonzero(sigs[:, 0] != EMPTY_SIGNATURE_VALUE) if len(sigs) else np.zeros(0, np.int64)
+    if not live.size:
+        return np.zeros(0, np.int64), np.zeros(0, np.int16), np.zeros(0, np.uint64)
+    hashes = _band_hashes(sigs, live, 0, params.bands, params.rows, cfg.seed)  # (bands, live)
+    rows = np.tile(live, params.bands)
+    bands = np.repeat(np.arange(params.bands, dtype=np.int16), live.size)
+    return rows, bands, hashes.reshape(-1)
+
+
+def index_rows(doc_ids: np.ndarray, keys: np.ndarray | None, sigs: np.ndarray | None, cfg: DedupConfig,
+               version: str) -> pa.Table:
+    """The index's key rows (band, key, doc_id, added_in) of documents published in ``version``."""
+    rows = [np.zeros(0, np.int64)]
+    bands = [np.zeros(0, np.int16)]
+    values = [np.zeros(0, np.uint64)]
+    if cfg.exact and keys is not None:
+        rows.append(np.arange(len(doc_ids)))
+        bands.append(np.full(len(doc_ids), EXACT_BAND, np.int16))
+        values.append(keys.astype(np.uint64))
+    if cfg.near and sigs is not None:
+        r, b, v = band_keys(sigs, cfg)
+        rows.append(r)
+        bands.append(b)
+        values.append(v)
+    row = np.concatenate(rows)
+    return pa.table({"band": pa.array(np.concatenate(bands), pa.int16()), "key": pa.array(np.concatenate(values), pa.uint64()),
+                     "doc_id": pa.array(doc_ids[row], pa.string()),
+                     "added_in": pa.array(np.full(row.size, version, dtype=object), pa.string())})
+
+
+def match_dataset(doc_ids: np.ndarray, keys: np.ndarray, sigs: np.ndarray, cfg: DedupConfig,
+                  ref: DatasetRef) -> DatasetMatch:
+    """Match the night's rows (doc ids, exact keys, signatures; sorted by doc id) against ``ref``."""
+    n = len(doc_ids)
+    reasons = np.full(n, REASON_KEPT, dtype=object)
+    matched = np.full(n, None, dtype=object)
+    similarity = np.full(n, np.nan)
+    replaces = np.zeros(n, dtype=bool)
+    if not n or not ref.index_files:
+        return DatasetMatch(reasons.astype(str), matched, similarity, replaces)
+    # 1. the same doc id: unchanged, or a changed record that replaces its old version
+    own = indexed_signatures(ref.index_files, list(doc_ids), ref.retired)
+    if own.num_rows:
+        position = {d: i for i, d in enumerate(doc_ids)}
+        for doc_id, key in zip(own.column("doc_id").to_pylist(), own.column("exact_key").to_pylist()):
+            row = position[doc_id]
+            if key == int(keys[row]):
+                reasons[row] = REASON_UNCHANGED
+            else:
+                replaces[row] = True
+    # 2 and 3: exact and band keys of the rows still open, looked up together
+    open_rows = np.flatnonzero(reasons == REASON_KEPT)
+    parts = []
+    if cfg.exact:
+        parts.append((open_rows, np.full(open_rows.size, EXACT_BAND, np.int16), keys[open_rows].astype(np.uint64)))
+    if cfg.near:
+        r, b, v = band_keys(sigs[open_rows], cfg)
+        parts.append((open_rows[r], b, v))
+    if parts:
+        night = pa.table({"row": pa.array(np.concatenate([p[0] for p in parts]), pa.int64()),
+                          "band": pa.array(np.concatenate([p[1] for p in parts]), pa.int16()),
+                          "key": pa.array(np.concatenate([p[2] for p in parts]), pa.uint64())})
+        hits = lookup_keys(ref.index_files, night, ref.retired)
+        _file_matches(hits, doc_ids, sigs, cfg, ref, reasons, matched, similarity)
+    return DatasetMatch(reasons.astype(str), matched, similarity, replaces)
+
+
+def _file_matches(hits: pa.Table, doc_ids: np.ndarray, sigs: np.ndarray, cfg: DedupConfig, ref: DatasetRef,
+                  reasons: np.ndarray, matched: np.ndarray, similarity: np.ndarray) -> None:
+    """Turn key hits into drops: exact first, then the most similar verified near candidate."""
+    if not hits.num_rows:
+        return
+    rows = hits.column("row").to_numpy()
+    band = hits.column("band").to_numpy()
+    other = np.array(hits.column("doc_id").to_pylist(), dtype=object)
+    not_self = other != doc_ids[rows]  # a changed record is not matched against its old version
+    exact = (band == EXACT_BAND) & not_self
+    for row, doc in zip(rows[exact], other[exact]):
+        if reasons[row] == REASON_KEPT:  # hits are sorted by row, doc id: the smallest doc id wins
+            reasons[row], matched[row], similarity[row] = REASON_EXACT, doc, 1.0
+    near = (band != EXACT_BAND) & not_self
+    if not near.any():
+        return
+    pairs = sorted({(int(r), d) for r, d in zip(rows[near], other[near]) if reasons[r] == REASON_KEPT})
+    if not pairs:
+        return
+    found = indexed_signatures(ref.index_files, sorted({d for _, d in pairs}), ref.retired)
+    if not found.num_rows:
+        return
+    at = {d: i for i, d in enumerate(found.column("doc_id").to_pylist())}
+    theirs = to_matrix(found.column("signature"))
+    pair_rows = np.array([r for r, d in pairs if d in at], dtype=np.int64)
+    pair_docs = [d for _, d in pairs if d in at]
+    if not pair_rows.size:
+        return
+    sim = np.asarray(estimated_jaccard(sigs[pair_rows], theirs[[at[d] for d in pair_docs]]), dtype=np.float64)
+    accept = sim >= cfg.threshold if cfg.verify else np.ones(sim.size, dtype=bool)
+    best: dict[int, tuple[float, str]] = {}
+    for row, doc, s in zip(pair_rows[accept], np.array(pair_docs, dtype=object)[accept], sim[accept]):
+        if row not in best or s > best[row][0] or (s == best[row][0] and doc < best[row][1]):
+            best[row] = (float(s), doc)
+    for row, (s, doc) in best.items():
+        reasons[row], matched[row], similarity[row] = REASON_NEAR, doc, round(s, 4)
+
+
+def unmatched(match: DatasetMatch) -> np.ndarray:
+    """Rows that go on to dedup within the night."""
+    return np.flatnonzero(match.reasons == REASON_KEPT)
+
+
+def index_settings(cfg: DedupConfig) -> dict[str, object]:
+    """What the dataset's index depends on: a night with other values cannot be matched against it."""
+    params = lsh_params(cfg) if cfg.near else None
+    return {"exact": cfg.exact, "near": cfg.near, "shingle": cfg.shingle, "ngram": cfg.ngram, "num_perm": cfg.num_perm,
+            "seed": cfg.seed, "bands": params.bands if params else None, "rows": params.rows if params else None}
+
+
+def index_night(signature_shards: list[str], corpus_shards: list[str], cfg: DedupConfig, index_dir: str,
+                version: str) -> list[str]:
+    """Index the documents a night publishes (its corpus shards' doc ids) from the night's
+    signature shards: their exact and band keys and signatures, written under ``index_dir``."""
+    kept = read_shards(sorted(corpus_shards), ["doc_id"]).column("doc_id") if corpus_shards else pa.array([], pa.string())
+    table = read_shards(sorted(signature_shards)) if signature_shards else None
+    if table is None or not len(kept):
+        return []
+    table = table.filter(pc.is_in(table.column("doc_id"), value_set=pa.chunked_array(kept).combine_chunks())).sort_by("doc_id")
+    doc_ids = table.column("doc_id").to_numpy(zero_copy_only=False)
+    keys = table.column("exact_key").to_numpy()
+    sigs = to_matrix(table.column("signature"))
+    signatures = pa.table({"doc_id": table.column("doc_id"),
+                           "added_in": pa.array([version] * table.num_rows, pa.string()),
+                           "n_chars": table.column("n_chars"), "exact_key": table.column("exact_key"),
+                           "signature": table.column("signature")})
+    return write_index(index_dir, version, index_rows(doc_ids, keys, sigs, cfg, version), signatures)
