@@ -7,6 +7,7 @@ transaction and closes it again, so ``refinery sql`` can read between writes.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import time
@@ -143,20 +144,73 @@ def read_statement(sql: str) -> str:
     return statement.query
 
 
+# The storage format the catalog is written in: the one DuckDB 1.5 reads, so the DuckDB CLI a user
+# installs (`pip install duckdb-cli`, 1.5.x the newest there) opens it; DuckDB 2.0's own format
+# ("v2.0.0+", the default of the duckdb Refinery pins) it refuses ("version number 69").
+CATALOG_STORAGE_VERSION = "v1.5.0"
+
+
+def _rewrite_in_readable_storage(con: duckdb.DuckDBPyConnection, path: Path) -> bool:
+    """Rewrite a catalog that an older Refinery wrote in DuckDB 2.0's storage format into
+    CATALOG_STORAGE_VERSION (once: tables, views, macros and rows copied into a new file that then
+    replaces the old one atomically); True when it did, and ``con`` is closed.
+
+    Called on a connection that writes, so under the home's run lock: nothing else writes meanwhile.
+    A rewrite cut short leaves the old file as it was, and the next writer tries again.
+    """
+    (tags,) = con.execute(
+        "SELECT tags FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
+    found = dict(tags or {}).get("storage_version", "")  # e.g. "v2.0.0+": DuckDB 2.0 and later read it
+    written, readable = (tuple(int(n) for n in re.findall(r"\d+", v)[:3]) for v in (found, CATALOG_STORAGE_VERSION))
+    if not written or written <= readable:
+        return False
+    started = time.monotonic()
+    fresh = path.with_name(path.name + ".rewrite")
+    for stale in (fresh, fresh.with_name(fresh.name + ".wal")):
+        stale.unlink(missing_ok=True)
+    (name,) = con.execute("SELECT current_database()").fetchone()
+    try:
+        con.execute(f"ATTACH {_sql_literal(str(fresh))} AS refinery_rewrite "
+                    f"(STORAGE_VERSION {_sql_literal(CATALOG_STORAGE_VERSION)})")
+        con.execute(f'COPY FROM DATABASE "{name.replace(chr(34), chr(34) * 2)}" TO refinery_rewrite')
+        con.execute("DETACH refinery_rewrite")
+    except duckdb.Error as exc:
+        fresh.unlink(missing_ok=True)
+        raise CatalogError(f"cannot rewrite {path} in DuckDB {CATALOG_STORAGE_VERSION} storage: {exc}") from exc
+    finally:
+        con.close()
+    os.replace(fresh, path)
+    logging.getLogger(__name__).warning(
+        "rewrote the catalog %s from DuckDB storage %s to %s (%.1f s), so that the DuckDB 1.5 CLI "
+        "(pip install duckdb-cli) opens it", path, found, CATALOG_STORAGE_VERSION, time.monotonic() - started)
+    return True
+
+
 def _connect_waiting(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
     """Open the catalog, waiting up to READ_LOCK_WAIT_S while another process holds its file lock
-    (the flow process during one write transaction, or a reader during one query)."""
+    (the flow process during one write transaction, or a reader during one query).
+
+    A writer creates a new catalog in CATALOG_STORAGE_VERSION, and rewrites one in a newer format
+    (:func:`_rewrite_in_readable_storage`); DuckDB keeps a file's format on later writes.
+    """
     deadline = time.monotonic() + READ_LOCK_WAIT_S
     delay = 0.05
+    rewritten = False
     while True:
+        config: dict[str, Any] = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+        if not read_only and not path.exists():
+            config["storage_compatibility_version"] = CATALOG_STORAGE_VERSION
         try:
-            return duckdb.connect(str(path), read_only=read_only,
-                                  config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+            con = duckdb.connect(str(path), read_only=read_only, config=config)
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower() or time.monotonic() > deadline:
                 raise CatalogError(f"cannot open {path} {'for reading' if read_only else 'to write'}: {exc}") from exc
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
+            continue
+        if read_only or rewritten or not _rewrite_in_readable_storage(con, path):
+            return con
+        rewritten = True  # open the rewritten file
 
 
 class Catalog(RunVerbs, BookVerbs, CurationVerbs, DatasetVerbs, EvaluationVerbs, ReportVerbs):
