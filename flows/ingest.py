@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from prefect import flow, task, unmapped
+from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_table_artifact
 
 from refinery.flows.runtime import gather, run_stage
@@ -15,7 +15,8 @@ from refinery.tasks.runs import RunSpec
 from refinery.storage import Catalog
 from refinery.tasks.ingest.decoding import storable
 from refinery.tasks.ingest.duplicates import FAMILY as DUPLICATE_ID
-from refinery.tasks.ingest.duplicates import duplicate_rejects_path, reading_order, reasons_by_shard
+from refinery.tasks.ingest.duplicates import (duplicate_rejects_path, id_scope_line, id_scope_warnings, reading_order,
+                                              reasons_by_shard)
 from refinery.tasks.ingest.readers import Unit, plan_units
 from refinery.tasks.ingest.shard_tasks import ingest_unit_to_shards, reject_duplicates_in_shard
 
@@ -47,6 +48,11 @@ def _ingest(run: RunSpec, out: Path) -> dict[str, Any]:
     # by reason family: every duplicate id has a reason of its own (its id, where its first occurrence is)
     reasons = catalog.rejects_by_reason(run.run_id)
     stats["duplicate_ids"] = sum(r["records"] for r in reasons if r["reason"] == DUPLICATE_ID)
+    # ids numbered per file under id_scope: source lose records: say so (again at the end of the run)
+    stats["id_scope_warnings"] = id_scope_warnings(
+        catalog.duplicate_id_texts(rejects, shards) if stats["duplicate_ids"] else [], run.config.ingest.sources)
+    for warning in stats["id_scope_warnings"]:
+        get_run_logger().warning("run %s: %s", run.run_id, id_scope_line(warning))
     create_table_artifact(
         key="ingest-summary",
         table=[{"outcome": "document", "count": stats["docs"]}]
