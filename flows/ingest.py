@@ -15,8 +15,10 @@ from refinery.tasks.runs import RunSpec
 from refinery.storage import Catalog, write_shard
 from refinery.tasks.ingest.decoding import storable
 from refinery.tasks.ingest.duplicates import FAMILY as DUPLICATE_ID
-from refinery.tasks.ingest.duplicates import duplicate_rejects_path, reading_order, reasons_by_shard
-from refinery.tasks.ingest.incremental import INPUTS_SCHEMA, NEW, UNCHANGED, InputState, NightPlan, mirrored_removals, plan_night
+from refinery.tasks.ingest.duplicates import (duplicate_rejects_path, id_scope_line, id_scope_warnings, reading_order,
+                                              reasons_by_shard)
+from refinery.tasks.ingest.incremental import (INPUTS_SCHEMA, NEW, UNCHANGED, InputState, NightPlan, mirrored_removals,
+                                               plan_night)
 from refinery.tasks.ingest.readers import Unit
 from refinery.tasks.ingest.shard_tasks import ingest_unit_to_shards, reject_duplicates_in_shard
 
@@ -51,6 +53,11 @@ def _ingest(run: RunSpec, out: Path) -> dict[str, Any]:
     # by reason family: every duplicate id has a reason of its own (its id, where its first occurrence is)
     reasons = catalog.rejects_by_reason(run.run_id)
     stats["duplicate_ids"] = sum(r["records"] for r in reasons if r["reason"] == DUPLICATE_ID)
+    # ids numbered per file under id_scope: source lose records: say so (again at the end of the run)
+    stats["id_scope_warnings"] = id_scope_warnings(
+        catalog.duplicate_id_texts(rejects, shards) if stats["duplicate_ids"] else [], run.config.ingest.sources)
+    for warning in stats["id_scope_warnings"]:
+        get_run_logger().warning("run %s: %s", run.run_id, id_scope_line(warning))
     create_table_artifact(
         key="ingest-summary",
         table=[{"outcome": "document", "count": stats["docs"]}]

@@ -26,6 +26,7 @@ from refinery.tasks.config import CURATION_STAGES, RefineryConfig, dump_config, 
 from refinery.tasks.evaluate.queries import validate_query_sets
 from refinery.tasks.runs import reuse_curation
 from refinery.tasks.exceptions import ConfigError, DropRateError, InputError
+from refinery.tasks.ingest.duplicates import id_scope_line
 from refinery.tasks.quality.guard import guard_message, warning_line
 
 
@@ -110,7 +111,9 @@ def run_chain(run: RunSpec, dask_address: str | None = None) -> dict[str, Any]:
         raise
     run.catalog.finish_run(run.run_id, status="completed", **stats["books"])
     stats["report"] = str(write_report(run))
-    for warning in stats["quality"].get("warnings") or []:  # the end of the run says it again
+    for warning in stats["ingest"].get("id_scope_warnings") or []:  # the end of the run says it again
+        logger.warning("run %s: %s", run.run_id, id_scope_line(warning))
+    for warning in stats["quality"].get("warnings") or []:
         logger.warning("run %s: %s", run.run_id, warning_line(warning))
     return stats
 

@@ -37,6 +37,40 @@ WITH shard AS (
 SELECT filename, location, record_id, first FROM ranked WHERE n > 1 ORDER BY filename, location
 """
 
+# Per source: the `duplicate_id` rejects in the reject shards ($1), how many could be compared with
+# the record that kept their id (in the document shards, $2), how many of those carry a different
+# text, and how many of those have their first occurrence in another file (what `id_scope: file`
+# would keep), with one such reject as an example. The kept record is found by source, record id
+# and the location the reason names (`duplicate_id: <id> (first at <location>)`: the last "(first
+# at" starts it). A reject's raw record is its record as ingested in JSON, cut at 100,000
+# characters: a cut one (not valid JSON) is not compared. The shards are read, not the catalog's
+# rejects table (whose blocks would stay in the flow process's buffer pool), and texts are compared
+# by hash on both sides, so no text is held by the join. A location's file is its text before
+# `:<line or row>` (a text file's location is its file).
+DUPLICATE_ID_TEXTS_SQL = r"""
+WITH dup AS (
+    SELECT source, location, regexp_extract(reason, '^.*\(first at (.*)\)$', 1) AS first,
+           CASE WHEN json_valid(record) THEN json_extract_string(record, '$.record_id') END AS record_id,
+           CASE WHEN json_valid(record) THEN hash(json_extract_string(record, '$.text')) END AS text_hash
+    FROM read_parquet($1::VARCHAR[]) WHERE starts_with(reason, 'duplicate_id:')
+), kept AS (
+    SELECT source, location, record_id, hash(text) AS text_hash FROM read_parquet($2::VARCHAR[])
+    WHERE location IN (SELECT first FROM dup)
+), pair AS (
+    SELECT d.source, d.location, d.first, k.text_hash IS NOT NULL AS compared,
+           k.text_hash IS DISTINCT FROM d.text_hash AS differs,
+           regexp_replace(d.location, ':[0-9]+$', '') <> regexp_replace(d.first, ':[0-9]+$', '') AS other_file
+    FROM dup d LEFT JOIN kept k
+        ON k.source = d.source AND k.location = d.first AND k.record_id = d.record_id AND d.text_hash IS NOT NULL
+)
+SELECT source, count(*) AS rejects, count(*) FILTER (WHERE compared) AS compared,
+       count(*) FILTER (WHERE compared AND differs) AS different_text,
+       count(*) FILTER (WHERE compared AND differs AND other_file) AS other_file,
+       min(location) FILTER (WHERE compared AND differs AND other_file) AS example,
+       arg_min(first, location) FILTER (WHERE compared AND differs AND other_file) AS example_first
+FROM pair GROUP BY source ORDER BY source
+"""
+
 
 class CurationVerbs:
     """Verbs for ingest, dedup and quality rows: duplicate record ids, drops by reason, the quality stage's decisions (mixed into Catalog: ``self._read()``, ``self._write()``, ``self._answer``)."""
@@ -49,6 +83,18 @@ class CurationVerbs:
         ``(path, source index, the unit's one file or None for a unit of whole files, unit, part)``."""
         columns: tuple[list[Any], ...] = tuple(list(c) for c in zip(*shards)) if shards else ([], [], [], [], [])
         return self.query(LATER_OCCURRENCES_SQL, [*columns, columns[0]])
+
+    def duplicate_id_texts(self, reject_shards: Sequence[str], document_shards: Sequence[str]) -> list[dict[str, Any]]:
+        """Per source of the ``duplicate_id`` rejects in ``reject_shards``: ``source, rejects, compared``
+        (those whose raw record could be compared with the record that kept the id, in
+        ``document_shards``), ``different_text`` (of those, the ones whose text differs),
+        ``other_file`` (of those, the ones whose first occurrence is in another file) and ``example,
+        example_first`` (the location of one such reject and of the record that kept its id; None
+        when there is none). The texts are compared by hash, in SQL over the shards."""
+        if not reject_shards or not document_shards:
+            return []
+        return self.query(DUPLICATE_ID_TEXTS_SQL, [[str(p) for p in reject_shards],
+                                                   [str(p) for p in document_shards]]).to_pylist()
 
     # -- quality --------------------------------------------------------------------------------
     def drops_by_reason(self, run_id: str, stage: str) -> list[dict[str, Any]]:

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
+from pathlib import Path
 
 import pyarrow as pa
 import xxhash
 
 from refinery.tasks.ingest.config import IngestConfig
-from refinery.tasks.ingest.readers import Unit, _location, plan_units
+from refinery.tasks.ingest.readers import Unit, _location, plan_units, source_name
 from refinery.tasks.ingest.splits import WHOLE, Piece
 
 CHUNK_BYTES = 16 * 2**20
@@ -130,18 +130,12 @@ def plan_night(cfg: IngestConfig, remembered: Iterable[InputState]) -> NightPlan
 
     units = plan_units(cfg, only)
     seen_keys = {(f.state.source, f.state.path) for f in files}
-    sources = {f.state.source for f in files} | {_source_name(s) for s in cfg.sources}
+    sources = {f.state.source for f in files} | {source_name(s) for s in cfg.sources}
     removed = [s for key, s in sorted(before.items()) if key not in seen_keys and s.source in sources]
     return NightPlan(units, files, removed)
 
 
-def _source_name(src: Any) -> str:
-    from refinery.tasks.ingest.config import BUILTIN_BBC
-
-    return src.name or ("bbc" if src.path == BUILTIN_BBC else src.path)
-
-
 def mirrored_removals(cfg: IngestConfig, plan: NightPlan) -> list[InputState]:
     """The removed files whose source is in ``mode: mirror`` (their documents are retired)."""
-    mirror = {_source_name(s) for s in cfg.sources if s.mode == "mirror"}
+    mirror = {source_name(s) for s in cfg.sources if s.mode == "mirror"}
     return [s for s in plan.removed if s.source in mirror]

@@ -64,7 +64,7 @@ class Unit:
 
 @dataclass(frozen=True)
 class Record:
-    doc_id: str  # doc_id_for(source, record_id)
+    doc_id: str  # doc_id_for(source, record_id), with its file under ``id_scope: file``
     record_id: str  # the record's id_field value, else its location (a text file: its relative path)
     source: str
     location: str
@@ -122,9 +122,18 @@ def _tidy_lines(text: str) -> str:
     return "\n".join(lines)
 
 
-def doc_id_for(source: str, key: str) -> str:
-    """Stable id: the same source and record key give the same id on every run and machine."""
-    return xxhash.xxh3_64_hexdigest(f"{source}\x1f{key}".encode())
+def doc_id_for(source: str, key: str, file: str | None = None) -> str:
+    """Stable id: the same source and record key give the same id on every run and machine. Under
+    a source's ``id_scope: file``, ``file`` (the record's file, as locations name it) is part of it,
+    so the same key in two files names two documents; without it the id is the source scope's."""
+    ident = f"{source}\x1f{key}" if file is None else f"{source}\x1f{file}\x1f{key}"
+    return xxhash.xxh3_64_hexdigest(ident.encode())
+
+
+def source_name(src: SourceConfig) -> str:
+    """The name a source's documents and rejects carry: its ``name``, else its path (``bbc`` for the
+    bundled corpus)."""
+    return (src.name or "bbc") if src.path == BUILTIN_BBC else (src.name or src.path)
 
 
 def bbc_folder() -> Path:
@@ -156,14 +165,15 @@ def plan_units(cfg: IngestConfig, only: FileFilter | None = None) -> list[Unit]:
     split = cfg.split_bytes if cfg.limit is None else None
     units: list[Unit] = []
     for position, src in enumerate(cfg.sources):
+        name = source_name(src)
         if src.path == BUILTIN_BBC:
-            root, fmt, name = bbc_folder(), "text", src.name or "bbc"
+            root, fmt = bbc_folder(), "text"
             src = src.model_copy(update={"title_from_first_line": True})
         else:
             root = Path(src.path).expanduser()
             if not root.exists():
                 raise FileNotFoundError(f"source path does not exist: {root}")
-            fmt, name = src.format, src.name or src.path
+            fmt = src.format
         files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")) if root.is_dir() else [root]
         if fmt == "auto":
             kinds = {f: _detect(f) for f in files if not f.name.endswith((".md", ".json", ".crc"))}
@@ -451,8 +461,11 @@ def read_unit(unit: Unit, *, unicode_form: str = "NFC", min_chars: int = 1, limi
         label = _field_text(obj.get(opts.label_field), opts.encoding) if opts.label_field else None
         key = _field_text(obj.get(opts.id_field), opts.encoding) if opts.id_field else None
         record_id = storable(str(key)) if key is not None else loc
+        # under file scope the id is numbered per file: its file joins the doc id, not record_id
+        # (query sets match the id as the source wrote it; the location names the file)
+        file = storable(unit.file_of(loc)) if opts.id_scope == "file" else None
         yield Record(
-            doc_id=doc_id_for(source, record_id),
+            doc_id=doc_id_for(source, record_id, file),
             record_id=record_id,
             source=source,
             location=loc,

@@ -58,8 +58,9 @@ def write_report(run: RunSpec, *, failed_stage: str | None = None, error: str | 
     if failed_stage:
         out.append(_failure_section(run, markers, failed_stage, error or r["error"]))
     warnings = catalog.run_warnings(run.run_id)
-    if warnings:
-        out.append(_warnings_section(run, warnings))
+    id_scope = (markers["ingest"] or {}).get("id_scope_warnings") or []
+    if warnings or id_scope:
+        out.append(_warnings_section(run, warnings, id_scope))
     quality = markers["quality"]
     if quality is not None and corpus_is_empty(quality):
         out.append(_empty_corpus_section(run, [s for s in STAGES if (markers[s] or {}).get("skipped")]))
@@ -125,8 +126,29 @@ def _failure_section(run: RunSpec, markers: dict[str, Any], failed_stage: str, e
     )
 
 
-def _warnings_section(run: RunSpec, warnings: list[dict[str, Any]]) -> str:
-    """The quality drop-rate guard's warnings: each rule that dropped too much, an example, the fix."""
+def _warnings_section(run: RunSpec, warnings: list[dict[str, Any]], id_scope: list[dict[str, Any]]) -> str:
+    """Ingest's id-scope warnings (tasks/ingest/duplicates.py) and the quality drop-rate guard's
+    (each rule that dropped too much, an example, the fix)."""
+    parts = [_id_scope_warnings(id_scope)] if id_scope else []
+    if warnings:
+        parts += _quality_warnings(run, warnings)
+    return _section("Warnings", *parts)
+
+
+def _id_scope_warnings(id_scope: list[dict[str, Any]]) -> str:
+    """The sources whose duplicate_id rejects look like ids numbered per file, with the setting."""
+    rows = [{"source": w["source"], "duplicate_id rejects": w["rejects"],
+             "another text, in another file": f"{w['other_file']} ({w['share']:.0%})",
+             "example": f"`{w['example']}` (id first at `{w['example_first']}`)",
+             "setting": ", ".join(f"`{s}: file`" for s in w["settings"])} for w in id_scope]
+    return (f"**{len(id_scope)} source(s) lost records to `duplicate_id` whose text differs from the record "
+            f"that kept the id, in another file** (more than {id_scope[0]['limit']:.0%} of their duplicate ids): "
+            "their ids look numbered per file (as `split` or a per-shard export makes them). With "
+            "`id_scope: file` a record's file is part of its identity, so each file's ids are its own: set it "
+            "and run again (the records lost are in `rejects`, their text kept).\n\n" + markdown_table(rows))
+
+
+def _quality_warnings(run: RunSpec, warnings: list[dict[str, Any]]) -> list[str]:
     by_source = any(w.get("source") for w in warnings)  # a run of several sources judges each apart
     rows = [{**({"source": w.get("source", "")} if by_source else {}),
              "rule": w["rule"], "dropped / reached": f"{w['dropped']} / {w['reached']} ({w['share']:.0%})",
@@ -135,8 +157,7 @@ def _warnings_section(run: RunSpec, warnings: list[dict[str, Any]]) -> str:
              "profiles that keep the example": ", ".join(w.get("profiles_that_keep") or []) or "none"}
             for w in warnings]
     limit = warnings[0]["limit"]
-    return _section(
-        "Warnings",
+    return [
         f"**{len(warnings)} quality rule(s) dropped more than {limit:.0%} of the documents"
         f"{' of a source' if by_source else ''} that reached them** "
         f"(`quality.guard.max_drop_share`; reached = not dropped by an earlier rule, profile "
@@ -144,7 +165,7 @@ def _warnings_section(run: RunSpec, warnings: list[dict[str, Any]]) -> str:
         "read the example, then change the setting or `quality.profile` and re-decide from the stored scores "
         f"with `refinery refilter {run.run_id} -c CONFIG` (no rule is scored again).\n",
         markdown_table(rows),
-    )
+    ]
 
 
 def _empty_corpus_section(run: RunSpec, skipped: list[str]) -> str:

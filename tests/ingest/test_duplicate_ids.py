@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
+from pathlib import Path
 
 import pytest
+import yaml
 from prefect_dask import DaskTaskRunner
 
 from refinery.flows.ingest import ingest_flow
-from refinery.flows.nightly import prepare_run
+from refinery.flows.nightly import nightly, prepare_run
+from refinery.storage import Catalog
 from refinery.tasks.books import file_books_problems
 from refinery.tasks.config import parse_config
 from refinery.tasks.ingest.duplicates import reading_order, reasons_by_shard
@@ -188,3 +192,85 @@ def test_a_file_whose_name_ends_like_a_line_number_keeps_its_books(tmp_path, pre
         {"path": "notes", "records_read": 1, "documents": 1, "rejected": 0},
         {"path": "notes:05", "records_read": 1, "documents": 1, "rejected": 0}]
     assert file_books_problems(run.catalog, run.run_id, stats["files"]) == []
+
+
+# -- id scope: shards that each number their ids from 0 -------------------------------------------
+
+def shards(folder, *, texts=lambda f, i: f"shard {f} record {i}: a text of its own about topic {i * 7 + len(f)}", n=6):
+    """a.jsonl and b.jsonl, each numbering its ids from 0 (as `split` or a per-shard export makes them)."""
+    for f in ("a", "b"):
+        jsonl(folder / f"{f}.jsonl", *((str(i), texts(f, i)) for i in range(n)))
+    return folder
+
+
+def test_shards_numbered_from_zero_under_source_scope_are_named_at_the_end_of_the_run(tmp_path, prefect_api,
+                                                                                     dask_address):
+    folder = shards(tmp_path / "shards")
+    jsonl(tmp_path / "notes.jsonl", *((f"n{i}", f"a note of its own, number {i}") for i in range(3)))
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"home": str(tmp_path / "home"), "stages": ["ingest", "dedup", "quality"],
+                                      "ingest": {"sources": [{"path": str(tmp_path / "notes.jsonl"), "name": "notes"},
+                                                             {"path": str(folder), "name": "shards"}]}}))
+    seen: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("prefect.flow_runs")
+    logger.addHandler(handler)
+    try:
+        stats = nightly(config_path=str(config), dask_address=dask_address)
+    finally:
+        logger.removeHandler(handler)
+
+    # the whole second shard is lost to duplicate_id under the default scope ...
+    q = lambda sql: Catalog(tmp_path / "home" / "catalog.duckdb").query(sql, [stats["run_id"]]).to_pylist()  # noqa: E731
+    assert q("SELECT count(*) AS n FROM documents WHERE run_id = ? AND source = 'shards'") == [{"n": 6}]
+    assert q("SELECT count(*) AS n FROM rejects WHERE run_id = ? AND starts_with(reason, 'duplicate_id:')") == [{"n": 6}]
+    # ... with today's doc ids (the source scope's are pinned: they name documents across runs)
+    assert q("SELECT doc_id FROM documents WHERE run_id = ? AND record_id IN ('0', '1') ORDER BY record_id") == [
+        {"doc_id": "5c6d9f41d4a4525c"}, {"doc_id": "0cb550a0aa9160d8"}]
+    # ... and the run says so, naming the source's setting: in the ingest stage's stats,
+    assert stats["ingest"]["id_scope_warnings"] == [{
+        "source": "shards", "rejects": 6, "different_text": 6, "other_file": 6, "share": 1.0, "limit": 0.5,
+        "settings": ["ingest.sources[1].id_scope"], "example": "b.jsonl:1", "example_first": "a.jsonl:1"}]
+    # in the log when ingest finds it and again at the end of the run,
+    lines = [m for m in seen if "set ingest.sources[1].id_scope: file" in m]
+    assert len(lines) == 2 and all("6 of the 6 duplicate_id rejects of source shards" in m for m in lines)
+    assert "e.g. b.jsonl:1, its id first at a.jsonl:1" in lines[0]
+    # and in the report's Warnings section, before the accounting
+    report = (Path(stats["run_dir"]) / "report.md").read_text()
+    assert report.index("## Warnings") < report.index("## Accounting")
+    assert "| shards | 6 | 6 (100%) | `b.jsonl:1` (id first at `a.jsonl:1`) | `ingest.sources[1].id_scope: file` |" in report
+
+
+def test_under_file_scope_each_file_numbers_its_own_ids(tmp_path, prefect_api, dask_address):
+    folder = shards(tmp_path / "shards")
+    jsonl(folder / "a.jsonl", *((str(i), f"shard a record {i}") for i in range(6)), ("3", "a second record 3 in a"))
+    run, stats, q = ingest(tmp_path, dask_address, [{"path": str(folder), "name": "shards", "id_scope": "file"}])
+
+    # every record of both files is a document, its record_id the id as the file wrote it
+    docs = documents(q)
+    assert [(d[1], d[2]) for d in docs] == sorted((str(i), f"{f}.jsonl:{i + 1}") for f in "ab" for i in range(6))
+    assert q("SELECT count(DISTINCT doc_id) AS n FROM documents WHERE run_id = $run") == [{"n": 12}]
+    # the same id twice in one file is still a duplicate
+    assert rejects(q) == {"a.jsonl:7": "duplicate_id: 3 (first at a.jsonl:4)"}
+    assert stats["docs"] == 12 and stats["duplicate_ids"] == 1 and stats["id_scope_warnings"] == []
+    # a file's records keep their doc ids however many other files number ids the same way
+    run2, _, q2 = ingest(tmp_path / "alone", dask_address,
+                         [{"path": str(folder / "a.jsonl"), "name": "shards", "id_scope": "file"}])
+    ids = "SELECT record_id, doc_id FROM documents WHERE run_id = $run AND location LIKE 'a.jsonl:%' ORDER BY ALL"
+    assert q2(ids) == q(ids)
+
+
+def test_true_duplicates_and_repeats_within_a_file_are_not_named(tmp_path, prefect_api, dask_address):
+    folder = shards(tmp_path / "shards", texts=lambda f, i: f"the same record {i}, exported twice")  # same texts
+    # ids repeated within one file, with other texts: id_scope: file would not keep them
+    jsonl(folder / "c.jsonl", *((f"c{i // 2}", f"c record {i}") for i in range(12)))
+    # a duplicate whose raw record was cut (over 100,000 characters) is not compared
+    jsonl(folder / "d.jsonl", ("long", "d " * 60_000))
+    jsonl(folder / "e.jsonl", ("long", "e " * 60_000))
+    run, stats, q = ingest(tmp_path, dask_address, [{"path": str(folder), "name": "shards"}])
+
+    assert stats["duplicate_ids"] == 6 + 6 + 1 and stats["id_scope_warnings"] == []
+    assert run.catalog.duplicate_id_texts(stats["reject_shards"], stats["shards"]) == [{
+        "source": "shards", "rejects": 13, "compared": 12, "different_text": 6, "other_file": 0,
+        "example": None, "example_first": None}]
