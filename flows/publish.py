@@ -1,7 +1,8 @@
 """publish: the night's curated documents become a new version of its dataset, all at once.
 
 The night's kept documents (quality's corpus shards) are indexed for dedup of later nights (on a
-worker) and hard-linked under the dataset's folder; then one catalog transaction publishes the
+worker) and hard-linked under the dataset's folder, with what quality decided them from (the
+night's documents, attributes and dedup drops: what a refilter of the dataset reads); then one catalog transaction publishes the
 version: its files, its index files, the input files it read, and the documents it retires. A
 reader of ``curated`` sees the previous version until that commit. A night that read nothing new
 (every input unchanged) publishes nothing; a run that reused another run's curation (``--from-run``)
@@ -44,10 +45,14 @@ def _publish(run: RunSpec, ingest: dict[str, Any], dedup: dict[str, Any], qualit
     index_files = index_task.submit(signature_shards, corpus, run.config.dedup, str(home.dataset_index_dir(dataset)),
                                     version).result()
     files = link_files(corpus, home.dataset_docs_dir(dataset, version)) if corpus else []
+    # what `refinery refilter --dataset` re-decides from: the night's scored documents, their
+    # attributes and dedup's drops, kept with the dataset (a gc of the run takes none of them)
+    scored = link_files([*ingest["shards"], *run.catalog.shard_paths("doc_attributes", version), dedup["drops_path"]],
+                        home.dataset_scored_dir(dataset, version))
     rows = inputs.to_pylist()
     pick = lambda status: [(r["source"], r["path"]) for r in rows if r["status"] == status]  # noqa: E731
     published = run.catalog.publish_version(
-        dataset, version, files=files, index_files=index_files,
+        dataset, version, files=files, index_files=index_files, scored_files=scored,
         inputs=inputs.filter(pc.not_equal(inputs.column("status"), "unchanged")),
         changed=pick("changed"), removed=[tuple(r) for r in ingest.get("mirror_removed", [])],
         dedup=index_settings(run.config.dedup))

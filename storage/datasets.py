@@ -30,7 +30,8 @@ from refinery.tasks.exceptions import AccountingError
 DATASET_SCHEMA: dict[str, str] = {
     "dataset_versions": """
         dataset VARCHAR, version VARCHAR, seq BIGINT, published_at TIMESTAMPTZ, docs_added BIGINT,
-        docs_retired BIGINT, docs_total BIGINT, files VARCHAR[], index_files VARCHAR[], dedup JSON""",
+        docs_retired BIGINT, docs_total BIGINT, files VARCHAR[], index_files VARCHAR[], dedup JSON,
+        scored_files VARCHAR[]""",
     "dataset_retired": "dataset VARCHAR, doc_id VARCHAR, added_in VARCHAR, retired_in VARCHAR, reason VARCHAR",
     "dataset_inputs": """
         dataset VARCHAR, version VARCHAR, source VARCHAR, path VARCHAR, size BIGINT, mtime_ns BIGINT, hash VARCHAR,
@@ -115,7 +116,7 @@ class DatasetVerbs:
                           " WHERE dataset = $1 ORDER BY seq", [dataset]).to_pylist()
 
     def publish_version(self, dataset: str, version: str, *, files: Sequence[str], index_files: Sequence[str],
-                        inputs: pa.Table, changed: Sequence[tuple[str, str]], removed: Sequence[tuple[str, str]],
+                        scored_files: Sequence[str], inputs: pa.Table, changed: Sequence[tuple[str, str]], removed: Sequence[tuple[str, str]],
                         dedup: dict[str, Any]) -> dict[str, int]:
         """Publish the night ``version`` of ``dataset`` in one transaction: its documents (``files``,
         the night's kept documents), its index files, its input files (``inputs``), and the
@@ -160,9 +161,9 @@ class DatasetVerbs:
                 "SELECT coalesce(max(seq), 0) + 1, coalesce(arg_max(docs_total, seq), 0) FROM dataset_versions"
                 " WHERE dataset = ?", [dataset]).fetchall()[0]
             total = before + added - retired
-            con.execute("INSERT INTO dataset_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            con.execute("INSERT INTO dataset_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [dataset, version, seq, datetime.now(timezone.utc), added, retired, total, list(files),
-                         list(index_files), json.dumps(dedup, sort_keys=True)]).fetchall()
+                         list(index_files), json.dumps(dedup, sort_keys=True), list(scored_files)]).fetchall()
             rebuild_dataset_views(con)
             held = con.execute("SELECT count(*) FROM curated WHERE dataset = ?", [dataset]).fetchall()[0][0]
             if held != total:

@@ -6,6 +6,7 @@
     <home>/runs/<run_id>/<stage>/_SUCCESS.json   written last; a stage with it is finished
     <home>/runs/<run_id>/report.md|.html  the run report, plots in report_files/
     <home>/datasets/dataset=<name>/added_in=<run_id>/*.parquet   the documents a night published
+    <home>/datasets/dataset=<name>/scored/added_in=<run_id>/   what the night's quality decided from
     <home>/datasets/dataset=<name>/index/  the dataset's dedup index (storage/dataset_index.py)
     <home>/cache/                         derived model files shared by runs (de-quantized LLM)
     <home>/run.lock                       held (flock) by the process running a run in this home
@@ -65,6 +66,10 @@ class DataHome:
     def dataset_docs_dir(self, dataset: str, version: str) -> Path:
         """Where the documents version ``version`` added to ``dataset`` are linked."""
         return self.dataset_dir(dataset) / f"added_in={version}"
+
+    def dataset_scored_dir(self, dataset: str, version: str) -> Path:
+        """Where a night's scored documents, attributes and dedup drops are linked (refilter reads them)."""
+        return self.dataset_dir(dataset) / "scored" / f"added_in={version}"
 
     def dataset_index_dir(self, dataset: str) -> Path:
         return self.dataset_dir(dataset) / "index"
