@@ -52,7 +52,7 @@ def _publish(run: RunSpec, ingest: dict[str, Any], dedup: dict[str, Any], qualit
     rows = inputs.to_pylist()
     pick = lambda status: [(r["source"], r["path"]) for r in rows if r["status"] == status]  # noqa: E731
     published = run.catalog.publish_version(
-        dataset, version, files=files, index_files=index_files, scored_files=scored,
+        dataset, version, files=files, index_files=index_files, scored_files=scored, quality=quality["fingerprints"],
         inputs=inputs.filter(pc.not_equal(inputs.column("status"), "unchanged")),
         changed=pick("changed"), removed=[tuple(r) for r in ingest.get("mirror_removed", [])],
         dedup=index_settings(run.config.dedup))

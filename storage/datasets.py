@@ -31,7 +31,7 @@ DATASET_SCHEMA: dict[str, str] = {
     "dataset_versions": """
         dataset VARCHAR, version VARCHAR, seq BIGINT, published_at TIMESTAMPTZ, docs_added BIGINT,
         docs_retired BIGINT, docs_total BIGINT, files VARCHAR[], index_files VARCHAR[], dedup JSON,
-        scored_files VARCHAR[]""",
+        scored_files VARCHAR[], quality JSON""",
     "dataset_retired": "dataset VARCHAR, doc_id VARCHAR, added_in VARCHAR, retired_in VARCHAR, reason VARCHAR",
     "dataset_inputs": """
         dataset VARCHAR, version VARCHAR, source VARCHAR, path VARCHAR, size BIGINT, mtime_ns BIGINT, hash VARCHAR,
@@ -116,14 +116,15 @@ class DatasetVerbs:
                           " WHERE dataset = $1 ORDER BY seq", [dataset]).to_pylist()
 
     def publish_version(self, dataset: str, version: str, *, files: Sequence[str], index_files: Sequence[str],
-                        scored_files: Sequence[str], inputs: pa.Table, changed: Sequence[tuple[str, str]], removed: Sequence[tuple[str, str]],
+                        scored_files: Sequence[str], quality: dict[str, str], inputs: pa.Table, changed: Sequence[tuple[str, str]], removed: Sequence[tuple[str, str]],
                         dedup: dict[str, Any]) -> dict[str, int]:
         """Publish the night ``version`` of ``dataset`` in one transaction: its documents (``files``,
         the night's kept documents), its index files, its input files (``inputs``), and the
         retirements it implies — the old version of each record the night read again with another
         text, the records gone from ``changed`` files (both ``source_changed``) and the documents of
         ``removed`` files (``source_removed``), each a (source, file location) pair. The dataset's
-        books are checked before the commit: previous total + added − retired = the new total.
+        books are checked before the commit (``quality``: the fingerprints of the quality families the
+        night scored with, which a refilter of the dataset checks): previous total + added − retired = the new total.
         Publishing the same night again replaces what it published."""
         pairs = lambda rows: pa.table({"source": [s for s, _ in rows], "path": [p for _, p in rows]},  # noqa: E731
                                       schema=pa.schema([("source", pa.string()), ("path", pa.string())]))
@@ -161,9 +162,10 @@ class DatasetVerbs:
                 "SELECT coalesce(max(seq), 0) + 1, coalesce(arg_max(docs_total, seq), 0) FROM dataset_versions"
                 " WHERE dataset = ?", [dataset]).fetchall()[0]
             total = before + added - retired
-            con.execute("INSERT INTO dataset_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            con.execute("INSERT INTO dataset_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [dataset, version, seq, datetime.now(timezone.utc), added, retired, total, list(files),
-                         list(index_files), json.dumps(dedup, sort_keys=True), list(scored_files)]).fetchall()
+                         list(index_files), json.dumps(dedup, sort_keys=True), list(scored_files),
+                         json.dumps(quality, sort_keys=True)]).fetchall()
             rebuild_dataset_views(con)
             held = con.execute("SELECT count(*) FROM curated WHERE dataset = ?", [dataset]).fetchall()[0][0]
             if held != total:
