@@ -171,7 +171,7 @@ def test_nothing_survives_curation_completes_with_empty_outputs(empty_run):
     assert row["docs_in"] == len(empty_run["records"]) == row["docs_dropped"] + row["docs_rejected"]
     stages = {r["stage"]: json.loads(r["stats"])
               for r in q("SELECT stage, stats FROM stage_runs WHERE run_id = $run ORDER BY started_at")}
-    assert list(stages) == ["ingest", "dedup", "quality", "synthesize", "train", "evaluate"]
+    assert list(stages) == ["ingest", "dedup", "quality", "publish", "synthesize", "train", "evaluate"]
     for stage in ("synthesize", "train", "evaluate"):
         assert stages[stage]["skipped"] == NO_CORPUS
     for table in ("pairs", "models", "metrics"):

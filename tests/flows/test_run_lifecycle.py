@@ -60,7 +60,7 @@ def test_a_curation_only_run_is_complete_and_accounted(curated):
     assert run["docs_in"] == ARTICLES + 2 == run["docs_kept"] + run["docs_dropped"] + run["docs_rejected"]
     assert run["docs_rejected"] == 1 and run["docs_dropped"] >= 1
     stages = [r["stage"] for r in rows(catalog, "SELECT stage FROM stage_runs WHERE run_id = ? ORDER BY started_at", run_id)]
-    assert stages == CURATION
+    assert stages == [*CURATION, "publish"]  # and the night published its dataset version
     for later in ("synthesize", "train", "evaluate"):
         assert StageMarker(curated["home"].stage_dir(run_id, later)).read() is None
     assert (Path(curated["first"]["run_dir"]) / "report.md").exists()
@@ -85,7 +85,11 @@ def test_from_run_reuses_the_curated_corpus_without_redoing_it(curated):
     assert rows(catalog, books, second) == rows(catalog, books, first)
     stages = rows(catalog, "SELECT stage, status, stats->>'reused_from' AS source FROM stage_runs WHERE run_id = ?"
                            " ORDER BY stage", second)
-    assert stages == [{"stage": s, "status": "reused", "source": first} for s in sorted(CURATION)]
+    # the reused stages, and a publish that published nothing: the first run published these documents
+    assert stages == sorted([{"stage": s, "status": "reused", "source": first} for s in CURATION]
+                            + [{"stage": "publish", "status": "completed", "source": None}], key=lambda r: r["stage"])
+    assert curated["second"]["publish"] == {"dataset": "default", "published": False,
+                                            "why": f"curation reused from run {first}"}
     # linked, not copied or recomputed: the new run's shards are the same files, under its own folder
     new = StageMarker(curated["home"].stage_dir(second, "quality")).read()["corpus_shards"]
     old = StageMarker(curated["home"].stage_dir(first, "quality")).read()["corpus_shards"]
