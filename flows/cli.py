@@ -311,6 +311,29 @@ def refilter(
                   f"Later stages are now unfinished: `refinery run --resume {run_id}` redoes them on the new corpus.")
 
 
+dataset_app = typer.Typer(cls=_Commands, no_args_is_help=True, help="Work on a dataset as a whole (see `refinery datasets` to list them).")
+app.add_typer(dataset_app, name="dataset")
+
+
+@dataset_app.command("reindex")
+def dataset_reindex(
+    name: str = typer.Argument(..., help="The dataset whose dedup index is rebuilt."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config with the dedup settings to index with."),
+    dask_address: Optional[str] = typer.Option(None, "--dask-address", help="Existing Dask scheduler."),
+) -> None:
+    """Rebuild a dataset's dedup index under the config's dedup settings (after changing them)."""
+    from refinery.flows.reindex import reindex_dataset
+
+    cfg = _config(config)
+    _home_is_free(cfg)
+    try:
+        stats = reindex_dataset(name, cfg, dask_address)
+    except ValueError as exc:  # no such dataset (InputError: 3)
+        raise _fail(exc) from None
+    console.print(f"dataset {name}: index rebuilt from {stats['files']} files of {stats['versions']} versions; "
+                  "its nights now dedup with these settings.")
+
+
 def _schedule(config: Optional[Path], cron: Optional[str], interval: Optional[float], timezone: Optional[str]):
     """The options given, else the config's `schedule` section (its defaults without a config)."""
     from prefect.schedules import Cron, Interval

@@ -49,14 +49,15 @@ def _partitioned(table: pa.Table, parts: np.ndarray, folder: Path, version: str)
     return written
 
 
-def write_index(index_dir: str | os.PathLike[str], version: str, keys: pa.Table, signatures: pa.Table) -> list[str]:
-    """Write one version's keys (band, key, doc_id, added_in) and signatures (doc_id, added_in, n_chars,
-    exact_key, signature), each split over the partitions; the files written (atomic, each)."""
+def write_index(index_dir: str | os.PathLike[str], name: str, keys: pa.Table, signatures: pa.Table) -> list[str]:
+    """Write keys (band, key, doc_id, added_in) and signatures (doc_id, added_in, n_chars, exact_key,
+    signature), each split over the partitions into files called ``name`` (a version, or a version
+    and one of its files); the files written (atomic, each)."""
     index_dir = Path(index_dir)
     key_col = keys.column("key").to_numpy() if keys.num_rows else np.zeros(0, np.uint64)
     doc_col = signatures.column("doc_id").to_pylist()
-    return (_partitioned(keys, key_part(key_col), index_dir / "keys", version)
-            + _partitioned(signatures, doc_part(doc_col), index_dir / "signatures", version))
+    return (_partitioned(keys, key_part(key_col), index_dir / "keys", name)
+            + _partitioned(signatures, doc_part(doc_col), index_dir / "signatures", name))
 
 
 def _files(files: Sequence[str], kind: str, parts: set[int]) -> list[str]:

@@ -173,3 +173,20 @@ class DatasetVerbs:
                                       f"{before} before + {added} added - {retired} retired = {total}, "
                                       f"but curated holds {held}")
             return {"version": version, "seq": seq, "docs_added": added, "docs_retired": retired, "docs_total": total}
+
+    def dataset_files(self, dataset: str) -> list[tuple[str, list[str]]]:
+        """(version, its published documents files) of every version of the dataset, oldest first."""
+        rows = self.query("SELECT version, files FROM dataset_versions WHERE dataset = $1 ORDER BY seq", [dataset])
+        return [(r["version"], list(r["files"] or [])) for r in rows.to_pylist()]
+
+    def known_datasets(self) -> list[str]:
+        return [r["dataset"] for r in self.query(
+            "SELECT DISTINCT dataset FROM dataset_versions ORDER BY dataset").to_pylist()]
+
+    def replace_index(self, dataset: str, index_files: dict[str, list[str]], dedup: dict[str, Any]) -> None:
+        """Point every version of the dataset at its new index files (``refinery dataset reindex``),
+        built under the dedup settings ``dedup``, in one transaction."""
+        with self._write() as con:
+            for version, files in index_files.items():
+                con.execute("UPDATE dataset_versions SET index_files = ?, dedup = ? WHERE dataset = ? AND version = ?",
+                            [files, json.dumps(dedup, sort_keys=True), dataset, version]).fetchall()

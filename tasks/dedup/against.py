@@ -19,16 +19,18 @@ through dedup within the night as before (tasks/dedup/clusters.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from refinery.storage import read_shards, to_matrix
+from refinery.storage import fixed_size_list, read_shard, read_shards, to_matrix
 from refinery.storage.dataset_index import EXACT_BAND, indexed_signatures, lookup_keys, write_index
 from refinery.tasks.dedup.clusters import REASON_EXACT, REASON_KEPT, REASON_NEAR
 from refinery.tasks.dedup.config import DedupConfig
+from refinery.tasks.dedup.exact import exact_keys
 from refinery.tasks.dedup.lsh import _band_hashes, lsh_params
-from refinery.tasks.dedup.minhash import EMPTY_SIGNATURE_VALUE, estimated_jaccard
+from refinery.tasks.dedup.minhash import EMPTY_SIGNATURE_VALUE, estimated_jaccard, signatures
 
 REASON_UNCHANGED = "dataset_unchanged"
 # dedup_clusters.kind of a night's document filed under a document of an earlier night
@@ -180,6 +182,20 @@ def index_settings(cfg: DedupConfig) -> dict[str, object]:
             "seed": cfg.seed, "bands": params.bands if params else None, "rows": params.rows if params else None}
 
 
+def index_documents(shard: str, version: str, cfg: DedupConfig, index_dir: str) -> list[str]:
+    """Index one published documents file of ``version`` anew under ``cfg`` (``refinery dataset
+    reindex``): signatures and keys computed from its texts, written under ``index_dir``."""
+    docs = read_shard(shard, ["doc_id", "text", "n_chars"]).sort_by("doc_id")
+    texts = docs.column("text").to_pylist()
+    keys = exact_keys(texts)
+    sigs = signatures(texts, cfg)
+    doc_ids = docs.column("doc_id").to_numpy(zero_copy_only=False)
+    table = pa.table({"doc_id": docs.column("doc_id"), "added_in": pa.array([version] * docs.num_rows, pa.string()),
+                      "n_chars": docs.column("n_chars"), "exact_key": pa.array(keys, pa.uint64()),
+                      "signature": fixed_size_list(sigs)})
+    return write_index(index_dir, f"{version}-{Path(shard).stem}", index_rows(doc_ids, keys, sigs, cfg, version), table)
+
+
 def index_night(signature_shards: list[str], corpus_shards: list[str], cfg: DedupConfig, index_dir: str,
                 version: str) -> list[str]:
     """Index the documents a night publishes (its corpus shards' doc ids) from the night's
@@ -192,8 +208,7 @@ def index_night(signature_shards: list[str], corpus_shards: list[str], cfg: Dedu
     doc_ids = table.column("doc_id").to_numpy(zero_copy_only=False)
     keys = table.column("exact_key").to_numpy()
     sigs = to_matrix(table.column("signature"))
-    signatures = pa.table({"doc_id": table.column("doc_id"),
-                           "added_in": pa.array([version] * table.num_rows, pa.string()),
-                           "n_chars": table.column("n_chars"), "exact_key": table.column("exact_key"),
-                           "signature": table.column("signature")})
-    return write_index(index_dir, version, index_rows(doc_ids, keys, sigs, cfg, version), signatures)
+    indexed = pa.table({"doc_id": table.column("doc_id"), "added_in": pa.array([version] * table.num_rows, pa.string()),
+                        "n_chars": table.column("n_chars"), "exact_key": table.column("exact_key"),
+                        "signature": table.column("signature")})
+    return write_index(index_dir, version, index_rows(doc_ids, keys, sigs, cfg, version), indexed)

@@ -237,15 +237,32 @@ def test_a_reader_of_curated_sees_the_previous_version_until_the_night_publishes
     assert set(nights.curated()) > set(before)
 
 
-def test_another_dedup_config_on_an_indexed_dataset_is_an_error_naming_reindex(tmp_path, prefect_api, dask_address):
+def test_another_dedup_config_is_an_error_until_the_index_is_rebuilt_and_then_copies_are_still_caught(
+        tmp_path, prefect_api, dask_address):
+    from refinery.flows.reindex import reindex_dataset
+    from refinery.tasks.config import load_config
     from refinery.tasks.exceptions import ConfigError
 
     nights = Nights(tmp_path, dask_address)
-    write_jsonl(nights.folder / "a.jsonl", [(f"a{i}", t) for i, t in enumerate(bodies("tech", 6))])
+    texts = bodies("tech", 8)
+    write_jsonl(nights.folder / "a.jsonl", [(f"a{i}", t) for i, t in enumerate(texts[:6])])
     nights.run()
+    first = sorted(nights.curated())
     data = yaml.safe_load(nights.config.read_text())
     data["dedup"] = {"num_perm": 64}
     nights.config.write_text(yaml.safe_dump(data))
-    write_jsonl(nights.folder / "b.jsonl", [(f"b{i}", t) for i, t in enumerate(bodies("tech", 4, start=6))])
+    by_id = {f"a{i}": t for i, t in enumerate(texts[:6])}
+    write_jsonl(nights.folder / "b.jsonl", [("b0", texts[6]), ("b1", texts[7]), ("copy", by_id[first[0]]),
+                                           ("near", edit(by_id[first[1]]))])
     with pytest.raises(ConfigError, match="refinery dataset reindex news"):
         nights.run()
+    stats = reindex_dataset("news", load_config(nights.config), dask_address)
+    assert stats["files"] >= 1
+    night = nights.run()
+    reasons = {r["record_id"]: (r["reason"], r["survivor"]) for r in nights.query(
+        "SELECT d.record_id, x.reason, s.record_id AS survivor FROM drops x JOIN documents d USING (run_id, doc_id)"
+        " JOIN dedup_clusters c USING (run_id, doc_id) JOIN curated s ON s.doc_id = c.cluster_id"
+        " WHERE x.run_id = ?", [night["run_id"]])}
+    assert reasons == {"copy": ("dedup_exact", first[0]), "near": ("dedup_near", first[1])}
+    (settings,) = {r["dedup"] for r in nights.query("SELECT dedup FROM dataset_versions")}
+    assert '"num_perm": 64' in settings
