@@ -180,6 +180,13 @@ def _summary(stats: dict) -> None:
     console.print(f"  docs in {books['docs_in']} = kept {books['docs_kept']} + dropped {books['docs_dropped']}"
                   f" + rejected {books['docs_rejected']}")
     _print_warnings((stats.get("quality") or {}).get("warnings") or [])
+    published = stats.get("publish") or {}
+    if published.get("published"):
+        console.print(f"  dataset {published['dataset']}: version {published['version']}, "
+                      f"+{published['docs_added']} -{published['docs_retired']} = {published['docs_total']} documents"
+                      "   (SELECT * FROM curated)")
+    elif published:
+        console.print(f"  dataset {published['dataset']}: no new version ({published['why']})")
     console.print(f"  outputs:  {run_dir}")
     console.print(f"  report:   {stats['report']}")
     console.print(f"  catalog:  {catalog.path}   (try: refinery runs, or refinery sql with a query of your own)")

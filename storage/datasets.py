@@ -190,3 +190,8 @@ class DatasetVerbs:
             for version, files in index_files.items():
                 con.execute("UPDATE dataset_versions SET index_files = ?, dedup = ? WHERE dataset = ? AND version = ?",
                             [files, json.dumps(dedup, sort_keys=True), dataset, version]).fetchall()
+
+    def retired_by_reason(self, dataset: str, version: str) -> list[dict[str, Any]]:
+        """``[{"reason", "docs"}]``: what version ``version`` retired from the dataset, by reason."""
+        return self.query("SELECT reason, count(*) AS docs FROM dataset_retired WHERE dataset = $1 AND retired_in = $2"
+                          " GROUP BY reason ORDER BY docs DESC, reason", [dataset, version]).to_pylist()

@@ -88,6 +88,9 @@ def write_report(run: RunSpec, *, failed_stage: str | None = None, error: str | 
 
     if quality is not None:
         out.append(_quality_section(run, files))
+    publish = StageMarker(run.stage_dir("publish")).read()
+    if publish is not None:
+        out.append(_dataset_section(run, publish, markers["ingest"] or {}))
 
     synth = markers["synthesize"]
     if synth is not None and not synth.get("skipped"):
@@ -312,6 +315,28 @@ def _evaluation_section(run: RunSpec, task: str, evaluation: dict[str, Any], syn
     else:
         parts.append("\n_No query of this set could be scored._\n")
     return _section(f"Evaluation: {describe(task)}", *parts)
+
+
+def _dataset_section(run: RunSpec, publish: dict[str, Any], ingest: dict[str, Any]) -> str:
+    """What the night did to its dataset: the version it published (or why none), its input files by
+    status, what it retired and why, and the dataset's latest versions."""
+    dataset = publish["dataset"]
+    catalog = run.catalog
+    inputs = ingest.get("input_files") or {}
+    seen = ", ".join(f"{n} {status}" for status, n in sorted(inputs.items())) or "none"
+    if not publish.get("published"):
+        head = f"No new version of dataset **{dataset}**: {publish.get('why', 'nothing to publish')}."
+    else:
+        head = (f"Version `{publish['version']}` of dataset **{dataset}**: {publish['docs_added']} documents added, "
+                f"{publish['docs_retired']} retired, {publish['docs_total']} in the dataset.")
+    parts = [head + f" Input files: {seen}.\n"]
+    if publish.get("published") and publish["docs_retired"]:
+        parts += ["**Retired, by reason**\n", markdown_table(catalog.retired_by_reason(dataset, publish["version"]))]
+    versions = catalog.dataset_versions_of(dataset)[-10:]
+    if versions:
+        parts += ["\n**Latest versions** (`SELECT * FROM curated_at('" + dataset + "', version)` reads one)\n",
+                  markdown_table([{k: v for k, v in row.items() if k != "seq"} for row in versions])]
+    return _section("Dataset", *parts)
 
 
 def _clustering_note(dedup: dict[str, Any]) -> str:

@@ -123,6 +123,9 @@ def test_versions_count_each_night_and_an_earlier_version_can_be_read(drop_folde
     # night 2 kept articles it did not copy: the 30 new ones, less what quality dropped of them
     new = {k for k in nights.curated() if k.startswith("t")}
     assert versions[1]["docs_added"] == len(new) > 20
+    report = (Path(drop_folder["runs"][1]["run_dir"]) / "report.md").read_text()
+    assert (f"Version `{two}` of dataset **news**: {len(new)} documents added, 0 retired, "
+            f"{versions[1]['docs_total']} in the dataset. Input files: 1 new, 1 removed.") in report
 
 
 def test_a_night_with_nothing_new_reads_nothing_and_publishes_nothing(drop_folder):
@@ -133,6 +136,8 @@ def test_a_night_with_nothing_new_reads_nothing_and_publishes_nothing(drop_folde
     assert run == {"docs_in": 0, "status": "completed"}
     books = nights.query("SELECT path, records_read, status FROM file_books WHERE run_id = ?", [three["run_id"]])
     assert books == [{"path": "tuesday.jsonl", "records_read": 0, "status": "unchanged"}]
+    report = (Path(three["run_dir"]) / "report.md").read_text()
+    assert "No new version of dataset **news**: nothing new in the sources. Input files: 1 unchanged." in report
 
 
 def test_a_kept_folder_changed_file_grown_file_and_mirror_removal(tmp_path, prefect_api, dask_address):
