@@ -13,7 +13,7 @@ from refinery.storage import Catalog
 from refinery.tasks.exceptions import AccountingError
 
 # What synthesize, train and evaluate record when curation kept nothing (they skip, the run completes).
-NO_CORPUS = "no document survived curation"
+NO_CORPUS = "no new document survived curation tonight"
 # How many of a run's unbalanced files an AccountingError names.
 SHOWN_FILES = 5
 

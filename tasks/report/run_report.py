@@ -177,8 +177,8 @@ def _empty_corpus_section(run: RunSpec, skipped: list[str]) -> str:
     why = ", ".join(f"{r['reason']} ({r['docs']})" for r in reasons) or "none"
     rejected = ", ".join(f"{r['reason']} ({r['records']})" for r in rejects) or "none"
     return _section(
-        "No document survived curation",
-        "Every document was dropped or rejected"
+        "No new document survived curation",
+        "Every document the night read was dropped or rejected, or it read nothing new"
         + (f", so {', '.join(skipped)} recorded that they were skipped ({NO_CORPUS})" if skipped else "") + ".\n",
         f"- dropped, by reason: {why}",
         f"- rejected records, by reason: {rejected}\n",

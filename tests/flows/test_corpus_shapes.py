@@ -25,7 +25,7 @@ from refinery.tasks.ingest.readers import bbc_folder
 
 ARTICLES = 60
 HELDOUT_FRACTION = 0.25
-NO_CORPUS = "no document survived curation"
+NO_CORPUS = "no new document survived curation tonight"
 
 
 def titleless_records(n: int = ARTICLES) -> list[str]:
@@ -181,10 +181,10 @@ def test_nothing_survives_curation_completes_with_empty_outputs(empty_run):
 def test_report_of_an_empty_corpus_says_why(empty_run):
     q = empty_run["q"]
     report = (empty_run["run_dir"] / "report.md").read_text()
-    assert "## No document survived curation" in report
+    assert "## No new document survived curation" in report
     reasons = {r["reason"] for r in q("SELECT DISTINCT reason FROM drops WHERE run_id = $run")}
     assert "dedup_exact" in reasons and any(r.startswith("langid") for r in reasons)
-    summary = report.split("## No document survived curation", 1)[1].split("\n## ", 1)[0]
+    summary = report.split("## No new document survived curation", 1)[1].split("\n## ", 1)[0]
     for reason in reasons:
         assert reason in summary
     assert "invalid_json" in summary
@@ -194,7 +194,7 @@ def test_every_record_rejected_completes(tmp_path, prefect_api, dask_address):
     run = run_nightly(tmp_path, ["{broken", "[1, 2]", json.dumps({"id": "no-text"})], dask_address)
     (row,) = run["q"]("SELECT status, docs_in, docs_kept, docs_dropped, docs_rejected FROM runs WHERE run_id = $run")
     assert row == {"status": "completed", "docs_in": 3, "docs_kept": 0, "docs_dropped": 0, "docs_rejected": 3}
-    assert "## No document survived curation" in (run["run_dir"] / "report.md").read_text()
+    assert "## No new document survived curation" in (run["run_dir"] / "report.md").read_text()
 
 
 def test_the_report_counts_rejects_by_reason_not_one_row_per_record(tmp_path, prefect_api, dask_address):
@@ -203,7 +203,7 @@ def test_the_report_counts_rejects_by_reason_not_one_row_per_record(tmp_path, pr
     run = run_nightly(tmp_path, records, dask_address)
     reasons = run["q"]("SELECT reason, count(*) AS n FROM rejects WHERE run_id = $run GROUP BY ALL")
     assert len(reasons) > 2  # distinct full reasons
-    summary = (run["run_dir"] / "report.md").read_text().split("## No document survived curation", 1)[1]
+    summary = (run["run_dir"] / "report.md").read_text().split("## No new document survived curation", 1)[1]
     assert "duplicate_id (4)" in summary and "invalid_json (2)" in summary
 
 
