@@ -1,5 +1,6 @@
-"""A run killed (SIGKILL, flow process and workers) in the middle of dedup, quality or synthesize,
-then resumed, ends exactly where a run that was never killed ends.
+"""A run killed (SIGKILL, flow process and workers) in the middle of dedup, quality, publish or
+synthesize, then resumed, ends exactly where a run that was never killed ends: the same books,
+decisions and pairs, and the same dataset version.
 
 Each run is the real CLI in its own process group with one Dask worker, so the stage is caught
 half done: some of its shards written, its marker not. The uninterrupted reference run is made
@@ -26,7 +27,17 @@ STAGES = ["ingest", "dedup", "quality", "synthesize"]
 ARTICLES = 60
 REFINERY = str(Path(sys.executable).parent / "refinery")
 # the first shard file each stage writes: once one exists (and no marker), the stage is mid-way
-FIRST_OUTPUT = {"dedup": "signatures-*.parquet", "quality": "attributes-*.parquet", "synthesize": "candidates-*.parquet"}
+FIRST_OUTPUT = {"dedup": "signatures-*.parquet", "quality": "attributes-*.parquet", "synthesize": "candidates-*.parquet",
+                # publish writes the night's index files under the dataset's folder first, the catalog last
+                "publish": "../../../datasets/dataset=default/index/keys/part=*/*.parquet"}
+
+
+def written(stage_dir: Path, pattern: str) -> list[Path]:
+    """The files ``pattern`` (relative to the stage's folder, ``..`` allowed) names."""
+    folder = stage_dir
+    while pattern.startswith("../"):
+        folder, pattern = folder.parent, pattern[3:]
+    return list(folder.glob(pattern))
 
 
 def write_config(root: Path) -> Path:
@@ -71,6 +82,10 @@ def outcome(home: Path) -> dict:
                    " ORDER BY pair_id"),
         "documents": q("SELECT count(*) AS n, count(DISTINCT doc_id) AS distinct_ids FROM documents WHERE run_id = ?"),
         "stages": q("SELECT stage, status FROM stage_runs WHERE run_id = ? ORDER BY stage"),
+        # the dataset the night published (its version is named by the run, so compare the rest)
+        "curated": catalog.query("SELECT doc_id, source, location, text FROM curated ORDER BY doc_id").to_pylist(),
+        "versions": catalog.query("SELECT dataset, seq, docs_added, docs_retired, docs_total, len(files) AS files,"
+                                  " len(index_files) AS index_files FROM dataset_versions ORDER BY seq").to_pylist(),
         "run_id": run_id,
     }
 
@@ -84,7 +99,7 @@ def reference(tmp_path_factory, prefect_api):
 
 
 @pytest.mark.slow  # three runs of the chain up to synthesize, each killed and resumed
-@pytest.mark.parametrize("stage", ["dedup", "quality", "synthesize"])
+@pytest.mark.parametrize("stage", ["dedup", "quality", "publish", "synthesize"])
 def test_a_run_killed_mid_stage_resumes_to_the_same_result(stage, tmp_path, prefect_api, reference):
     env = {**os.environ, "PREFECT_API_URL": prefect_api}
     config, log = write_config(tmp_path), tmp_path / "run.log"
@@ -96,7 +111,7 @@ def test_a_run_killed_mid_stage_resumes_to_the_same_result(stage, tmp_path, pref
             assert proc.poll() is None, f"the run ended before {stage} was caught:\n" + log.read_text()[-3000:]
             assert time.monotonic() < deadline, f"{stage} never started:\n" + log.read_text()[-3000:]
             stage_dirs = list(runs.glob(f"*/{stage}")) if runs.exists() else []
-            if stage_dirs and list(stage_dirs[0].glob(FIRST_OUTPUT[stage])):
+            if stage_dirs and written(stage_dirs[0], FIRST_OUTPUT[stage]):
                 break
             time.sleep(0.05)
     finally:
