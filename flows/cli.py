@@ -32,6 +32,7 @@ from typer.core import TyperGroup
 
 import refinery.flows  # noqa: F401  (sets Prefect's offline defaults before Prefect is imported)
 from refinery.storage import Catalog, DataHome
+from refinery.storage.exports import DEFAULT_ROWS_PER_SHARD
 from refinery.tasks.config import RefineryConfig, config_reference, dump_config, load_config, parse_config
 from refinery.tasks.exceptions import (
     CatalogError,
@@ -253,6 +254,49 @@ def runs(
     if home.lock_holder() is None:  # no live run in this home: a `running` row is a killed run
         rows = [{**r, "status": "interrupted" if r["status"] == "running" else r["status"]} for r in rows]
     _print_rows(rows, format)
+
+
+@app.command()
+def datasets(
+    name: Optional[str] = typer.Argument(None, help="A dataset: list its versions (default: list the datasets)."),
+    format: Format = typer.Option(Format.table, "--format", "-f"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config naming the data home."),
+) -> None:
+    """The datasets in the data home with their newest version, or one dataset's versions (nights)."""
+    catalog = _catalog(config)
+    if name is None:
+        rows = catalog.datasets_overview()
+        if not rows and format is Format.table:
+            console.print("no dataset has a version yet: `refinery run` publishes one each night")
+            return
+        _print_rows(rows, format, title="datasets" if format is Format.table else None)
+    else:
+        _print_rows(catalog.dataset_history(name), format, title=f"versions of dataset {name}")
+
+
+@app.command()
+def export(
+    out: Path = typer.Argument(..., help="Folder to write: new or empty (or an earlier export, with --force)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="The dataset (default: the config's `dataset`)."),
+    version: Optional[str] = typer.Option(None, "--version", help="A version: the run id that published it "
+                                          "(`refinery datasets NAME` lists them); default: the newest."),
+    force: bool = typer.Option(False, "--force", help="Replace an earlier export in OUT (a folder holding only "
+                               "README.md and data/)."),
+    rows_per_shard: int = typer.Option(DEFAULT_ROWS_PER_SHARD, "--rows-per-shard", min=1, help="Documents per Parquet file, at most."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config naming the data home (and dataset)."),
+) -> None:
+    """Write a dataset version as Parquet shards (OUT/data/) and a dataset card (OUT/README.md),
+    loadable without Refinery (pyarrow, Hugging Face datasets, DuckDB)."""
+    cfg = _config(config)
+    catalog = Catalog(DataHome.resolve(cfg.home).catalog_path)
+    done = catalog.export_dataset(dataset or cfg.dataset, out, version=version, force=force,
+                                  rows_per_shard=rows_per_shard)
+    shards = len(done["shards"])
+    console.print(f"exported dataset {done['dataset']} version {done['version']} (night {done['night']} of "
+                  f"{done['nights']}): {done['documents']} documents in {shards} Parquet file{'s' * (shards != 1)}",
+                  soft_wrap=True, highlight=False)
+    console.print(f"  data:  {Path(done['out']) / 'data'}", soft_wrap=True, highlight=False)
+    console.print(f"  card:  {done['card']}", soft_wrap=True, highlight=False)
 
 
 @app.command()

@@ -23,6 +23,7 @@ from refinery.storage.books import BookVerbs
 from refinery.storage.curation import CurationVerbs
 from refinery.storage.datasets import DATASET_SCHEMA, DatasetVerbs, rebuild_dataset_views
 from refinery.storage.evaluation import EvaluationVerbs
+from refinery.storage.exports import ExportVerbs
 from refinery.storage.reports import ReportVerbs
 from refinery.storage.runs_log import RunVerbs
 from refinery.tasks.exceptions import CatalogError
@@ -213,7 +214,7 @@ def _connect_waiting(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnectio
         rewritten = True  # open the rewritten file
 
 
-class Catalog(RunVerbs, BookVerbs, CurationVerbs, DatasetVerbs, EvaluationVerbs, ReportVerbs):
+class Catalog(RunVerbs, BookVerbs, CurationVerbs, DatasetVerbs, EvaluationVerbs, ExportVerbs, ReportVerbs):
     """The catalog file and its verbs: connections, schema and registering shards here; the
     verbs of each part of the chain in their own module (storage/runs_log.py, books.py,
     curation.py, evaluation.py, reports.py)."""
