@@ -49,7 +49,7 @@ def _dataset_ref(run: RunSpec) -> DatasetRef:
         raise ConfigError(f"dataset {run.config.dataset} was indexed with other dedup settings ({differ}); "
                           f"keep them, use another dataset name, or rebuild its index with "
                           f"`refinery dataset reindex {run.config.dataset}`")
-    return DatasetRef(tuple(files), retired)
+    return DatasetRef.of(files, retired)
 
 
 @flow(name="dedup", log_prints=True)

@@ -1,8 +1,12 @@
 """A dataset's dedup index: the exact and LSH band keys of every document it ever published, and
 their MinHash signatures, as Parquet beside the dataset (``<home>/datasets/dataset=NAME/index``).
 
-    index/keys/part=PP/<version>.parquet     band SMALLINT (-1: the exact key), key UBIGINT, doc_id, added_in
-    index/signatures/part=PP/<version>.parquet  doc_id, added_in, n_chars, exact_key, signature
+    index/keys/part=PP/<version>.parquet     band SMALLINT (-1: the exact key), key UBIGINT, doc UBIGINT, added_in
+    index/signatures/part=PP/<version>.parquet  doc UBIGINT, added_in, n_chars, exact_key, signature
+
+``doc`` is the doc id as a number (a doc id is the 16 hex digits of an xxh3-64 hash): 8 bytes a row
+where the hex string took 17, and a join on integers; ``added_in`` is one value per file, which
+Parquet's dictionary encoding stores once.
 
 Keys are spread over :data:`PARTS` partitions by their top bits, signatures by their doc id's hash,
 each version's rows in a file of its own, written by the worker that publishes the night (before
@@ -10,7 +14,7 @@ the catalog names the version: a reader only trusts files a published version li
 lookup joins its own keys (small: the night's size) with the files of the partitions they fall in,
 in DuckDB, which streams the index and builds its hash table on the night's side, so memory is
 bounded by the night, not the dataset. Retired documents stay in the index; lookups leave out the
-(doc_id, added_in) pairs the caller says are retired.
+(doc, added_in) pairs the caller says are retired.
 """
 
 from __future__ import annotations
@@ -34,9 +38,9 @@ def key_part(keys: np.ndarray) -> np.ndarray:
     return (keys.astype(np.uint64) >> _SHIFT).astype(np.int64)
 
 
-def doc_part(doc_ids: Sequence[str]) -> np.ndarray:
-    # a doc id is 16 hex digits (xxh3-64): its first digit is already uniform
-    return np.array([int(d[0], 16) if d else 0 for d in doc_ids], dtype=np.int64) % PARTS
+def doc_part(docs: np.ndarray) -> np.ndarray:
+    """The partition of each doc (uint64): its top bits, uniform as the hash it is."""
+    return (np.asarray(docs, dtype=np.uint64) >> _SHIFT).astype(np.int64)
 
 
 def _partitioned(table: pa.Table, parts: np.ndarray, folder: Path, version: str) -> list[str]:
@@ -50,12 +54,12 @@ def _partitioned(table: pa.Table, parts: np.ndarray, folder: Path, version: str)
 
 
 def write_index(index_dir: str | os.PathLike[str], name: str, keys: pa.Table, signatures: pa.Table) -> list[str]:
-    """Write keys (band, key, doc_id, added_in) and signatures (doc_id, added_in, n_chars, exact_key,
+    """Write keys (band, key, doc, added_in) and signatures (doc, added_in, n_chars, exact_key,
     signature), each split over the partitions into files called ``name`` (a version, or a version
     and one of its files); the files written (atomic, each)."""
     index_dir = Path(index_dir)
     key_col = keys.column("key").to_numpy() if keys.num_rows else np.zeros(0, np.uint64)
-    doc_col = signatures.column("doc_id").to_pylist()
+    doc_col = signatures.column("doc").to_numpy() if signatures.num_rows else np.zeros(0, np.uint64)
     return (_partitioned(keys, key_part(key_col), index_dir / "keys", name)
             + _partitioned(signatures, doc_part(doc_col), index_dir / "signatures", name))
 
@@ -65,50 +69,77 @@ def _files(files: Sequence[str], kind: str, parts: set[int]) -> list[str]:
 
 
 def _connect() -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False,
-                                 "threads": 1})
-    return con
+    return duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+
+
+def doc_numbers(doc_ids: Sequence[str]) -> np.ndarray:
+    """Doc ids (16 hex digits) as the index stores them (uint64)."""
+    return np.array([int(d, 16) for d in doc_ids], dtype=np.uint64)
+
+
+def doc_ids_of(numbers: Sequence[int] | np.ndarray) -> list[str]:
+    return [f"{int(n):016x}" for n in numbers]
 
 
 def lookup_keys(index_files: Sequence[str], night: pa.Table, retired: pa.Table) -> pa.Table:
-    """Every indexed document sharing a (band, key) with a night row: ``row, band, doc_id, added_in``.
+    """Every indexed document sharing a (band, key) with a night row: ``row, band, doc, added_in``.
 
-    ``night``: (row int64, band int16, key uint64); ``retired``: (doc_id, added_in) left out."""
+    ``night``: (row int64, band int16, key uint64); ``retired``: (doc uint64, added_in) left out."""
     parts = set(key_part(night.column("key").to_numpy()).tolist()) if night.num_rows else set()
     files = _files(index_files, "keys", parts)
     if not files:
         return pa.table({"row": pa.array([], pa.int64()), "band": pa.array([], pa.int16()),
-                         "doc_id": pa.array([], pa.string()), "added_in": pa.array([], pa.string())})
+                         "doc": pa.array([], pa.uint64()), "added_in": pa.array([], pa.string())})
     con = _connect()
     try:
         con.register("night", night)
         con.register("retired", retired)
         return con.execute(
-            "SELECT n.row, n.band, i.doc_id, i.added_in FROM night n"
+            "SELECT n.row, n.band, i.doc, i.added_in FROM night n"
             " JOIN read_parquet(?::VARCHAR[]) i ON i.band = n.band AND i.key = n.key"
-            " WHERE NOT EXISTS (SELECT 1 FROM retired r WHERE r.doc_id = i.doc_id AND r.added_in = i.added_in)"
-            " ORDER BY n.row, i.doc_id, i.added_in", [files]).to_arrow_table()
+            " WHERE NOT EXISTS (SELECT 1 FROM retired r WHERE r.doc = i.doc AND r.added_in = i.added_in)"
+            " ORDER BY n.row, i.doc, i.added_in", [files]).to_arrow_table()
     finally:
         con.close()
 
 
-def indexed_signatures(index_files: Sequence[str], doc_ids: Sequence[str], retired: pa.Table) -> pa.Table:
-    """The signatures (doc_id, added_in, n_chars, exact_key, signature) of the given doc ids that the
-    index holds and that are not retired."""
-    files = _files(index_files, "signatures", set(doc_part(doc_ids).tolist()))
-    if not files or not doc_ids:
-        return pa.table({"doc_id": pa.array([], pa.string()), "added_in": pa.array([], pa.string()),
+def indexed_exact_keys(index_files: Sequence[str], docs: np.ndarray, retired: pa.Table) -> pa.Table:
+    """The exact keys (doc, added_in, key) the index holds for the given docs (uint64), not retired:
+    whether a night's record is already in the dataset, and with which text."""
+    files = [f for f in index_files if "/keys/part=" in f]
+    if not files or not len(docs):
+        return pa.table({"doc": pa.array([], pa.uint64()), "added_in": pa.array([], pa.string()),
+                         "key": pa.array([], pa.uint64())})
+    con = _connect()
+    try:
+        con.register("wanted", pa.table({"doc": pa.array(np.unique(docs), pa.uint64())}))
+        con.register("retired", retired)
+        return con.execute(
+            f"SELECT i.doc, i.added_in, i.key FROM read_parquet(?::VARCHAR[]) i SEMI JOIN wanted w ON w.doc = i.doc"
+            f" WHERE i.band = {EXACT_BAND}"
+            " AND NOT EXISTS (SELECT 1 FROM retired r WHERE r.doc = i.doc AND r.added_in = i.added_in)"
+            " ORDER BY i.doc, i.added_in", [files]).to_arrow_table()
+    finally:
+        con.close()
+
+
+def indexed_signatures(index_files: Sequence[str], docs: np.ndarray, retired: pa.Table) -> pa.Table:
+    """The signatures (doc, added_in, n_chars, exact_key, signature) of the given docs (uint64) that
+    the index holds and that are not retired."""
+    files = _files(index_files, "signatures", set(doc_part(docs).tolist())) if len(docs) else []
+    if not files:
+        return pa.table({"doc": pa.array([], pa.uint64()), "added_in": pa.array([], pa.string()),
                          "n_chars": pa.array([], pa.int64()), "exact_key": pa.array([], pa.uint64()),
                          "signature": pa.array([], pa.list_(pa.uint32()))})
     con = _connect()
     try:
-        con.register("wanted", pa.table({"doc_id": pa.array(sorted(set(doc_ids)), pa.string())}))
+        con.register("wanted", pa.table({"doc": pa.array(np.unique(docs), pa.uint64())}))
         con.register("retired", retired)
         found = con.execute(
-            "SELECT s.doc_id, s.added_in, s.n_chars, s.exact_key, s.signature FROM read_parquet(?::VARCHAR[]) s"
-            " SEMI JOIN wanted w ON w.doc_id = s.doc_id"
-            " WHERE NOT EXISTS (SELECT 1 FROM retired r WHERE r.doc_id = s.doc_id AND r.added_in = s.added_in)"
-            " ORDER BY s.doc_id, s.added_in", [files]).to_arrow_table()
+            "SELECT s.doc, s.added_in, s.n_chars, s.exact_key, s.signature FROM read_parquet(?::VARCHAR[]) s"
+            " SEMI JOIN wanted w ON w.doc = s.doc"
+            " WHERE NOT EXISTS (SELECT 1 FROM retired r WHERE r.doc = s.doc AND r.added_in = s.added_in)"
+            " ORDER BY s.doc, s.added_in", [files]).to_arrow_table()
     finally:
         con.close()
     return _fixed_width(found, "signature")

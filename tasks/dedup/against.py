@@ -25,7 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from refinery.storage import fixed_size_list, read_shard, read_shards, to_matrix
-from refinery.storage.dataset_index import EXACT_BAND, indexed_signatures, lookup_keys, write_index
+from refinery.storage.dataset_index import (EXACT_BAND, doc_ids_of, doc_numbers, indexed_exact_keys, indexed_signatures,
+                                            lookup_keys, write_index)
 from refinery.tasks.dedup.clusters import REASON_EXACT, REASON_KEPT, REASON_NEAR
 from refinery.tasks.dedup.config import DedupConfig
 from refinery.tasks.dedup.exact import exact_keys
@@ -43,7 +44,14 @@ class DatasetRef:
     """What a night's dedup needs of its dataset: the published index files and what is retired."""
 
     index_files: tuple[str, ...]
-    retired: pa.Table  # (doc_id, added_in) of every retired document of the dataset
+    retired: pa.Table  # (doc uint64, added_in) of every retired document of the dataset
+
+    @classmethod
+    def of(cls, index_files: list[str], retired: pa.Table) -> "DatasetRef":
+        """From the catalog's answer: index files and retired (doc_id, added_in)."""
+        docs = doc_numbers(retired.column("doc_id").to_pylist()) if retired.num_rows else np.zeros(0, np.uint64)
+        return cls(tuple(index_files), pa.table({"doc": pa.array(docs, pa.uint64()),
+                                                  "added_in": retired.column("added_in").cast(pa.string())}))
 
 
 @dataclass(frozen=True)
@@ -74,24 +82,23 @@ def band_keys(sigs: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarra
     return rows, bands, hashes.reshape(-1)
 
 
-def index_rows(doc_ids: np.ndarray, keys: np.ndarray | None, sigs: np.ndarray | None, cfg: DedupConfig,
+def index_rows(doc_ids: np.ndarray, keys: np.ndarray, sigs: np.ndarray | None, cfg: DedupConfig,
                version: str) -> pa.Table:
-    """The index's key rows (band, key, doc_id, added_in) of documents published in ``version``."""
-    rows = [np.zeros(0, np.int64)]
-    bands = [np.zeros(0, np.int16)]
-    values = [np.zeros(0, np.uint64)]
-    if cfg.exact and keys is not None:
-        rows.append(np.arange(len(doc_ids)))
-        bands.append(np.full(len(doc_ids), EXACT_BAND, np.int16))
-        values.append(keys.astype(np.uint64))
+    """The index's key rows (band, key, doc, added_in) of documents published in ``version``: each
+    document's exact key (band -1; also when exact dedup is off, it tells a later night whether a
+    record with the same id changed) and, with near dedup, its LSH band keys."""
+    rows = [np.arange(len(doc_ids))]
+    bands = [np.full(len(doc_ids), EXACT_BAND, np.int16)]
+    values = [np.asarray(keys, dtype=np.uint64)]
     if cfg.near and sigs is not None:
         r, b, v = band_keys(sigs, cfg)
         rows.append(r)
         bands.append(b)
         values.append(v)
     row = np.concatenate(rows)
+    docs = doc_numbers(list(doc_ids))
     return pa.table({"band": pa.array(np.concatenate(bands), pa.int16()), "key": pa.array(np.concatenate(values), pa.uint64()),
-                     "doc_id": pa.array(doc_ids[row], pa.string()),
+                     "doc": pa.array(docs[row], pa.uint64()),
                      "added_in": pa.array(np.full(row.size, version, dtype=object), pa.string())})
 
 
@@ -106,11 +113,12 @@ def match_dataset(doc_ids: np.ndarray, keys: np.ndarray, sigs: np.ndarray, cfg: 
     if not n or not ref.index_files:
         return DatasetMatch(reasons.astype(str), matched, similarity, replaces)
     # 1. the same doc id: unchanged, or a changed record that replaces its old version
-    own = indexed_signatures(ref.index_files, list(doc_ids), ref.retired)
+    docs = doc_numbers(list(doc_ids))
+    own = indexed_exact_keys(ref.index_files, docs, ref.retired)
     if own.num_rows:
-        position = {d: i for i, d in enumerate(doc_ids)}
-        for doc_id, key in zip(own.column("doc_id").to_pylist(), own.column("exact_key").to_pylist()):
-            row = position[doc_id]
+        position = {int(d): i for i, d in enumerate(docs)}
+        for doc, key in zip(own.column("doc").to_pylist(), own.column("key").to_pylist()):
+            row = position[doc]
             if key == int(keys[row]):
                 reasons[row] = REASON_UNCHANGED
             else:
@@ -128,46 +136,52 @@ def match_dataset(doc_ids: np.ndarray, keys: np.ndarray, sigs: np.ndarray, cfg: 
                           "band": pa.array(np.concatenate([p[1] for p in parts]), pa.int16()),
                           "key": pa.array(np.concatenate([p[2] for p in parts]), pa.uint64())})
         hits = lookup_keys(ref.index_files, night, ref.retired)
-        _file_matches(hits, doc_ids, sigs, cfg, ref, reasons, matched, similarity)
+        _file_matches(hits, docs, sigs, cfg, ref, reasons, matched, similarity)
     return DatasetMatch(reasons.astype(str), matched, similarity, replaces)
 
 
-def _file_matches(hits: pa.Table, doc_ids: np.ndarray, sigs: np.ndarray, cfg: DedupConfig, ref: DatasetRef,
+def _file_matches(hits: pa.Table, docs: np.ndarray, sigs: np.ndarray, cfg: DedupConfig, ref: DatasetRef,
                   reasons: np.ndarray, matched: np.ndarray, similarity: np.ndarray) -> None:
     """Turn key hits into drops: exact first, then the most similar verified near candidate."""
     if not hits.num_rows:
         return
     rows = hits.column("row").to_numpy()
     band = hits.column("band").to_numpy()
-    other = np.array(hits.column("doc_id").to_pylist(), dtype=object)
-    not_self = other != doc_ids[rows]  # a changed record is not matched against its old version
+    other = hits.column("doc").to_numpy()
+    not_self = other != docs[rows]  # a changed record is not matched against its old version
     exact = (band == EXACT_BAND) & not_self
-    for row, doc in zip(rows[exact], other[exact]):
-        if reasons[row] == REASON_KEPT:  # hits are sorted by row, doc id: the smallest doc id wins
+    for row, doc in zip(rows[exact].tolist(), other[exact].tolist()):
+        if reasons[row] == REASON_KEPT:  # hits are sorted by row, doc: the smallest doc id wins
             reasons[row], matched[row], similarity[row] = REASON_EXACT, doc, 1.0
     near = (band != EXACT_BAND) & not_self
     if not near.any():
+        _name(matched)
         return
-    pairs = sorted({(int(r), d) for r, d in zip(rows[near], other[near]) if reasons[r] == REASON_KEPT})
-    if not pairs:
-        return
-    found = indexed_signatures(ref.index_files, sorted({d for _, d in pairs}), ref.retired)
-    if not found.num_rows:
-        return
-    at = {d: i for i, d in enumerate(found.column("doc_id").to_pylist())}
-    theirs = to_matrix(found.column("signature"))
-    pair_rows = np.array([r for r, d in pairs if d in at], dtype=np.int64)
-    pair_docs = [d for _, d in pairs if d in at]
-    if not pair_rows.size:
-        return
-    sim = np.asarray(estimated_jaccard(sigs[pair_rows], theirs[[at[d] for d in pair_docs]]), dtype=np.float64)
-    accept = sim >= cfg.threshold if cfg.verify else np.ones(sim.size, dtype=bool)
-    best: dict[int, tuple[float, str]] = {}
-    for row, doc, s in zip(pair_rows[accept], np.array(pair_docs, dtype=object)[accept], sim[accept]):
-        if row not in best or s > best[row][0] or (s == best[row][0] and doc < best[row][1]):
-            best[row] = (float(s), doc)
-    for row, (s, doc) in best.items():
-        reasons[row], matched[row], similarity[row] = REASON_NEAR, doc, round(s, 4)
+    pairs = sorted({(r, d) for r, d in zip(rows[near].tolist(), other[near].tolist()) if reasons[r] == REASON_KEPT})
+    found = indexed_signatures(ref.index_files, np.array([d for _, d in pairs], np.uint64), ref.retired) \
+        if pairs else None
+    if found is not None and found.num_rows:
+        at = {d: i for i, d in enumerate(found.column("doc").to_pylist())}
+        theirs = to_matrix(found.column("signature"))
+        pairs = [(r, d) for r, d in pairs if d in at]
+        pair_rows = np.array([r for r, _ in pairs], dtype=np.int64)
+        sim = np.asarray(estimated_jaccard(sigs[pair_rows], theirs[[at[d] for _, d in pairs]]), dtype=np.float64) \
+            if pairs else np.zeros(0)
+        accept = sim >= cfg.threshold if cfg.verify else np.ones(sim.size, dtype=bool)
+        best: dict[int, tuple[float, int]] = {}
+        for (row, doc), s, ok in zip(pairs, sim.tolist(), accept.tolist()):
+            if ok and (row not in best or s > best[row][0] or (s == best[row][0] and doc < best[row][1])):
+                best[row] = (s, doc)
+        for row, (s, doc) in best.items():
+            reasons[row], matched[row], similarity[row] = REASON_NEAR, doc, round(s, 4)
+    _name(matched)
+
+
+def _name(matched: np.ndarray) -> None:
+    """The matched docs (numbers) as doc ids, in place."""
+    filed = np.flatnonzero(matched != None)  # noqa: E711 - an object array of numbers and None
+    if filed.size:
+        matched[filed] = doc_ids_of(matched[filed].tolist())
 
 
 def unmatched(match: DatasetMatch) -> np.ndarray:
@@ -190,7 +204,8 @@ def index_documents(shard: str, version: str, cfg: DedupConfig, index_dir: str) 
     keys = exact_keys(texts)
     sigs = signatures(texts, cfg)
     doc_ids = docs.column("doc_id").to_numpy(zero_copy_only=False)
-    table = pa.table({"doc_id": docs.column("doc_id"), "added_in": pa.array([version] * docs.num_rows, pa.string()),
+    table = pa.table({"doc": pa.array(doc_numbers(list(doc_ids)), pa.uint64()),
+                      "added_in": pa.array([version] * docs.num_rows, pa.string()),
                       "n_chars": docs.column("n_chars"), "exact_key": pa.array(keys, pa.uint64()),
                       "signature": fixed_size_list(sigs)})
     return write_index(index_dir, f"{version}-{Path(shard).stem}", index_rows(doc_ids, keys, sigs, cfg, version), table)
@@ -208,7 +223,8 @@ def index_night(signature_shards: list[str], corpus_shards: list[str], cfg: Dedu
     doc_ids = table.column("doc_id").to_numpy(zero_copy_only=False)
     keys = table.column("exact_key").to_numpy()
     sigs = to_matrix(table.column("signature"))
-    indexed = pa.table({"doc_id": table.column("doc_id"), "added_in": pa.array([version] * table.num_rows, pa.string()),
+    indexed = pa.table({"doc": pa.array(doc_numbers(list(doc_ids)), pa.uint64()),
+                        "added_in": pa.array([version] * table.num_rows, pa.string()),
                         "n_chars": table.column("n_chars"), "exact_key": table.column("exact_key"),
                         "signature": table.column("signature")})
     return write_index(index_dir, version, index_rows(doc_ids, keys, sigs, cfg, version), indexed)
