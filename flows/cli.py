@@ -186,6 +186,8 @@ def _summary(stats: dict) -> None:
         console.print(f"  dataset {published['dataset']}: version {published['version']}, "
                       f"+{published['docs_added']} -{published['docs_retired']} = {published['docs_total']} documents"
                       "   (SELECT * FROM curated)")
+        for warning in published.get("id_reuse") or []:
+            console.print(f"  [yellow]warning:[/yellow] {escape(warning['message'])}")
     elif published:
         console.print(f"  dataset {published['dataset']}: no new version ({published['why']})")
     console.print(f"  outputs:  {run_dir}")

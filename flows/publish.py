@@ -21,6 +21,7 @@ from prefect.artifacts import create_table_artifact
 from refinery.flows.runtime import run_stage
 from refinery.storage import link_files, read_shard
 from refinery.tasks.dedup.against import index_night, index_settings
+from refinery.tasks.ingest.duplicates import id_reuse_warnings
 from refinery.tasks.runs import RunSpec
 
 index_task = task(index_night, name="dataset-index", task_run_name="index the night's documents for {version}",
@@ -58,6 +59,9 @@ def _publish(run: RunSpec, ingest: dict[str, Any], dedup: dict[str, Any], qualit
         dedup=index_settings(run.config.dedup))
     logger.info("dataset %s: version %s published: %d added, %d retired, %d documents",
                 dataset, version, published["docs_added"], published["docs_retired"], published["docs_total"])
+    published["id_reuse"] = id_reuse_warnings(run.config.ingest, run.catalog.replaced_across_files(dataset, version))
+    for warning in published["id_reuse"]:
+        logger.warning("dataset %s: %s", dataset, warning["message"])
     create_table_artifact(key="dataset-version", table=[{"figure": k, "value": v} for k, v in published.items()],
                           description=f"Dataset {dataset}: the version run {version} published.")
     return {"dataset": dataset, "published": True, **published}

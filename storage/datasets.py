@@ -195,3 +195,16 @@ class DatasetVerbs:
         """``[{"reason", "docs"}]``: what version ``version`` retired from the dataset, by reason."""
         return self.query("SELECT reason, count(*) AS docs FROM dataset_retired WHERE dataset = $1 AND retired_in = $2"
                           " GROUP BY reason ORDER BY docs DESC, reason", [dataset, version]).to_pylist()
+
+    def replaced_across_files(self, dataset: str, version: str) -> list[dict[str, Any]]:
+        """Per source, the documents ``version`` replaced with a record of the same id read from
+        another file (``[{"source", "docs", "example"}]``): under ``id_scope: source`` a folder whose
+        files number their ids from 0 each makes every night replace the last one's documents."""
+        return self.query(f"""
+            WITH old AS (SELECT r.doc_id, d.source, {_FILE_OF.replace("c.", "d.")} AS file FROM dataset_retired r
+                         JOIN dataset_documents d USING (dataset, doc_id, added_in)
+                         WHERE r.dataset = $1 AND r.retired_in = $2 AND r.reason = '{REASON_CHANGED}'),
+                 new AS (SELECT doc_id, {_FILE_OF.replace("c.", "")} AS file FROM documents WHERE run_id = $2)
+            SELECT old.source, count(*) AS docs, min(old.file || ' -> ' || new.file) AS example
+            FROM old JOIN new USING (doc_id) WHERE old.file <> new.file GROUP BY ALL ORDER BY docs DESC""",
+            [dataset, version]).to_pylist()

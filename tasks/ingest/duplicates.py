@@ -34,7 +34,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from refinery.tasks.ingest.config import SourceConfig
+from refinery.tasks.ingest.config import IngestConfig, SourceConfig
 from refinery.tasks.ingest.decoding import storable
 from refinery.tasks.ingest.readers import RAW_SNIPPET_CHARS, Unit, source_name
 
@@ -120,3 +120,21 @@ def id_scope_line(w: dict[str, Any]) -> str:
             f"({w['share']:.0%} > {w['limit']:.0%}) carry a different text than the record that kept their id, "
             f"in another file (e.g. {w['example']}, its id first at {w['example_first']}): the ids look numbered "
             f"per file, and those records are lost; set {fix} to make each file's ids its own")
+
+
+def id_reuse_warnings(cfg: IngestConfig, replaced: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One warning per source whose night replaced at least ``ID_SCOPE_MIN_REJECTS`` documents of the
+    dataset with records of the same id read from another file (``Catalog.replaced_across_files``):
+    under ``id_scope: source``, files that number their ids from 0 each make every night retire the
+    last night's documents. Names the setting of each configured source of that name."""
+    out = []
+    for row in replaced:
+        settings = [f"ingest.sources[{i}].id_scope" for i, src in enumerate(cfg.sources)
+                    if src.id_scope == "source" and storable(source_name(src)) == row["source"]]
+        if settings and row["docs"] >= ID_SCOPE_MIN_REJECTS:
+            fix = " and ".join(f"{s}: file" for s in settings)
+            out.append({"source": row["source"], "docs": row["docs"], "example": row["example"], "settings": settings,
+                        "message": f"{row['docs']} documents of source {row['source']} were replaced by records of "
+                                   f"the same id from another file (e.g. {row['example']}): if the ids are numbered "
+                                   f"per file, these are different records; set {fix} to keep both"})
+    return out

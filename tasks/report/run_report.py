@@ -330,6 +330,7 @@ def _dataset_section(run: RunSpec, publish: dict[str, Any], ingest: dict[str, An
         head = (f"Version `{publish['version']}` of dataset **{dataset}**: {publish['docs_added']} documents added, "
                 f"{publish['docs_retired']} retired, {publish['docs_total']} in the dataset.")
     parts = [head + f" Input files: {seen}.\n"]
+    parts += [f"- **Warning:** {w['message']}" for w in publish.get("id_reuse") or []]
     if publish.get("published") and publish["docs_retired"]:
         parts += ["**Retired, by reason**\n", markdown_table(catalog.retired_by_reason(dataset, publish["version"]))]
     versions = catalog.dataset_versions_of(dataset)[-10:]

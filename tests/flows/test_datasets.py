@@ -36,18 +36,23 @@ def edit(text: str) -> str:
     return " ".join("zebra" if k % 60 == 30 else w for k, w in enumerate(words))
 
 
+def write_numbered(path: Path, texts: list[str]) -> Path:
+    """A file that numbers its records' ids from 0, as `split` or a per-shard export makes them."""
+    return write_jsonl(path, [(str(i), t) for i, t in enumerate(texts)])
+
+
 class Nights:
     """One data home, one config, nights run one after another."""
 
     def __init__(self, root: Path, dask_address: str, *, dataset: str = "news", mode: str = "append",
-                 folder: Path | None = None):
+                 folder: Path | None = None, id_scope: str = "source"):
         self.root, self.dask_address = root, dask_address
         self.folder = folder or root / "drop"
         self.folder.mkdir(parents=True, exist_ok=True)
         self.config = root / f"{dataset}.yaml"
         self.config.write_text(yaml.safe_dump({
             "home": str(root / "home"), "dataset": dataset, "stages": CURATION,
-            "ingest": {"sources": [{"path": str(self.folder), "name": "drop", "mode": mode}]},
+            "ingest": {"sources": [{"path": str(self.folder), "name": "drop", "mode": mode, "id_scope": id_scope}]},
             "quality": {"profile": "prose"}}))
         self.catalog = Catalog(root / "home" / "catalog.duckdb")
 
@@ -271,3 +276,28 @@ def test_another_dedup_config_is_an_error_until_the_index_is_rebuilt_and_then_co
     assert reasons == {"copy": ("dedup_exact", first[0]), "near": ("dedup_near", first[1])}
     (settings,) = {r["dedup"] for r in nights.query("SELECT dedup FROM dataset_versions")}
     assert '"num_perm": 64' in settings
+
+
+@pytest.mark.parametrize("scope", ["source", "file"])
+def test_nightly_files_that_number_their_ids_from_0_replace_each_other_unless_ids_are_scoped_per_file(
+        scope, tmp_path, prefect_api, dask_address):
+    nights = Nights(tmp_path, dask_address, id_scope=scope)
+    monday, tuesday = bodies("politics", 10), bodies("politics", 10, start=10)
+    write_numbered(nights.folder / "monday.jsonl", monday)
+    nights.run()
+    curated_texts = lambda: [r["text"] for r in nights.query("SELECT text FROM curated")]  # noqa: E731
+    first = set(curated_texts())
+    write_numbered(nights.folder / "tuesday.jsonl", tuesday)
+    night = nights.run()
+    texts = set(curated_texts())
+    assert len(texts) == len(curated_texts())
+    second = texts - first
+    assert len(first) >= 8 and len(second) >= 8
+    warnings = night["publish"]["id_reuse"]
+    if scope == "source":  # Tuesday's record 3 is Monday's record 3 changed: it replaces it, and the night says so
+        assert not texts & first
+        (warning,) = warnings
+        assert warning["docs"] == len(first) and "set ingest.sources[0].id_scope: file" in warning["message"]
+        assert "ingest.sources[0].id_scope: file" in (Path(night["run_dir"]) / "report.md").read_text()
+    else:
+        assert texts == first | second and warnings == []
