@@ -190,7 +190,7 @@ class ExportVerbs:
                 UNION ALL
                 SELECT '{_RETIRED}', r.reason, count(*), count(DISTINCT r.retired_in) FROM dataset_retired r
                 WHERE r.dataset = $ds AND r.retired_in IN ({upto}) GROUP BY ALL""", params).to_pylist()
-            configs = con.execute(f"""
+            configs = con.execute("""
                 SELECT v.version, r.config FROM dataset_versions v JOIN runs r ON r.run_id = v.version
                 WHERE v.dataset = $ds AND v.seq <= $seq ORDER BY v.seq""", params).fetchall()
             input_files = dict(con.execute(f"""
