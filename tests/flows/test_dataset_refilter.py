@@ -222,7 +222,9 @@ def test_what_comes_back_is_the_latest_text_of_a_record_still_in_its_source_and_
     the folder. Refiltered with no maximum, of night 1's long documents only the one whose record
     is as it was and that nothing in the dataset copies comes back."""
     nights = Nights(tmp_path, dask_address, mode="mirror")
-    long = [t for t in bodies("business", 60) if len(t.split()) > 320][:5]
+    long = [t for t in bodies("business", 60) if len(t.split()) > 320]
+    del long[2]  # mostly figures: it fails gopher_quality.min_alpha_words under any maximum
+    long = long[:5]
     short = [t for t in map(opening, bodies("entertainment", 20)) if len(t.split()) < 140][:3]
     assert len(short) == 3
     assert len(long) == 5
