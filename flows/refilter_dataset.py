@@ -84,12 +84,14 @@ def refilter_sources(home: DataHome, dataset: str, config: RefineryConfig) -> li
     return versions
 
 
-def _attempt(home: DataHome, dataset: str, published: set[str]) -> str:
-    """The version id this refilter publishes as: a stopped refilter's (its folder is there and the
-    catalog does not list it), else a new one. What stopped attempts wrote is swept first."""
+def _attempt(home: DataHome, dataset: str, published: list[str]) -> str:
+    """The version id this refilter publishes as: a stopped refilter's (its folder is there, the
+    catalog does not list it, and no version was published since it started), else a new one.
+    What stopped attempts wrote is swept first."""
     root = home.dataset_dir(dataset) / "refilter"
     pending = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in published) if root.exists() else []
-    version = pending[-1] if pending else new_run_id()
+    # ids are start times: one older than the newest version would not sort as the version it follows
+    version = pending[-1] if pending and pending[-1] > max(published) else new_run_id()
     for stopped in pending:
         sweep_unpublished(str(home.dataset_docs_dir(dataset, stopped)), str(home.dataset_index_dir(dataset)), stopped)
         if stopped != version:
@@ -160,7 +162,7 @@ def refilter_dataset(dataset: str, config: RefineryConfig, dask_address: str | N
     home = DataHome.resolve(config.home)
     with home.run_lock(f"a refilter of dataset {dataset}"):
         versions = refilter_sources(home, dataset, config)
-        version = _attempt(home, dataset, {v["version"] for v in versions})
+        version = _attempt(home, dataset, [v["version"] for v in versions])
         with dask_cluster(config.dask, dask_address) as address:
             return refilter_dataset_flow.with_options(task_runner=DaskTaskRunner(address=address))(
                 dataset, version, versions, config, str(home.root))

@@ -80,7 +80,8 @@ def refiltered(tmp_path_factory, prefect_api, dask_address):
     assert set(words) == set(before)
     cut = int(sorted(words.values())[len(words) * 2 // 3])  # about a third of the documents are longer
     longer = {k for k, w in words.items() if w > cut}
-    strict = refilter(nights, thresholds(nights, "strict", max_doc_words=cut))
+    strict = runner.invoke(app, ["refilter", "--dataset", "news", "--config",
+                                 str(thresholds(nights, "strict", max_doc_words=cut)), "--dask-address", dask_address])
     after_strict = {"ids": ids(nights), "versions": versions(nights)}
 
     original = thresholds(nights, "original")  # the prose profile's, as the nights had
@@ -121,8 +122,9 @@ def refiltered(tmp_path_factory, prefect_api, dask_address):
 def test_a_stricter_threshold_retires_the_documents_that_now_fail_with_its_reason(refiltered):
     nights, longer, before = refiltered["nights"], refiltered["longer"], refiltered["before"]
     strict = refiltered["strict"]
+    assert strict.exit_code == 0, strict.output
     assert 0 < len(longer) < len(before)
-    version = strict["version"]
+    version = refiltered["after_strict"]["versions"][2]["version"]
     retired = {r["record_id"]: r["reason"] for r in nights.query(
         "SELECT d.record_id, r.reason FROM dataset_retired r JOIN dataset_documents d USING (dataset, doc_id, added_in)"
         " WHERE r.retired_in = ?", [version])}
@@ -131,7 +133,10 @@ def test_a_stricter_threshold_retires_the_documents_that_now_fail_with_its_reaso
     one, two = (r["run_id"] for r in refiltered["runs"][:2])
     assert refiltered["after_strict"]["versions"][2] == {
         "version": version, "docs_added": 0, "docs_retired": len(longer), "docs_total": len(before) - len(longer)}
-    assert strict["retired_by_reason"] == {MAX_WORDS: len(longer)} and strict["returned"] == 0
+    # the summary: what was retired, by reason; what came back; the total
+    assert f"│ {MAX_WORDS} │ {len(longer)} " in strict.output
+    assert (f"dataset news: version {version} published: retired {len(longer)}, came back 0, "
+            f"{len(before) - len(longer)} documents.") in strict.output
     # the refilter is a version of the dataset, not a run
     assert [v["version"] for v in refiltered["after_strict"]["versions"][:2]] == [one, two]
     assert nights.query("SELECT count(*) AS n FROM runs WHERE run_id = ?", [version]) == [{"n": 0}]
@@ -144,7 +149,7 @@ def test_earlier_versions_read_as_they_were(refiltered):
     assert at_two == before
     at_one = ids(nights, f"SELECT record_id, doc_id FROM curated_at('news', '{one}')")
     assert at_one == {k: v for k, v in before.items() if k.startswith("m")}
-    strict = refiltered["strict"]["version"]
+    strict = refiltered["after_strict"]["versions"][2]["version"]
     at_strict = ids(nights, f"SELECT record_id, doc_id FROM curated_at('news', '{strict}')")
     assert at_strict == refiltered["after_strict"]["ids"]
 
@@ -184,8 +189,8 @@ def test_a_refilter_with_nothing_changed_publishes_nothing(refiltered):
     nights = refiltered["nights"]
     three = refiltered["runs"][2]["run_id"]
     assert [v["version"] for v in versions(nights)] == [
-        *(r["run_id"] for r in refiltered["runs"][:2]), refiltered["strict"]["version"], refiltered["back"]["version"],
-        three]
+        *(r["run_id"] for r in refiltered["runs"][:2]), refiltered["after_strict"]["versions"][2]["version"],
+        refiltered["back"]["version"], three]
 
 
 def test_a_night_after_the_refilter_dedups_against_the_documents_that_came_back(refiltered):
