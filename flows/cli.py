@@ -341,8 +341,7 @@ def _refilter_dataset(dataset: str, new: RefineryConfig, config: Path, dask_addr
     left_out = sum(stats["left_out_as_duplicates"].values())
     console.print(f"dataset {dataset}: version {stats['version']} published: retired {stats['docs_retired']}, "
                   f"came back {stats['docs_added']}, {stats['docs_total']} documents"
-                  + (f" ({left_out} that now pass stayed out as duplicates of documents in the dataset)"
-                     if left_out else "") + ".")
+                  + (f" ({left_out} that now pass stayed out as duplicates)" if left_out else "") + ".")
 
 
 def _schedule(config: Optional[Path], cron: Optional[str], interval: Optional[float], timezone: Optional[str]):

@@ -94,8 +94,8 @@ def returned_documents(picks: Sequence[tuple[str, Sequence[str]]], cfg: DedupCon
     the dedup of later nights (keys and signatures recomputed with ``cfg``, the dataset's dedup
     settings). Memory: the returned documents' texts, once."""
     tables = [read_shard(shard).filter(pc.field("doc_id").isin(pa.array(sorted(ids), pa.string())))
-              if ids else None for shard, ids in picks]
-    tables = [t for t in tables if t is not None and t.num_rows]
+              for shard, ids in picks]
+    tables = [t for t in tables if t.num_rows]
     if not tables:
         return {"files": [], "index_files": [], "returned": 0, "left_out": {}}
     rows = pa.concat_tables(tables, promote_options="default").sort_by("doc_id")
