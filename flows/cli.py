@@ -340,15 +340,24 @@ def show_config(
 
 @app.command()
 def refilter(
-    run_id: str = typer.Argument(..., help="A run whose quality stage finished."),
+    run_id: Optional[str] = typer.Argument(None, help="A run whose quality stage finished (or --dataset)."),
     config: Path = typer.Option(..., "--config", "-c", help="Config with the new quality thresholds."),
+    dataset: Optional[str] = typer.Option(
+        None, "--dataset", help="Re-decide this whole dataset instead of a run, and publish a version: documents that "
+        "now fail are retired, documents that now pass come back (this name wins over the config's `dataset`)."),
     dask_address: Optional[str] = typer.Option(None, "--dask-address", help="Existing Dask scheduler."),
 ) -> None:
-    """Re-decide a run's quality drops under new thresholds from stored scores (no rule re-runs)."""
+    """Re-decide a run's quality drops, or a dataset's documents, under new thresholds from stored
+    scores (no rule re-runs)."""
     from refinery.flows.quality import refilter_run
 
+    if (run_id is None) == (dataset is None):
+        err.print("give a run id or --dataset NAME, not both", style="red", highlight=False)
+        raise typer.Exit(2)
     new = _config(config)
     _home_is_free(new)
+    if dataset is not None:
+        return _refilter_dataset(dataset, new, config, dask_address)
     catalog = Catalog(DataHome.resolve(new.home).catalog_path)
     before = catalog.drops_by_reason(run_id, "quality")
     try:
@@ -385,6 +394,30 @@ def dataset_reindex(
         raise _fail(exc) from None
     console.print(f"dataset {name}: index rebuilt from {stats['files']} files of {stats['versions']} versions; "
                   "its nights now dedup with these settings.")
+
+
+def _refilter_dataset(dataset: str, new: RefineryConfig, config: Path, dask_address: Optional[str]) -> None:
+    """`refinery refilter --dataset`: checked first (a one-line error), then the flow, then its summary."""
+    from refinery.flows.refilter_dataset import refilter_dataset, refilter_sources
+
+    refilter_sources(DataHome.resolve(new.home), dataset, new)
+    if new.dataset != dataset:
+        console.print(f"{config} names dataset {new.dataset}; refiltering dataset {dataset}, as --dataset says")
+    try:
+        stats = refilter_dataset(dataset, new, dask_address)
+    except Exception as exc:  # the flow logged the traceback
+        raise _fail(exc, f"refinery refilter --dataset {dataset} failed") from None
+    if not stats["published"]:
+        console.print(f"dataset {dataset}: no decision changed under these thresholds; no new version "
+                      f"({stats['docs_total']} documents).")
+        return
+    if stats["retired_by_reason"]:
+        _print_rows([{"reason": k, "retired": v} for k, v in stats["retired_by_reason"].items()], Format.table,
+                    title=f"documents of dataset {dataset} that now fail")
+    left_out = sum(stats["left_out_as_duplicates"].values())
+    console.print(f"dataset {dataset}: version {stats['version']} published: retired {stats['docs_retired']}, "
+                  f"came back {stats['docs_added']}, {stats['docs_total']} documents"
+                  + (f" ({left_out} that now pass stayed out as duplicates)" if left_out else "") + ".")
 
 
 def _schedule(config: Optional[Path], cron: Optional[str], interval: Optional[float], timezone: Optional[str]):

@@ -39,7 +39,7 @@ def reindex_dataset(dataset: str, config: RefineryConfig, dask_address: str | No
         catalog.ensure_schema()
         versions = catalog.dataset_files(dataset)
         if not versions:
-            known = ", ".join(catalog.known_datasets()) or "none yet"
+            known = ", ".join(catalog.dataset_names()) or "none yet"
             raise InputError(f"no dataset {dataset} in {home.root} (datasets: {known})")
         generation = home.dataset_dir(dataset) / f"index-{new_run_id()}"
         shards = [(version, f) for version, files in versions for f in files]

@@ -86,6 +86,45 @@ def rebuild_dataset_views(con: duckdb.DuckDBPyConnection) -> None:
                             AND b.seq <= (SELECT seq FROM asked))""")
 
 
+# -- refilter of a dataset: re-decide every document its versions scored, under new thresholds ----
+
+# Per doc id, its latest decision: of the (doc_id, reason, scored_in, source, location) rows of the
+# decisions files, the one scored by the newest version (a record read again with another text is
+# scored again; what decides the document is how it reads now), with the file it is in.
+_LATEST_DECISIONS = """
+    SELECT d.doc_id, d.reason, d.scored_in, d.source, d.location, d.filename, v.seq
+    FROM read_parquet($decisions::VARCHAR[], filename = true) d
+    JOIN dataset_versions v ON v.dataset = $ds AND v.version = d.scored_in
+    QUALIFY row_number() OVER (PARTITION BY d.doc_id ORDER BY v.seq DESC) = 1"""
+# The current documents whose latest decision now fails: (doc_id, added_in, reason).
+_NOW_FAILING = f"""
+    SELECT c.doc_id, c.added_in, l.reason FROM ({_CURRENT}) c JOIN ({_LATEST_DECISIONS}) l ON l.doc_id = c.doc_id
+    WHERE l.reason IS NOT NULL"""
+# Documents whose latest decision now passes and that are not current: (doc_id, scored_in, the
+# decisions file that says so). Left
+# out: a doc id current under another text (superseded), one retired for a source reason after it
+# was scored, and one whose input file a later night found changed (a record still there was read
+# and scored again then) or removed from a mirrored source ($mirror).
+_NOW_PASSING = f"""
+    SELECT l.doc_id, l.scored_in, l.filename AS decisions FROM ({_LATEST_DECISIONS}) l
+    WHERE l.reason IS NULL
+      AND NOT EXISTS (SELECT 1 FROM ({_CURRENT}) c WHERE c.doc_id = l.doc_id)
+      AND NOT EXISTS (SELECT 1 FROM dataset_retired r JOIN dataset_versions b
+                      ON b.dataset = r.dataset AND b.version = r.retired_in
+                      WHERE r.dataset = $ds AND r.doc_id = l.doc_id AND b.seq > l.seq
+                        AND r.reason IN ('{REASON_CHANGED}', '{REASON_REMOVED}'))
+      AND NOT EXISTS (SELECT 1 FROM dataset_inputs i JOIN dataset_versions b
+                      ON b.dataset = i.dataset AND b.version = i.version
+                      WHERE i.dataset = $ds AND i.source = l.source AND b.seq > l.seq
+                        AND (i.path = l.location OR i.path = regexp_replace(l.location, ':[0-9]+$', ''))
+                        AND (i.status = 'changed'
+                             OR (i.status = 'removed' AND list_contains($mirror::VARCHAR[], i.source))))"""
+
+
+def _refilter_params(dataset: str, decisions: Sequence[str], mirror: Sequence[str] | None = None) -> dict[str, Any]:
+    return {"ds": dataset, "decisions": list(decisions), **({} if mirror is None else {"mirror": list(mirror)})}
+
+
 class DatasetVerbs:
     """Verbs for datasets (mixed into Catalog: ``self._read()``, ``self._write()``, ``self.query``)."""
 
@@ -179,10 +218,6 @@ class DatasetVerbs:
         rows = self.query("SELECT version, files FROM dataset_versions WHERE dataset = $1 ORDER BY seq", [dataset])
         return [(r["version"], list(r["files"] or [])) for r in rows.to_pylist()]
 
-    def known_datasets(self) -> list[str]:
-        return [r["dataset"] for r in self.query(
-            "SELECT DISTINCT dataset FROM dataset_versions ORDER BY dataset").to_pylist()]
-
     def replace_index(self, dataset: str, index_files: dict[str, list[str]], dedup: dict[str, Any]) -> None:
         """Point every version of the dataset at its new index files (``refinery dataset reindex``),
         built under the dedup settings ``dedup``, in one transaction."""
@@ -208,3 +243,81 @@ class DatasetVerbs:
             SELECT old.source, count(*) AS docs, min(old.file || ' -> ' || new.file) AS example
             FROM old JOIN new USING (doc_id) WHERE old.file <> new.file GROUP BY ALL ORDER BY docs DESC""",
             [dataset, version]).to_pylist()
+
+    # -- refilter of a dataset (`refinery refilter --dataset`) ---------------------------------------
+
+    def dataset_refilter_sources(self, dataset: str) -> list[dict[str, Any]]:
+        """Per version of ``dataset``, oldest first: what a refilter reads and checks (its scored files,
+        the quality fingerprints it scored with, its index files and dedup settings) and its total."""
+        rows = self.query("SELECT version, seq, docs_total, scored_files, quality, index_files, dedup"
+                          " FROM dataset_versions WHERE dataset = $1 ORDER BY seq", [dataset]).to_pylist()
+        for row in rows:
+            row["quality"] = json.loads(row["quality"]) if row["quality"] else None
+            row["dedup"] = json.loads(row["dedup"]) if row["dedup"] else None
+            row["scored_files"] = list(row["scored_files"] or [])
+            row["index_files"] = list(row["index_files"] or [])
+        return rows
+
+    def dataset_names(self) -> list[str]:
+        """Every dataset with a published version."""
+        return [r["dataset"] for r in self.query(
+            "SELECT DISTINCT dataset FROM dataset_versions ORDER BY dataset").to_pylist()]
+
+    def dataset_refilter_plan(self, dataset: str, decisions: Sequence[str],
+                              mirror: Sequence[str]) -> tuple[pa.Table, pa.Table]:
+        """What the decisions files (``doc_id, reason, scored_in, source, location``: every document
+        the dataset's versions scored, re-decided) change: (the current documents that now fail:
+        ``doc_id, added_in, reason``; the documents that now pass and may come back: ``doc_id,
+        scored_in, decisions`` — the decisions file that says so). ``mirror``: the sources whose
+        removed files retire their documents."""
+        if not decisions:
+            return (pa.table({"doc_id": pa.array([], pa.string()), "added_in": pa.array([], pa.string()),
+                              "reason": pa.array([], pa.string())}),
+                    pa.table({"doc_id": pa.array([], pa.string()), "scored_in": pa.array([], pa.string()),
+                              "decisions": pa.array([], pa.string())}))
+        with self._read() as con:
+            failing = con.sql(f"{_NOW_FAILING} ORDER BY c.doc_id, c.added_in",
+                              params=_refilter_params(dataset, decisions)).to_arrow_table()
+            passing = con.sql(f"{_NOW_PASSING} ORDER BY l.doc_id",
+                              params=_refilter_params(dataset, decisions, mirror)).to_arrow_table()
+        return failing, passing
+
+    def publish_refilter(self, dataset: str, version: str, *, decisions: Sequence[str], files: Sequence[str],
+                         index_files: Sequence[str], quality: dict[str, str],
+                         dedup: dict[str, Any]) -> dict[str, int]:
+        """Publish the refilter ``version`` of ``dataset`` in one transaction: the current documents
+        whose latest decision in ``decisions`` now fails are retired with its reason, and ``files``
+        (the documents that now pass and come back, written by a worker) are added, with their
+        ``index_files``. The books are checked before the commit, as :meth:`publish_version` does:
+        previous total + added − retired = the new total, and no doc id is current twice. Publishing
+        the same version again replaces what it published."""
+        with self._write() as con:
+            for table, column in (("dataset_versions", "version"), ("dataset_retired", "retired_in")):
+                con.execute(f"DELETE FROM {table} WHERE dataset = ? AND {column} = ?", [dataset, version]).fetchall()
+            rebuild_dataset_views(con)
+            if decisions:
+                con.execute(f"INSERT INTO dataset_retired SELECT $ds, f.doc_id, f.added_in, $v, f.reason"
+                            f" FROM ({_NOW_FAILING}) f",
+                            {**_refilter_params(dataset, decisions), "v": version}).fetchall()
+            retired = con.execute("SELECT count(*) FROM dataset_retired WHERE dataset = ? AND retired_in = ?",
+                                  [dataset, version]).fetchall()[0][0]
+            added = con.execute("SELECT count(*) FROM read_parquet(?::VARCHAR[])", [list(files)]).fetchall()[0][0] \
+                if files else 0
+            seq, before = con.execute(
+                "SELECT coalesce(max(seq), 0) + 1, coalesce(arg_max(docs_total, seq), 0) FROM dataset_versions"
+                " WHERE dataset = ?", [dataset]).fetchall()[0]
+            total = before + added - retired
+            con.execute("INSERT INTO dataset_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [dataset, version, seq, datetime.now(timezone.utc), added, retired, total, list(files),
+                         list(index_files), json.dumps(dedup, sort_keys=True), [],
+                         json.dumps(quality, sort_keys=True)]).fetchall()
+            rebuild_dataset_views(con)
+            held = con.execute("SELECT count(*) FROM curated WHERE dataset = ?", [dataset]).fetchall()[0][0]
+            twice = con.execute("SELECT count(*) FROM curated n JOIN curated c USING (dataset, doc_id)"
+                                " WHERE n.dataset = ? AND n.added_in = ? AND c.added_in <> n.added_in",
+                                [dataset, version]).fetchall()[0][0]
+            if held != total or twice:
+                raise AccountingError(f"dataset {dataset}: the books do not balance at version {version}: "
+                                      f"{before} before + {added} added - {retired} retired = {total}, "
+                                      f"but curated holds {held}, {twice} of the returned doc ids twice")
+            return {"version": version, "seq": seq, "docs_added": added, "docs_retired": retired, "docs_total": total}
