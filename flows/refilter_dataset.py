@@ -150,8 +150,8 @@ def _bring_back(catalog: Catalog, home: DataHome, dataset: str, version: str, co
     for doc_id, file in zip(passing.column("doc_id").to_pylist(), passing.column("decisions").to_pylist()):
         picks.setdefault(documents_of[file], []).append(doc_id)
     index_files, retired, _ = catalog.dataset_index(dataset)
-    ref = DatasetRef(tuple(index_files), pa.concat_tables([retired, failing.select(["doc_id", "added_in"])],
-                                                          promote_options="default"))
+    ref = DatasetRef.of(list(index_files), pa.concat_tables([retired, failing.select(["doc_id", "added_in"])],
+                                                            promote_options="default"))
     return returned_task.submit(sorted(picks.items()), config.dedup, ref, str(home.dataset_docs_dir(dataset, version)),
                                 str(home.dataset_index_dir(dataset)), version).result()
 

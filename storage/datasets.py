@@ -125,6 +125,35 @@ def _refilter_params(dataset: str, decisions: Sequence[str], mirror: Sequence[st
     return {"ds": dataset, "decisions": list(decisions), **({} if mirror is None else {"mirror": list(mirror)})}
 
 
+def record_version(con: duckdb.DuckDBPyConnection, dataset: str, version: str, *, files: Sequence[str],
+                   index_files: Sequence[str], dedup: dict[str, Any], scored_files: Sequence[str],
+                   quality: dict[str, str], returned: bool = False) -> dict[str, int]:
+    """In the caller's transaction, once its retirements are in: the version's row and the views over
+    its files, after checking the dataset's books (previous total + added − retired = what
+    ``curated`` holds; with ``returned``, also that no doc id it adds is current twice)."""
+    retired = con.execute("SELECT count(*) FROM dataset_retired WHERE dataset = ? AND retired_in = ?",
+                          [dataset, version]).fetchall()[0][0]
+    added = con.execute("SELECT count(*) FROM read_parquet(?::VARCHAR[])", [list(files)]).fetchall()[0][0] \
+        if files else 0
+    seq, before = con.execute("SELECT coalesce(max(seq), 0) + 1, coalesce(arg_max(docs_total, seq), 0)"
+                              " FROM dataset_versions WHERE dataset = ?", [dataset]).fetchall()[0]
+    total = before + added - retired
+    con.execute("INSERT INTO dataset_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [dataset, version, seq, datetime.now(timezone.utc), added, retired, total, list(files),
+                 list(index_files), json.dumps(dedup, sort_keys=True), list(scored_files),
+                 json.dumps(quality, sort_keys=True)]).fetchall()
+    rebuild_dataset_views(con)
+    held = con.execute("SELECT count(*) FROM curated WHERE dataset = ?", [dataset]).fetchall()[0][0]
+    twice = con.execute("SELECT count(*) FROM curated n JOIN curated c USING (dataset, doc_id)"
+                        " WHERE n.dataset = ? AND n.added_in = ? AND c.added_in <> n.added_in",
+                        [dataset, version]).fetchall()[0][0] if returned else 0
+    if held != total or twice:
+        raise AccountingError(f"dataset {dataset}: the books do not balance at version {version}: "
+                              f"{before} before + {added} added - {retired} retired = {total}, but curated holds "
+                              f"{held}" + (f", {twice} of the returned doc ids twice" if twice else ""))
+    return {"version": version, "seq": seq, "docs_added": added, "docs_retired": retired, "docs_total": total}
+
+
 class DatasetVerbs:
     """Verbs for datasets (mixed into Catalog: ``self._read()``, ``self._write()``, ``self.query``)."""
 
@@ -189,29 +218,12 @@ class DatasetVerbs:
                 SELECT c.dataset, c.doc_id, c.added_in, $v, '{REASON_REMOVED}' FROM ({current}) c
                 JOIN removed_files f ON f.source = c.source AND (f.path = c.location OR f.path = {_FILE_OF})
                 """, params).fetchall()
-            retired = con.execute("SELECT count(*) FROM dataset_retired WHERE dataset = ? AND retired_in = ?",
-                                  [dataset, version]).fetchall()[0][0]
             if inputs.num_rows:
                 con.register("_inputs", inputs)
                 con.execute("INSERT INTO dataset_inputs SELECT ?, ?, source, path, size, mtime_ns, hash, lines, ends_line,"
                             " status FROM _inputs", [dataset, version]).fetchall()
-            added = con.execute("SELECT count(*) FROM read_parquet(?::VARCHAR[])", [list(files)]).fetchall()[0][0] \
-                if files else 0
-            seq, before = con.execute(
-                "SELECT coalesce(max(seq), 0) + 1, coalesce(arg_max(docs_total, seq), 0) FROM dataset_versions"
-                " WHERE dataset = ?", [dataset]).fetchall()[0]
-            total = before + added - retired
-            con.execute("INSERT INTO dataset_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        [dataset, version, seq, datetime.now(timezone.utc), added, retired, total, list(files),
-                         list(index_files), json.dumps(dedup, sort_keys=True), list(scored_files),
-                         json.dumps(quality, sort_keys=True)]).fetchall()
-            rebuild_dataset_views(con)
-            held = con.execute("SELECT count(*) FROM curated WHERE dataset = ?", [dataset]).fetchall()[0][0]
-            if held != total:
-                raise AccountingError(f"dataset {dataset}: the books do not balance at version {version}: "
-                                      f"{before} before + {added} added - {retired} retired = {total}, "
-                                      f"but curated holds {held}")
-            return {"version": version, "seq": seq, "docs_added": added, "docs_retired": retired, "docs_total": total}
+            return record_version(con, dataset, version, files=files, index_files=index_files, dedup=dedup,
+                                  scored_files=scored_files, quality=quality)
 
     def dataset_files(self, dataset: str) -> list[tuple[str, list[str]]]:
         """(version, its published documents files) of every version of the dataset, oldest first."""
@@ -299,25 +311,5 @@ class DatasetVerbs:
                 con.execute(f"INSERT INTO dataset_retired SELECT $ds, f.doc_id, f.added_in, $v, f.reason"
                             f" FROM ({_NOW_FAILING}) f",
                             {**_refilter_params(dataset, decisions), "v": version}).fetchall()
-            retired = con.execute("SELECT count(*) FROM dataset_retired WHERE dataset = ? AND retired_in = ?",
-                                  [dataset, version]).fetchall()[0][0]
-            added = con.execute("SELECT count(*) FROM read_parquet(?::VARCHAR[])", [list(files)]).fetchall()[0][0] \
-                if files else 0
-            seq, before = con.execute(
-                "SELECT coalesce(max(seq), 0) + 1, coalesce(arg_max(docs_total, seq), 0) FROM dataset_versions"
-                " WHERE dataset = ?", [dataset]).fetchall()[0]
-            total = before + added - retired
-            con.execute("INSERT INTO dataset_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        [dataset, version, seq, datetime.now(timezone.utc), added, retired, total, list(files),
-                         list(index_files), json.dumps(dedup, sort_keys=True), [],
-                         json.dumps(quality, sort_keys=True)]).fetchall()
-            rebuild_dataset_views(con)
-            held = con.execute("SELECT count(*) FROM curated WHERE dataset = ?", [dataset]).fetchall()[0][0]
-            twice = con.execute("SELECT count(*) FROM curated n JOIN curated c USING (dataset, doc_id)"
-                                " WHERE n.dataset = ? AND n.added_in = ? AND c.added_in <> n.added_in",
-                                [dataset, version]).fetchall()[0][0]
-            if held != total or twice:
-                raise AccountingError(f"dataset {dataset}: the books do not balance at version {version}: "
-                                      f"{before} before + {added} added - {retired} retired = {total}, "
-                                      f"but curated holds {held}, {twice} of the returned doc ids twice")
-            return {"version": version, "seq": seq, "docs_added": added, "docs_retired": retired, "docs_total": total}
+            return record_version(con, dataset, version, files=files, index_files=index_files, dedup=dedup,
+                                  scored_files=[], quality=quality, returned=True)

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from refinery.storage import fixed_size_list, read_shard, write_shard
-from refinery.storage.dataset_index import write_index
+from refinery.storage.dataset_index import doc_numbers, write_index
 from refinery.tasks.dedup import DedupConfig, deduplicate, exact_keys, signatures
 from refinery.tasks.dedup.against import DatasetRef, index_rows, match_dataset, unmatched
 from refinery.tasks.exceptions import RefilterError
@@ -116,7 +116,7 @@ def returned_documents(picks: Sequence[tuple[str, Sequence[str]]], cfg: DedupCon
     returned = rows.take(pa.array(keep))
     path = write_shard(returned, Path(docs_dir) / RETURNED_NAME)
     kept_ids = doc_ids[keep]
-    index = pa.table({"doc_id": pa.array(kept_ids, pa.string()),
+    index = pa.table({"doc": pa.array(doc_numbers(list(kept_ids)), pa.uint64()),
                       "added_in": pa.array([version] * keep.size, pa.string()),
                       "n_chars": returned.column("n_chars"), "exact_key": pa.array(keys[keep], pa.uint64()),
                       "signature": fixed_size_list(sigs[keep])})
