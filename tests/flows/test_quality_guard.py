@@ -33,7 +33,8 @@ def techdocs_config(tmp_path_factory) -> callable:
     def config(name: str, **quality) -> Path:
         path = root / f"{name}.yaml"
         path.write_text(yaml.safe_dump({
-            "home": str(root / "home"), "stages": ["ingest", "dedup", "quality"],
+            # one home, one dataset per config: each reads the folder as new
+            "home": str(root / "home"), "dataset": name, "stages": ["ingest", "dedup", "quality"],
             "ingest": {"shard_size": 60, "sources": [{"path": str(folder), "name": "techdocs"}]},
             "quality": quality}))
         return path
