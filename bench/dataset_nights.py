@@ -129,6 +129,43 @@ def _night(config: Path, home: Path, log: Path) -> dict[str, Any]:
             "curated_count": count, "count_seconds": count_s}
 
 
+def _first_night(args: argparse.Namespace, work: Path, home: Path, config: Path, drop: Path
+                 ) -> tuple[list[dict[str, Any]], float, dict[str, Any]]:
+    """A fresh data home and drop folder, the base corpus linked in, and night 0 curated."""
+    shutil.rmtree(home, ignore_errors=True)
+    shutil.rmtree(drop, ignore_errors=True)
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    corpus = work / f"base-{args.base}-seed{args.seed}"
+    manifest = nightly_corpus(corpus, args.base, seed=args.seed)
+    drop.mkdir()
+    for f in sorted((corpus / "docs").iterdir()):
+        os.link(f, drop / f"base-{f.name}")
+    data = write_config(config, corpus_docs=drop, home=home, workers=args.workers)
+    data |= {"dataset": DATASET, "stages": ["ingest", "dedup", "quality"]}
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    nights = [_night(config, home, work / "logs" / "night-000.log") | {"night": 0, "docs": args.base}]
+    return nights, nights[0]["curation_seconds"], manifest
+
+
+def _resumed(home: Path, log: Path, base: int) -> tuple[list[dict[str, Any]], float, dict[str, Any]]:
+    """The nights an earlier invocation published: night 0 from the catalog, the delta nights from
+    its per-night lines; a night file it wrote but never published is written again."""
+    from refinery.storage import Catalog
+
+    catalog = Catalog(home / "catalog.duckdb")
+    versions = catalog.query("SELECT version FROM dataset_versions WHERE dataset = ? ORDER BY seq",
+                             [DATASET]).column("version").to_pylist()
+    seconds = catalog.query("SELECT stage, seconds FROM stage_runs WHERE run_id = ?", [versions[0]]).to_pylist()
+    full = round(sum(r["seconds"] for r in seconds if r["stage"] in CURATION), 2)
+    earlier = [json.loads(line) for line in log.read_text().splitlines() if line.startswith('{"night"')]
+    nights = [{"night": 0, "docs": base, "run_id": versions[0], "curation_seconds": full}]
+    nights += [n | {"run_id": v, "docs": None} for n, v in zip(earlier, versions[1:])]
+    for stale in sorted((home.parent / "drop").glob("night-*.jsonl")):
+        if int(stale.stem.split("-")[1]) >= len(nights):
+            stale.unlink()
+    return nights, full, {}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--base", type=int, default=100_000, help="rows of night 0's corpus")
@@ -139,25 +176,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--resume", type=Path, default=None, metavar="LOG",
+                    help="go on in --work's data home from the first night not published, taking the earlier "
+                         "nights' figures from the per-night lines an earlier invocation wrote to stderr (LOG)")
     args = ap.parse_args(argv)
     work = args.work.resolve()
-    shutil.rmtree(work / "home", ignore_errors=True)
-    shutil.rmtree(work / "drop", ignore_errors=True)
-    (work / "logs").mkdir(parents=True, exist_ok=True)
-    corpus = work / f"base-{args.base}-seed{args.seed}"
-    manifest = nightly_corpus(corpus, args.base, seed=args.seed)
-    drop = work / "drop"
-    drop.mkdir()
-    for f in sorted((corpus / "docs").iterdir()):
-        os.link(f, drop / f"base-{f.name}")
-    home, config = work / "home", work / "dataset.yaml"
-    data = write_config(config, corpus_docs=drop, home=home, workers=args.workers)
-    data |= {"dataset": DATASET, "stages": ["ingest", "dedup", "quality"]}
-    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    home, config, drop = work / "home", work / "dataset.yaml", work / "drop"
     command = "python -m bench.dataset_nights " + " ".join(argv if argv is not None else sys.argv[1:])
-    nights = [_night(config, home, work / "logs" / "night-000.log") | {"night": 0, "docs": args.base}]
-    full = nights[0]["curation_seconds"]
-    for night in range(1, args.nights + 1):
+    if args.resume:
+        nights, full, manifest = _resumed(home, args.resume, args.base)
+    else:
+        nights, full, manifest = _first_night(args, work, home, config, drop)
+    for night in range(len(nights), args.nights + 1):
         wrote = _night_file(drop, night, args.delta, args.copies, home / "catalog.duckdb", args.seed)
         row = _night(config, home, work / "logs" / f"night-{night:03d}.log")
         row |= {"night": night, "docs": args.delta, "share_of_full_curation": round(row["curation_seconds"] / full, 4),
