@@ -158,7 +158,8 @@ def _resumed(home: Path, log: Path, base: int) -> tuple[list[dict[str, Any]], fl
     seconds = catalog.query("SELECT stage, seconds FROM stage_runs WHERE run_id = ?", [versions[0]]).to_pylist()
     full = round(sum(r["seconds"] for r in seconds if r["stage"] in CURATION), 2)
     earlier = [json.loads(line) for line in log.read_text().splitlines() if line.startswith('{"night"')]
-    nights = [{"night": 0, "docs": base, "run_id": versions[0], "curation_seconds": full}]
+    nights = [{"night": 0, "docs": base, "run_id": versions[0], "curation_seconds": full,
+               "stage_seconds": {r["stage"]: round(r["seconds"], 2) for r in seconds if r["stage"] in CURATION}}]
     nights += [n | {"run_id": v, "docs": None} for n, v in zip(earlier, versions[1:])]
     for stale in sorted((home.parent / "drop").glob("night-*.jsonl")):
         if int(stale.stem.split("-")[1]) >= len(nights):
@@ -208,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             "filed_under_original": sum(e["filed_under_original"] for e in exact + near),
             "flow_peak_mb_max": max(n["peak_rss_mb"]["flow"] for n in deltas),
             "worker_peak_mb_max": max(n["peak_rss_mb"]["worker_max"] for n in deltas),
-            "count_seconds_max": max(n["count_seconds"] for n in nights),
+            "count_seconds_max": max(n["count_seconds"] for n in nights if "count_seconds" in n),
         }
         if len(deltas) >= 2:
             summary["last_over_second_night"] = round(deltas[-1]["curation_seconds"] / deltas[1]["curation_seconds"], 3)
