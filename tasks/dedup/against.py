@@ -34,6 +34,8 @@ from refinery.tasks.dedup.lsh import _band_hashes, lsh_params
 from refinery.tasks.dedup.minhash import EMPTY_SIGNATURE_VALUE, estimated_jaccard, signatures
 
 REASON_UNCHANGED = "dataset_unchanged"
+# Documents indexed at once when a night publishes (~0.3 GB of keys and signatures at 128 perms)
+INDEX_BATCH_DOCS = 100_000
 # dedup_clusters.kind of a night's document filed under a document of an earlier night
 KIND_EXACT_EARLIER = "exact_earlier_night"
 KIND_NEAR_EARLIER = "near_earlier_night"
@@ -214,12 +216,28 @@ def index_documents(shard: str, version: str, cfg: DedupConfig, index_dir: str) 
 def index_night(signature_shards: list[str], corpus_shards: list[str], cfg: DedupConfig, index_dir: str,
                 version: str) -> list[str]:
     """Index the documents a night publishes (its corpus shards' doc ids) from the night's
-    signature shards: their exact and band keys and signatures, written under ``index_dir``."""
-    kept = read_shards(sorted(corpus_shards), ["doc_id"]).column("doc_id") if corpus_shards else pa.array([], pa.string())
-    table = read_shards(sorted(signature_shards)) if signature_shards else None
-    if table is None or not len(kept):
+    signature shards: their exact and band keys and signatures, written under ``index_dir``, a
+    batch of about INDEX_BATCH_DOCS documents at a time (memory bounded by the batch; a first night
+    of 1M documents held every signature and key at once: 4 GB in one worker)."""
+    if not corpus_shards or not signature_shards:
         return []
-    table = table.filter(pc.is_in(table.column("doc_id"), value_set=pa.chunked_array(kept).combine_chunks())).sort_by("doc_id")
+    kept = read_shards(sorted(corpus_shards), ["doc_id"]).column("doc_id").combine_chunks()
+    files: list[str] = []
+    batch: list[pa.Table] = []
+    shards = sorted(signature_shards)
+    for k, shard in enumerate(shards):
+        table = read_shard(shard)
+        batch.append(table.filter(pc.is_in(table.column("doc_id"), value_set=kept)))
+        if sum(t.num_rows for t in batch) >= INDEX_BATCH_DOCS or k == len(shards) - 1:
+            files += _index_batch(pa.concat_tables(batch).sort_by("doc_id"), cfg, index_dir, version,
+                                  f"{version}-{k:05d}")
+            batch = []
+    return files
+
+
+def _index_batch(table: pa.Table, cfg: DedupConfig, index_dir: str, version: str, name: str) -> list[str]:
+    if not table.num_rows:
+        return []
     doc_ids = table.column("doc_id").to_numpy(zero_copy_only=False)
     keys = table.column("exact_key").to_numpy()
     sigs = to_matrix(table.column("signature"))
@@ -227,4 +245,4 @@ def index_night(signature_shards: list[str], corpus_shards: list[str], cfg: Dedu
                         "added_in": pa.array([version] * table.num_rows, pa.string()),
                         "n_chars": table.column("n_chars"), "exact_key": table.column("exact_key"),
                         "signature": table.column("signature")})
-    return write_index(index_dir, version, index_rows(doc_ids, keys, sigs, cfg, version), indexed)
+    return write_index(index_dir, name, index_rows(doc_ids, keys, sigs, cfg, version), indexed)
