@@ -185,7 +185,7 @@ def _summary(stats: dict) -> None:
     if published.get("published"):
         console.print(f"  dataset {published['dataset']}: version {published['version']}, "
                       f"+{published['docs_added']} -{published['docs_retired']} = {published['docs_total']} documents"
-                      "   (SELECT * FROM curated)")
+                      "   (in SQL: the curated view)")
         for warning in published.get("id_reuse") or []:
             console.print(f"  [yellow]warning:[/yellow] {escape(warning['message'])}")
     elif published:
