@@ -104,9 +104,6 @@ class NightPlan:
     files: list[InputFile]
     removed: list[InputState]
 
-    def read(self) -> list[InputFile]:
-        return [f for f in self.files if f.status != UNCHANGED]
-
     def as_rows(self) -> list[dict[str, Any]]:
         """The registry rows tonight publishes: every file seen, and those gone (status ``removed``)."""
         return ([{**asdict(f.state), "status": f.status} for f in self.files]
