@@ -95,7 +95,7 @@ def test_the_bench_runs_curation_and_accounts_for_every_planted_document(tmp_pat
     # the fields a reader of the JSON relies on, for every stage the run did (what the figures are
     # is bench/RESULTS.md's business)
     assert REPORTED <= set(result)
-    assert set(result["stage_status"]) == {"ingest", "dedup", "quality"}
+    assert set(result["stage_status"]) == {"ingest", "dedup", "quality", "publish"}
     assert all(set(result[field]) == set(result["stage_status"]) for field in PER_STAGE)
 
     books = result["books"]
@@ -104,7 +104,7 @@ def test_the_bench_runs_curation_and_accounts_for_every_planted_document(tmp_pat
     assert books["docs_rejected"] == planted["reject"]
     assert result["peak_rss_mb"]["flow"] > 0 and result["peak_rss_mb"]["worker_max"] > 0
     assert result["peak_rss_mb"]["workers_seen"] == 1
-    assert set(result["peak_rss_mb_by_stage"]) == {"ingest", "dedup", "quality"}
+    assert set(result["peak_rss_mb_by_stage"]) == {"ingest", "dedup", "quality", "publish"}
     by_stage = [p["worker_max"] for p in result["peak_rss_mb_by_stage"].values()]
     assert 0 < max(by_stage) <= result["peak_rss_mb"]["worker_max"]
     assert result["catalog"]["bytes_after"] > result["catalog"]["bytes_before"] == 0
@@ -130,11 +130,13 @@ def test_the_bench_runs_curation_and_accounts_for_every_planted_document(tmp_pat
     reused = json.loads(again.read_text())
     assert rc == 0, reused
     assert reused["run_id"] != result["run_id"]
-    assert reused["stage_status"] == {"ingest": "reused", "dedup": "reused", "quality": "reused"}
+    # the curation stages reused; publish ran and published nothing (the first run published them)
+    assert reused["stage_status"] == {"ingest": "reused", "dedup": "reused", "quality": "reused", "publish": "completed"}
+    assert reused["stage_stats"]["publish"]["published"] is False
     # which stages each field reports, not how long they took
     reported = {field: set(reused[field]) for field in ("stage_seconds", "peak_rss_mb_by_stage", "reused_stage_seconds")}
-    expected = {"stage_seconds": set(), "peak_rss_mb_by_stage": set(),
-                "reused_stage_seconds": set(result["stage_status"])}
+    expected = {"stage_seconds": {"publish"}, "peak_rss_mb_by_stage": {"publish"},
+                "reused_stage_seconds": {"ingest", "dedup", "quality"}}
     assert reported == expected
     assert reused["books"] == books
 
