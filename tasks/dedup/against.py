@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 
@@ -197,19 +198,25 @@ def index_settings(cfg: DedupConfig) -> dict[str, object]:
             "seed": cfg.seed, "bands": params.bands if params else None, "rows": params.rows if params else None}
 
 
+def write_indexed(doc_ids: np.ndarray, n_chars: np.ndarray, keys: np.ndarray, sigs: np.ndarray, cfg: DedupConfig,
+                  index_dir: str, version: str, name: str) -> list[str]:
+    """Write the index rows of documents ``version`` publishes (doc ids sorted): their keys and
+    signatures, in files called ``name`` under ``index_dir``; the files written."""
+    table = pa.table({"doc": pa.array(doc_numbers(list(doc_ids)), pa.uint64()),
+                      "added_in": pa.array([version] * len(doc_ids), pa.string()),
+                      "n_chars": pa.array(n_chars, pa.int64()), "exact_key": pa.array(keys, pa.uint64()),
+                      "signature": fixed_size_list(sigs)})
+    return write_index(index_dir, name, index_rows(doc_ids, keys, sigs, cfg, version), table)
+
+
 def index_documents(shard: str, version: str, cfg: DedupConfig, index_dir: str) -> list[str]:
     """Index one published documents file of ``version`` anew under ``cfg`` (``refinery dataset
     reindex``): signatures and keys computed from its texts, written under ``index_dir``."""
     docs = read_shard(shard, ["doc_id", "text", "n_chars"]).sort_by("doc_id")
     texts = docs.column("text").to_pylist()
-    keys = exact_keys(texts)
-    sigs = signatures(texts, cfg)
-    doc_ids = docs.column("doc_id").to_numpy(zero_copy_only=False)
-    table = pa.table({"doc": pa.array(doc_numbers(list(doc_ids)), pa.uint64()),
-                      "added_in": pa.array([version] * docs.num_rows, pa.string()),
-                      "n_chars": docs.column("n_chars"), "exact_key": pa.array(keys, pa.uint64()),
-                      "signature": fixed_size_list(sigs)})
-    return write_index(index_dir, f"{version}-{Path(shard).stem}", index_rows(doc_ids, keys, sigs, cfg, version), table)
+    return write_indexed(docs.column("doc_id").to_numpy(zero_copy_only=False), docs.column("n_chars").to_numpy(),
+                         exact_keys(texts), signatures(texts, cfg), cfg, index_dir, version,
+                         f"{version}-{Path(shard).stem}")
 
 
 def index_night(signature_shards: list[str], corpus_shards: list[str], cfg: DedupConfig, index_dir: str,
@@ -238,11 +245,6 @@ def index_night(signature_shards: list[str], corpus_shards: list[str], cfg: Dedu
 def _index_batch(table: pa.Table, cfg: DedupConfig, index_dir: str, version: str, name: str) -> list[str]:
     if not table.num_rows:
         return []
-    doc_ids = table.column("doc_id").to_numpy(zero_copy_only=False)
-    keys = table.column("exact_key").to_numpy()
-    sigs = to_matrix(table.column("signature"))
-    indexed = pa.table({"doc": pa.array(doc_numbers(list(doc_ids)), pa.uint64()),
-                        "added_in": pa.array([version] * table.num_rows, pa.string()),
-                        "n_chars": table.column("n_chars"), "exact_key": table.column("exact_key"),
-                        "signature": table.column("signature")})
-    return write_index(index_dir, name, index_rows(doc_ids, keys, sigs, cfg, version), indexed)
+    return write_indexed(table.column("doc_id").to_numpy(zero_copy_only=False), table.column("n_chars").to_numpy(),
+                         table.column("exact_key").to_numpy(), to_matrix(table.column("signature")), cfg, index_dir,
+                         version, name)

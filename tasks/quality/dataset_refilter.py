@@ -18,10 +18,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from refinery.storage import fixed_size_list, read_shard, write_shard
-from refinery.storage.dataset_index import doc_numbers, write_index
+from refinery.storage import read_shard, write_shard
 from refinery.tasks.dedup import DedupConfig, deduplicate, exact_keys, signatures
-from refinery.tasks.dedup.against import DatasetRef, index_rows, match_dataset, unmatched
+from refinery.tasks.dedup.against import DatasetRef, match_dataset, unmatched, write_indexed
 from refinery.tasks.exceptions import RefilterError
 from refinery.tasks.quality import QualityConfig, decide
 from refinery.tasks.quality.refilter import decisions_digest, stored_attributes
@@ -115,10 +114,6 @@ def returned_documents(picks: Sequence[tuple[str, Sequence[str]]], cfg: DedupCon
         return {"files": [], "index_files": [], "returned": 0, "left_out": left_out}
     returned = rows.take(pa.array(keep))
     path = write_shard(returned, Path(docs_dir) / RETURNED_NAME)
-    kept_ids = doc_ids[keep]
-    index = pa.table({"doc": pa.array(doc_numbers(list(kept_ids)), pa.uint64()),
-                      "added_in": pa.array([version] * keep.size, pa.string()),
-                      "n_chars": returned.column("n_chars"), "exact_key": pa.array(keys[keep], pa.uint64()),
-                      "signature": fixed_size_list(sigs[keep])})
-    index_files = write_index(index_dir, version, index_rows(kept_ids, keys[keep], sigs[keep], cfg, version), index)
+    index_files = write_indexed(doc_ids[keep], returned.column("n_chars").to_numpy(), keys[keep], sigs[keep], cfg,
+                                index_dir, version, version)
     return {"files": [str(path)], "index_files": index_files, "returned": int(keep.size), "left_out": left_out}
