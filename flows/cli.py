@@ -93,6 +93,11 @@ app = typer.Typer(
 )
 
 
+class Overlap(str, Enum):
+    wait = "wait"
+    skip = "skip"
+
+
 class Format(str, Enum):
     table = "table"
     csv = "csv"
@@ -430,6 +435,14 @@ def _schedule(config: Optional[Path], cron: Optional[str], interval: Optional[fl
     return Interval(interval, timezone=timezone) if interval else Cron(cron or default.cron, timezone=timezone)
 
 
+def _concurrency(config: Optional[Path], overlap: Optional[Overlap]):
+    """One run of the deployment at a time; a run due meanwhile waits (ENQUEUE) or is skipped (CANCEL_NEW)."""
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+
+    strategy = {"wait": ConcurrencyLimitStrategy.ENQUEUE, "skip": ConcurrencyLimitStrategy.CANCEL_NEW}
+    return ConcurrencyLimitConfig(limit=1, collision_strategy=strategy[overlap.value if overlap else _config(config).schedule.overlap])
+
+
 def _deployment_parameters(config: Optional[Path], dask_address: Optional[str]) -> dict:
     _config(config)
     return {"config_path": str(config.resolve()) if config else None, "dask_address": dask_address}
@@ -445,6 +458,10 @@ TimezoneOption = Annotated[Optional[str], typer.Option(
 DeploymentConfigOption = Annotated[Optional[Path], typer.Option(
     "--config", "-c", help="Config file every scheduled run uses.")]
 DaskAddressOption = Annotated[Optional[str], typer.Option("--dask-address", help="Existing Dask scheduler.")]
+OverlapOption = Annotated[Optional[Overlap], typer.Option(
+    "--overlap",
+    help="A run due while the last is still going waits for it, or is skipped; default: the config's "
+    "schedule.overlap (wait).")]
 DeploymentNameOption = Annotated[str, typer.Option("--name", help="Deployment name shown in the Prefect UI.")]
 
 
@@ -456,6 +473,7 @@ def serve(
     config: DeploymentConfigOption = None,
     dask_address: DaskAddressOption = None,
     name: DeploymentNameOption = "refinery-nightly",
+    overlap: OverlapOption = None,
 ) -> None:
     """Serve the nightly flow from this process: runs by schedule and from the UI's Run button.
 
@@ -467,7 +485,7 @@ def serve(
 
     parameters = _deployment_parameters(config, dask_address)
     nightly.serve(name=name, schedule=_schedule(config, cron, interval, timezone), parameters=parameters,
-                  entrypoint_type=EntrypointType.MODULE_PATH)
+                  global_limit=_concurrency(config, overlap), entrypoint_type=EntrypointType.MODULE_PATH)
 
 
 @app.command()
@@ -479,6 +497,7 @@ def deploy(
     config: DeploymentConfigOption = None,
     dask_address: DaskAddressOption = None,
     name: DeploymentNameOption = "refinery-nightly",
+    overlap: OverlapOption = None,
 ) -> None:
     """Register the nightly deployment on a work pool; `prefect worker start --pool POOL` runs it.
 
@@ -506,7 +525,8 @@ def deploy(
 
     run_coro_as_sync(ensure_pool())
     deployment = nightly.to_deployment(name=name, schedule=_schedule(config, cron, interval, timezone),
-                                       parameters=parameters, entrypoint_type=EntrypointType.MODULE_PATH)
+                                       parameters=parameters, concurrency_limit=_concurrency(config, overlap),
+                                       entrypoint_type=EntrypointType.MODULE_PATH)
     (deployment_id,) = prefect_deploy(deployment, work_pool_name=pool, build=False, push=False, print_next_steps_message=False)
     console.print(f"deployment nightly/{name} ({deployment_id}) on work pool {pool!r}; "
                   f"start a worker with: prefect worker start --pool {pool}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -63,6 +63,10 @@ class ScheduleConfig(BaseModel):
                       "`--cron` or `--interval` of `refinery serve`/`deploy` override it.")
     timezone: str = Field(DEFAULT_TIMEZONE, description="Time zone of `cron` (an IANA name, e.g. Europe/Berlin); "
                           "`--timezone` overrides it.")
+    overlap: Literal["wait", "skip"] = Field(
+        "wait", description="A run that comes due while the deployment's last run is still going: `wait` queues it "
+        "until that run ends, `skip` cancels it (Prefect's deployment concurrency limit of 1, collision strategy "
+        "ENQUEUE or CANCEL_NEW). Runs never overlap: they share the data home's run lock. `--overlap` overrides it.")
 
 
 class RefineryConfig(BaseModel):

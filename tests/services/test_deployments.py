@@ -137,6 +137,9 @@ def test_deployed_to_a_work_pool_a_prefect_worker_runs_the_scheduled_run(prefect
     dep = prefect_server.deployment("pooled-nightly")
     assert dep["work_pool_name"] == "refinery-test"
     assert prefect_server.get("/work_pools/refinery-test")["type"] == "process"
+    # one run at a time: a run due while the last is going waits for it
+    assert dep["global_concurrency_limit"]["limit"] == 1
+    assert dep["concurrency_options"]["collision_strategy"] == "ENQUEUE"
     with started("prefect-worker", [str(BIN / "prefect"), "worker", "start", "--pool", "refinery-test"],
                  cwd=cwd, env=env):
         run = wait_for(lambda: _scheduled_run(prefect_server, dep["id"]), timeout=180,
@@ -169,3 +172,5 @@ def test_the_shipped_prefect_yaml_deploys_the_nightly_on_its_cron(prefect_server
     assert [(s["schedule"]["cron"], s["schedule"]["timezone"]) for s in dep["schedules"]] == [("0 2 * * *", "UTC")]
     assert dep["parameters"] == {"config_path": None, "dask_address": None}
     assert dep["work_pool_name"] == spec["work_pool"]["name"]
+    assert dep["global_concurrency_limit"]["limit"] == 1
+    assert dep["concurrency_options"]["collision_strategy"] == "ENQUEUE"
