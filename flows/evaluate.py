@@ -20,6 +20,7 @@ from prefect.artifacts import create_table_artifact
 from refinery.flows.runtime import HOUR, on_workers, run_stage
 from refinery.tasks.runs import RunSpec
 from refinery.tasks.books import NO_CORPUS, corpus_is_empty
+from refinery.tasks.dataset_version import corpus_dataset
 from refinery.tasks.embedding import BASE_MODEL_PATH
 from refinery.tasks.evaluate.labels import SAME_LABEL
 from refinery.tasks.evaluate.pool import choose_pool
@@ -40,7 +41,8 @@ score_task = task(score_retrieval, name="score-retrieval", task_run_name="retrie
 @flow(name="evaluate", log_prints=True)
 def evaluate_flow(run: RunSpec, quality: dict[str, Any], synthesize: dict[str, Any],
                   train: dict[str, Any]) -> dict[str, Any]:
-    """Score the run's query sets on the curated corpus (``quality``'s shards), with the built-in set
+    """Score the run's query sets on the curated corpus (``quality``'s shards: the night's dataset
+    version, see :mod:`refinery.tasks.dataset_version`), with the built-in set
     synthesize chose and the model train fine-tuned; the stage's stats."""
     return run_stage(run, "evaluate", lambda out: _evaluate(run, quality, synthesize, train, out))
 
@@ -48,6 +50,7 @@ def evaluate_flow(run: RunSpec, quality: dict[str, Any], synthesize: dict[str, A
 def _evaluate(run: RunSpec, quality: dict[str, Any], synthesize: dict[str, Any], train: dict[str, Any],
               out: Path) -> dict[str, Any]:
     cfg, catalog, run_id = run.config.evaluate, run.catalog, run.run_id
+    dataset = corpus_dataset(quality)  # the night's dataset version, or None: the run's own corpus
     if corpus_is_empty(quality):
         catalog.put_metrics(run_id, "evaluate", [])
         return {"skipped": NO_CORPUS}
@@ -55,9 +58,9 @@ def _evaluate(run: RunSpec, quality: dict[str, Any], synthesize: dict[str, Any],
     for source in cfg.queries:  # sampled on a worker, matched to the run's documents here
         loaded = load_query_set_task.submit(source, max_queries=cfg.max_queries, seed=cfg.seed,
                                             out=out / f"queries-{source.name}-sample.parquet").result()
-        sets[source.name] = user_set(catalog, run_id, source, loaded, out)
+        sets[source.name] = user_set(catalog, run_id, source, loaded, out, dataset=dataset)
     if builtin := synthesize.get("evaluation_task", HEADLINE):
-        sets[builtin] = builtin_set(catalog, run_id, builtin, cfg, out)
+        sets[builtin] = builtin_set(catalog, run_id, builtin, cfg, out, dataset=dataset)
     tasks = list(sets)
     corpus = quality["corpus_shards"]
     ranked = sample_corpus(on_workers, corpus, quality["kept"], seed=cfg.seed, salt=POOL_SALT, n=cfg.pool_docs)
@@ -66,7 +69,7 @@ def _evaluate(run: RunSpec, quality: dict[str, Any], synthesize: dict[str, Any],
     pool = pool_of(on_workers, run.run_dir / "pools", corpus, pool_ids)
     skipped = {}
     if cfg.same_label:  # its queries and answers are the pool's documents: no document added, none embedded
-        labelled = label_set(catalog, run_id, pool_ids, cfg, out)
+        labelled = label_set(catalog, run_id, pool_ids, cfg, out, dataset=dataset)
         if isinstance(labelled, str):
             skipped[SAME_LABEL] = labelled
         else:

@@ -27,6 +27,7 @@ from refinery.tasks.evaluate.queries import validate_query_sets
 from refinery.tasks.runs import reuse_curation
 from refinery.tasks.exceptions import ConfigError, DropRateError, InputError
 from refinery.tasks.ingest.duplicates import id_scope_line
+from refinery.tasks.dataset_version import model_corpus
 from refinery.tasks.quality.guard import guard_message, warning_line
 
 
@@ -98,13 +99,14 @@ def run_chain(run: RunSpec, dask_address: str | None = None) -> dict[str, Any]:
             stats["books"] = check_books(run, ingest, quality).as_dict()
             current[0] = "quality (drop-rate guard)"
             _guard(run, quality)
-            stage("publish", publish_flow, ingest, dedup, quality)
+            published = stage("publish", publish_flow, ingest, dedup, quality)
+            corpus = model_corpus(quality, published)  # the model half reads the night's dataset version
             if "synthesize" in chosen:
-                synthesize = stage("synthesize", synthesize_flow, ingest, quality)
+                synthesize = stage("synthesize", synthesize_flow, ingest, corpus)
             if "train" in chosen:
-                train = stage("train", train_flow, quality, synthesize)
+                train = stage("train", train_flow, corpus, synthesize)
             if "evaluate" in chosen:
-                stage("evaluate", evaluate_flow, quality, synthesize, train)
+                stage("evaluate", evaluate_flow, corpus, synthesize, train)
     except BaseException as exc:
         logger.error("run %s failed in %s\n%s", run.run_id, current[0], traceback.format_exc())
         _record_failure(run, current[0], exc, stats)

@@ -4,7 +4,9 @@ The night's kept documents (quality's corpus shards) are indexed for dedup of la
 worker) and hard-linked under the dataset's folder, with what quality decided them from (the
 night's documents, attributes and dedup drops: what a refilter of the dataset reads); then one catalog transaction publishes the
 version: its files, its index files, the input files it read, and the documents it retires. A
-reader of ``curated`` sees the previous version until that commit. A night that read nothing new
+reader of ``curated`` sees the previous version until that commit. The stage's stats name the
+version's documents as shards (``corpus``), what the night's model half reads
+(:mod:`refinery.tasks.dataset_version`). A night that read nothing new
 (every input unchanged) publishes nothing; a run that reused another run's curation (``--from-run``)
 publishes nothing either: that run published it.
 """
@@ -20,12 +22,25 @@ from prefect.artifacts import create_table_artifact
 
 from refinery.flows.runtime import run_stage
 from refinery.storage import link_files, read_shard
+from refinery.tasks.dataset_version import without_retired
 from refinery.tasks.dedup.against import index_night, index_settings
 from refinery.tasks.ingest.duplicates import id_reuse_warnings
 from refinery.tasks.runs import RunSpec
 
 index_task = task(index_night, name="dataset-index", task_run_name="index the night's documents for {version}",
                   retries=1, timeout_seconds=3600)
+version_task = task(without_retired, name="version-file", task_run_name="{path} less its retired documents",
+                    retries=1, timeout_seconds=3600)
+
+
+def _version_corpus(run: RunSpec, dataset: str, version: str, docs: int, out: Path) -> dict[str, Any]:
+    """The documents of the version as shards for the model half: the published files, those with
+    retired documents copied without them (on workers)."""
+    files = run.catalog.version_files(dataset, version)
+    copies = {i: version_task.submit(f["path"], f["retired"], str(out / "version" / f"{i:05d}.parquet"))
+              for i, f in enumerate(files) if f["retired"]}
+    shards = [copies[i].result() if i in copies else f["path"] for i, f in enumerate(files)]
+    return {"corpus_shards": [p for p in shards if p], "kept": docs, "version_of": dataset}
 
 
 def _publish(run: RunSpec, ingest: dict[str, Any], dedup: dict[str, Any], quality: dict[str, Any],
@@ -64,7 +79,8 @@ def _publish(run: RunSpec, ingest: dict[str, Any], dedup: dict[str, Any], qualit
         logger.warning("dataset %s: %s", dataset, warning["message"])
     create_table_artifact(key="dataset-version", table=[{"figure": k, "value": v} for k, v in published.items()],
                           description=f"Dataset {dataset}: the version run {version} published.")
-    return {"dataset": dataset, "published": True, **published}
+    corpus = _version_corpus(run, dataset, version, published["docs_total"], out)
+    return {"dataset": dataset, "published": True, **published, "corpus": corpus}
 
 
 @flow(name="publish", log_prints=True)

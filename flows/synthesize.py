@@ -18,6 +18,7 @@ from prefect.artifacts import create_table_artifact
 from refinery.flows.runtime import HOUR, gather, on_workers, run_stage, select_rows_task
 from refinery.tasks.runs import RunSpec
 from refinery.tasks.books import NO_CORPUS, corpus_is_empty
+from refinery.tasks.dataset_version import corpus_dataset
 from refinery.tasks.embedding import BASE_MODEL_PATH
 from refinery.tasks.evaluate.query_sets import SYNTHETIC_HELDOUT, builtin_task
 from refinery.tasks.evaluate.sampling import embeddings_of, pool_of, sample_corpus
@@ -39,8 +40,9 @@ filter_task = task(filter_pairs, name="filter-pairs",
 
 @flow(name="synthesize", log_prints=True)
 def synthesize_flow(run: RunSpec, ingest: dict[str, Any], quality: dict[str, Any]) -> dict[str, Any]:
-    """Pairs from the curated corpus (``quality``'s shards; ``ingest``'s with ``synthesize.corpus:
-    uncurated``); the stage's stats, with the run's ``evaluation_task``."""
+    """Pairs from the curated corpus (``quality``'s shards: the night's dataset version, see
+    :mod:`refinery.tasks.dataset_version`; ``ingest``'s with ``synthesize.corpus: uncurated``); the
+    stage's stats, with the run's ``evaluation_task``."""
     return run_stage(run, "synthesize", lambda out: _synthesize(run, ingest, quality, out))
 
 
@@ -50,7 +52,8 @@ def _synthesize(run: RunSpec, ingest: dict[str, Any], quality: dict[str, Any], o
         catalog.put_pairs(run_id, [])
         catalog.put_metrics(run_id, "synthesize", [])
         return {"skipped": NO_CORPUS, "generated": 0, "kept": 0}
-    evaluation_task = builtin_task(run.config.evaluate, catalog, run_id)
+    dataset = corpus_dataset(quality)  # the night's dataset version, or None: the run's own corpus
+    evaluation_task = builtin_task(run.config.evaluate, catalog, run_id, dataset=dataset)
     corpus, total = quality["corpus_shards"], quality["kept"]
     if cfg.corpus == "uncurated":  # every ingested document, what curation dropped too
         corpus, total = ingest["shards"], ingest["docs"]
@@ -66,7 +69,7 @@ def _synthesize(run: RunSpec, ingest: dict[str, Any], quality: dict[str, Any], o
     pool = pool_of(on_workers, run.run_dir / "pools", corpus, filter_pool)
     embeddings = embeddings_of(on_workers, run.run_dir / "embeddings", "base", str(BASE_MODEL_PATH), pool,
                                run.config.evaluate, str(cache))
-    clusters = catalog.pool_clusters(run_id, filter_pool)
+    clusters = catalog.pool_clusters(run_id, filter_pool, dataset=dataset)
     candidates = gather(futures, "generate queries")
     stats = filter_task.submit(candidates, embeddings, cfg, out,
                                heldout_fraction=cfg.heldout_fraction if evaluation_task == SYNTHETIC_HELDOUT else None,

@@ -54,7 +54,8 @@ _CURRENT = """
 _FILE_OF = "regexp_replace(c.location, ':[0-9]+$', '')"
 
 
-def _lit(value: str) -> str:
+def sql_literal(value: str) -> str:
+    """``value`` as a SQL string literal (quotes doubled)."""
     return "'" + value.replace("'", "''") + "'"
 
 
@@ -64,7 +65,7 @@ def rebuild_dataset_views(con: duckdb.DuckDBPyConnection) -> None:
              for f in paths]
     columns = ", ".join(f"CAST({c} AS {_TYPES[c]}) AS {c}" for c in DOCUMENT_COLUMNS)
     if files:
-        listed = "[" + ", ".join(map(_lit, files)) + "]"
+        listed = "[" + ", ".join(map(sql_literal, files)) + "]"
         body = (f"SELECT CAST(dataset AS VARCHAR) AS dataset, {columns}, CAST(added_in AS VARCHAR) AS added_in "
                 f"FROM read_parquet({listed}, hive_partitioning = true, "
                 "hive_types = {'dataset': VARCHAR, 'added_in': VARCHAR}, union_by_name = true)")
@@ -229,6 +230,23 @@ class DatasetVerbs:
         """(version, its published documents files) of every version of the dataset, oldest first."""
         rows = self.query("SELECT version, files FROM dataset_versions WHERE dataset = $1 ORDER BY seq", [dataset])
         return [(r["version"], list(r["files"] or [])) for r in rows.to_pylist()]
+
+    def version_files(self, dataset: str, version: str) -> list[dict[str, Any]]:
+        """The documents of ``version`` as files: ``[{"path", "retired"}]``, every file the dataset
+        published up to that version (oldest first) with the doc ids in it that the dataset had
+        retired by then (a file holds one version's documents, so a retired (doc id, added in)
+        names its file's version). What the model half of a night reads."""
+        return self.query("""
+            WITH asked AS (SELECT seq FROM dataset_versions WHERE dataset = $1 AND version = $2),
+            gone AS (
+                SELECT r.added_in, list(r.doc_id ORDER BY r.doc_id) AS retired FROM dataset_retired r
+                JOIN dataset_versions b ON b.dataset = r.dataset AND b.version = r.retired_in
+                WHERE r.dataset = $1 AND b.seq <= (SELECT seq FROM asked) GROUP BY r.added_in
+            )
+            SELECT f.path, coalesce(g.retired, []) AS retired
+            FROM (SELECT v.version, v.seq, unnest(v.files) AS path FROM dataset_versions v
+                  WHERE v.dataset = $1 AND v.seq <= (SELECT seq FROM asked)) f
+            LEFT JOIN gone g ON g.added_in = f.version ORDER BY f.seq, f.path""", [dataset, version]).to_pylist()
 
     def replace_index(self, dataset: str, index_files: dict[str, list[str]], dedup: dict[str, Any]) -> None:
         """Point every version of the dataset at its new index files (``refinery dataset reindex``),

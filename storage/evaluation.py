@@ -12,28 +12,40 @@ from datetime import datetime, timezone
 
 import pyarrow as pa
 
+from refinery.storage.datasets import sql_literal
+
+# Every query below reads the documents, dedup clusters and kept documents of a *scope*: one run
+# (``{runs}`` is ``run_id = $1``, kept means not in the run's drops), or the dataset version the run
+# published, what a night's model half reads (``{runs}`` names every night that published into the
+# dataset up to that version, kept means in ``curated_at(dataset, $1)``). :func:`_scoped` fills them in.
+
 # The dedup cluster of each row of a `seeds` CTE (its doc_id), and the cluster's members (`member`)
-# that the curated corpus kept: a document in no cluster is its own. Every table is read through a
-# filter on the seeds (`IN` a small set), so the query holds the seeds' clusters only, never a hash
-# table of the run's documents, clusters or drops (at 1M documents that was ~250 MB in the flow).
+# that the curated corpus kept: a document in no cluster is its own. In a dataset version a cluster's
+# id is one of its members too: a night's copy of an earlier night's document names that document as
+# its cluster, and the earlier night's clusters do not list it.
+# Every table is read through a filter on the seeds (`IN` a small set), so the query holds the
+# seeds' clusters only, never a hash table of the run's documents, clusters or drops (at 1M
+# documents that was ~250 MB in the flow).
 _KEPT_MEMBERS = """
 seed_cluster AS (
     SELECT s.*, coalesce(c.cluster_id, s.doc_id) AS cluster_id FROM seeds s LEFT JOIN (
-        SELECT doc_id AS clustered, cluster_id FROM dedup_clusters
-        WHERE run_id = $1 AND doc_id IN (SELECT doc_id FROM seeds)
+        SELECT DISTINCT doc_id AS clustered, cluster_id FROM dedup_clusters
+        WHERE {runs} AND doc_id IN (SELECT doc_id FROM seeds)
     ) c ON c.clustered = s.doc_id
 ),
 members AS (
     SELECT sc.*, coalesce(m.member, sc.doc_id) AS member FROM seed_cluster sc LEFT JOIN (
         SELECT cluster_id AS of_cluster, doc_id AS member FROM dedup_clusters
-        WHERE run_id = $1 AND cluster_id IN (SELECT cluster_id FROM seed_cluster)
+        WHERE {runs} AND cluster_id IN (SELECT cluster_id FROM seed_cluster){representative}
     ) m ON m.of_cluster = sc.cluster_id
 ),
-kept_members AS (  -- the `corpus` view's rule (not dropped), read for these members only
-    SELECT * FROM members
-    WHERE member NOT IN (SELECT doc_id FROM drops WHERE run_id = $1 AND doc_id IN (SELECT member FROM members))
+kept_members AS (  -- the scope's kept documents, read for these members only
+    SELECT * FROM members WHERE {kept}
 )"""
-_TITLED = "seeds AS (SELECT doc_id, title FROM documents WHERE run_id = $1 AND title IS NOT NULL AND trim(title) <> '')"
+_KEPT_IN_RUN = "member NOT IN (SELECT doc_id FROM drops WHERE run_id = $1 AND doc_id IN (SELECT member FROM members))"
+_KEPT_IN_VERSION = "member IN (SELECT doc_id FROM curated_at({ds}, $1) WHERE doc_id IN (SELECT member FROM members))"
+_TITLED = ("seeds AS (SELECT DISTINCT doc_id, title FROM documents WHERE {runs} AND title IS NOT NULL "
+           "AND trim(title) <> '')")
 # A seeded sample of at most $3 queries ($2: evaluate.seed), with the count sampled from.
 _SAMPLE = """
 SELECT query, relevant, in_source FROM (
@@ -62,13 +74,13 @@ HAS_TITLES_SQL = f"""
 WITH {_TITLED}, {_KEPT_MEMBERS}
 SELECT count(*) > 0 AS titled FROM kept_members"""  # (EXISTS plans worse here: +200 MB at 1M, not +100)
 # The user's judgements ($2 query ids, $3 record ids, zipped; $4 an ingest source or NULL) matched
-# to the run's documents by record id: per query id with an ingested relevant document, the kept
+# to the scope's documents by record id: per query id with an ingested relevant document, the kept
 # members of those documents' dedup clusters (NULL when curation dropped every one).
 USER_RELEVANCE_SQL = f"""
 WITH judged AS (SELECT unnest($2::VARCHAR[]) AS query_id, unnest($3::VARCHAR[]) AS record_id),
 seeds AS (
-    SELECT DISTINCT j.query_id, d.doc_id FROM judged j JOIN documents d
-    ON d.run_id = $1 AND d.record_id = j.record_id AND ($4::VARCHAR IS NULL OR d.source = $4)
+    SELECT DISTINCT j.query_id, d.doc_id FROM judged j JOIN (SELECT * FROM documents WHERE {{runs}}) d
+    ON d.record_id = j.record_id AND ($4::VARCHAR IS NULL OR d.source = $4)
 ),
 {_KEPT_MEMBERS}
 SELECT m.query_id, list(DISTINCT m.member ORDER BY m.member) FILTER (WHERE k.member IS NOT NULL) AS relevant
@@ -79,16 +91,30 @@ GROUP BY m.query_id
 HELDOUT_CUTS_SQL = """
 SELECT DISTINCT doc_id, query FROM pairs WHERE run_id = $1 AND kept AND split = 'heldout' ORDER BY ALL
 """
-# (doc_id, label) of the pool's documents ($2: their ids).
+# (doc_id, label) of the pool's documents ($2: their ids): a curated document's label.
 POOL_LABELS_SQL = """
-SELECT doc_id, label FROM documents WHERE run_id = $1 AND doc_id IN (SELECT unnest($2::VARCHAR[])) ORDER BY doc_id
+SELECT doc_id, label FROM {curated} WHERE doc_id IN (SELECT unnest($2::VARCHAR[])) ORDER BY doc_id
 """
 # The dedup cluster of each filter-pool document ($2) that shares it with another pool document.
 POOL_CLUSTERS_SQL = """
-SELECT doc_id, cluster_id FROM dedup_clusters
-WHERE run_id = $1 AND doc_id IN (SELECT unnest($2::VARCHAR[]))
+SELECT DISTINCT doc_id, cluster_id FROM dedup_clusters
+WHERE {runs} AND doc_id IN (SELECT unnest($2::VARCHAR[]))
 QUALIFY count(*) OVER (PARTITION BY cluster_id) > 1
 ORDER BY doc_id"""
+
+
+def _scoped(sql: str, dataset: str | None) -> str:
+    """``sql`` reading the run's documents ($1), or with ``dataset``, those of the version of
+    ``dataset`` the run published (its version is its run id) and of the nights before it."""
+    if dataset is None:
+        return sql.format(runs="run_id = $1", kept=_KEPT_IN_RUN, representative="",
+                          curated="(SELECT * FROM documents WHERE run_id = $1)")
+    ds = sql_literal(dataset)
+    nights = (f"run_id IN (SELECT version FROM dataset_versions WHERE dataset = {ds} AND seq <= "
+              f"(SELECT seq FROM dataset_versions WHERE dataset = {ds} AND version = $1))")
+    return sql.format(runs=nights, kept=_KEPT_IN_VERSION.format(ds=ds), curated=f"curated_at({ds}, $1)",
+                      representative="\n        UNION SELECT cluster_id, cluster_id FROM seed_cluster")
+
 
 # One row of the `metrics` table, less its run and stage.
 MetricRow = tuple[str, str, str, float]  # (model, task, metric, value)
@@ -98,30 +124,35 @@ class EvaluationVerbs:
     """Verbs for synthesize, train and evaluate: query sets, relevance through dedup clusters, pool labels, held-out cuts, pairs, models, metrics (mixed into Catalog: ``self._read()``, ``self._write()``, ``self._answer``)."""
 
     # -- query sets -----------------------------------------------------------------------------
-    def has_titled_documents(self, run_id: str) -> bool:
+    # ``dataset``: read the documents, clusters and curated documents of the version of ``dataset``
+    # that the run published, instead of the run's own (a night's model half reads that version).
+    def has_titled_documents(self, run_id: str, *, dataset: str | None = None) -> bool:
         """Whether some titled document's dedup cluster has a member in the curated corpus: whether
         the run has a headline query (what ``evaluate.task: auto`` decides on)."""
-        (row,) = self.query(HAS_TITLES_SQL, [run_id]).to_pylist()
+        (row,) = self.query(_scoped(HAS_TITLES_SQL, dataset), [run_id]).to_pylist()
         return bool(row["titled"])
 
-    def headline_queries(self, run_id: str, seed: int, max_queries: int) -> pa.Table:
+    def headline_queries(self, run_id: str, seed: int, max_queries: int, *,
+                         dataset: str | None = None) -> pa.Table:
         """A seeded sample of at most ``max_queries`` headline queries (the titles of the documents
         whose dedup cluster the curated corpus kept a member of), by query: ``query``, ``relevant``
         (the cluster's kept members), ``in_source`` (how many queries there were to sample from)."""
-        return self.query(HEADLINE_QUERIES_SQL, [run_id, seed, max_queries])
+        return self.query(_scoped(HEADLINE_QUERIES_SQL, dataset), [run_id, seed, max_queries])
 
-    def heldout_queries(self, run_id: str, seed: int, max_queries: int) -> pa.Table:
+    def heldout_queries(self, run_id: str, seed: int, max_queries: int, *,
+                        dataset: str | None = None) -> pa.Table:
         """As :meth:`headline_queries`, for the kept synthetic queries of held-out passages: the
         passage's document and the kept members of its dedup cluster are relevant."""
-        return self.query(HELDOUT_QUERIES_SQL, [run_id, seed, max_queries])
+        return self.query(_scoped(HELDOUT_QUERIES_SQL, dataset), [run_id, seed, max_queries])
 
     def user_relevance(self, run_id: str, query_ids: Sequence[str], record_ids: Sequence[str],
-                       source: str | None) -> dict[str, list[str]]:
+                       source: str | None, *, dataset: str | None = None) -> dict[str, list[str]]:
         """The user's judgements (``query_ids[i]`` judges ``record_ids[i]`` relevant) matched to the
         run's documents by record id (of ingest source ``source``, or any): per query id with an
         ingested relevant document, the kept members of those documents' dedup clusters, sorted
         (empty when curation dropped every one). Query ids with no ingested document are absent."""
-        rows = self.query(USER_RELEVANCE_SQL, [run_id, list(query_ids), list(record_ids), source]).to_pylist()
+        params = [run_id, list(query_ids), list(record_ids), source]
+        rows = self.query(_scoped(USER_RELEVANCE_SQL, dataset), params).to_pylist()
         return {r["query_id"]: r["relevant"] or [] for r in rows}
 
     def heldout_cuts(self, run_id: str) -> pa.Table:
@@ -129,13 +160,14 @@ class EvaluationVerbs:
         document before ranking."""
         return self.query(HELDOUT_CUTS_SQL, [run_id])
 
-    def pool_labels(self, run_id: str, doc_ids: Sequence[str]) -> pa.Table:
-        """(doc_id, label) of these documents of the run, by doc id."""
-        return self.query(POOL_LABELS_SQL, [run_id, list(doc_ids)])
+    def pool_labels(self, run_id: str, doc_ids: Sequence[str], *, dataset: str | None = None) -> pa.Table:
+        """(doc_id, label) of these documents of the run (of the version of ``dataset`` it published), by doc id."""
+        return self.query(_scoped(POOL_LABELS_SQL, dataset), [run_id, list(doc_ids)])
 
-    def pool_clusters(self, run_id: str, doc_ids: Sequence[str]) -> dict[str, str]:
+    def pool_clusters(self, run_id: str, doc_ids: Sequence[str], *,
+                      dataset: str | None = None) -> dict[str, str]:
         """The dedup cluster of each of ``doc_ids`` that shares its cluster with another of them."""
-        rows = self.query(POOL_CLUSTERS_SQL, [run_id, list(doc_ids)]).to_pylist()
+        rows = self.query(_scoped(POOL_CLUSTERS_SQL, dataset), [run_id, list(doc_ids)]).to_pylist()
         return {r["doc_id"]: r["cluster_id"] for r in rows}
 
     # -- what the stages write ------------------------------------------------------------------

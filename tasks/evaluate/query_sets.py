@@ -7,6 +7,8 @@ stage held out from training (``synthetic_heldout``); and, when the documents ha
 pool's labelled documents as queries for the others of their label (``same_label``,
 :mod:`tasks.evaluate.labels`). At most ``evaluate.max_queries`` queries of a set are scored.
 These run in the flow process: each reads a few rows of the catalog and writes one small shard.
+With ``dataset``, a night's sets are built on the version of that dataset the night published
+(its documents, their dedup clusters across nights, its curated documents), not on the night alone.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def describe(task: str) -> str:
     return DESCRIPTIONS.get(task, f"{task}: your queries → documents retrieval")
 
 
-def builtin_task(cfg: EvaluateConfig, catalog: Catalog, run_id: str) -> str | None:
+def builtin_task(cfg: EvaluateConfig, catalog: Catalog, run_id: str, *, dataset: str | None = None) -> str | None:
     """The built-in query set of the run: ``evaluate.task`` with 'auto' resolved on the curated corpus.
 
     'auto' is 'headline' when some curated document has a title, else 'synthetic_heldout' unless
@@ -50,7 +52,7 @@ def builtin_task(cfg: EvaluateConfig, catalog: Catalog, run_id: str) -> str | No
         return None
     if cfg.task == SYNTHETIC_HELDOUT:
         return SYNTHETIC_HELDOUT
-    if catalog.has_titled_documents(run_id):
+    if catalog.has_titled_documents(run_id, dataset=dataset):
         return HEADLINE
     if cfg.task == HEADLINE:
         raise ValueError(f"run {run_id}: evaluate.task is 'headline' but no curated document has a title "
@@ -58,11 +60,12 @@ def builtin_task(cfg: EvaluateConfig, catalog: Catalog, run_id: str) -> str | No
     return None if cfg.queries else SYNTHETIC_HELDOUT
 
 
-def builtin_set(catalog: Catalog, run_id: str, task: str, cfg: EvaluateConfig, out: Path) -> dict[str, Any]:
+def builtin_set(catalog: Catalog, run_id: str, task: str, cfg: EvaluateConfig, out: Path, *,
+                dataset: str | None = None) -> dict[str, Any]:
     """The built-in set ``task`` (headline or synthetic_heldout): its queries shard under ``out``
     (query, relevant doc ids), their relevant doc ids and its counts."""
     sample = {HEADLINE: catalog.headline_queries, SYNTHETIC_HELDOUT: catalog.heldout_queries}[task]
-    table = sample(run_id, cfg.seed, cfg.max_queries)
+    table = sample(run_id, cfg.seed, cfg.max_queries, dataset=dataset)
     if not table.num_rows:
         raise RuntimeError(f"run {run_id}: no {task} queries to score"
                            + (" (no kept pair was held out)" if task == SYNTHETIC_HELDOUT else ""))
@@ -73,14 +76,15 @@ def builtin_set(catalog: Catalog, run_id: str, task: str, cfg: EvaluateConfig, o
 
 
 def user_set(catalog: Catalog, run_id: str, source: QuerySetConfig, loaded: dict[str, Any],
-             out: Path) -> dict[str, Any]:
+             out: Path, *, dataset: str | None = None) -> dict[str, Any]:
     """A user query set whose sample a worker wrote (``loaded``: :func:`tasks.evaluate.shard_tasks.load_query_set`),
     matched to the run's documents; queries whose relevant documents curation dropped, or that
     match no ingested record, are counted, not scored."""
     sample = read_shard(loaded["path"])
     qids, records = sample.column("query_id").to_pylist(), sample.column("record_ids").to_pylist()
     flat = [(q, r) for q, rs in zip(qids, records) for r in rs]
-    relevant = catalog.user_relevance(run_id, [q for q, _ in flat], [r for _, r in flat], source.source)
+    relevant = catalog.user_relevance(run_id, [q for q, _ in flat], [r for _, r in flat], source.source,
+                                      dataset=dataset)
     scored = [i for i, q in enumerate(qids) if relevant.get(q)]
     table = pa.table({"query": pa.array([sample.column("query")[i].as_py() for i in scored], pa.string()),
                       "relevant": pa.array([relevant[qids[i]] for i in scored], pa.list_(pa.string()))})
@@ -92,10 +96,10 @@ def user_set(catalog: Catalog, run_id: str, source: QuerySetConfig, loaded: dict
 
 
 def label_set(catalog: Catalog, run_id: str, pool_ids: list[str], cfg: EvaluateConfig,
-              out: Path) -> dict[str, Any] | str:
+              out: Path, *, dataset: str | None = None) -> dict[str, Any] | str:
     """The same-label task over the pool: its labelled documents, which of them are queries, the
     counts; or why the task cannot be scored (a string)."""
-    table = catalog.pool_labels(run_id, pool_ids)
+    table = catalog.pool_labels(run_id, pool_ids, dataset=dataset)
     doc_ids, labels = table.column("doc_id").to_pylist(), table.column("label").to_pylist()
     if (why := skip_reason(labels)) is not None:
         return why
