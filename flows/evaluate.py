@@ -93,4 +93,5 @@ def _evaluate(run: RunSpec, quality: dict[str, Any], synthesize: dict[str, Any],
     catalog.put_metrics(run_id, "evaluate", metric_rows(tasks, sets, scored["metrics"]))
     create_table_artifact(key="evaluation", **evaluation_artifact(
         run_id, tasks, sets, scored["metrics"], skipped, pool_docs=len(pool_ids), corpus_docs=quality["kept"], cfg=cfg))
-    return stage_stats(tasks, sets, scored, skipped, pool=pool, pool_docs=len(pool_ids), corpus_docs=quality["kept"])
+    return stage_stats(tasks, sets, scored, skipped, pool=pool, pool_docs=len(pool_ids), corpus_docs=quality["kept"],
+                       corpus_of=dataset)

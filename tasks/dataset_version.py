@@ -31,9 +31,13 @@ def without_retired(path: str, retired: list[str], out: str) -> str | None:
 def model_corpus(quality: dict[str, Any], published: dict[str, Any]) -> dict[str, Any]:
     """What synthesize, train and evaluate read, in the shape of quality's stats (``corpus_shards``,
     ``kept``): the dataset version the night published, when the night curated some new document;
-    else quality's own corpus (a run that reused another run's curation reads that run's; a night
-    that curated nothing new has an empty one, and its model half is skipped, saying so)."""
-    return {**quality, **published["corpus"]} if published.get("corpus") and quality.get("kept") else quality
+    else quality's own corpus. A run that reused another run's curation reads that run's; a night
+    that curated nothing new has an empty one, and its model half is skipped, saying so; a run
+    re-decided by ``refinery refilter RUN`` and resumed reads its re-decided corpus, as that command
+    promises (the dataset keeps what the night published: ``refilter --dataset`` re-decides it)."""
+    if published.get("corpus") and quality.get("kept") and not quality.get("refiltered"):
+        return {**quality, **published["corpus"]}
+    return quality
 
 
 def corpus_dataset(corpus: dict[str, Any]) -> str | None:

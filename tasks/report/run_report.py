@@ -301,8 +301,9 @@ def _evaluation_section(run: RunSpec, task: str, evaluation: dict[str, Any], syn
                  "relevant. A query none of whose relevant documents survived curation is counted, not scored.\n")
     pool = evaluation.get("pool_docs")
     if first and pool is not None:
+        of = f" of dataset `{evaluation['corpus_of']}` as this night published it" if evaluation.get("corpus_of") else ""
         about += (f"\nEvery task ranks the same pool of {pool} of the {evaluation.get('corpus_docs', '?')} curated "
-                  f"documents (`evaluate.pool_docs` {cfg.pool_docs}: every relevant document of the scored queries "
+                  f"documents{of} (`evaluate.pool_docs` {cfg.pool_docs}: every relevant document of the scored queries "
                   "plus seeded random distractors; the whole corpus when smaller), for every model.\n")
     parts = [about]
     if counts:

@@ -91,6 +91,8 @@ def test_the_second_nights_evaluation_is_on_the_version(two_nights):
     current = {r["doc_id"] for r in catalog.query("SELECT doc_id FROM curated_at(?, ?)",
                                                   [DATASET, second["run_id"]]).to_pylist()}
     assert evaluation["corpus_docs"] == len(current)
+    report = (run_dir / "report.md").read_text()
+    assert f"of the {len(current)} curated documents of dataset `{DATASET}` as this night published it" in report
     pool = set(read_shards(evaluation["pool_parts"], ["doc_id"]).column("doc_id").to_pylist())
     assert pool <= current
     counts = {r["metric"]: r["value"] for r in catalog.query(
