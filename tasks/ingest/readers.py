@@ -339,7 +339,7 @@ def _jsonl_records(unit: Unit) -> Iterator[_Item]:
                     continue
                 if not line.strip():
                     continue
-                obj, reason = _json_outcome(line)
+                obj, reason = _json_outcome(line.rstrip("\r\n"))  # a cut line: "Unterminated string"
                 if reason is not None:
                     yield f"{loc}:{n}", None, reason, raw
                     continue

@@ -91,6 +91,15 @@ def test_a_bom_is_dropped_and_crlf_becomes_lf(tmp_path):
     assert (by_loc["b.txt"].title, by_loc["b.txt"].text) == ("Title", "line one\nline two")
 
 
+def test_a_line_cut_inside_a_string_is_called_unterminated(tmp_path):
+    # a file whose writer died mid-record: the reason says the string never ended, not that the
+    # line's own newline is a control character inside it
+    (tmp_path / "cut.jsonl").write_bytes(b'{"text": "whole"}\n{"text": "cut of\n{"text": "cut\r\n')
+    got = reasons(ingest(tmp_path, out=tmp_path / "out"))
+    assert got["cut.jsonl:2"].startswith("invalid_json: Unterminated string")
+    assert got["cut.jsonl:3"].startswith("invalid_json: Unterminated string")
+
+
 def test_nul_and_control_characters(tmp_path):
     # escaped in JSON: removed from the text (repair); raw inside a JSON string: invalid JSON
     (tmp_path / "c.jsonl").write_bytes(b'{"text": "a\\u0000b\\u0007c\\u001fd"}\n{"text": "raw \x00 nul"}\n')
