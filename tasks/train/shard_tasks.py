@@ -6,14 +6,18 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
-from refinery.storage import read_rows, read_shard
+from refinery.storage import read_rows, read_shard, write_shard
 from refinery.tasks.embedding import all_cores
 from refinery.tasks.synthesize.split import TRAIN
 from refinery.tasks.train.batches import TrainPair
 from refinery.tasks.train.config import TrainConfig
-from refinery.tasks.train.finetune import fine_tune, read_training_stats
+from refinery.tasks.train.finetune import fine_tune, plan_training, read_training_stats
+
+# The dev split's pairs, beside the model: what later steps fit on (never an evaluation set).
+DEV_PAIRS_FILE = "dev_pairs.parquet"
 
 # What of the training's stats goes into the stage's (the rest is in the model folder's stats file).
 STAGE_STATS = ("train_pairs", "triplets", "dev_pairs", "dev_passages", "dev_skipped", "steps", "device", "first_loss",
@@ -50,6 +54,11 @@ def train_model(pairs_path: Path, corpus_shards: list[str], base_path: str, out_
     with all_cores():  # training is the only work left in the run
         path = fine_tune(examples, base_path=base_path, out_dir=out_dir, cfg=cfg, checkpoint_dir=checkpoint_dir)
     stats = read_training_stats(path) or {}
-    return {"model_path": str(path), "examples": len(examples),
+    dev = plan_training(examples, cfg).dev
+    dev_path = write_shard(pa.table({"query": pa.array([e.query for e in dev], pa.string()),
+                                     "doc_id": pa.array([e.passage_key for e in dev], pa.string()),
+                                     "positive": pa.array([e.positive for e in dev], pa.string())}),
+                           out_dir.parent / DEV_PAIRS_FILE)
+    return {"model_path": str(path), "dev_pairs_path": str(dev_path), "examples": len(examples),
             "with_negatives": sum(1 for e in examples if e.negative is not None),
             **{k: stats.get(k) for k in STAGE_STATS}}

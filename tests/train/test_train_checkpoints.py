@@ -234,6 +234,17 @@ def test_the_train_task_trains_on_kept_training_pairs_of_the_shard(tiny_base, bb
     assert 0 < stats["triplets"] <= stats["train_pairs"]
     assert len(stats["losses"]) == stats["steps"] and stats["dev"][0]["step"] == 0
     assert load_encoder(stats["model_path"]) is not None
+    # the dev split is written beside the model (what the hybrid's weight is fitted on): held out of
+    # training, whole passages, none of them held out for evaluation
+    from refinery.storage import read_shard
+    dev = read_shard(stats["dev_pairs_path"]).to_pylist()
+    assert len(dev) == stats["dev_pairs"]
+    by_doc = {}
+    for p in pairs:
+        by_doc.setdefault(p.doc_id, set()).add(p.query)
+    dev_docs = {r["doc_id"] for r in dev}
+    assert "doc0" not in dev_docs and len(dev_docs) == stats["dev_passages"]
+    assert {r["query"] for r in dev} == {q for d in dev_docs for q in by_doc[d]} - {pairs[5].query}
 
     # the rows the stage puts in `metrics`, read back from a catalog
     catalog = Catalog(tmp_path / "catalog.duckdb").ensure_schema()
