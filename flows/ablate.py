@@ -86,10 +86,13 @@ def _synthesize(config: RefineryConfig, reference: str, address: str) -> RunSpec
 
 def _train_and_evaluate(run: RunSpec, max_pairs: int, address: str) -> RunSpec:
     """The variant's train and evaluate, on ``max_pairs`` training pairs (set in its config first)."""
+    # every variant trains from the base model on its own pairs, and none is promoted: the variants
+    # are compared with each other, not with what the dataset's nights built
     config = parse_config({**(data := run.config.model_dump(mode="json")),
-                           "train": {**data["train"], "max_pairs": max_pairs}}, "an ablation variant")
+                           "train": {**data["train"], "max_pairs": max_pairs, "init": "base", "replay_ratio": 0}},
+                          "an ablation variant")
     write_text_atomic(dump_config(config), run.run_dir / "config.yaml")  # train has not run: nothing to invalidate
-    run = prepare_run(config, run_id=run.run_id, stages=list(STAGES))
+    run = prepare_run(config, run_id=run.run_id, stages=list(STAGES)).model_copy(update={"promotes": False})
     run_chain(run, address)
     return run
 

@@ -282,6 +282,25 @@ def datasets(
 
 
 @app.command()
+def models(
+    dataset: Optional[str] = typer.Argument(None, help="A dataset (default: every dataset's models)."),
+    format: Format = typer.Option(Format.table, "--format", "-f"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config naming the data home."),
+) -> None:
+    """Each night's fine-tuned model: what it trained from, the promotion gate's figures and decision,
+    and where the dataset's promoted model is (SQL: `models`, column `promoted`)."""
+    home = DataHome.resolve(_config(config).home)
+    rows = Catalog(home.catalog_path).model_rows(dataset)
+    if not rows and format is Format.table:
+        console.print("no model yet: `refinery run` trains one each night")
+        return
+    _print_rows(rows, format, title="models" if format is Format.table else None)
+    if format is Format.table:
+        for name in dict.fromkeys(r["dataset"] for r in rows if r["promoted"]):
+            console.print(f"dataset {name}: promoted model at {home.promoted_model_dir(name)}")
+
+
+@app.command()
 def export(
     out: Path = typer.Argument(..., help="Folder to write: new or empty (or an earlier export, with --force)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="The dataset (default: the config's `dataset`)."),

@@ -30,6 +30,7 @@ from refinery.tasks.evaluate.query_sets import (
 from refinery.tasks.evaluate.sampling import POOL_SALT, embeddings_of, pool_of, sample_corpus
 from refinery.tasks.evaluate.shard_tasks import load_query_set, score_retrieval
 from refinery.tasks.evaluate.summary import evaluation_artifact, metric_rows, stage_stats
+from refinery.tasks.train.promotion import PROMOTED
 
 load_query_set_task = task(load_query_set, name="load-query-set", task_run_name="query set {source.name}",
                            retries=1, timeout_seconds=HOUR)
@@ -77,21 +78,35 @@ def _evaluate(run: RunSpec, quality: dict[str, Any], synthesize: dict[str, Any],
             tasks.append(SAME_LABEL)
     cuts = {SYNTHETIC_HELDOUT: heldout_cuts(catalog, run_id, out)} if SYNTHETIC_HELDOUT in sets else None
     model_paths = {"base": str(BASE_MODEL_PATH)}
+    models = list(cfg.models)
     if "tuned" in cfg.models:
         if not train.get("model_path"):
             raise RuntimeError(f"run {run_id}: evaluating 'tuned' needs a trained model")
         model_paths["tuned"] = train["model_path"]
+        if promoted := _promoted(run):  # what the night's model would replace: the promotion gate's comparison
+            model_paths[PROMOTED] = promoted
+            models.append(PROMOTED)
     scorable = {t: s["path"] for t, s in sets.items() if s["counts"]["scored"] and not s.get("labels")}
     by_label = {t: s["path"] for t, s in sets.items() if s["counts"]["scored"] and s.get("labels")}
     scored: dict[str, Any] = {"metrics": {}, "per_query": {}}
     if scorable or by_label:
         cache = str(run.data_home.cache_dir)
         embeddings = {m: embeddings_of(on_workers, run.run_dir / "embeddings", m, p, pool, cfg, cache)
-                      for m, p in model_paths.items() if m in cfg.models}
-        scored = score_task.submit(scorable, pool[1], embeddings, model_paths, list(cfg.models), cfg, cache, cuts,
+                      for m, p in model_paths.items() if m in models}
+        scored = score_task.submit(scorable, pool[1], embeddings, model_paths, models, cfg, cache, cuts,
                                    by_label, str(out)).result()
     catalog.put_metrics(run_id, "evaluate", metric_rows(tasks, sets, scored["metrics"]))
     create_table_artifact(key="evaluation", **evaluation_artifact(
         run_id, tasks, sets, scored["metrics"], skipped, pool_docs=len(pool_ids), corpus_docs=quality["kept"], cfg=cfg))
     return stage_stats(tasks, sets, scored, skipped, pool=pool, pool_docs=len(pool_ids), corpus_docs=quality["kept"],
                        corpus_of=dataset)
+
+
+def _promoted(run: RunSpec) -> str | None:
+    """The folder of the dataset's promoted model, when it has one and the run's model is to be gated."""
+    if not run.promotes:
+        return None
+    folder = run.data_home.promoted_model_dir(run.config.dataset)
+    if run.catalog.promoted_model(run.config.dataset) is None or not folder.is_dir():
+        return None
+    return str(folder)

@@ -1,4 +1,4 @@
-"""nightly: ingest → dedup → quality → synthesize → train → evaluate, one run in the catalog."""
+"""nightly: ingest → dedup → quality → publish → synthesize → train → evaluate → promote, one run in the catalog."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from prefect_dask import DaskTaskRunner
 from refinery.flows.dedup import dedup_flow
 from refinery.flows.evaluate import evaluate_flow
 from refinery.flows.ingest import ingest_flow
+from refinery.flows.promote import promote_flow
 from refinery.flows.publish import publish_flow
 from refinery.flows.quality import quality_flow
 from refinery.tasks.report.run_report import write_report
@@ -106,7 +107,9 @@ def run_chain(run: RunSpec, dask_address: str | None = None) -> dict[str, Any]:
             if "train" in chosen:
                 train = stage("train", train_flow, corpus, synthesize)
             if "evaluate" in chosen:
-                stage("evaluate", evaluate_flow, corpus, synthesize, train)
+                evaluation = stage("evaluate", evaluate_flow, corpus, synthesize, train)
+                if run.promotes:
+                    stage("promote", promote_flow, train, evaluation)
     except BaseException as exc:
         logger.error("run %s failed in %s\n%s", run.run_id, current[0], traceback.format_exc())
         _record_failure(run, current[0], exc, stats)

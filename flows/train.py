@@ -33,13 +33,29 @@ def _train(run: RunSpec, quality: dict[str, Any], synthesize: dict[str, Any], ou
         catalog.put_model(run_id, TUNED_NAME)
         catalog.put_metrics(run_id, "train", [])
         return {"skipped": synthesize["skipped"]}
-    stats = train_task.submit(Path(synthesize["pairs_path"]), quality["corpus_shards"], str(BASE_MODEL_PATH),
-                              out / "model", run.config.train, out / "checkpoint").result()
+    cfg, logger = run.config.train, get_run_logger()
+    base_path, init = _initial_model(run)
+    replay = catalog.earlier_pair_shards(run.config.dataset, run_id) if cfg.replay_ratio else []
+    stats = train_task.submit(Path(synthesize["pairs_path"]), quality["corpus_shards"], base_path,
+                              out / "model", cfg, out / "checkpoint", [r["path"] for r in replay]).result()
+    stats["init"] = init
     if stats.get("resumed_from_step"):
-        get_run_logger().info("train: resumed a killed training from its checkpoint at step %d of %d",
-                              stats["resumed_from_step"], stats["steps"])
-    catalog.put_model(run_id, TUNED_NAME, stats["model_path"], base=BASE_NAME)
+        logger.info("train: resumed a killed training from its checkpoint at step %d of %d",
+                    stats["resumed_from_step"], stats["steps"])
+    logger.info("train: from %s, on %d pairs (%d replayed from %d earlier nights)", init["name"], stats["examples"],
+                stats["replay"]["replayed"], len(replay))
+    catalog.put_model(run_id, TUNED_NAME, stats["model_path"], base=init["name"])
     catalog.put_metrics(run_id, "train", training_metric_rows(stats))
     for key, artifact in training_artifacts(run_id, stats).items():
         create_table_artifact(key=key, **artifact)
     return stats
+
+
+def _initial_model(run: RunSpec) -> tuple[str, dict[str, Any]]:
+    """What the night trains from (``train.init``): the folder, and its name and run for the records."""
+    if run.config.train.init == "promoted":
+        promoted = run.catalog.promoted_model(run.config.dataset)
+        folder = run.data_home.promoted_model_dir(run.config.dataset)
+        if promoted is not None and folder.is_dir():
+            return str(folder), {"name": f"promoted:{promoted['run_id']}", "run_id": promoted["run_id"]}
+    return str(BASE_MODEL_PATH), {"name": BASE_NAME, "run_id": None}

@@ -24,6 +24,7 @@ from refinery.storage.curation import CurationVerbs
 from refinery.storage.datasets import DATASET_SCHEMA, DatasetVerbs, rebuild_dataset_views
 from refinery.storage.evaluation import EvaluationVerbs
 from refinery.storage.exports import ExportVerbs
+from refinery.storage.models import ModelVerbs
 from refinery.storage.reports import ReportVerbs
 from refinery.storage.runs_log import RunVerbs
 from refinery.tasks.exceptions import CatalogError
@@ -49,7 +50,9 @@ SCHEMA: dict[str, str] = {
         run_id VARCHAR, pair_id VARCHAR, query VARCHAR, doc_id VARCHAR, generator VARCHAR,
         prompt_id VARCHAR, kept BOOLEAN, score DOUBLE, rank INTEGER, negative_doc_id VARCHAR,
         split VARCHAR, style VARCHAR, attributes JSON, reason VARCHAR""",
-    "models": "run_id VARCHAR, name VARCHAR, path VARCHAR, base VARCHAR, created_at TIMESTAMPTZ",
+    "models": """
+        run_id VARCHAR, name VARCHAR, path VARCHAR, base VARCHAR, created_at TIMESTAMPTZ, dataset VARCHAR,
+        promoted BOOLEAN, gate JSON, decided_at TIMESTAMPTZ""",
     "metrics": "run_id VARCHAR, stage VARCHAR, model VARCHAR, task VARCHAR, metric VARCHAR, value DOUBLE",
     # which Parquet files hold each run's rows of a SHARD_TABLES table (``part``: the ``where`` they
     # were registered under, as JSON, e.g. {"stage": "quality"}; ``columns``: those the files have)
@@ -214,7 +217,8 @@ def _connect_waiting(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnectio
         rewritten = True  # open the rewritten file
 
 
-class Catalog(RunVerbs, BookVerbs, CurationVerbs, DatasetVerbs, EvaluationVerbs, ExportVerbs, ReportVerbs):
+class Catalog(RunVerbs, BookVerbs, CurationVerbs, DatasetVerbs, EvaluationVerbs, ExportVerbs, ModelVerbs,
+              ReportVerbs):
     """The catalog file and its verbs: connections, schema and registering shards here; the
     verbs of each part of the chain in their own module (storage/runs_log.py, books.py,
     curation.py, evaluation.py, reports.py)."""

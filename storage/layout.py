@@ -8,6 +8,7 @@
     <home>/datasets/dataset=<name>/added_in=<run_id>/*.parquet   the documents a night published
     <home>/datasets/dataset=<name>/scored/added_in=<run_id>/   what the night's quality decided from
     <home>/datasets/dataset=<name>/index/  the dataset's dedup index (storage/dataset_index.py)
+    <home>/models/dataset=<name>/promoted/  the dataset's promoted model (onnx/, README.md: its card)
     <home>/cache/                         derived model files shared by runs (de-quantized LLM)
     <home>/run.lock                       held (flock) by the process running a run in this home
 """
@@ -73,6 +74,10 @@ class DataHome:
 
     def dataset_index_dir(self, dataset: str) -> Path:
         return self.dataset_dir(dataset) / "index"
+
+    def promoted_model_dir(self, dataset: str) -> Path:
+        """The dataset's promoted model: a sentence-transformers folder with ``onnx/`` and a model card."""
+        return self.root / "models" / f"dataset={dataset}" / "promoted"
 
     def stage_dir(self, run_id: str, stage: str) -> Path:
         return self.run_dir(run_id) / stage

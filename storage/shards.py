@@ -160,6 +160,20 @@ def link_tree(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, rewri
     return count
 
 
+def swap_folder(tmp: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Rename the finished folder ``tmp`` to ``dst``, replacing what is there: ``dst`` holds the old
+    folder or the new one, never part of either (a folder cannot be replaced in one rename, so the
+    old one is moved aside first, and removed after)."""
+    tmp, dst = Path(tmp), Path(dst)
+    if not dst.exists():
+        os.replace(tmp, dst)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{dst.name}-old-", dir=dst.parent))
+    os.replace(dst, old / dst.name)
+    os.replace(tmp, dst)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def link_files(paths: Sequence[str | os.PathLike[str]], dst: str | os.PathLike[str]) -> list[str]:
     """Make folder ``dst`` hold ``paths`` (hard links: no disk; copies where links are impossible),
     built beside it and renamed into place, so ``dst`` is whole or absent. The paths in ``dst``."""

@@ -28,6 +28,10 @@ class RunSpec(BaseModel):
     run_id: str
     home: str
     config: RefineryConfig
+    # Whether the night's model goes through the promotion gate (and evaluate scores the promoted
+    # model it would replace). An ablation variant's run does not: it neither starts from nor
+    # replaces the dataset's promoted model.
+    promotes: bool = True
 
     @property
     def data_home(self) -> DataHome:

@@ -22,7 +22,7 @@ CONFIDENCE = 0.95
 DRAW_CHUNK = 1 << 22
 # The model whose differences are reported, and what it is compared with: metric name part -> model.
 TUNED = "tuned"
-COMPARISONS = {"delta": "base", "vs_bm25": "bm25"}
+COMPARISONS = {"delta": "base", "vs_bm25": "bm25", "vs_promoted": "promoted"}
 INTERVAL_METRIC = "ndcg@10"
 
 

@@ -103,3 +103,22 @@ def interval_chart(values: Mapping[str, Mapping[str, float]],
         right.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=len(comparisons))
         right.margins(x=0.25)
     return _save(fig, path)
+
+
+def night_chart(nights: list[dict], path: Path, *, title: str) -> Path:
+    """nDCG@10 night over night: each night's model (filled where it was promoted) and the base model.
+    ``nights``: dicts with ``run_id``, ``tuned``, ``base``, ``promoted``, oldest first."""
+    x = np.arange(len(nights))
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    ax.plot(x, [n["base"] if n["base"] is not None else np.nan for n in nights], color="#999999",
+            linestyle="--", marker=".", label="base")
+    ax.plot(x, [n["tuned"] if n["tuned"] is not None else np.nan for n in nights], color="#4477aa", label="night's model")
+    for promoted, marker, label in ((True, "o", "promoted"), (False, "x", "kept as candidate")):
+        at = [i for i, n in enumerate(nights) if bool(n["promoted"]) is promoted and n["tuned"] is not None]
+        if at:
+            ax.scatter(at, [nights[i]["tuned"] for i in at], marker=marker, color="#4477aa", zorder=3, label=label)
+    ax.set_xticks(x, [n["run_id"][-8:] for n in nights], rotation=30, fontsize=7)
+    ax.set_ylabel("nDCG@10")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    return _save(fig, path)

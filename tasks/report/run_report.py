@@ -20,7 +20,7 @@ from refinery.tasks.config import STAGES
 from refinery.tasks.evaluate.bootstrap import COMPARISONS, INTERVAL_METRIC, TUNED
 from refinery.tasks.evaluate.labels import SAME_LABEL
 from refinery.tasks.evaluate.query_sets import HEADLINE, QUERY_COUNTS, SYNTHETIC_HELDOUT, describe
-from refinery.tasks.report.plots import bar_chart, interval_chart, s_curve
+from refinery.tasks.report.plots import bar_chart, interval_chart, night_chart, s_curve
 from refinery.tasks.report.render import markdown_table, render_html
 
 METRIC_ORDER = ("ndcg@10", "mrr@10", "recall@100")
@@ -104,6 +104,10 @@ def write_report(run: RunSpec, *, failed_stage: str | None = None, error: str | 
         out.append(_evaluation_summary(run, tasks, evaluation, files))
         out += [_evaluation_section(run, task, evaluation, synth or {}, files, first=i == 0)
                 for i, task in enumerate(tasks)]
+
+    promotion = StageMarker(run.stage_dir("promote")).read()
+    if promotion is not None and not promotion.get("skipped"):
+        out.append(_promotion_section(run, promotion, files))
 
     text = "\n".join(out)
     md_path = run.run_dir / "report.md"
@@ -387,3 +391,19 @@ def _quality_section(run: RunSpec, files: Path) -> str:
                     f"`drops` (first failing rule, in family order).{sampled}\n", markdown_table(rows),
                     f"![drops per rule](report_files/{bars.name})\n",
                     " ".join(f"![{p.stem}](report_files/quality/{p.name})" for p in pngs) + "\n")
+
+
+def _promotion_section(run: RunSpec, promotion: dict[str, Any], files: Path) -> str:
+    """The gate's decision on the night's model and the dataset's nights so far, plotted."""
+    dataset = promotion["dataset"]
+    where = (f" It is now the dataset's promoted model: `{promotion['path']}` (with `onnx/` and a model card)."
+             if promotion.get("path") else "")
+    nights = run.catalog.promotion_history(dataset)
+    parts = [f"The promotion gate (`train.promotion`) on dataset `{dataset}`: {promotion['reason']}.{where}\n"]
+    if nights:
+        png = night_chart(nights, files / "nights.png",
+                          title=f"dataset {dataset}: nDCG@10 on the task each night's gate decided on")
+        parts += [markdown_table(nights), "\nEach night is scored on its own evaluation set, with the models it "
+                  "compares; a night's figure is comparable with its base model's, not across nights.\n",
+                  f"![nDCG@10 night over night](report_files/{png.name})\n"]
+    return _section("Promotion", *parts)

@@ -23,15 +23,23 @@ from refinery.tasks.train.batches import TrainPair
 from refinery.tasks.train.config import TrainConfig
 
 CHECKPOINT_FILE = "checkpoint.pt"
-# Options that change how often work is saved, not what is computed.
-_NOT_IN_FINGERPRINT = {"checkpoint_every"}
+# Options that change how often work is saved, not what is computed, and options that change no
+# step of a training (``init`` and ``replay_ratio`` change its base model or
+# its examples, which the fingerprint holds themselves).
+_NOT_IN_FINGERPRINT = {"checkpoint_every", "init", "replay_ratio", "promotion"}
 
 
 def fingerprint(examples: Sequence[TrainPair], cfg: TrainConfig, base_path: str | os.PathLike[str]) -> str:
-    """Identifies a training's result: the same examples, options and base model give the same one."""
+    """Identifies a training's result: the same examples, options and base model give the same one.
+
+    The base model is named by its files' content, not its path: the dataset's promoted model lives
+    at one path whose content a later night may replace."""
+    from refinery.tasks.onnx_export import model_fingerprint
+
     h = xxhash.xxh3_128()
     options = {k: v for k, v in cfg.model_dump().items() if k not in _NOT_IN_FINGERPRINT}
-    h.update(json.dumps({"options": options, "base": str(base_path)}, sort_keys=True).encode())
+    base = model_fingerprint(base_path) if Path(base_path).is_dir() else str(base_path)
+    h.update(json.dumps({"options": options, "base": base}, sort_keys=True).encode())
     for ex in examples:
         h.update(json.dumps([ex.query, ex.positive, ex.negative, ex.doc_id, ex.negative_doc_id]).encode())
     return h.hexdigest()

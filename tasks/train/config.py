@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 DEFAULT_EPOCHS = 1
@@ -27,6 +29,31 @@ DEFAULT_EVAL_EVERY = 10
 # A checkpoint (model, optimizer, best model so far: ~370 MB for all-MiniLM-L6-v2) every 10 steps:
 # about a second to write, against ~2 minutes of CPU training lost to a kill between two.
 DEFAULT_CHECKPOINT_EVERY = 10
+# Earlier nights' training pairs replayed beside a night's new ones, per new pair: a model trained on
+# from the promoted one keeps seeing what made it, so a night of few pairs does not pull it aside.
+DEFAULT_REPLAY_RATIO = 1.0
+# The promotion gate (paired bootstrap on the primary task's nDCG@10): not worse by the point
+# estimate, and a 95% lower bound above half a point: a tie with noise promotes, a likely loss does not.
+DEFAULT_PROMOTE_MIN_DELTA = 0.0
+DEFAULT_PROMOTE_MIN_CI_LOW = -0.005
+
+
+class PromotionConfig(BaseModel):
+    """When the night's model replaces the dataset's promoted model (see ``train.init``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_delta: float = Field(
+        default=DEFAULT_PROMOTE_MIN_DELTA,
+        description="Least mean nDCG@10 difference, night's model − promoted model (the packaged base model on "
+        "a dataset's first night), on the evaluation's primary task (the first of `evaluate.queries`, else the "
+        "built-in task), for the night's model to be promoted.",
+    )
+    min_ci_low: float = Field(
+        default=DEFAULT_PROMOTE_MIN_CI_LOW,
+        description="The lower bound of that difference's paired bootstrap 95% interval must be above this. "
+        "With `evaluate.bootstrap_samples: 0` there is no interval and nothing is promoted.",
+    )
 
 
 class TrainConfig(BaseModel):
@@ -110,6 +137,23 @@ class TrainConfig(BaseModel):
         "Dev score: each dev query ranks its passage among all dev passages (MRR@10, accuracy@1, and the MNRL "
         "loss over them).",
     )
+    init: Literal["promoted", "base"] = Field(
+        default="promoted",
+        description="What a night trains from: 'promoted', the dataset's promoted model (the packaged base model "
+        "until a night's model is promoted; `refinery models` lists them), or 'base', the packaged base model "
+        "every night. A night's model is promoted when the gate (`train.promotion`) finds it not worse than the "
+        "promoted one; it is then copied, with its ONNX export and a model card, to "
+        "`<home>/models/dataset=NAME/promoted/`.",
+    )
+    replay_ratio: float = Field(
+        default=DEFAULT_REPLAY_RATIO,
+        ge=0,
+        description="Beside the night's new training pairs, train on a seeded sample of the kept training pairs "
+        "of the dataset's earlier nights, at most this many per new pair (pairs whose passage or hard negative "
+        "the dataset has retired since are left out). 0: the night's pairs only.",
+    )
+    promotion: PromotionConfig = Field(default_factory=PromotionConfig,
+                                       description="The gate a night's model passes to be promoted.")
     checkpoint_every: int | None = Field(
         default=DEFAULT_CHECKPOINT_EVERY,
         ge=1,

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from refinery.storage import swap_folder
 from refinery.tasks.embedding import BASE_MODEL_PATH, encode, load_encoder
 from refinery.tasks.train.batches import TrainPair, as_train_pairs, make_batches
 from refinery.tasks.train.checkpoint import (
@@ -245,14 +246,7 @@ def _save_atomically(model, out_dir: Path, stats: dict) -> None:
     try:
         model.save(str(tmp), create_model_card=False)
         (tmp / TRAINING_STATS_FILE).write_text(json.dumps(stats, indent=2))
-        if out_dir.exists():
-            # A directory cannot be replaced in one rename: move the old one aside first.
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-old-", dir=out_dir.parent))
-            os.replace(out_dir, old / out_dir.name)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
+        swap_folder(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

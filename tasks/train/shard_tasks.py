@@ -3,8 +3,11 @@ flows/train.py wraps it as a Prefect task)."""
 
 from __future__ import annotations
 
+import math
 import random
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -16,6 +19,8 @@ from refinery.tasks.train.batches import TrainPair
 from refinery.tasks.train.config import TrainConfig
 from refinery.tasks.train.finetune import fine_tune, plan_training, read_training_stats
 
+# What training reads of a synthesize pairs shard.
+PAIR_COLUMNS = ("query", "positive", "doc_id", "negative_doc_id")
 # The dev split's pairs, beside the model: what later steps fit on (never an evaluation set).
 DEV_PAIRS_FILE = "dev_pairs.parquet"
 
@@ -25,13 +30,21 @@ STAGE_STATS = ("train_pairs", "triplets", "dev_pairs", "dev_passages", "dev_skip
 
 
 def train_model(pairs_path: Path, corpus_shards: list[str], base_path: str, out_dir: Path,
-                cfg: TrainConfig, checkpoint_dir: Path | None = None) -> dict[str, object]:
-    """Fine-tune ``base_path`` on (query, positive[, hard negative]) of the kept training pairs.
+                cfg: TrainConfig, checkpoint_dir: Path | None = None,
+                replay: Sequence[str] = ()) -> dict[str, object]:
+    """Fine-tune ``base_path`` on (query, positive[, hard negative]) of the kept training pairs, and
+    on a seeded sample of the kept training pairs of the ``replay`` shards (earlier nights' pairs),
+    at most ``cfg.replay_ratio`` per new pair.
 
-    Pairs held out for evaluation (``split = 'heldout'``) are never trained on. A checkpoint in
-    ``checkpoint_dir`` left by a killed training of the same pairs is continued from.
+    Pairs held out for evaluation (``split = 'heldout'``) are never trained on; a replayed pair
+    whose passage is not in ``corpus_shards`` (retired since) is left out, and so is one asking a
+    query the night's pairs ask. A checkpoint in ``checkpoint_dir`` left by a killed training of the
+    same pairs is continued from.
     """
-    pairs = read_shard(pairs_path).filter(pc.field("kept") & (pc.field("split") == TRAIN))
+    pairs = _training_rows(read_shard(pairs_path))
+    replayed = _replay_sample(replay, set(pairs.column("query").to_pylist()), corpus_shards,
+                              n=math.floor(cfg.replay_ratio * pairs.num_rows), seed=cfg.seed)
+    pairs = pa.concat_tables([pairs, replayed.pop("pairs")])
     # a pair trains with its mined negative exactly when it has one (synthesize.hard_negatives);
     # the texts of the pairs' negatives only are read, never the corpus's
     mined = pairs.column("negative_doc_id").to_pylist()
@@ -60,5 +73,41 @@ def train_model(pairs_path: Path, corpus_shards: list[str], base_path: str, out_
                                      "positive": pa.array([e.positive for e in dev], pa.string())}),
                            out_dir.parent / DEV_PAIRS_FILE)
     return {"model_path": str(path), "dev_pairs_path": str(dev_path), "examples": len(examples),
-            "with_negatives": sum(1 for e in examples if e.negative is not None),
+            "with_negatives": sum(1 for e in examples if e.negative is not None), "replay": replayed,
             **{k: stats.get(k) for k in STAGE_STATS}}
+
+
+def _training_rows(pairs: pa.Table) -> pa.Table:
+    """The kept training pairs of a synthesize shard, in the columns training reads."""
+    return pairs.filter(pc.field("kept") & (pc.field("split") == TRAIN)).select(list(PAIR_COLUMNS)).cast(
+        pa.schema([(c, pa.string()) for c in PAIR_COLUMNS]))
+
+
+def _replay_sample(paths: Sequence[str], new_queries: set[str], corpus_shards: list[str], *, n: int,
+                   seed: int) -> dict[str, Any]:
+    """A seeded sample of at most ``n`` kept training pairs of the shards ``paths`` (``pairs``), and
+    what was left out: ``missing_files`` (a night's folder deleted since), ``retired`` (a passage no
+    longer in the corpus), ``same_query`` (a query the night's pairs ask)."""
+    empty = pa.schema([(c, pa.string()) for c in PAIR_COLUMNS]).empty_table()
+    counts = {"candidates": 0, "replayed": 0, "missing_files": 0, "retired": 0, "same_query": 0}
+    tables = []
+    for path in paths:
+        if not Path(path).exists():
+            counts["missing_files"] += 1
+            continue
+        tables.append(_training_rows(read_shard(path)))
+    if n < 1 or not tables:
+        return {**counts, "pairs": empty}
+    earlier = pa.concat_tables(tables)
+    fresh = pc.invert(pc.is_in(earlier.column("query"), value_set=pa.array(sorted(new_queries), pa.string())))
+    counts["same_query"] = earlier.num_rows - pc.sum(fresh).as_py() if earlier.num_rows else 0
+    earlier = earlier.filter(fresh)
+    docs = sorted(set(earlier.column("doc_id").to_pylist()))
+    current = set(read_rows(sorted(corpus_shards), docs, ["doc_id"]).column("doc_id").to_pylist()) if docs else set()
+    present = pc.is_in(earlier.column("doc_id"), value_set=pa.array(sorted(current), pa.string()))
+    counts["retired"] = earlier.num_rows - (pc.sum(present).as_py() or 0) if earlier.num_rows else 0
+    earlier = earlier.filter(present)
+    counts["candidates"] = earlier.num_rows
+    chosen = sorted(random.Random(seed).sample(range(earlier.num_rows), min(n, earlier.num_rows)))
+    counts["replayed"] = len(chosen)
+    return {**counts, "pairs": earlier.take(pa.array(chosen, pa.int64()))}

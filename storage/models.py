@@ -1,0 +1,90 @@
+"""Catalog verbs: each dataset's promoted model, the gate's decisions, and the pairs earlier nights trained on.
+
+A night's fine-tuned model is a row of ``models`` (name ``tuned``). The promotion gate decides it:
+``promoted`` true (it replaced the dataset's promoted model) or false (it stays a candidate), with
+``gate`` (JSON: the task, what it was compared with, the difference and its interval, the reason)
+and ``decided_at``. The dataset's promoted model is its most recently promoted one; its files are
+copied to one stable folder per dataset (:meth:`refinery.storage.layout.DataHome.promoted_model_dir`).
+
+A mixin of :class:`refinery.storage.catalog.Catalog`; SQL text stays in storage/.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+TUNED = "tuned"
+
+_PROMOTED = """
+    SELECT run_id, path, base, gate, decided_at FROM models
+    WHERE dataset = $1 AND name = 'tuned' AND promoted
+    ORDER BY decided_at DESC LIMIT 1"""
+
+# Kept training pairs' shards of the nights that published into a dataset before a run did (all of
+# them, for a run that published nothing), oldest first; a night whose synthesize wrote no pairs has none.
+_EARLIER_PAIRS = """
+    SELECT v.version AS run_id, json_extract_string(s.stats, '$.pairs_path') AS path
+    FROM dataset_versions v JOIN stage_runs s ON s.run_id = v.version AND s.stage = 'synthesize'
+    WHERE v.dataset = $1 AND v.version <> $2 AND s.status = 'completed'
+      AND v.seq < coalesce((SELECT seq FROM dataset_versions WHERE dataset = $1 AND version = $2), 9223372036854775807)
+      AND json_extract_string(s.stats, '$.pairs_path') IS NOT NULL
+    ORDER BY v.seq"""
+
+_MODEL_ROWS = """
+    SELECT m.dataset, m.run_id, m.name, m.promoted, m.base,
+           json_extract_string(m.gate, '$.task') AS task,
+           json_extract_string(m.gate, '$.compared_with') AS compared_with,
+           CAST(json_extract(m.gate, '$.delta') AS DOUBLE) AS delta,
+           CAST(json_extract(m.gate, '$.ci_low') AS DOUBLE) AS ci_low,
+           CAST(json_extract(m.gate, '$.ci_high') AS DOUBLE) AS ci_high,
+           json_extract_string(m.gate, '$.reason') AS reason,
+           m.decided_at, m.path
+    FROM models m WHERE m.name = 'tuned' AND ($1 IS NULL OR m.dataset = $1)
+    ORDER BY m.created_at"""
+
+# Each decided night of a dataset, oldest first, with the nDCG@10 of its model and of the base model
+# on the task the gate decided on.
+_HISTORY = """
+    SELECT m.run_id, m.decided_at, m.promoted, json_extract_string(m.gate, '$.task') AS task,
+           (SELECT max(x.value) FROM metrics x WHERE x.run_id = m.run_id AND x.stage = 'evaluate'
+              AND x.model = 'tuned' AND x.metric = 'ndcg@10' AND x.task = json_extract_string(m.gate, '$.task')) AS tuned,
+           (SELECT max(x.value) FROM metrics x WHERE x.run_id = m.run_id AND x.stage = 'evaluate'
+              AND x.model = 'base' AND x.metric = 'ndcg@10' AND x.task = json_extract_string(m.gate, '$.task')) AS base
+    FROM models m WHERE m.dataset = $1 AND m.name = 'tuned' AND m.decided_at IS NOT NULL
+    ORDER BY m.decided_at"""
+
+
+class ModelVerbs:
+    def promoted_model(self, dataset: str) -> dict[str, Any] | None:
+        """The dataset's promoted model (run_id, path of the run's model, base, gate, decided_at), or None."""
+        rows = self.query(_PROMOTED, [dataset]).to_pylist()
+        if not rows:
+            return None
+        row = rows[0]
+        return {**row, "gate": json.loads(row["gate"]) if row["gate"] else None}
+
+    def decide_model(self, run_id: str, dataset: str, *, promoted: bool, gate: dict[str, Any]) -> None:
+        """Record the gate's decision on the run's tuned model (which must be recorded)."""
+        with self._write() as con:
+            found = con.execute("SELECT count(*) FROM models WHERE run_id = ? AND name = ? AND path IS NOT NULL",
+                                [run_id, TUNED]).fetchone()[0]
+            if not found:
+                raise ValueError(f"run {run_id} has no tuned model to decide on")
+            con.execute("UPDATE models SET dataset = ?, promoted = ?, gate = ?, decided_at = ? "
+                        "WHERE run_id = ? AND name = ?",
+                        [dataset, promoted, json.dumps(gate), datetime.now(timezone.utc), run_id, TUNED])
+
+    def earlier_pair_shards(self, dataset: str, run_id: str) -> list[dict[str, str]]:
+        """(run_id, path) of the synthesize pairs shards of the nights before ``run_id`` in ``dataset``."""
+        return self.query(_EARLIER_PAIRS, [dataset, run_id]).to_pylist()
+
+    def promotion_history(self, dataset: str) -> list[dict[str, Any]]:
+        """Each night the gate decided on, oldest first: run_id, decided_at, promoted, task, and the
+        nDCG@10 of the night's model (``tuned``) and of the base model on that task."""
+        return self.query(_HISTORY, [dataset]).to_pylist()
+
+    def model_rows(self, dataset: str | None = None) -> list[dict[str, Any]]:
+        """Every night's tuned model with the gate's decision, oldest first (`refinery models`)."""
+        return self.query(_MODEL_ROWS, [dataset]).to_pylist()
