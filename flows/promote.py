@@ -53,6 +53,22 @@ def _facts(run: RunSpec, train: dict[str, Any], evaluate: dict[str, Any], decisi
     return {"dataset": run.config.dataset, "version": version,
             "run_id": run.run_id, "base": BASE_NAME, "init": (train.get("init") or {}).get("name", BASE_NAME),
             "train": {k: train.get(k) for k in ("examples", "with_negatives", "steps", "saved_step", "replay")},
-            "loss": "MultipleNegativesRankingLoss (in-batch and mined hard negatives)", "teacher": None,
+            "loss": _loss(train), "teacher": _teacher(train),
             "metrics": by_task, "fusion_weight": fusion, "gate": decision,
             "model_path": train["model_path"]}
+
+
+def _loss(train: dict[str, Any]) -> str:
+    return {"mnrl": "MultipleNegativesRankingLoss (in-batch and mined hard negatives)",
+            "marginmse": "MarginMSELoss on the teacher's margins",
+            "mnrl+marginmse": "MultipleNegativesRankingLoss + MarginMSELoss on the teacher's margins"
+            }.get(train.get("loss") or "mnrl", str(train.get("loss")))
+
+
+def _teacher(train: dict[str, Any]) -> str | None:
+    teacher = train.get("teacher")
+    if not teacher:
+        return None
+    figures = (f"dev nDCG@10 {teacher['ndcg@10_teacher']:.4f} reranking the starting model's "
+               f"{teacher['ndcg@10_start']:.4f}" if "ndcg@10_teacher" in teacher else teacher.get("reason", ""))
+    return f"{teacher['kind']} ({'used' if teacher['used'] else 'not used'}: {figures})"

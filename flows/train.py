@@ -37,7 +37,8 @@ def _train(run: RunSpec, quality: dict[str, Any], synthesize: dict[str, Any], ou
     base_path, init = _initial_model(run)
     replay = catalog.earlier_pair_shards(run.config.dataset, run_id) if cfg.replay_ratio else []
     stats = train_task.submit(Path(synthesize["pairs_path"]), quality["corpus_shards"], base_path,
-                              out / "model", cfg, out / "checkpoint", [r["path"] for r in replay]).result()
+                              out / "model", cfg, out / "checkpoint", [r["path"] for r in replay],
+                              str(run.data_home.cache_dir)).result()
     stats["init"] = init
     if stats.get("resumed_from_step"):
         logger.info("train: resumed a killed training from its checkpoint at step %d of %d",

@@ -14,6 +14,8 @@ class TrainPair:
 
     ``doc_id`` names the positive's document (the unit of the dev split, and what no two examples
     of a batch may share); ``negative_doc_id`` the negative's. Without ids the texts stand in.
+    ``margin``: a teacher's score of the positive minus the negative's, in the student's units
+    (MarginMSE; :mod:`tasks.train.teachers`).
     """
 
     query: str
@@ -21,6 +23,7 @@ class TrainPair:
     negative: str | None = None
     doc_id: str | None = None
     negative_doc_id: str | None = None
+    margin: float | None = None
 
     @property
     def passage_key(self) -> str:

@@ -41,7 +41,8 @@ def fingerprint(examples: Sequence[TrainPair], cfg: TrainConfig, base_path: str 
     base = model_fingerprint(base_path) if Path(base_path).is_dir() else str(base_path)
     h.update(json.dumps({"options": options, "base": base}, sort_keys=True).encode())
     for ex in examples:
-        h.update(json.dumps([ex.query, ex.positive, ex.negative, ex.doc_id, ex.negative_doc_id]).encode())
+        h.update(json.dumps([ex.query, ex.positive, ex.negative, ex.doc_id, ex.negative_doc_id]
+                            + ([ex.margin] if ex.margin is not None else [])).encode())
     return h.hexdigest()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DEFAULT_EPOCHS = 1
 DEFAULT_BATCH_SIZE = 32
@@ -36,6 +36,52 @@ DEFAULT_REPLAY_RATIO = 1.0
 # estimate, and a 95% lower bound above half a point: a tie with noise promotes, a likely loss does not.
 DEFAULT_PROMOTE_MIN_DELTA = 0.0
 DEFAULT_PROMOTE_MIN_CI_LOW = -0.005
+
+
+# Teacher scoring (MarginMSE): candidates per dev query the teacher reranks to be measured, texts per
+# forward pass, and the weight of MarginMSE beside MNRL.
+DEFAULT_TEACHER_RERANK_DEPTH = 20
+DEFAULT_TEACHER_BATCH_SIZE = 16
+DEFAULT_MARGIN_WEIGHT = 1.0
+TeacherKind = Literal["none", "cross_encoder", "query_likelihood", "fusion"]
+TrainLoss = Literal["mnrl", "marginmse", "mnrl+marginmse"]
+
+
+class TeacherConfig(BaseModel):
+    """A teacher that scores (query, passage) pairs: its margins train the model (MarginMSE) and it
+    drops likely false negatives. It is measured on the dev split first and used only if it beats the
+    model training starts from there."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: TeacherKind = Field(
+        default="none",
+        description="'cross_encoder': a sentence-transformers CrossEncoder folder (`path`); 'query_likelihood': "
+        "the mean log-probability of the query's tokens given the passage under a causal LM (`path`: a "
+        "transformers model folder or GGUF file; empty: the local generator's SmolLM2-135M-Instruct); 'fusion': "
+        "BM25 and the model training starts from, their scores combined with a weight fitted on the dev split; "
+        "'none': no teacher (MNRL only).",
+    )
+    path: str | None = Field(default=None, description="The teacher's model folder or file (see `kind`).")
+    batch_size: int = Field(default=DEFAULT_TEACHER_BATCH_SIZE, ge=1,
+                            description="(query, passage) pairs the teacher scores per forward pass.")
+    rerank_depth: int = Field(
+        default=DEFAULT_TEACHER_RERANK_DEPTH, ge=2,
+        description="The dev check: each dev query's top this many dev passages by the starting model are reranked "
+        "by the teacher; the teacher is used only if its nDCG@10 there beats the starting model's.")
+    false_negative_margin: float | None = Field(
+        default=0.0,
+        description="A hard negative the teacher scores at least its positive's score minus this (in the teacher's "
+        "own units) is dropped as a likely false negative (the pair keeps training without it, counted with its "
+        "reason). null: no filtering.")
+    margin_weight: float = Field(default=DEFAULT_MARGIN_WEIGHT, gt=0,
+                                 description="Weight of MarginMSE in `mnrl+marginmse`.")
+
+    @model_validator(mode="after")
+    def _path(self) -> "TeacherConfig":
+        if self.kind == "cross_encoder" and not self.path:
+            raise ValueError("teacher kind 'cross_encoder' needs `path`: a sentence-transformers CrossEncoder folder")
+        return self
 
 
 class PromotionConfig(BaseModel):
@@ -137,6 +183,15 @@ class TrainConfig(BaseModel):
         "Dev score: each dev query ranks its passage among all dev passages (MRR@10, accuracy@1, and the MNRL "
         "loss over them).",
     )
+    loss: TrainLoss = Field(
+        default="mnrl",
+        description="'mnrl': MultipleNegativesRankingLoss; 'marginmse': sentence-transformers' MarginMSELoss on the "
+        "teacher's margins (pairs without a hard negative are not trained on); 'mnrl+marginmse': both, summed "
+        "(MarginMSE weighted by `teacher.margin_weight`) on the batches with hard negatives. The student's score "
+        "for MarginMSE is `scale` × cosine; the teacher's margins are rescaled by one constant so that their "
+        "spread matches the starting model's. Without a usable teacher (`teacher`), MNRL.",
+    )
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig, description="What scores the pairs for MarginMSE.")
     init: Literal["promoted", "base"] = Field(
         default="promoted",
         description="What a night trains from: 'promoted', the dataset's promoted model (the packaged base model "
@@ -162,3 +217,10 @@ class TrainConfig(BaseModel):
         "continues from it and ends as an uninterrupted training would. Removed once the model is saved. null: "
         "no checkpoints.",
     )
+
+    @model_validator(mode="after")
+    def _loss_needs_teacher(self) -> "TrainConfig":
+        if self.loss != "mnrl" and self.teacher.kind == "none":
+            raise ValueError(f"train.loss {self.loss!r} trains on a teacher's margins: set train.teacher.kind "
+                             "(cross_encoder, query_likelihood or fusion)")
+        return self

@@ -40,7 +40,7 @@ def split_dev(examples: Sequence[TrainPair], fraction: float | None, *, min_pair
         return DevSplit(list(examples), [], f"{len(dev)} dev pairs of {len(held)} passages "
                                             f"(train.dev_fraction {fraction}) < train.dev_min_pairs {min_pairs}")
     train = [ex if ex.negative is None or _negative_key(ex) not in held
-             else replace(ex, negative=None, negative_doc_id=None)
+             else replace(ex, negative=None, negative_doc_id=None, margin=None)
              for ex in examples if ex.passage_key not in held]
     return DevSplit(train, dev)
 

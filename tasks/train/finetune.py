@@ -59,9 +59,12 @@ def plan_training(pairs: Sequence[TrainPair | Sequence[str | None]], cfg: TrainC
     which is what lets a resumed training take up the same batches at the step it reached)."""
     examples = as_train_pairs(pairs)
     split = split_dev(examples, cfg.dev_fraction, min_pairs=cfg.dev_min_pairs, seed=cfg.seed)
-    batches = [b for epoch in range(cfg.epochs) for b in make_batches(split.train, cfg.batch_size,
+    trained = split.train
+    if cfg.loss == "marginmse":  # MarginMSE alone learns from triplets with a teacher's margin only
+        trained = [ex for ex in trained if ex.margin is not None]
+    batches = [b for epoch in range(cfg.epochs) for b in make_batches(trained, cfg.batch_size,
                                                                        seed=cfg.seed + epoch)]
-    return TrainingPlan(batches, split.train, split.dev, split.skipped)
+    return TrainingPlan(batches, trained, split.dev, split.skipped)
 
 
 def training_device() -> str:
@@ -131,6 +134,7 @@ def fine_tune(
                                                      show_progress_bar=False)
     else:
         loss_fn = MultipleNegativesRankingLoss(model, scale=cfg.scale)
+    batch_loss = _margin_loss(model, cfg, loss_fn) if cfg.loss != "mnrl" else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     scheduler = get_linear_schedule_with_warmup(
         optimizer, num_warmup_steps=int(cfg.warmup_ratio * total_steps), num_training_steps=total_steps
@@ -157,7 +161,10 @@ def fine_tune(
     model.train()
     for batch in plan.batches[step:]:
         features = [_on(device, model.preprocess(list(col))) for col in zip(*(ex.columns() for ex in batch))]
-        loss = loss_fn(features, torch.empty(0))
+        if batch_loss is not None and all(ex.margin is not None and ex.negative is not None for ex in batch):
+            loss = batch_loss(features, torch.tensor([ex.margin for ex in batch], device=device))
+        else:
+            loss = loss_fn(features, torch.empty(0))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -195,6 +202,8 @@ def fine_tune(
         "examples": len(examples),
         "train_pairs": len(plan.train),
         "triplets": sum(1 for ex in plan.train if ex.negative is not None),
+        "loss": cfg.loss,
+        "with_margins": sum(1 for ex in plan.train if ex.margin is not None),
         "dev_pairs": len(plan.dev),
         "dev_passages": len({ex.passage_key for ex in plan.dev}),
         "dev_skipped": plan.dev_skipped,
@@ -216,6 +225,28 @@ def fine_tune(
     _save_atomically(model, out_dir, stats)
     remove_checkpoint(ckpt_dir)
     return out_dir
+
+
+def _margin_loss(model, cfg: TrainConfig, mnrl):
+    """The loss of a batch of triplets with a teacher's margins: sentence-transformers' MarginMSELoss on
+    the student's ``scale`` × cosine, alone or (``mnrl+marginmse``) beside MNRL on the same embeddings
+    (one forward pass over the batch, not GradCache's mini-batches)."""
+    import torch
+    from sentence_transformers.base.losses.merged_forward import embed_columns
+    from sentence_transformers.sentence_transformer.losses import MarginMSELoss, MultipleNegativesRankingLoss
+    from sentence_transformers.util import pairwise_dot_score
+
+    margin_mse = MarginMSELoss(model, similarity_fct=lambda a, b: cfg.scale * pairwise_dot_score(a, b))
+    if cfg.loss == "marginmse":
+        return margin_mse
+    plain = mnrl if isinstance(mnrl, MultipleNegativesRankingLoss) else MultipleNegativesRankingLoss(model, scale=cfg.scale)
+
+    def both(features, margins: torch.Tensor) -> torch.Tensor:
+        embeddings = embed_columns(model, features)
+        return (plain.compute_loss_from_embeddings(embeddings, torch.empty(0))
+                + cfg.teacher.margin_weight * margin_mse.compute_loss_from_embeddings(embeddings, margins))
+
+    return both
 
 
 def read_training_stats(model_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -257,4 +288,4 @@ def _progress(total: int, initial: int, show: bool):
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc="fine-tune (MNRL)", unit="step")
+    return tqdm(total=total, initial=initial, desc="fine-tune", unit="step")

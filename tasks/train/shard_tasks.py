@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from refinery.storage import read_rows, read_shard, write_shard
-from refinery.tasks.embedding import all_cores
+from refinery.tasks.embedding import all_cores, load_encoder
 from refinery.tasks.synthesize.split import TRAIN
 from refinery.tasks.train.batches import TrainPair
 from refinery.tasks.train.config import TrainConfig
 from refinery.tasks.train.finetune import fine_tune, plan_training, read_training_stats
+from refinery.tasks.train.teachers import dev_check, load_teacher, teach
 
 # What training reads of a synthesize pairs shard.
 PAIR_COLUMNS = ("query", "positive", "doc_id", "negative_doc_id")
@@ -25,13 +27,13 @@ PAIR_COLUMNS = ("query", "positive", "doc_id", "negative_doc_id")
 DEV_PAIRS_FILE = "dev_pairs.parquet"
 
 # What of the training's stats goes into the stage's (the rest is in the model folder's stats file).
-STAGE_STATS = ("train_pairs", "triplets", "dev_pairs", "dev_passages", "dev_skipped", "steps", "device", "first_loss",
+STAGE_STATS = ("loss", "with_margins", "train_pairs", "triplets", "dev_pairs", "dev_passages", "dev_skipped", "steps", "device", "first_loss",
                "last_loss", "losses", "dev", "saved_step", "saved_dev", "resumed_from_step", "seconds")
 
 
 def train_model(pairs_path: Path, corpus_shards: list[str], base_path: str, out_dir: Path,
                 cfg: TrainConfig, checkpoint_dir: Path | None = None,
-                replay: Sequence[str] = ()) -> dict[str, object]:
+                replay: Sequence[str] = (), cache_dir: str | None = None) -> dict[str, object]:
     """Fine-tune ``base_path`` on (query, positive[, hard negative]) of the kept training pairs, and
     on a seeded sample of the kept training pairs of the ``replay`` shards (earlier nights' pairs),
     at most ``cfg.replay_ratio`` per new pair.
@@ -40,6 +42,10 @@ def train_model(pairs_path: Path, corpus_shards: list[str], base_path: str, out_
     whose passage is not in ``corpus_shards`` (retired since) is left out, and so is one asking a
     query the night's pairs ask. A checkpoint in ``checkpoint_dir`` left by a killed training of the
     same pairs is continued from.
+
+    With ``cfg.teacher``, the teacher is measured on the dev split first and, if it beats the starting
+    model there, scores the triplets (margins for ``cfg.loss``, false negatives dropped); otherwise the
+    training is MNRL on the pairs as they are, and the stats say why (``teacher``).
     """
     pairs = _training_rows(read_shard(pairs_path))
     replayed = _replay_sample(replay, set(pairs.column("query").to_pylist()), corpus_shards,
@@ -65,6 +71,7 @@ def train_model(pairs_path: Path, corpus_shards: list[str], base_path: str, out_
     if not examples:
         raise ValueError("no kept training pairs: loosen synthesize.consistency_top_k or add passages")
     with all_cores():  # training is the only work left in the run
+        examples, teacher, cfg = _with_teacher(examples, cfg, base_path, cache_dir)
         path = fine_tune(examples, base_path=base_path, out_dir=out_dir, cfg=cfg, checkpoint_dir=checkpoint_dir)
     stats = read_training_stats(path) or {}
     dev = plan_training(examples, cfg).dev
@@ -74,7 +81,38 @@ def train_model(pairs_path: Path, corpus_shards: list[str], base_path: str, out_
                            out_dir.parent / DEV_PAIRS_FILE)
     return {"model_path": str(path), "dev_pairs_path": str(dev_path), "examples": len(examples),
             "with_negatives": sum(1 for e in examples if e.negative is not None), "replay": replayed,
+            "teacher": teacher,
             **{k: stats.get(k) for k in STAGE_STATS}}
+
+
+def _with_teacher(examples: list[TrainPair], cfg: TrainConfig, base_path: str, cache_dir: str | None
+                  ) -> tuple[list[TrainPair], dict[str, Any] | None, TrainConfig]:
+    """The examples as the teacher scored them, what it did, and the config training runs with
+    (MNRL when the teacher is not used)."""
+    if cfg.teacher.kind == "none":
+        return examples, None, cfg
+    started = time.monotonic()
+    stats: dict[str, Any] = {"kind": cfg.teacher.kind, "path": cfg.teacher.path}
+    dev = plan_training(examples, cfg).dev
+    if not dev:
+        stats |= {"used": False, "reason": "no dev split to measure the teacher on (train.dev_fraction, dev_min_pairs)"}
+    else:
+        encoder = load_encoder(base_path)
+        encoder.max_seq_length = cfg.max_seq_length
+        collection = list(dict.fromkeys([t for ex in examples for t in (ex.positive, ex.negative) if t is not None]))
+        teacher = load_teacher(cfg.teacher, encoder=encoder, collection=collection, cache_dir=cache_dir)
+        stats |= dev_check(teacher, dev, encoder, depth=cfg.teacher.rerank_depth)
+        if stats["used"]:
+            examples, taught = teach(teacher, examples, encoder, false_negative_margin=cfg.teacher.false_negative_margin,
+                                     scale=cfg.scale, seed=cfg.seed)
+            stats |= taught
+        else:
+            stats["reason"] = (f"the teacher's dev nDCG@10 {stats['ndcg@10_teacher']:.4f} does not beat the starting "
+                               f"model's {stats['ndcg@10_start']:.4f}: trained with MNRL on the pairs as they are")
+    stats["seconds"] = round(time.monotonic() - started, 1)
+    if not stats["used"] and cfg.loss != "mnrl":
+        cfg = cfg.model_copy(update={"loss": "mnrl"})
+    return examples, stats, cfg
 
 
 def _training_rows(pairs: pa.Table) -> pa.Table:

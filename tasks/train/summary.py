@@ -10,6 +10,9 @@ TUNED_NAME = "tuned"
 # saved as the tuned model, and the loss at the first and last step.
 DEV_TASK = "train_dev"
 LOSS_TASK = "train_loss"
+# The teacher's dev check: nDCG@10 of the starting model's top passages per dev query, as it ranked
+# them (model 'start') and as the teacher reranked them (model 'teacher').
+TEACHER_TASK = "teacher_dev"
 
 
 def training_metric_rows(stats: dict[str, Any]) -> list[tuple[str, str, str, float]]:
@@ -21,6 +24,12 @@ def training_metric_rows(stats: dict[str, Any]) -> list[tuple[str, str, str, flo
     if stats.get("saved_dev"):
         rows += [("tuned", DEV_TASK, m, v) for m, v in stats["saved_dev"].items()]
         rows.append(("tuned", DEV_TASK, "step", stats["saved_step"]))
+    teacher = stats.get("teacher") or {}
+    if "ndcg@10_teacher" in teacher:
+        rows += [("start", TEACHER_TASK, "ndcg@10", teacher["ndcg@10_start"]),
+                 ("teacher", TEACHER_TASK, "ndcg@10", teacher["ndcg@10_teacher"]),
+                 ("teacher", TEACHER_TASK, "used", float(teacher["used"])),
+                 ("teacher", TEACHER_TASK, "false_negatives_dropped", teacher.get("false_negatives_dropped", 0))]
     return [(model, task, metric, float(value)) for model, task, metric, value in rows]
 
 
@@ -28,6 +37,9 @@ def training_artifacts(run_id: str, stats: dict[str, Any]) -> dict[str, dict[str
     """The stage's table artifacts by key (``table``, ``description`` each): the model, and the dev
     split's curve when there is one."""
     summary = {k: v for k, v in stats.items() if not isinstance(v, (list, dict))}
+    teacher = stats.get("teacher") or {}
+    summary |= {f"teacher_{k}": v for k, v in teacher.items() if k in ("kind", "used", "reason", "ndcg@10_start",
+                                                                         "ndcg@10_teacher", "false_negatives_dropped")}
     out = {"trained-model": {"table": [{"name": TUNED_NAME, "base": BASE_NAME, **summary}],
                              "description": f"Run {run_id}: fine-tuned model."}}
     if stats.get("dev"):
