@@ -331,7 +331,8 @@ def gc(
     dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be deleted."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config naming the data home."),
 ) -> None:
-    """Delete every run but the N most recent completed ones: catalog rows, shards, models, reports.
+    """Delete every run but the N most recent completed ones (and those whose model is a dataset's
+    promoted one): catalog rows, shards, models, reports.
 
     Refuses while a run is live in the data home (it holds the home's run lock).
     """

@@ -65,6 +65,12 @@ class ModelVerbs:
         row = rows[0]
         return {**row, "gate": json.loads(row["gate"]) if row["gate"] else None}
 
+    def promoted_runs(self) -> list[str]:
+        """The runs whose model is a dataset's promoted one now (``refinery gc`` keeps them)."""
+        rows = self.query("SELECT arg_max(run_id, decided_at) AS run_id FROM models "
+                          "WHERE name = 'tuned' AND promoted GROUP BY dataset").to_pylist()
+        return sorted(r["run_id"] for r in rows)
+
     def decide_model(self, run_id: str, dataset: str, *, promoted: bool, gate: dict[str, Any]) -> None:
         """Record the gate's decision on the run's tuned model (which must be recorded)."""
         with self._write() as con:

@@ -100,7 +100,8 @@ class Collection:
 
 
 def collect_garbage(home: DataHome, keep: int, *, dry_run: bool = False) -> Collection:
-    """Delete every run but the ``keep`` most recent finished ones: rows, shards, models, reports.
+    """Delete every run but the ``keep`` most recent finished ones and those holding a dataset's
+    promoted model: rows, shards, models, reports.
 
     The caller holds the home's run lock, so no run is live and the catalog has no other writer.
     """
@@ -109,6 +110,9 @@ def collect_garbage(home: DataHome, keep: int, *, dry_run: bool = False) -> Coll
     catalog = Catalog(home.catalog_path)
     runs = catalog.runs_newest_first()
     kept = [r["run_id"] for r in runs if r["status"] in FINISHED][:keep]
+    # a dataset's promoted model stays: its row is what the next night trains from and is gated against,
+    # and its run's pairs what it replays
+    kept += [r for r in catalog.promoted_runs() if r not in kept]
     deleted = [r["run_id"] for r in runs if r["run_id"] not in kept]
     # folders no run row names: what a gc or a run killed before its first row left behind
     known = {r["run_id"] for r in runs}

@@ -89,3 +89,22 @@ def test_the_replay_leaves_out_retired_passages_repeated_queries_and_deleted_nig
     one = _replay_sample([night1], {"qnew"}, [corpus], n=1, seed=0)
     assert one["replayed"] == 1 and one["pairs"].num_rows == 1
     assert _replay_sample([night1], set(), [corpus], n=0, seed=0)["pairs"].num_rows == 0
+
+
+def test_gc_keeps_the_runs_holding_a_datasets_promoted_model(tmp_path):
+    from refinery.storage import DataHome
+    from refinery.tasks.runs import collect_garbage
+
+    home = DataHome(tmp_path / "home").ensure()
+    catalog = Catalog(home.catalog_path).ensure_schema()
+    for run in ("r1", "r2", "r3"):
+        catalog.start_run(run, config={}, run_dir=home.run_dir(run))
+        home.run_dir(run).mkdir(parents=True)
+        catalog.finish_run(run, status="completed")
+        catalog.put_model(run, "tuned", str(home.run_dir(run) / "train" / "model"), base="b")
+    catalog.decide_model("r1", "ds", promoted=True, gate={})
+    catalog.decide_model("r2", "ds", promoted=False, gate={})
+    catalog.decide_model("r3", "ds", promoted=False, gate={})
+    done = collect_garbage(home, keep=1)
+    assert sorted(done.kept) == ["r1", "r3"] and done.deleted == ["r2"]
+    assert catalog.promoted_model("ds")["run_id"] == "r1" and home.run_dir("r1").exists()
