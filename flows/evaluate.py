@@ -1,12 +1,14 @@
-"""evaluate: query → document retrieval, base vs tuned vs BM25, one task per query set.
+"""evaluate: query → document retrieval, base vs tuned vs BM25 vs hybrid, one task per query set.
 
 The query sets (:mod:`tasks.evaluate.query_sets`): the user's own, one built-in set (titles, or
 the synthetic pairs synthesize held out) and, when the documents have labels, the same-label
 task. At most ``evaluate.max_queries`` queries of a set are scored, against a pool of documents:
 every relevant document of the scored queries plus seeded distractors, ``evaluate.pool_docs`` in
 all, the same for every task and model. Only the pool is read and embedded, once per model, on
-the workers. Model 'tuned' of each task gets paired bootstrap intervals of its difference to base
-and to BM25 (:mod:`tasks.evaluate.bootstrap`).
+the workers. Model 'hybrid' fuses BM25 and the tuned model with a weight fitted on the train
+stage's dev split, on a worker, from the dev pairs alone (:mod:`tasks.evaluate.fusion`). Model
+'tuned' of each task gets paired bootstrap intervals of its difference to base and to BM25,
+'hybrid' of its difference to tuned and to BM25 (:mod:`tasks.evaluate.bootstrap`).
 """
 
 from __future__ import annotations
@@ -22,18 +24,22 @@ from refinery.tasks.runs import RunSpec
 from refinery.tasks.books import NO_CORPUS, corpus_is_empty
 from refinery.tasks.dataset_version import corpus_dataset
 from refinery.tasks.embedding import BASE_MODEL_PATH
+from refinery.tasks.evaluate.fusion import HYBRID, dev_split_missing
 from refinery.tasks.evaluate.labels import SAME_LABEL
 from refinery.tasks.evaluate.pool import choose_pool
 from refinery.tasks.evaluate.query_sets import (
     HEADLINE, SYNTHETIC_HELDOUT, builtin_set, heldout_cuts, label_set, user_set,
 )
 from refinery.tasks.evaluate.sampling import POOL_SALT, embeddings_of, pool_of, sample_corpus
-from refinery.tasks.evaluate.shard_tasks import load_query_set, score_retrieval
+from refinery.tasks.evaluate.shard_tasks import fit_fusion_weight, load_query_set, score_retrieval
 from refinery.tasks.evaluate.summary import evaluation_artifact, metric_rows, stage_stats
 from refinery.tasks.train.promotion import PROMOTED
 
 load_query_set_task = task(load_query_set, name="load-query-set", task_run_name="query set {source.name}",
                            retries=1, timeout_seconds=HOUR)
+# The dev split's queries and positives embedded once with the tuned model, BM25 over them: minutes at most.
+fusion_task = task(fit_fusion_weight, name="fit-fusion-weight", task_run_name="fit the hybrid's weight on dev",
+                   retries=1, timeout_seconds=HOUR)
 # Every query set against the whole pool, every model (queries encoded, BM25 indexed): hours at most.
 score_task = task(score_retrieval, name="score-retrieval", task_run_name="retrieval: {models}", retries=1,
                   timeout_seconds=4 * HOUR)
@@ -78,7 +84,7 @@ def _evaluate(run: RunSpec, quality: dict[str, Any], synthesize: dict[str, Any],
             tasks.append(SAME_LABEL)
     cuts = {SYNTHETIC_HELDOUT: heldout_cuts(catalog, run_id, out)} if SYNTHETIC_HELDOUT in sets else None
     model_paths = {"base": str(BASE_MODEL_PATH)}
-    models = list(cfg.models)
+    models, fusion = list(cfg.models), {}
     if "tuned" in cfg.models:
         if not train.get("model_path"):
             raise RuntimeError(f"run {run_id}: evaluating 'tuned' needs a trained model")
@@ -86,20 +92,30 @@ def _evaluate(run: RunSpec, quality: dict[str, Any], synthesize: dict[str, Any],
         if promoted := _promoted(run):  # what the night's model would replace: the promotion gate's comparison
             model_paths[PROMOTED] = promoted
             models.append(PROMOTED)
+    if HYBRID in models and (why := dev_split_missing(train)):
+        models.remove(HYBRID)
+        fusion = {"skipped": why}
     scorable = {t: s["path"] for t, s in sets.items() if s["counts"]["scored"] and not s.get("labels")}
     by_label = {t: s["path"] for t, s in sets.items() if s["counts"]["scored"] and s.get("labels")}
     scored: dict[str, Any] = {"metrics": {}, "per_query": {}}
     if scorable or by_label:
         cache = str(run.data_home.cache_dir)
+        fitting = None
+        if HYBRID in models:  # fitted on the dev split alone, on a worker, while the pool is embedded
+            model_paths["tuned"] = train["model_path"]
+            fitting = fusion_task.submit(train["dev_pairs_path"], train["model_path"], cfg, cache)
         embeddings = {m: embeddings_of(on_workers, run.run_dir / "embeddings", m, p, pool, cfg, cache)
-                      for m, p in model_paths.items() if m in models}
+                      for m, p in model_paths.items() if m in models or (m == "tuned" and HYBRID in models)}
+        if fitting is not None:
+            fusion = fitting.result()
         scored = score_task.submit(scorable, pool[1], embeddings, model_paths, models, cfg, cache, cuts,
-                                   by_label, str(out)).result()
+                                   by_label, str(out), fusion.get("weight")).result()
     catalog.put_metrics(run_id, "evaluate", metric_rows(tasks, sets, scored["metrics"]))
     create_table_artifact(key="evaluation", **evaluation_artifact(
-        run_id, tasks, sets, scored["metrics"], skipped, pool_docs=len(pool_ids), corpus_docs=quality["kept"], cfg=cfg))
+        run_id, tasks, sets, scored["metrics"], skipped, pool_docs=len(pool_ids), corpus_docs=quality["kept"], cfg=cfg,
+        fusion=fusion))
     return stage_stats(tasks, sets, scored, skipped, pool=pool, pool_docs=len(pool_ids), corpus_docs=quality["kept"],
-                       corpus_of=dataset)
+                       corpus_of=dataset, fusion=fusion)
 
 
 def _promoted(run: RunSpec) -> str | None:

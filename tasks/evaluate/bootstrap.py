@@ -20,9 +20,15 @@ import numpy as np
 CONFIDENCE = 0.95
 # Resampled indices one step holds (samples x queries): 4M int64 is 32 MiB, whatever the sizes.
 DRAW_CHUNK = 1 << 22
-# The model whose differences are reported, and what it is compared with: metric name part -> model.
+# The differences reported, per model: metric name part -> the model it is compared with. Each
+# comparison becomes rows of its model (``ndcg@10_<name>`` and ``_ci_low``/``_ci_high``); another
+# system is added here the same way.
 TUNED = "tuned"
-COMPARISONS = {"delta": "base", "vs_bm25": "bm25", "vs_promoted": "promoted"}
+HYBRID = "hybrid"
+COMPARISONS: dict[str, dict[str, str]] = {
+    TUNED: {"delta": "base", "vs_bm25": "bm25", "vs_promoted": "promoted"},
+    HYBRID: {"vs_tuned": TUNED, "vs_bm25": "bm25"},
+}
 INTERVAL_METRIC = "ndcg@10"
 
 
@@ -75,19 +81,24 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, *, samples: int, seed: int,
     return Interval(float(deltas.mean()), float(low), float(high))
 
 
-def interval_metrics(per_query: Mapping[str, np.ndarray], *, samples: int, seed: int) -> dict[str, float]:
-    """The ``metrics`` rows of model 'tuned' for one task, from each model's per-query nDCG@10:
-    ``ndcg@10_delta`` (tuned − base) with ``_ci_low``/``_ci_high``, and ``ndcg@10_vs_bm25`` likewise.
+def interval_metrics(per_query: Mapping[str, np.ndarray], *, samples: int, seed: int,
+                     comparisons: Mapping[str, Mapping[str, str]] = COMPARISONS) -> dict[str, dict[str, float]]:
+    """The interval rows of one task, per model, from each model's per-query nDCG@10: for each
+    comparison ``name -> other`` of a model, ``ndcg@10_<name>`` (model − other) with
+    ``_ci_low``/``_ci_high``; e.g. model 'tuned' gets ``ndcg@10_delta`` (tuned − base) and
+    ``ndcg@10_vs_bm25``, model 'hybrid' ``ndcg@10_vs_tuned`` and ``ndcg@10_vs_bm25``.
 
-    A comparison whose models were not both scored is left out; so is everything with
-    ``samples == 0``.
+    Every comparison of a task draws the same resamples (same seed, same queries). A comparison
+    whose models were not both scored is left out; so is everything with ``samples == 0``.
     """
-    if not samples or TUNED not in per_query:
+    if not samples:
         return {}
-    out = {}
-    for name, other in COMPARISONS.items():
-        if other in per_query:
-            iv = paired_bootstrap(per_query[TUNED], per_query[other], samples=samples, seed=seed)
-            out |= {f"{INTERVAL_METRIC}_{name}": iv.delta, f"{INTERVAL_METRIC}_{name}_ci_low": iv.low,
-                    f"{INTERVAL_METRIC}_{name}_ci_high": iv.high}
+    out: dict[str, dict[str, float]] = {}
+    for model, against in comparisons.items():
+        for name, other in against.items():
+            if model in per_query and other in per_query:
+                iv = paired_bootstrap(per_query[model], per_query[other], samples=samples, seed=seed)
+                out.setdefault(model, {}).update({
+                    f"{INTERVAL_METRIC}_{name}": iv.delta, f"{INTERVAL_METRIC}_{name}_ci_low": iv.low,
+                    f"{INTERVAL_METRIC}_{name}_ci_high": iv.high})
     return out

@@ -118,6 +118,15 @@ class Bm25Index:
             out[q] = self._exact_top(tokens[q], docs[q], scores[q], depth)
         return out
 
+    def scores(self, queries: Sequence[str]) -> np.ndarray:
+        """Every document's BM25 score for each query: ``(n_queries, n_docs)`` float32 (what the
+        hybrid fuses; callers pass a chunk of queries at a time). A query with no indexed token scores 0."""
+        out = np.zeros((len(queries), self.n_docs), dtype=np.float32)
+        for q, tokens in enumerate(self._tokenize(queries) if len(queries) else []):
+            if self._index.get_tokens_ids(tokens):
+                out[q] = self._index.get_scores(tokens)
+        return out
+
     def _exact_top(self, tokens: list[str], docs: np.ndarray, scores: np.ndarray, depth: int) -> np.ndarray:
         order = np.lexsort((docs, -scores))  # score descending, then document index
         docs, scores = docs[order], scores[order]

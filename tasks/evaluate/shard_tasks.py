@@ -20,6 +20,9 @@ from refinery.tasks.embedding import all_cores, encode
 from refinery.tasks.embedding_tasks import cached_encoder, load_embeddings
 from refinery.tasks.evaluate.bootstrap import INTERVAL_METRIC, interval_metrics
 from refinery.tasks.evaluate.config import EvaluateConfig, QuerySetConfig
+from refinery.tasks.evaluate.fusion import (
+    HYBRID, WEIGHT_GRID, chunk_rows, fit_from_grid, grid_ndcg, hybrid_rankings,
+)
 from refinery.tasks.evaluate.heldout import cut_verbatim
 from refinery.tasks.evaluate.labels import label_codes, label_hits
 from refinery.tasks.evaluate.pool import KEY_SPACE, Keyed, merge_smallest, smallest_in_shard
@@ -108,21 +111,28 @@ class _QuerySet:
 def score_retrieval(query_sets: dict[str, str], pool_parts: list[str], embeddings: dict[str, list[str]],
                     model_paths: dict[str, str], models: list[str], cfg: EvaluateConfig,
                     cache_dir: str | None = None, cuts: dict[str, str] | None = None,
-                    label_sets: dict[str, str] | None = None, out: str | None = None) -> dict[str, Any]:
+                    label_sets: dict[str, str] | None = None, out: str | None = None,
+                    fusion_weight: float | None = None) -> dict[str, Any]:
     """Metrics per query set and model, their paired bootstrap intervals, and per-query scores.
 
     Each ``query_sets`` shard holds (query, relevant: doc ids of the pool); each ``label_sets``
     shard (doc_id, label, query) the pool's labelled documents, ``query`` marking those that are
     queries (see :mod:`tasks.evaluate.labels`). Dense models rank the pool by cosine to their own
     embeddings of it (``embeddings[model]``, shards of the pool parts); a label task's queries are
-    rows of those embeddings. BM25 ranks the pool's text. ``cuts[task]`` holds (doc_id, query)
+    rows of those embeddings. BM25 ranks the pool's text. Model 'hybrid' ranks by
+    ``fusion_weight`` x the tuned model's normalized scores + (1 − it) x BM25's
+    (:mod:`tasks.evaluate.fusion`); it needs the weight, and the tuned model's embeddings even
+    when 'tuned' itself is not in ``models``. ``cuts[task]`` holds (doc_id, query)
     rows: for that task only, the query is cut from that document's text before ranking (see
     :mod:`tasks.evaluate.heldout`); those documents are embedded again here.
 
-    Returns ``metrics[task][model]`` (model 'tuned' also has the intervals of
-    :func:`tasks.evaluate.bootstrap.interval_metrics`) and, with ``out``, ``per_query[task]``: a
-    shard of (query, model, metric per column) rows under ``out`` (a label task's query is the doc id).
+    Returns ``metrics[task][model]`` (models 'tuned' and 'hybrid' also have the intervals of
+    :func:`tasks.evaluate.bootstrap.interval_metrics`, 'hybrid' its ``fusion_weight``) and, with
+    ``out``, ``per_query[task]``: a shard of (query, model, metric per column) rows under ``out``
+    (a label task's query is the doc id).
     """
+    if HYBRID in models and fusion_weight is None:
+        raise ValueError("model 'hybrid' needs the fusion weight fitted on the dev split")
     pool = read_shards(pool_parts, list(POOL_COLUMNS))
     position = {d: i for i, d in enumerate(pool.column("doc_id").to_pylist())}
     doc_texts = pool.column("text").to_pylist()
@@ -146,44 +156,101 @@ def score_retrieval(query_sets: dict[str, str], pool_parts: list[str], embedding
         sets[task_name] = _QuerySet([doc_texts[i] for i in examples], query_ids, examples=examples,
                                     codes=label_codes(labels))
     per_query: dict[str, dict[str, dict[str, np.ndarray]]] = {t: {} for t in sets}
-    plain_bm25: Bm25Index | None = None
-    for model in models:
-        if model == "bm25":
-            for task_name, qs in sets.items():
-                if qs.changed:
-                    index = Bm25Index(qs.texts, k1=cfg.bm25_k1, b=cfg.bm25_b, stopwords=cfg.bm25_stopwords)
-                else:
-                    plain_bm25 = plain_bm25 or Bm25Index(doc_texts, k1=cfg.bm25_k1, b=cfg.bm25_b,
-                                                         stopwords=cfg.bm25_stopwords)
-                    index = plain_bm25
-                per_query[task_name][model] = qs.scores(index.top_k(qs.queries, qs.depth))
-            continue
+    plain_bm25: list[Bm25Index] = []
+
+    def bm25_of(qs: _QuerySet) -> Bm25Index:
+        """The BM25 index of the pool as ``qs`` ranks it (the plain one is built once)."""
+        if qs.changed:
+            return Bm25Index(qs.texts, k1=cfg.bm25_k1, b=cfg.bm25_b, stopwords=cfg.bm25_stopwords)
+        if not plain_bm25:
+            plain_bm25.append(Bm25Index(doc_texts, k1=cfg.bm25_k1, b=cfg.bm25_b, stopwords=cfg.bm25_stopwords))
+        return plain_bm25[0]
+
+    dense = [m for m in models if m not in ("bm25", HYBRID)]
+    if HYBRID in models and "tuned" not in dense:
+        dense.append("tuned")
+    tuned_inputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # task -> the tuned (queries, pool) embeddings
+    if "bm25" in models:
+        for task_name, qs in sets.items():
+            per_query[task_name]["bm25"] = qs.scores(bm25_of(qs).top_k(qs.queries, qs.depth))
+    for model in dense:
         doc_ids, doc_emb = load_embeddings(embeddings[model])
         matrix = np.empty_like(doc_emb)
         matrix[np.array([position[d] for d in doc_ids], dtype=np.int64)] = doc_emb  # rows in pool order
         encoder = None
         for task_name, qs in sets.items():
             if qs.examples is not None:  # the queries are pool documents: their embeddings are at hand
-                per_query[task_name][model] = qs.scores(dense_rankings(matrix[qs.examples], matrix, qs.depth))
-                continue
-            encoder = encoder or cached_encoder(model_paths[model], cfg.max_seq_length, cfg.encoder, cache_dir)
-            with all_cores():  # runs alone, after the pool is embedded
-                q_emb = encode(encoder, qs.queries, batch_size=cfg.encode_batch_size, show_progress=False)
-                ranked = matrix
-                if qs.changed:
-                    rows = sorted(qs.changed)
-                    ranked = matrix.copy()
-                    ranked[rows] = encode(encoder, [qs.texts[i] for i in rows],
-                                          batch_size=cfg.encode_batch_size, show_progress=False)
-            per_query[task_name][model] = qs.scores(dense_rankings(q_emb, ranked, qs.depth))
+                q_emb, ranked = matrix[qs.examples], matrix
+            else:
+                encoder = encoder or cached_encoder(model_paths[model], cfg.max_seq_length, cfg.encoder, cache_dir)
+                with all_cores():  # runs alone, after the pool is embedded
+                    q_emb = encode(encoder, qs.queries, batch_size=cfg.encode_batch_size, show_progress=False)
+                    ranked = matrix
+                    if qs.changed:
+                        rows = sorted(qs.changed)
+                        ranked = matrix.copy()
+                        ranked[rows] = encode(encoder, [qs.texts[i] for i in rows],
+                                              batch_size=cfg.encode_batch_size, show_progress=False)
+            if model in models:
+                per_query[task_name][model] = qs.scores(dense_rankings(q_emb, ranked, qs.depth))
+            if model == "tuned" and HYBRID in models:
+                tuned_inputs[task_name] = (q_emb, ranked)
+    if HYBRID in models:
+        assert fusion_weight is not None
+        for task_name, qs in sets.items():
+            q_emb, ranked = tuned_inputs[task_name]
+            index = bm25_of(qs)
+            rankings = hybrid_rankings(q_emb, ranked, lambda a, b: index.scores(qs.queries[a:b]), qs.depth,
+                                       fusion_weight, own=qs.examples)
+            per_query[task_name][HYBRID] = qs.scores(rankings)
+    order = {m: i for i, m in enumerate(models)}  # figures and per-query rows in the order of `models`
+    per_query = {t: dict(sorted(by_model.items(), key=lambda kv: order[kv[0]])) for t, by_model in per_query.items()}
     metrics = {t: {m: mean_metrics(v) for m, v in by_model.items()} for t, by_model in per_query.items()}
     for task_name, by_model in per_query.items():
-        if "tuned" in metrics[task_name]:
-            metrics[task_name]["tuned"] |= interval_metrics(
-                {m: v[INTERVAL_METRIC] for m, v in by_model.items()}, samples=cfg.bootstrap_samples, seed=cfg.seed)
+        intervals = interval_metrics({m: v[INTERVAL_METRIC] for m, v in by_model.items()},
+                                     samples=cfg.bootstrap_samples, seed=cfg.seed)
+        for model, rows in intervals.items():
+            metrics[task_name][model] |= rows
+        if HYBRID in metrics[task_name]:
+            metrics[task_name][HYBRID]["fusion_weight"] = float(fusion_weight)  # type: ignore[arg-type]
     paths = ({t: _write_per_query(sets[t].names, by_model, Path(out) / f"per_query-{t}.parquet")
               for t, by_model in per_query.items()} if out else {})
     return {"metrics": metrics, "per_query": paths}
+
+
+def fit_fusion_weight(dev_pairs_path: str, model_path: str, cfg: EvaluateConfig,
+                      cache_dir: str | None = None) -> dict[str, Any]:
+    """Fit the hybrid's weight on the train stage's dev split (never on an evaluation set).
+
+    ``dev_pairs_path`` holds (query, doc_id, positive) rows. As the train stage scores its dev
+    split, each dev query ranks its own pair's positive among every dev pair's positive, the
+    other positives of its document left out (an inverse-cloze positive is its passage without
+    that pair's query sentence, so another pair's positive holds this query verbatim). Both sides
+    score with what the evaluation uses: the tuned model through ``evaluate.encoder`` and
+    ``max_seq_length``, BM25 with ``evaluate.bm25_*``. Returns
+    :meth:`tasks.evaluate.fusion.FusionFit.as_stats` and ``dev_candidates``.
+    """
+    table = read_shard(dev_pairs_path, ["query", "doc_id", "positive"])
+    queries = table.column("query").to_pylist()
+    doc_ids = np.asarray(table.column("doc_id").to_pylist(), dtype=object)
+    positives = table.column("positive").to_pylist()
+    if not queries:
+        raise ValueError(f"{dev_pairs_path}: no dev pairs to fit the fusion weight on")
+    encoder = cached_encoder(model_path, cfg.max_seq_length, cfg.encoder, cache_dir)
+    q_emb = encode(encoder, queries, batch_size=cfg.encode_batch_size, show_progress=False)
+    p_emb = encode(encoder, positives, batch_size=cfg.encode_batch_size, show_progress=False)
+    index = Bm25Index(positives, k1=cfg.bm25_k1, b=cfg.bm25_b, stopwords=cfg.bm25_stopwords)
+    n = len(queries)
+    parts = []
+    step = chunk_rows(n)
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        rows = np.arange(start, stop)
+        exclude = doc_ids[rows][:, None] == doc_ids[None, :]
+        exclude[rows - start, rows] = False  # the query's own positive is the one relevant candidate
+        parts.append(grid_ndcg(q_emb[start:stop] @ p_emb.T, index.scores(queries[start:stop]),
+                               [{int(i)} for i in rows], WEIGHT_GRID, exclude=exclude))
+    return {**fit_from_grid(np.concatenate(parts), WEIGHT_GRID).as_stats(), "dev_candidates": n}
 
 
 def _write_per_query(names: list[str], by_model: dict[str, dict[str, np.ndarray]], path: Path) -> str:

@@ -17,9 +17,10 @@ from refinery.tasks.runs import RunSpec
 from refinery.storage import StageMarker
 from refinery.storage.shards import write_text_atomic
 from refinery.tasks.config import STAGES
-from refinery.tasks.evaluate.bootstrap import COMPARISONS, INTERVAL_METRIC, TUNED
+from refinery.tasks.evaluate.bootstrap import COMPARISONS, INTERVAL_METRIC
 from refinery.tasks.evaluate.labels import SAME_LABEL
 from refinery.tasks.evaluate.query_sets import HEADLINE, QUERY_COUNTS, SYNTHETIC_HELDOUT, describe
+from refinery.tasks.evaluate.summary import fusion_caption
 from refinery.tasks.report.plots import bar_chart, interval_chart, night_chart, s_curve
 from refinery.tasks.report.render import markdown_table, render_html
 
@@ -29,11 +30,13 @@ HISTOGRAMS = 6
 HISTOGRAM_SAMPLE = 20_000
 HISTOGRAM_DEFAULTS = ("gopher_quality.word_count", "langid.allowed_score", "gopher_quality.stop_word_count",
                       "gopher_quality.mean_word_length")
-MODEL_ORDER = ("bm25", "base", "tuned")
+MODEL_ORDER = ("bm25", "base", "promoted", "tuned", "hybrid")
 # Kept pairs the report shows as examples (chosen by a hash of their id, the same every time).
 PAIR_SAMPLE = 8
-# Column of a paired interval in the evaluation tables, per comparison (tasks.evaluate.bootstrap).
-INTERVAL_COLUMNS = {name: f"tuned − {other} (95% CI)" for name, other in COMPARISONS.items()}
+# A paired interval's comparison, (model, metric name part) as tasks.evaluate.bootstrap names it:
+# its label ("tuned − base") and the other model.
+COMPARED = {(model, name): (f"{model} − {other}", other)
+            for model, against in COMPARISONS.items() for name, other in against.items()}
 
 
 def _section(title: str, *parts: str) -> str:
@@ -211,14 +214,14 @@ COUNT_LABELS = {"in_source": "queries in the set", "sampled": "sampled (evaluate
                 "unlabelled": "pool documents without a label (never relevant)"}
 
 
-def _intervals(rows: list[dict[str, Any]]) -> dict[str, tuple[float, float, float]]:
-    """(delta, low, high) per comparison found among one task's metrics rows of model 'tuned'."""
-    got = {x["metric"]: x["value"] for x in rows if x["model"] == TUNED}
+def _intervals(rows: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[float, float, float]]:
+    """(delta, low, high) per comparison (model, name) found among one task's metrics rows."""
+    got = {(x["model"], x["metric"]): x["value"] for x in rows}
     out = {}
-    for name in COMPARISONS:
+    for model, name in COMPARED:
         key = f"{INTERVAL_METRIC}_{name}"
-        if all(k in got for k in (key, f"{key}_ci_low", f"{key}_ci_high")):
-            out[name] = (got[key], got[f"{key}_ci_low"], got[f"{key}_ci_high"])
+        if all((model, k) in got for k in (key, f"{key}_ci_low", f"{key}_ci_high")):
+            out[model, name] = (got[model, key], got[model, f"{key}_ci_low"], got[model, f"{key}_ci_high"])
     return out
 
 
@@ -226,20 +229,29 @@ def _interval_text(interval: tuple[float, float, float] | None) -> str | None:
     return None if interval is None else "{:+.4f} [{:+.4f}, {:+.4f}]".format(*interval)
 
 
+def _interval_columns(models: set[str]) -> dict[tuple[str, str], str]:
+    """The table column of each comparison whose two models are among ``models``."""
+    return {key: f"{label} (95% CI)" for key, (label, other) in COMPARED.items() if key[0] in models and other in models}
+
+
 def _evaluation_summary(run: RunSpec, tasks: list[str], evaluation: dict[str, Any], files: Path) -> str:
-    """Every task's nDCG@10 per model with the paired intervals of tuned − base and tuned − bm25,
-    as a table and a plot; and the tasks that could not be scored, with why."""
+    """Every task's nDCG@10 per model with the paired intervals (tuned − base, tuned − bm25,
+    hybrid − tuned, hybrid − bm25), as a table and a plot; the hybrid's weight; and the tasks
+    that could not be scored, with why."""
     rows = run.catalog.evaluation_metrics(run.run_id)
-    table, values, intervals = [], {}, {}
+    values, intervals, scored_queries = {}, {}, {}
     for task in tasks:
         mine = [x for x in rows if x["task"] == task]
         ndcg = {x["model"]: x["value"] for x in mine if x["metric"] == INTERVAL_METRIC and x["model"] in MODEL_ORDER}
         if not ndcg:
             continue
-        scored = next((int(x["value"]) for x in mine if x["model"] == QUERY_COUNTS and x["metric"] == "scored"), None)
+        scored_queries[task] = next((int(x["value"]) for x in mine
+                                     if x["model"] == QUERY_COUNTS and x["metric"] == "scored"), None)
         values[task], intervals[task] = ndcg, _intervals(mine)
-        table.append({"task": task, "queries": scored, **{m: ndcg.get(m) for m in MODEL_ORDER},
-                      **{col: _interval_text(intervals[task].get(name)) for name, col in INTERVAL_COLUMNS.items()}})
+    models = [m for m in MODEL_ORDER if any(m in v for v in values.values())]
+    columns = _interval_columns(set(models))
+    table = [{"task": task, "queries": scored_queries[task], **{m: values[task].get(m) for m in models},
+              **{col: _interval_text(intervals[task].get(key)) for key, col in columns.items()}} for task in values]
     samples = run.config.evaluate.bootstrap_samples
     parts = [f"{INTERVAL_METRIC} of every task and model. A difference's interval is a paired bootstrap: "
              f"{samples} resamples of the task's queries with replacement (seeded by `evaluate.seed`), the "
@@ -247,15 +259,21 @@ def _evaluation_summary(run: RunSpec, tasks: list[str], evaluation: dict[str, An
              "gain the queries bear out, not one a few lucky queries made. Per-query figures: "
              "`evaluate/per_query-<task>.parquet` in the run folder.\n" if samples else
              f"{INTERVAL_METRIC} of every task and model (`evaluate.bootstrap_samples` is 0: no intervals).\n"]
+    fusion = evaluation.get("fusion") or {}
+    if fusion and "skipped" not in fusion:
+        parts.append(f"The {fusion_caption(fusion)} (metric `fusion_weight` of model `hybrid`): the weight to "
+                     "deploy the hybrid with.\n")
     if table:
-        png = interval_chart({t: values[t] for t in values}, {t: {f"tuned − {COMPARISONS[c]}": iv for c, iv in ivs.items()}
-                                                              for t, ivs in intervals.items()},
+        png = interval_chart({t: values[t] for t in values},
+                             {t: {COMPARED[key][0]: iv for key, iv in ivs.items()} for t, ivs in intervals.items()},
                              files / "evaluation_intervals.png", metric=INTERVAL_METRIC)
         parts += [markdown_table(table), f"![{INTERVAL_METRIC} with paired bootstrap intervals](report_files/{png.name})\n"]
     else:
         parts.append("_No task could be scored._\n")
     for task, why in (evaluation.get("skipped_tasks") or {}).items():
         parts.append(f"- `{task}` ({describe(task)}) was not scored: {why}.")
+    if "skipped" in fusion:
+        parts.append(f"- Model `hybrid` (BM25 + tuned) was not scored: {fusion['skipped']}.")
     return _section("Evaluation summary", *parts)
 
 
@@ -267,10 +285,11 @@ def _evaluation_section(run: RunSpec, task: str, evaluation: dict[str, Any], syn
     metrics = [x for x in rows_all if x["model"] != QUERY_COUNTS]
     table = {m: {x["model"]: x["value"] for x in metrics if x["metric"] == m} for m in METRIC_ORDER}
     intervals = _intervals(metrics)
+    models = [model for model in MODEL_ORDER if any(model in table[m] for m in METRIC_ORDER)]
+    columns = _interval_columns(set(models)) if intervals else {}
     rows = [{"model": model, **{m: table[m].get(model) for m in METRIC_ORDER},
-             **{col: _interval_text(intervals.get(name)) if model == TUNED else None
-                for name, col in INTERVAL_COLUMNS.items() if intervals}}
-            for model in MODEL_ORDER if any(model in table[m] for m in METRIC_ORDER)]
+             **{col: _interval_text(intervals.get(key)) if key[0] == model else None for key, col in columns.items()}}
+            for model in models]
     cfg = run.config.evaluate
     sources = {s.name: s for s in cfg.queries}
     if task == HEADLINE:

@@ -115,7 +115,9 @@ def test_pairing_is_what_narrows_the_interval():
 def test_interval_metrics_names_the_rows_of_model_tuned():
     per_query = {"tuned": np.array([1.0, 0.5, 0.0]), "base": np.array([0.5, 0.5, 0.0]),
                  "bm25": np.array([1.0, 1.0, 0.0])}
-    rows = interval_metrics(per_query, samples=4000, seed=0)
+    by_model = interval_metrics(per_query, samples=4000, seed=0)
+    assert set(by_model) == {"tuned"}
+    rows = by_model["tuned"]
     assert set(rows) == {f"ndcg@10_{c}{s}" for c in ("delta", "vs_bm25") for s in ("", "_ci_low", "_ci_high")}
     # tuned − base is (0.5, 0, 0): a resample's mean is 0 with probability (2/3)^3 = 0.30 and 0.5
     # (the first query three times) with probability 1/27 = 0.037, so with 4000 resamples the 2.5th
@@ -125,10 +127,30 @@ def test_interval_metrics_names_the_rows_of_model_tuned():
     assert rows["ndcg@10_vs_bm25"] == pytest.approx(-0.5 / 3)
     assert (rows["ndcg@10_vs_bm25_ci_low"], rows["ndcg@10_vs_bm25_ci_high"]) == (-0.5, 0.0)
     # only the comparisons whose models were scored; none without tuned or without resamples
-    assert set(interval_metrics({"tuned": per_query["tuned"], "bm25": per_query["bm25"]}, samples=10, seed=0)) == {
-        "ndcg@10_vs_bm25", "ndcg@10_vs_bm25_ci_low", "ndcg@10_vs_bm25_ci_high"}
+    assert interval_metrics({"tuned": per_query["tuned"], "bm25": per_query["bm25"]}, samples=10, seed=0) == {
+        "tuned": {k: v for k, v in interval_metrics(per_query, samples=10, seed=0)["tuned"].items() if "vs_bm25" in k}}
     assert interval_metrics({"base": per_query["base"], "bm25": per_query["bm25"]}, samples=10, seed=0) == {}
     assert interval_metrics(per_query, samples=0, seed=0) == {}
+
+
+def test_hybrid_is_compared_with_tuned_and_bm25_on_the_same_resamples():
+    per_query = {"tuned": np.array([1.0, 0.5, 0.0]), "base": np.array([0.5, 0.5, 0.0]),
+                 "bm25": np.array([1.0, 1.0, 0.0]), "hybrid": np.array([1.0, 1.0, 0.5])}
+    by_model = interval_metrics(per_query, samples=4000, seed=0)
+    assert set(by_model) == {"tuned", "hybrid"}
+    assert set(by_model["hybrid"]) == {f"ndcg@10_{c}{s}" for c in ("vs_tuned", "vs_bm25")
+                                       for s in ("", "_ci_low", "_ci_high")}
+    # hybrid − tuned is (0, 0.5, 0.5), hybrid − bm25 (0, 0, 0.5): the percentile ends follow by hand
+    # as above (hybrid − tuned: a mean of 0 with probability 1/27, of 0.5 with probability 8/27)
+    hybrid = by_model["hybrid"]
+    assert hybrid["ndcg@10_vs_tuned"] == pytest.approx(1 / 3)
+    assert (hybrid["ndcg@10_vs_tuned_ci_low"], hybrid["ndcg@10_vs_tuned_ci_high"]) == (0.0, 0.5)
+    assert hybrid["ndcg@10_vs_bm25"] == pytest.approx(0.5 / 3)
+    # seeded like every comparison of the task (evaluate.seed)
+    iv = paired_bootstrap(per_query["hybrid"], per_query["bm25"], samples=4000, seed=0)
+    assert (hybrid["ndcg@10_vs_bm25_ci_low"], hybrid["ndcg@10_vs_bm25_ci_high"]) == (iv.low, iv.high)
+    # a comparison of a system not scored is left out, the others stay
+    assert set(interval_metrics({k: v for k, v in per_query.items() if k != "tuned"}, samples=10, seed=0)) == {"hybrid"}
 
 
 def test_bad_input_is_refused():

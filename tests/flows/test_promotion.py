@@ -137,6 +137,10 @@ def test_the_gate_compares_with_the_promoted_model_and_refuses_a_night_below_the
     assert after == nights["promoted_files_after_first"]
     rows = catalog.query("SELECT run_id, promoted FROM models WHERE name = 'tuned' ORDER BY created_at").to_pylist()
     assert rows == [{"run_id": first["run_id"], "promoted": True}, {"run_id": second["run_id"], "promoted": False}]
+    # the report says so, with both nights plotted
+    report = (Path(second["run_dir"]) / "report.md").read_text()
+    assert "## Promotion" in report and promote["reason"] in report
+    assert first["run_id"] in report.split("## Promotion")[1] and (Path(second["run_dir"]) / "report_files" / "nights.png").exists()
 
 
 @pytest.mark.slow  # trains a model twice
