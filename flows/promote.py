@@ -48,7 +48,7 @@ def _promote(run: RunSpec, train: dict[str, Any], evaluate: dict[str, Any]) -> d
 def _facts(run: RunSpec, train: dict[str, Any], evaluate: dict[str, Any], decision: dict[str, Any]) -> dict[str, Any]:
     """What the model card says: base, start, dataset version, training, evaluation, the gate."""
     by_task = {t: v.get("metrics") or {} for t, v in (evaluate.get("by_task") or {}).items()}
-    fusion = next((m.get("hybrid", {}).get("fusion_weight") for m in by_task.values() if "hybrid" in m), None)
+    fusion = (evaluate.get("fusion") or {}).get("weight")  # the hybrid's, fitted on the dev split
     version = run.run_id if evaluate.get("corpus_of") else f"none (run {run.run_id} curated its own corpus)"
     return {"dataset": run.config.dataset, "version": version,
             "run_id": run.run_id, "base": BASE_NAME, "init": (train.get("init") or {}).get("name", BASE_NAME),

@@ -84,6 +84,9 @@ def test_the_first_nights_model_passing_the_gate_is_promoted_to_the_datasets_fol
     card = files[Path("README.md")].decode()
     assert f"version `{first['run_id']}`" in card and "from all-MiniLM-L6-v2" in card
     assert "promoted: tuned − base" in card
+    # the hybrid's weight, fitted on night 1's dev split, is on the card (none when it had no dev split)
+    weight = (_stage(first, "evaluate").get("fusion") or {}).get("weight")
+    assert facts["fusion_weight"] == weight and (weight is None or f"| {weight} |" in card)
     tuned = _stage(first, "train")["model_path"]
     weights = [p for p in files if p.suffix == ".safetensors"]
     assert weights and all(files[p] == (Path(tuned) / p).read_bytes() for p in weights)
