@@ -3,8 +3,11 @@ hard negatives mined, diversity measured.
 
 It also decides what the run is evaluated on (``evaluation_task``): without titles or query sets
 a share of the passages is held out, and their pairs become the evaluation queries instead of
-training pairs. Passages and the filter pool are seeded samples of the corpus chosen on the
-workers (:mod:`tasks.synthesize.plan`); the flow holds their doc ids only.
+training pairs. Candidates overlapping an evaluation query (the user's query sets and the
+headline titles, sampled as evaluate samples them, and the held-out pairs) are rejected as
+``decontaminated`` (``synthesize.decontaminate``, :mod:`tasks.synthesize.decontaminate`).
+Passages and the filter pool are seeded samples of the corpus chosen on the workers
+(:mod:`tasks.synthesize.plan`); the flow holds their doc ids only.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from refinery.tasks.runs import RunSpec
 from refinery.tasks.books import NO_CORPUS, corpus_is_empty
 from refinery.tasks.dataset_version import corpus_dataset
 from refinery.tasks.embedding import BASE_MODEL_PATH
-from refinery.tasks.evaluate.query_sets import SYNTHETIC_HELDOUT, builtin_task
+from refinery.tasks.evaluate.query_sets import HEADLINE, SYNTHETIC_HELDOUT, builtin_set, builtin_task, user_set
 from refinery.tasks.evaluate.sampling import embeddings_of, pool_of, sample_corpus
+from refinery.tasks.evaluate.shard_tasks import load_query_set
 from refinery.tasks.synthesize.plan import (
     PASSAGE_SALT, choose_passages, diversity_rows, generation_slices, pairs_artifact, sample_size,
 )
@@ -33,6 +37,8 @@ prepare_task = task(prepare_smollm2, name="prepare-generator", task_run_name="de
                     retries=1, timeout_seconds=HOUR)
 generate_task = task(generate_candidates, name="generate-candidates",
                      task_run_name="{generator} passages {start}-{stop}", retries=1, timeout_seconds=4 * HOUR)
+load_query_set_task = task(load_query_set, name="load-query-set", task_run_name="query set {source.name}",
+                           retries=1, timeout_seconds=HOUR)
 filter_task = task(filter_pairs, name="filter-pairs",
                    task_run_name="filters, held-out split, hard negatives, diversity", retries=1,
                    timeout_seconds=4 * HOUR)
@@ -70,12 +76,29 @@ def _synthesize(run: RunSpec, ingest: dict[str, Any], quality: dict[str, Any], o
     embeddings = embeddings_of(on_workers, run.run_dir / "embeddings", "base", str(BASE_MODEL_PATH), pool,
                                run.config.evaluate, str(cache))
     clusters = catalog.pool_clusters(run_id, filter_pool, dataset=dataset)
+    evaluation = _evaluation_queries(run, evaluation_task, out, dataset=dataset) if cfg.decontaminate else {}
     candidates = gather(futures, "generate queries")
     stats = filter_task.submit(candidates, embeddings, cfg, out,
                                heldout_fraction=cfg.heldout_fraction if evaluation_task == SYNTHETIC_HELDOUT else None,
-                               encoder=run.config.evaluate.encoder, cache_dir=str(cache), clusters=clusters).result()
+                               encoder=run.config.evaluate.encoder, cache_dir=str(cache), clusters=clusters,
+                               evaluation_queries=evaluation).result()
     catalog.put_pairs(run_id, [stats["pairs_path"]])
     catalog.put_metrics(run_id, "synthesize", diversity_rows(stats))
     create_table_artifact(key="synthesized-pairs", **pairs_artifact(run_id, stats, cfg, len(filter_pool)))
     return {**stats, "passages": passages["docs"], "filter_pool_docs": len(filter_pool),
             "evaluation_task": evaluation_task}
+
+
+def _evaluation_queries(run: RunSpec, evaluation_task: str | None, out: Path, *, dataset: str | None) -> dict[str, str]:
+    """{task: shard of its queries} of what evaluate will score, built as evaluate builds it (same
+    samples: ``evaluate.max_queries``, ``evaluate.seed``): each user query set, and the headline
+    titles when that is the built-in task (held-out pairs are filter_pairs' own)."""
+    cfg, catalog, run_id = run.config.evaluate, run.catalog, run.run_id
+    sets = {}
+    for source in cfg.queries:
+        loaded = load_query_set_task.submit(source, max_queries=cfg.max_queries, seed=cfg.seed,
+                                            out=out / f"queries-{source.name}-sample.parquet").result()
+        sets[source.name] = user_set(catalog, run_id, source, loaded, out, dataset=dataset)["path"]
+    if evaluation_task == HEADLINE:
+        sets[HEADLINE] = builtin_set(catalog, run_id, HEADLINE, cfg, out, dataset=dataset)["path"]
+    return sets

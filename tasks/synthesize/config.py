@@ -204,6 +204,17 @@ class SynthesizeConfig(BaseModel):
         ge=1,
         description="inverse_cloze only picks sentences with at least this many words as queries.",
     )
+    decontaminate: bool = Field(
+        default=True,
+        description="Reject (`decontaminated`) a candidate whose query or passage overlaps an evaluation query: "
+        "the user's query sets (`evaluate.queries`, the sample evaluate scores), the headline titles evaluate "
+        "samples, and the pairs this stage holds out. Texts are compared as words (Unicode NFKC, case-folded, "
+        "punctuation and whitespace only separate words); a candidate is contaminated when (a) its query equals "
+        "an evaluation query or shares 8 consecutive words with one, (b) its query shares 8 consecutive words with "
+        "a held-out pair's passage (a headline's or user query's relevant documents are the corpus training "
+        "adapts to, not leakage), or (c) its passage contains an evaluation query of 4 words or more (8 "
+        "consecutive words of a longer one suffice).",
+    )
     consistency_top_k: int = Field(
         default=DEFAULT_CONSISTENCY_TOP_K,
         ge=1,

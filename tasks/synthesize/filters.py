@@ -15,6 +15,11 @@ a kept candidate), in the order :func:`candidate_filters` applies them:
   :data:`MIN_DISTINCT_WORD_RATIO` distinct words;
 - ``filter_copy``: the whole query (:data:`COPY_MIN_WORDS` words or more) appears verbatim in the
   positive it would train against, or it repeats a few-shot example;
+- ``decontaminated``: its query or passage overlaps an evaluation query or its relevant passage
+  (``contaminated``, from :mod:`tasks.synthesize.decontaminate`). After the text checks, whose
+  reasons say more about a malformed sample; before consistency, so the count does not depend on
+  the base model; and before near-duplicates and the cap, which choose among the survivors, so a
+  contaminated candidate never takes the place of a clean one of its passage;
 - ``filter_consistency``: the base model does not rank the candidate's passage (or a member of its
   dedup cluster) in the top ``consistency_top_k`` of the filter pool;
 - ``filter_near_duplicate``: its word set is at least ``near_duplicate_jaccard`` similar to that
@@ -50,8 +55,10 @@ FILTER_COPY = "filter_copy"
 FILTER_CONSISTENCY = "filter_consistency"
 FILTER_PER_PASSAGE_CAP = "filter_per_passage_cap"
 FILTER_NEAR_DUPLICATE = "filter_near_duplicate"
+# The issue's name, not filter_*: a rule about the evaluation, not about the candidate's quality.
+DECONTAMINATED = "decontaminated"
 REASONS = (FILTER_UNFINISHED, FILTER_TOO_SHORT, FILTER_TOO_LONG, FILTER_REPETITION, FILTER_COPY,
-           FILTER_CONSISTENCY, FILTER_NEAR_DUPLICATE, FILTER_PER_PASSAGE_CAP)
+           DECONTAMINATED, FILTER_CONSISTENCY, FILTER_NEAR_DUPLICATE, FILTER_PER_PASSAGE_CAP)
 
 # Generators whose query is a sentence of the passage (removed from the positive): the length cap
 # is for generated queries, a news sentence is often longer.
@@ -99,16 +106,19 @@ def candidate_filters(
     *,
     examples: Collection[str] = (),
     unfinished: Sequence[bool] | None = None,
+    contaminated: Sequence[bool] | np.ndarray | None = None,
 ) -> list[tuple[str, Filter]]:
     """The synthesize stage's filters over its candidates (for :func:`run_filters`), in order:
     unfinished samples (``unfinished``, :attr:`Candidate.unfinished`; none when ``None``), the text
-    checks, consistency (``consistent`` and ``rank`` from :func:`consistency_filter`),
+    checks, decontamination (``contaminated``, :attr:`decontaminate.Matches.contaminated`; none
+    when ``None``), consistency (``consistent`` and ``rank`` from :func:`consistency_filter`),
     near-duplicates and the per-passage cap over ``passage_keys``, these two judging the
     best-ranked candidates first (the earlier one on a tie). ``examples``: the prompts' few-shot
     queries."""
     rank = np.asarray(rank, dtype=np.int64)
     unfinished = np.zeros(len(queries), dtype=bool) if unfinished is None else np.asarray(unfinished, dtype=bool)
     consistent = np.asarray(consistent, dtype=bool)
+    contaminated = np.zeros(len(queries), dtype=bool) if contaminated is None else np.asarray(contaminated, dtype=bool)
     extractive = np.array([g in EXTRACTIVE_GENERATORS for g in generators], dtype=bool)
     best_first = np.lexsort((np.arange(len(rank)), rank))
     steps: list[tuple[str, Filter]] = [
@@ -117,6 +127,7 @@ def candidate_filters(
         (FILTER_TOO_LONG, lambda alive: too_long(queries, max_words=cfg.max_query_words) & ~extractive),
         (FILTER_REPETITION, lambda alive: repetition_loop(queries)),
         (FILTER_COPY, lambda alive: copied(queries, positives, examples=examples, alive=alive)),
+        (DECONTAMINATED, lambda alive: contaminated),
         (FILTER_CONSISTENCY, lambda alive: ~consistent),
     ]
     if cfg.near_duplicate_jaccard is not None:

@@ -78,7 +78,27 @@ def pairs_artifact(run_id: str, stats: dict[str, Any], cfg: SynthesizeConfig, fi
                   for g, v in [*stats["by_generator"].items(), (ALL_GENERATORS, everything)]],
         "description": f"Run {run_id}: {stats['kept']} of {stats['generated']} candidate pairs kept "
                        f"(passage in the base model's top {cfg.consistency_top_k} of a pool of {filter_pool_docs} "
-                       f"documents; the filter_* columns count the candidates each filter rejected); "
+                       "documents; the filter_* and decontaminated columns count the candidates each filter "
+                       "rejected); "
                        f"{stats['heldout_pairs']} of them held out for evaluation, {stats['with_negatives']} with a "
                        "hard negative.",
     }
+
+
+def decontamination_summary(stats: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    """The report's words on decontamination (:mod:`tasks.synthesize.decontaminate`) from the stage's
+    stats, and its examples as table rows (none when nothing was rejected, or for a run before it)."""
+    dec = stats.get("decontamination")
+    if not dec:
+        return "", []
+    if not dec["enabled"]:
+        return "Decontamination is off (`synthesize.decontaminate: false`).\n", []
+    sets = ", ".join(f"{name} {n:,}" for name, n in sorted(dec["evaluation_queries"].items())) or "none"
+    rejected = stats["dropped"].get("decontaminated", 0)
+    rules = ", ".join(f"{rule} {n:,}" for rule, n in dec["by_rule"].items() if n)
+    text = (f"**Decontamination**: {rejected:,} candidate{'' if rejected == 1 else 's'} rejected as `decontaminated` "
+            f"({rules or 'none'}), checked against the evaluation queries ({sets}).\n")
+    rows = [{"generator": e["generator"], "query": e["query"], "rule": e["rule"],
+             "evaluation set": e["evaluation_set"], "evaluation query": e["evaluation_query"]}
+            for e in dec["examples"]]
+    return text, rows

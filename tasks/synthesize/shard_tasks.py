@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,12 @@ from prefect import get_run_logger
 from refinery.storage import read_shard, read_shards, write_shard
 from refinery.tasks.embedding import BASE_MODEL_PATH, all_cores, encode
 from refinery.tasks.embedding_tasks import cached_encoder, load_embeddings
+from refinery.tasks.evaluate.query_sets import SYNTHETIC_HELDOUT
 from refinery.tasks.synthesize.config import SynthesizeConfig
+from refinery.tasks.synthesize.decontaminate import RULES, EvaluationIndex, Matches
 from refinery.tasks.synthesize.diversity import query_diversity
 from refinery.tasks.synthesize.filters import (
-    candidate_filters, consistency_filter, mine_hard_negatives, run_filters,
+    DECONTAMINATED, candidate_filters, consistency_filter, mine_hard_negatives, run_filters,
 )
 from refinery.tasks.synthesize.generators import CACHE_SUBDIRS, build_generator, load_local_model
 from refinery.tasks.synthesize.generators.prompts import shot_queries
@@ -32,6 +35,8 @@ from refinery.tasks.synthesize.split import HELDOUT, TRAIN, split_by_passage
 PASSAGES_PER_TASK = {"smollm2": 32, "openai": 64, "inverse_cloze": 500}
 # The ``model`` of the diversity metrics of every kept query, whatever its generator.
 ALL_GENERATORS = "all"
+# Decontaminated candidates the stats show as examples (the report shows them).
+DECONTAMINATED_EXAMPLES = 3
 
 CANDIDATE_SCHEMA = pa.schema([
     ("doc_id", pa.string()), ("query", pa.string()), ("positive", pa.string()),
@@ -89,7 +94,8 @@ def generate_candidates(passages: Path, start: int, stop: int, generator: str, c
 
 def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: SynthesizeConfig,
                  out_dir: Path, heldout_fraction: float | None = None, encoder: str = "torch",
-                 cache_dir: str | None = None, clusters: dict[str, str] | None = None) -> dict[str, Any]:
+                 cache_dir: str | None = None, clusters: dict[str, str] | None = None,
+                 evaluation_queries: dict[str, str] | None = None) -> dict[str, Any]:
     """Run the filters of :mod:`tasks.synthesize.filters` over every candidate; each one rejected
     stays in the pairs shard with ``kept`` false and its ``reason``.
 
@@ -101,6 +107,14 @@ def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: 
     is held out (``split`` 'heldout', see :mod:`tasks.synthesize.split`): their pairs are
     evaluation queries, and their documents are never a mined hard negative, so training never
     sees their text. ``encoder`` and ``cache_dir`` choose the inference backend (``evaluate.encoder``).
+
+    With ``cfg.decontaminate``, candidates overlapping an evaluation query are rejected as
+    ``decontaminated`` (:mod:`tasks.synthesize.decontaminate`): the queries of the
+    ``evaluation_queries`` shards ({task: shard with a ``query`` column}) and the held-out pairs.
+    Held-out pairs are known only once the filters have run (the split draws among passages with
+    a kept pair), so with a held-out split the filters run a second time, the train passages'
+    candidates that overlap a held-out pair (or its passage: rule b) rejected too; held-out
+    passages keep the first outcome, and the split stays as drawn.
     """
     cands = read_shards(sorted(candidate_shards))
     unfinished = [bool(u) for u in cands.column("unfinished").to_pylist()]
@@ -120,10 +134,17 @@ def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: 
     with all_cores():  # runs alone, after every candidate is in
         q_emb = encode(cached_encoder(str(BASE_MODEL_PATH), None, encoder, cache_dir), queries, show_progress=False)
     consistent, rank = consistency_filter(q_emb, corpus_emb, positive, cfg.consistency_top_k, same_as_positive=same)
-    kept, reason, dropped = run_filters(len(queries), candidate_filters(
-        cfg, queries, cands.column("positive").to_pylist(), gens, list(zip(cand_docs, gens)), rank, consistent,
-        examples=shot_queries(cfg.few_shot), unfinished=unfinished))
-    split = split_by_passage(cand_docs, kept, heldout_fraction, seed=cfg.seed)
+    positives = cands.column("positive").to_pylist()
+
+    def filters(contaminated: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+        return run_filters(len(queries), candidate_filters(
+            cfg, queries, positives, gens, list(zip(cand_docs, gens)), rank, consistent,
+            examples=shot_queries(cfg.few_shot), unfinished=unfinished, contaminated=contaminated))
+
+    index = _evaluation_index(evaluation_queries if cfg.decontaminate else None)
+    kept, reason, dropped, split, found, index = _filter_and_split(
+        filters, index, queries, positives, cand_docs, heldout_fraction,
+        decontaminate=cfg.decontaminate, seed=cfg.seed)
     train = kept & (split == TRAIN)
     held_docs = {position[d] for d, s in zip(cand_docs, split) if s == HELDOUT}
     negative = np.full(len(queries), -1)
@@ -152,10 +173,73 @@ def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: 
     if len(queries):
         diversity[ALL_GENERATORS] = query_diversity([q for q, k in zip(queries, kept) if k], q_emb[kept], seed=cfg.seed)
     heldout = kept & (split == HELDOUT)
+    decontamination = _decontamination_stats(cfg, index, found, reason == DECONTAMINATED,
+                                              queries=queries, docs=cand_docs, gens=gens)
     return {"pairs_path": str(path), "generated": len(queries), "kept": int(kept.sum()), "dropped": dropped,
             "train_pairs": int(train.sum()), "heldout_pairs": int(heldout.sum()),
             "heldout_passages": len({d for d, h in zip(cand_docs, heldout) if h}),
-            "with_negatives": int((negative >= 0).sum()), "by_generator": by_generator, "diversity": diversity}
+            "with_negatives": int((negative >= 0).sum()), "by_generator": by_generator, "diversity": diversity,
+            "decontamination": decontamination}
+
+
+def _evaluation_index(evaluation_queries: dict[str, str] | None) -> EvaluationIndex:
+    """The index of the evaluation queries of these shards ({task: shard with a ``query`` column});
+    no relevant passages: those of headlines and user sets are corpus documents training may use."""
+    texts, sets = [], []
+    for name, shard in sorted((evaluation_queries or {}).items()):
+        column = read_shard(Path(shard)).column("query").to_pylist()
+        texts += column
+        sets += [name] * len(column)
+    return EvaluationIndex.build(texts, sets=sets)
+
+
+def _filter_and_split(filters: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, dict[str, int]]],
+                      index: EvaluationIndex, queries: list[str], positives: list[str], docs: list[str],
+                      heldout_fraction: float | None, *, decontaminate: bool, seed: int) -> tuple[Any, ...]:
+    """``filters`` (contaminated mask -> :func:`run_filters`'s outcome) with the candidates that
+    overlap ``index`` contaminated, then the split; with a held-out split and ``decontaminate``,
+    again with the train passages' candidates that overlap a held-out pair contaminated too (the
+    held-out passages keep the first outcome, the split stays). Returns ``(kept, reason, dropped,
+    split, matches, index)``, the index of every evaluation query checked (held-out pairs last)."""
+    found = index.matches(queries, positives)
+    kept, reason, dropped = filters(found.contaminated)
+    split = split_by_passage(docs, kept, heldout_fraction, seed=seed)
+    held = np.flatnonzero(kept & (split == HELDOUT))
+    if not decontaminate or not len(held):
+        return kept, reason, dropped, split, found, index
+    # a held-out pair's relevant passage is its positive (the document, less the query sentence for
+    # inverse cloze): never trained on, so a training query quoting it is leakage (rule b)
+    both = EvaluationIndex.build([*index.queries, *(queries[i] for i in held)],
+                                 sets=[*index.sets, *[SYNTHETIC_HELDOUT] * len(held)],
+                                 passages=[*[None] * len(index), *(positives[i] for i in held)])
+    train = split == TRAIN
+    leak = both.matches(queries, positives, alive=train & ~found.contaminated)
+    if leak.contaminated.any():
+        take = ~found.contaminated & leak.contaminated
+        found = Matches(np.where(take, leak.rule, found.rule), np.where(take, leak.query, found.query))
+        again, again_reason, _ = filters(found.contaminated)
+        kept, reason = np.where(train, again, kept), np.where(train, again_reason, reason)
+        dropped = {r: int((reason == r).sum()) for r in dropped}
+    return kept, reason, dropped, split, found, both
+
+
+def _decontamination_stats(cfg: SynthesizeConfig, index: EvaluationIndex, found: Matches, rejected: np.ndarray,
+                           *, queries: list[str], docs: list[str], gens: list[str]) -> dict[str, Any]:
+    """What decontamination checked against and rejected: evaluation queries per task, candidates
+    per rule and per task, and a few examples (candidate, the evaluation query it overlaps)."""
+    evaluation, sets = index.queries, index.sets
+    rows = np.flatnonzero(rejected)
+    examples = []
+    for i in rows[np.argsort([xxhash.xxh3_64_intdigest(queries[r].encode()) for r in rows], kind="stable")]:
+        if len(examples) == DECONTAMINATED_EXAMPLES:
+            break
+        examples.append({"generator": gens[i], "doc_id": docs[i], "query": queries[i],
+                         "rule": RULES[found.rule[i]], "evaluation_set": sets[found.query[i]],
+                         "evaluation_query": evaluation[found.query[i]]})
+    return {"enabled": cfg.decontaminate, "evaluation_queries": dict(Counter(sets)),
+            "index_bytes": index.nbytes,
+            "by_rule": {r: int((found.rule[rejected] == k).sum()) for k, r in enumerate(RULES)},
+            "by_set": dict(Counter(sets[found.query[i]] for i in rows)), "examples": examples}
 
 
 def _pair_ids(gens: list[str], docs: list[str], queries: list[str]) -> list[str]:

@@ -33,8 +33,9 @@ PASSAGE = "Shares in the carmaker fell sharply on Tuesday after a profit warning
 
 
 def test_reason_strings_are_stable_and_prefixed():
+    # decontaminated (the issue's name) is about the evaluation, not the candidate's quality: no filter_ prefix
     assert REASONS == ("filter_unfinished", "filter_too_short", "filter_too_long", "filter_repetition", "filter_copy",
-                       "filter_consistency", "filter_near_duplicate", "filter_per_passage_cap")
+                       "decontaminated", "filter_consistency", "filter_near_duplicate", "filter_per_passage_cap")
 
 
 def test_length_filters_count_words_not_characters():
@@ -162,7 +163,7 @@ def test_stage_filters_end_to_end_on_hand_made_candidates():
                                FILTER_PER_PASSAGE_CAP, None, FILTER_NEAR_DUPLICATE]
     assert kept.tolist() == [r is None for r in reason]
     assert counts == {FILTER_UNFINISHED: 0, FILTER_TOO_SHORT: 1, FILTER_TOO_LONG: 1, FILTER_REPETITION: 1, FILTER_COPY: 1,
-                      FILTER_CONSISTENCY: 1, FILTER_NEAR_DUPLICATE: 3, FILTER_PER_PASSAGE_CAP: 1}
+                      "decontaminated": 0, FILTER_CONSISTENCY: 1, FILTER_NEAR_DUPLICATE: 3, FILTER_PER_PASSAGE_CAP: 1}
     off = SynthesizeConfig(near_duplicate_jaccard=None, max_query_words=6)
     _, reason_off, counts_off = run_filters(len(rows), candidate_filters(
         off, queries, positives, gens, list(zip(docs, gens)), rank, rank <= 3))
