@@ -294,10 +294,22 @@ def models(
     if not rows and format is Format.table:
         console.print("no model yet: `refinery run` trains one each night")
         return
-    _print_rows(rows, format, title="models" if format is Format.table else None)
+    if format is not Format.table:
+        _print_rows(rows, format)
+        return
+    _print_rows([_model_line(r) for r in rows], format, title="models")
     if format is Format.table:
         for name in dict.fromkeys(r["dataset"] for r in rows if r["promoted"]):
             console.print(f"dataset {name}: promoted model at {home.promoted_model_dir(name)}")
+
+
+def _model_line(row: dict) -> dict:
+    """A model's row as the table shows it: the gate's figure in one cell (every field: --format json)."""
+    decided = "promoted" if row["promoted"] else ("candidate" if row["promoted"] is False else "not decided")
+    figure = (f"{row['delta']:+.4f} [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]" if row["delta"] is not None
+              else (row["reason"] or ""))
+    return {"dataset": row["dataset"], "run": row["run_id"], "trained from": row["base"], "gate": decided,
+            "task": row["task"], "nDCG@10 vs": row["compared_with"], "difference [95% CI]": figure}
 
 
 @app.command()

@@ -115,8 +115,16 @@ def model_card(facts: dict[str, Any]) -> str:
                          f"{_interval(m, 'vs_promoted')} |")
     lines += ["", "## Use", "", "```python", "from sentence_transformers import SentenceTransformer",
               "model = SentenceTransformer('PATH/TO/THIS/FOLDER')",
-              "# ONNX Runtime: SentenceTransformer(PATH, backend='onnx', "
-              "model_kwargs={'file_name': 'onnx/model.onnx'})", "```", ""]
+              "embeddings = model.encode(['a query', 'a passage'], normalize_embeddings=True)", "```", "",
+              "Without PyTorch: `onnx/model.onnx` (fp32) and `onnx/model_int8.onnx` take the tokenizer's "
+              "`input_ids`, `attention_mask` (and `token_type_ids`) and return `sentence_embedding`, the pooled, "
+              "unit-length embedding:", "", "```python", "import onnxruntime as ort",
+              "from transformers import AutoTokenizer", "tokenizer = AutoTokenizer.from_pretrained('PATH')",
+              "session = ort.InferenceSession('PATH/onnx/model.onnx')",
+              "batch = tokenizer(['a query'], padding=True, truncation=True, max_length=256, return_tensors='np')",
+              "names = {i.name for i in session.get_inputs()}",
+              "(embeddings,) = session.run(['sentence_embedding'], {k: v for k, v in batch.items() if k in names})",
+              "```", ""]
     return "\n".join(lines)
 
 

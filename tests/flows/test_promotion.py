@@ -90,6 +90,8 @@ def test_the_first_nights_model_passing_the_gate_is_promoted_to_the_datasets_fol
     tuned = _stage(first, "train")["model_path"]
     weights = [p for p in files if p.suffix == ".safetensors"]
     assert weights and all(files[p] == (Path(tuned) / p).read_bytes() for p in weights)
+    # the card's ONNX recipe gives the model's own embeddings
+    _check_onnx_recipe(nights["home"].promoted_model_dir(DATASET))
     # night 1's evaluation had no promoted model to compare with
     assert "promoted" not in _stage(first, "evaluate")["metrics"]
 
@@ -158,3 +160,20 @@ def test_refinery_models_lists_each_nights_model_with_the_gates_decision(nights)
     assert rows[1]["compared_with"] == "promoted" and rows[1]["reason"].startswith("kept as a candidate")
     table = CliRunner().invoke(app, ["models", "--config", str(nights["config"])])
     assert table.exit_code == 0 and str(nights["home"].promoted_model_dir(DATASET)) in table.output.replace("\n", "")
+
+
+def _check_onnx_recipe(folder: Path) -> None:
+    import onnxruntime as ort
+    from transformers import AutoTokenizer
+
+    from refinery.tasks.embedding import encode, load_encoder
+
+    texts = ["a query about company profits", "The bank held interest rates at five percent on Thursday."]
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=256, return_tensors="np")
+    for name in ("model.onnx", "model_int8.onnx"):
+        session = ort.InferenceSession(str(folder / "onnx" / name))
+        names = {i.name for i in session.get_inputs()}
+        (got,) = session.run(["sentence_embedding"], {k: v for k, v in batch.items() if k in names})
+        want = encode(load_encoder(folder), texts, show_progress=False)
+        assert np.min(np.sum(got * want, axis=1)) > (0.999 if name == "model.onnx" else 0.98)
