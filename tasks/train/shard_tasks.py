@@ -19,7 +19,7 @@ from refinery.tasks.synthesize.split import TRAIN
 from refinery.tasks.train.batches import TrainPair
 from refinery.tasks.train.config import TrainConfig
 from refinery.tasks.train.finetune import fine_tune, plan_training, read_training_stats
-from refinery.tasks.train.teachers import dev_check, load_teacher, teach
+from refinery.tasks.train.teachers import DEV_CHECK_DISTRACTORS, dev_check, load_teacher, teach
 
 # What training reads of a synthesize pairs shard.
 PAIR_COLUMNS = ("query", "positive", "doc_id", "negative_doc_id")
@@ -101,7 +101,10 @@ def _with_teacher(examples: list[TrainPair], cfg: TrainConfig, base_path: str, c
         encoder.max_seq_length = cfg.max_seq_length
         collection = list(dict.fromkeys([t for ex in examples for t in (ex.positive, ex.negative) if t is not None]))
         teacher = load_teacher(cfg.teacher, encoder=encoder, collection=collection, cache_dir=cache_dir)
-        stats |= dev_check(teacher, dev, encoder, depth=cfg.teacher.rerank_depth)
+        held = {ex.passage_key for ex in dev}
+        others = list(dict.fromkeys(ex.positive for ex in examples if ex.passage_key not in held))
+        distractors = random.Random(cfg.seed).sample(others, min(DEV_CHECK_DISTRACTORS, len(others)))
+        stats |= dev_check(teacher, dev, encoder, depth=cfg.teacher.rerank_depth, distractors=distractors)
         if stats["used"]:
             examples, taught = teach(teacher, examples, encoder, false_negative_margin=cfg.teacher.false_negative_margin,
                                      scale=cfg.scale, seed=cfg.seed)

@@ -221,3 +221,15 @@ def test_the_train_task_measures_the_teacher_then_trains_on_its_margins_or_says_
     got = {(m, t, k): v for m, t, k, v in training_metric_rows(stats) if t == TEACHER_TASK}
     assert got[("teacher", TEACHER_TASK, "ndcg@10")] == teacher["ndcg@10_teacher"]
     assert got[("start", TEACHER_TASK, "ndcg@10")] == teacher["ndcg@10_start"]
+
+
+def test_the_dev_check_ranks_among_distractors_too(tiny_encoder):
+    """Distractors make the starting model's task harder (its dev nDCG@10 can only fall) and are counted;
+    the teacher reranks the same candidates."""
+    _, encoder = tiny_encoder
+    dev = _coded_pairs(10)
+    distractors = [f"Report zq{i}x was filed again. A note on other business." for i in range(100, 160)]
+    alone = dev_check(Oracle(), dev, encoder, depth=20)
+    among = dev_check(Oracle(), dev, encoder, depth=20, distractors=distractors + [dev[0].positive])
+    assert among["distractors"] == 60 and alone["distractors"] == 0 and among["dev_passages"] == 10
+    assert among["ndcg@10_start"] <= alone["ndcg@10_start"]
