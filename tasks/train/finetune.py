@@ -229,22 +229,45 @@ def fine_tune(
 
 def _margin_loss(model, cfg: TrainConfig, mnrl):
     """The loss of a batch of triplets with a teacher's margins: sentence-transformers' MarginMSELoss on
-    the student's ``scale`` × cosine, alone or (``mnrl+marginmse``) beside MNRL on the same embeddings
-    (one forward pass over the batch, not GradCache's mini-batches)."""
+    the student's ``scale`` × cosine, alone or (``mnrl+marginmse``) beside MNRL on the same embeddings.
+
+    With ``mini_batch_size`` below ``batch_size`` both go through GradCache (the loss of the whole
+    batch, the memory of a mini-batch: a plain step of 32 triplets at 256 tokens needs ~10 GB);
+    otherwise one forward pass over the batch."""
     import torch
     from sentence_transformers.base.losses.merged_forward import embed_columns
-    from sentence_transformers.sentence_transformer.losses import MarginMSELoss, MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.losses import (
+        CachedMultipleNegativesRankingLoss,
+        MarginMSELoss,
+        MultipleNegativesRankingLoss,
+    )
     from sentence_transformers.util import pairwise_dot_score
 
     margin_mse = MarginMSELoss(model, similarity_fct=lambda a, b: cfg.scale * pairwise_dot_score(a, b))
-    if cfg.loss == "marginmse":
+    with_mnrl, weight = cfg.loss == "mnrl+marginmse", cfg.teacher.margin_weight if cfg.loss != "marginmse" else 1.0
+
+    if isinstance(mnrl, CachedMultipleNegativesRankingLoss):
+        class CachedWithMargins(CachedMultipleNegativesRankingLoss):
+            """GradCache over MNRL (optional) plus MarginMSE: the loss on the cached embeddings."""
+
+            def calculate_loss(self, reps, labels=None, *, with_backward=False):
+                total = super().calculate_loss(reps, None, with_backward=with_backward) if with_mnrl else 0.0
+                term = weight * margin_mse.compute_loss_from_embeddings([torch.cat(r) for r in reps], labels)
+                if with_backward:
+                    term.backward()
+                    term = term.detach()
+                return total + term
+
+        return CachedWithMargins(model, scale=cfg.scale, mini_batch_size=cfg.mini_batch_size, show_progress_bar=False)
+
+    if not with_mnrl:
         return margin_mse
     plain = mnrl if isinstance(mnrl, MultipleNegativesRankingLoss) else MultipleNegativesRankingLoss(model, scale=cfg.scale)
 
     def both(features, margins: torch.Tensor) -> torch.Tensor:
         embeddings = embed_columns(model, features)
         return (plain.compute_loss_from_embeddings(embeddings, torch.empty(0))
-                + cfg.teacher.margin_weight * margin_mse.compute_loss_from_embeddings(embeddings, margins))
+                + weight * margin_mse.compute_loss_from_embeddings(embeddings, margins))
 
     return both
 

@@ -233,3 +233,35 @@ def test_the_dev_check_ranks_among_distractors_too(tiny_encoder):
     among = dev_check(Oracle(), dev, encoder, depth=20, distractors=distractors + [dev[0].positive])
     assert among["distractors"] == 60 and alone["distractors"] == 0 and among["dev_passages"] == 10
     assert among["ndcg@10_start"] <= alone["ndcg@10_start"]
+
+
+@pytest.mark.parametrize("loss", ["marginmse", "mnrl+marginmse"])
+def test_gradcache_gives_the_margin_losses_of_one_plain_pass(tiny_encoder, loss, bbc_articles):
+    """Under mini-batches (GradCache) the loss and gradient of a triplet batch with margins are those
+    of one pass over the whole batch, at a mini-batch's memory."""
+    from refinery.tasks.train.finetune import _margin_loss
+
+    base, _ = tiny_encoder
+    texts = [body for _, body in bbc_articles][:6]
+    batch = [TrainPair(b.partition(". ")[0], b.partition(". ")[2], texts[(i + 1) % 6], margin=float(i) - 2.5)
+             for i, b in enumerate(texts)]
+    margins = torch.tensor([ex.margin for ex in batch])
+    results = []
+    for mini in (None, 2):
+        model = load_encoder(base)
+        model.max_seq_length = 32
+        model.eval()  # no dropout: the two passes see the same network
+        cfg = TrainConfig(batch_size=6, mini_batch_size=mini, max_seq_length=32, loss=loss,
+                          teacher=TeacherConfig(kind="fusion", margin_weight=0.7))
+        from sentence_transformers.sentence_transformer.losses import (
+            CachedMultipleNegativesRankingLoss, MultipleNegativesRankingLoss)
+        mnrl = (CachedMultipleNegativesRankingLoss(model, scale=cfg.scale, mini_batch_size=mini, show_progress_bar=False)
+                if mini else MultipleNegativesRankingLoss(model, scale=cfg.scale))
+        features = [model.preprocess(list(col)) for col in zip(*(ex.columns() for ex in batch))]
+        value = _margin_loss(model, cfg, mnrl)(features, margins)
+        value.backward()
+        grad = next(p for n, p in model.named_parameters() if "word_embeddings" in n).grad.clone()
+        results.append((float(value.detach()), grad))
+    (plain, g_plain), (cached, g_cached) = results
+    assert plain == pytest.approx(cached, rel=1e-4)
+    torch.testing.assert_close(g_cached, g_plain, rtol=1e-3, atol=1e-6)
