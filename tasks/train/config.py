@@ -67,8 +67,9 @@ class TeacherConfig(BaseModel):
                             description="(query, passage) pairs the teacher scores per forward pass.")
     rerank_depth: int = Field(
         default=DEFAULT_TEACHER_RERANK_DEPTH, ge=2,
-        description="The dev check: each dev query's top this many dev passages by the starting model are reranked "
-        "by the teacher; the teacher is used only if its nDCG@10 there beats the starting model's.")
+        description="The dev check: each dev query's top this many passages by the starting model (among the dev "
+        "passages and up to 1,000 training passages as distractors) are reranked by the teacher; the teacher is "
+        "used only if its nDCG@10 there beats the starting model's.")
     false_negative_margin: float | None = Field(
         default=0.0,
         description="A hard negative the teacher scores at least its positive's score minus this (in the teacher's "
