@@ -121,11 +121,13 @@ class ReportVerbs:
                           " AND task = ?", [run_id, task]).to_pylist()
 
     def evaluation_table(self, run_id: str, task: str) -> list[dict[str, Any]]:
-        """model, nDCG@10, MRR@10, Recall@100 of one evaluation task, a row per model: bm25, base, then the others."""
+        """model, nDCG@10, MRR@10, Recall@100 of one evaluation task, a row per model: bm25, base, promoted,
+        tuned, hybrid, then any other by name."""
         return self.query(
             "SELECT model, max(value) FILTER (metric = 'ndcg@10') AS \"nDCG@10\","
             " max(value) FILTER (metric = 'mrr@10') AS \"MRR@10\","
             " max(value) FILTER (metric = 'recall@100') AS \"Recall@100\""
             " FROM metrics WHERE run_id = ? AND stage = 'evaluate' AND task = ? AND model <> ? GROUP BY model"
-            " ORDER BY CASE model WHEN 'bm25' THEN 0 WHEN 'base' THEN 1 ELSE 2 END",
+            " ORDER BY CASE model WHEN 'bm25' THEN 0 WHEN 'base' THEN 1 WHEN 'promoted' THEN 2 WHEN 'tuned' THEN 3"
+            " WHEN 'hybrid' THEN 4 ELSE 5 END, model",
             [run_id, task, _QUERY_COUNTS]).to_pylist()

@@ -127,6 +127,11 @@ def test_evaluation_metrics_and_table(catalog):
         {"model": "bm25", "nDCG@10": None, "MRR@10": None, "Recall@100": 0.9},
         {"model": "base", "nDCG@10": 0.82, "MRR@10": None, "Recall@100": None},
         {"model": "tuned", "nDCG@10": 0.83, "MRR@10": 0.8, "Recall@100": None}]
+    # the night's comparisons in a fixed order, whatever order they were written in
+    metrics(catalog, "r2", [("evaluate", m, "headline", "ndcg@10", 0.8)
+                            for m in ("hybrid", "tuned", "zeta", "promoted", "alpha", "base", "bm25")])
+    assert [r["model"] for r in catalog.evaluation_table("r2", "headline")] == [
+        "bm25", "base", "promoted", "tuned", "hybrid", "alpha", "zeta"]
 
 
 def test_recent_runs_newest_first_with_a_row_per_task(catalog, tmp_path):
