@@ -171,8 +171,8 @@ def test_nothing_survives_curation_completes_with_empty_outputs(empty_run):
     assert row["docs_in"] == len(empty_run["records"]) == row["docs_dropped"] + row["docs_rejected"]
     stages = {r["stage"]: json.loads(r["stats"])
               for r in q("SELECT stage, stats FROM stage_runs WHERE run_id = $run ORDER BY started_at")}
-    assert list(stages) == ["ingest", "dedup", "quality", "publish", "synthesize", "train", "evaluate"]
-    for stage in ("synthesize", "train", "evaluate"):
+    assert list(stages) == ["ingest", "dedup", "quality", "publish", "synthesize", "train", "evaluate", "promote"]
+    for stage in ("synthesize", "train", "evaluate", "promote"):
         assert stages[stage]["skipped"] == NO_CORPUS
     for table in ("pairs", "models", "metrics"):
         assert q(f"SELECT count(*) AS n FROM {table} WHERE run_id = $run") == [{"n": 0}]
