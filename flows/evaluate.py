@@ -119,10 +119,12 @@ def _evaluate(run: RunSpec, quality: dict[str, Any], synthesize: dict[str, Any],
 
 
 def _promoted(run: RunSpec) -> str | None:
-    """The folder of the dataset's promoted model, when it has one and the run's model is to be gated."""
+    """The folder of the dataset's promoted model, when it has one and the run's model is to be gated
+    (a resumed run whose own model was promoted already is not compared with itself)."""
     if not run.promotes:
         return None
     folder = run.data_home.promoted_model_dir(run.config.dataset)
-    if run.catalog.promoted_model(run.config.dataset) is None or not folder.is_dir():
+    promoted = run.catalog.promoted_model(run.config.dataset)
+    if promoted is None or promoted["run_id"] == run.run_id or not folder.is_dir():
         return None
     return str(folder)

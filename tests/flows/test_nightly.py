@@ -190,7 +190,8 @@ def test_report_files_and_stage_timings(nightly_run):
     assert (run_dir / "report.html").read_text().startswith("<!doctype html>")
     assert list((run_dir / "report_files").glob("*.png"))
     stages = q(nightly_run, "SELECT stage FROM stage_runs WHERE run_id = $run ORDER BY started_at")
-    assert [s["stage"] for s in stages] == ["ingest", "dedup", "quality", "publish", "synthesize", "train", "evaluate"]
+    assert [s["stage"] for s in stages] == ["ingest", "dedup", "quality", "publish", "synthesize", "train", "evaluate",
+                                            "promote"]
 
 
 def test_flows_and_tasks_are_recorded_by_prefect(nightly_run, prefect_api):

@@ -61,6 +61,7 @@ def nights(tmp_path_factory, prefect_api, dask_address):
     config = _config(root, folder, min_delta=1.0, min_ci_low=-1.0, passages=12)
     second = nightly(config_path=str(config), dask_address=dask_address)
     return {"first": first, "second": second, "home": DataHome(root / "home"), "config": config,
+            "dask_address": dask_address,
             "catalog": Catalog(root / "home" / "catalog.duckdb"), "promoted_files_after_first": promoted_files}
 
 
@@ -177,3 +178,19 @@ def _check_onnx_recipe(folder: Path) -> None:
         (got,) = session.run(["sentence_embedding"], {k: v for k, v in batch.items() if k in names})
         want = encode(load_encoder(folder), texts, show_progress=False)
         assert np.min(np.sum(got * want, axis=1)) > (0.999 if name == "model.onnx" else 0.98)
+
+
+@pytest.mark.slow  # trains a model twice
+def test_a_resumed_night_whose_model_was_promoted_is_not_compared_with_itself(nights):
+    """Night 1 killed during evaluate after its model was promoted (the marker removed by hand) and
+    resumed: its evaluation is what it was, with no 'promoted' system (that would be itself)."""
+    from refinery.flows.nightly import nightly
+
+    first, catalog = nights["first"], nights["catalog"]
+    before = catalog.query("SELECT model, task, metric, value FROM metrics WHERE run_id = ? AND stage = 'evaluate' "
+                           "ORDER BY ALL", [first["run_id"]]).to_pylist()
+    (Path(first["run_dir"]) / "evaluate" / "_SUCCESS.json").unlink()
+    nightly(config_path=str(nights["config"]), run_id=first["run_id"], dask_address=nights["dask_address"])
+    after = catalog.query("SELECT model, task, metric, value FROM metrics WHERE run_id = ? AND stage = 'evaluate' "
+                          "ORDER BY ALL", [first["run_id"]]).to_pylist()
+    assert after == before and not any(r["model"] == "promoted" for r in after)
