@@ -73,6 +73,7 @@ def publish_promoted(model_path: str, out_dir: str, facts: dict[str, Any], cache
         (tmp / "onnx").mkdir(exist_ok=True)
         for backend, name in ONNX_FILES.items():  # exported from the run's folder: evaluate's cache has int8
             shutil.copyfile(onnx_model_file(model_path, backend=backend, cache_dir=cache_dir), tmp / "onnx" / name)
+        facts = {**facts, "folder": str(out)}
         (tmp / CARD_FILE).write_text(model_card(facts))
         (tmp / MODEL_FACTS_FILE).write_text(json.dumps(facts, indent=2, default=str))
         swap_folder(tmp, out)
@@ -113,14 +114,15 @@ def model_card(facts: dict[str, Any]) -> str:
             lines.append(f"| {task} | {model} | {_num(m.get('ndcg@10'))} | {_num(m.get('mrr@10'))} | "
                          f"{_num(m.get('recall@100'))} | {_interval(m, 'delta')} | {_interval(m, 'vs_bm25')} | "
                          f"{_interval(m, 'vs_promoted')} |")
+    folder = facts.get("folder", "PATH/TO/THIS/FOLDER")
     lines += ["", "## Use", "", "```python", "from sentence_transformers import SentenceTransformer",
-              "model = SentenceTransformer('PATH/TO/THIS/FOLDER')",
+              f"folder = {folder!r}", "model = SentenceTransformer(folder)",
               "embeddings = model.encode(['a query', 'a passage'], normalize_embeddings=True)", "```", "",
               "Without PyTorch: `onnx/model.onnx` (fp32) and `onnx/model_int8.onnx` take the tokenizer's "
               "`input_ids`, `attention_mask` (and `token_type_ids`) and return `sentence_embedding`, the pooled, "
               "unit-length embedding:", "", "```python", "import onnxruntime as ort",
-              "from transformers import AutoTokenizer", "tokenizer = AutoTokenizer.from_pretrained('PATH')",
-              "session = ort.InferenceSession('PATH/onnx/model.onnx')",
+              "from transformers import AutoTokenizer", "tokenizer = AutoTokenizer.from_pretrained(folder)",
+              "session = ort.InferenceSession(f'{folder}/onnx/model.onnx')",
               "batch = tokenizer(['a query'], padding=True, truncation=True, max_length=256, return_tensors='np')",
               "names = {i.name for i in session.get_inputs()}",
               "(embeddings,) = session.run(['sentence_embedding'], {k: v for k, v in batch.items() if k in names})",
