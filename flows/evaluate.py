@@ -82,7 +82,7 @@ def _evaluate(run: RunSpec, quality: dict[str, Any], synthesize: dict[str, Any],
         else:
             sets[SAME_LABEL] = labelled
             tasks.append(SAME_LABEL)
-    cuts = {SYNTHETIC_HELDOUT: heldout_cuts(catalog, run_id, out)} if SYNTHETIC_HELDOUT in sets else None
+    cuts = {SYNTHETIC_HELDOUT: heldout_cuts(catalog, run_id, out, dataset=dataset)} if SYNTHETIC_HELDOUT in sets else None
     model_paths = {"base": str(BASE_MODEL_PATH)}
     models, fusion = list(cfg.models), {}
     if "tuned" in cfg.models:
@@ -115,7 +115,7 @@ def _evaluate(run: RunSpec, quality: dict[str, Any], synthesize: dict[str, Any],
         run_id, tasks, sets, scored["metrics"], skipped, pool_docs=len(pool_ids), corpus_docs=quality["kept"], cfg=cfg,
         fusion=fusion))
     return stage_stats(tasks, sets, scored, skipped, pool=pool, pool_docs=len(pool_ids), corpus_docs=quality["kept"],
-                       corpus_of=dataset, fusion=fusion)
+                       corpus_of=dataset, fusion=fusion, frozen=catalog.frozen_tasks(dataset) if dataset else {})
 
 
 def _promoted(run: RunSpec) -> str | None:

@@ -23,7 +23,9 @@ from refinery.tasks.runs import RunSpec
 from refinery.tasks.books import NO_CORPUS, corpus_is_empty
 from refinery.tasks.dataset_version import corpus_dataset
 from refinery.tasks.embedding import BASE_MODEL_PATH
-from refinery.tasks.evaluate.query_sets import HEADLINE, SYNTHETIC_HELDOUT, builtin_set, builtin_task, user_set
+from refinery.tasks.evaluate.query_sets import (
+    HEADLINE, SYNTHETIC_HELDOUT, builtin_set, builtin_task, frozen_heldout_set, user_set,
+)
 from refinery.tasks.evaluate.sampling import embeddings_of, pool_of, sample_corpus
 from refinery.tasks.evaluate.shard_tasks import load_query_set
 from refinery.tasks.synthesize.plan import (
@@ -64,7 +66,11 @@ def _synthesize(run: RunSpec, ingest: dict[str, Any], quality: dict[str, Any], o
     if cfg.corpus == "uncurated":  # every ingested document, what curation dropped too
         corpus, total = ingest["shards"], ingest["docs"]
     ranked = sample_corpus(on_workers, corpus, total, seed=cfg.seed, salt=PASSAGE_SALT, n=sample_size(cfg))
-    chosen = choose_passages(ranked, corpus, cfg, out)
+    # a dataset's held-out passages, frozen by its first night, are never a later night's passage
+    frozen = catalog.frozen_tasks(dataset) if dataset else {}
+    heldout_frozen = evaluation_task == SYNTHETIC_HELDOUT and SYNTHETIC_HELDOUT in frozen
+    held_out = set(catalog.frozen_heldout(dataset).column("doc_id").to_pylist()) if heldout_frozen else set()
+    chosen = choose_passages([k for k in ranked if k.doc_id not in held_out], corpus, cfg, out)
     passages = select_rows_task.submit(chosen.shards, chosen.doc_ids, chosen.path, given_order=True).result()
     filter_pool = [k.doc_id for k in ranked]
     cache = run.data_home.cache_dir
@@ -76,13 +82,19 @@ def _synthesize(run: RunSpec, ingest: dict[str, Any], quality: dict[str, Any], o
     embeddings = embeddings_of(on_workers, run.run_dir / "embeddings", "base", str(BASE_MODEL_PATH), pool,
                                run.config.evaluate, str(cache))
     clusters = catalog.pool_clusters(run_id, filter_pool, dataset=dataset)
-    evaluation = _evaluation_queries(run, evaluation_task, out, dataset=dataset) if cfg.decontaminate else {}
+    evaluation = _evaluation_queries(run, evaluation_task, out, dataset=dataset)
+    if heldout_frozen:
+        evaluation[SYNTHETIC_HELDOUT] = frozen_heldout_set(catalog, dataset, out)
     candidates = gather(futures, "generate queries")
+    holds_out = evaluation_task == SYNTHETIC_HELDOUT and not heldout_frozen
     stats = filter_task.submit(candidates, embeddings, cfg, out,
-                               heldout_fraction=cfg.heldout_fraction if evaluation_task == SYNTHETIC_HELDOUT else None,
+                               heldout_fraction=cfg.heldout_fraction if holds_out else None,
                                encoder=run.config.evaluate.encoder, cache_dir=str(cache), clusters=clusters,
-                               evaluation_queries=evaluation).result()
+                               evaluation_queries=evaluation, exclude_negatives=sorted(held_out)).result()
     catalog.put_pairs(run_id, [stats["pairs_path"]])
+    if holds_out and dataset is not None:
+        catalog.freeze_heldout(dataset, run_id, stats["pairs_path"])
+    stats["frozen_evaluation"] = catalog.frozen_tasks(dataset) if dataset else {}
     catalog.put_metrics(run_id, "synthesize", diversity_rows(stats))
     create_table_artifact(key="synthesized-pairs", **pairs_artifact(run_id, stats, cfg, len(filter_pool)))
     return {**stats, "passages": passages["docs"], "filter_pool_docs": len(filter_pool),
@@ -92,7 +104,8 @@ def _synthesize(run: RunSpec, ingest: dict[str, Any], quality: dict[str, Any], o
 def _evaluation_queries(run: RunSpec, evaluation_task: str | None, out: Path, *, dataset: str | None) -> dict[str, str]:
     """{task: shard of its queries} of what evaluate will score, built as evaluate builds it (same
     samples: ``evaluate.max_queries``, ``evaluate.seed``): each user query set, and the headline
-    titles when that is the built-in task (held-out pairs are filter_pairs' own)."""
+    titles when that is the built-in task (held-out pairs are filter_pairs' own). The headline
+    sample of a dataset's first night is frozen: every later night is scored on the same titles."""
     cfg, catalog, run_id = run.config.evaluate, run.catalog, run.run_id
     sets = {}
     for source in cfg.queries:
@@ -101,4 +114,6 @@ def _evaluation_queries(run: RunSpec, evaluation_task: str | None, out: Path, *,
         sets[source.name] = user_set(catalog, run_id, source, loaded, out, dataset=dataset)["path"]
     if evaluation_task == HEADLINE:
         sets[HEADLINE] = builtin_set(catalog, run_id, HEADLINE, cfg, out, dataset=dataset)["path"]
+        if dataset is not None:  # the dataset's first night freezes its sample; later nights read it back
+            catalog.freeze_queries(dataset, HEADLINE, run_id, sets[HEADLINE])
     return sets

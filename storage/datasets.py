@@ -36,6 +36,12 @@ DATASET_SCHEMA: dict[str, str] = {
     "dataset_inputs": """
         dataset VARCHAR, version VARCHAR, source VARCHAR, path VARCHAR, size BIGINT, mtime_ns BIGINT, hash VARCHAR,
         lines BIGINT, ends_line BOOLEAN, status VARCHAR""",
+    # A dataset's frozen evaluation: the query sets its first evaluated night scored, kept for every
+    # later night (``doc_id``: a relevant document then, or the passage a held-out query was asked
+    # of; ``passage``: that passage's text, for held-out queries).
+    "evaluation_sets": """
+        dataset VARCHAR, task VARCHAR, query VARCHAR, doc_id VARCHAR, passage VARCHAR, frozen_by VARCHAR,
+        frozen_at TIMESTAMPTZ""",
 }
 
 DOCUMENT_COLUMNS = ("doc_id", "source", "location", "title", "text", "label", "n_chars", "record_id")

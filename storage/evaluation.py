@@ -69,6 +69,31 @@ candidates AS (
     SELECT query, list(DISTINCT member ORDER BY member) AS relevant FROM kept_members GROUP BY query
 )
 {_SAMPLE}"""
+# The frozen set of a dataset's task ($4) as queries of the version: the frozen documents' kept
+# cluster members are relevant (a query whose every one was retired since is not scored).
+FROZEN_QUERIES_SQL = f"""
+WITH seeds AS (SELECT DISTINCT query, doc_id FROM evaluation_sets WHERE dataset = {{ds}} AND task = $4),
+{_KEPT_MEMBERS},
+candidates AS (
+    SELECT query, list(DISTINCT member ORDER BY member) AS relevant FROM kept_members GROUP BY query
+)
+{_SAMPLE}"""
+# Freezing: the first night to evaluate a dataset's task writes its queries; later nights find them.
+# $1 dataset, $2 task, $3 run, then the rows' source: the queries shard a night scored (query,
+# relevant) or the held-out pairs of a pairs shard (query, doc_id, positive).
+_FREEZE = """
+INSERT INTO evaluation_sets
+SELECT $1, $2, query, doc_id, passage, $3, now() FROM ({rows}) AS frozen
+WHERE NOT EXISTS (SELECT 1 FROM evaluation_sets WHERE dataset = $1 AND task = $2)"""
+FREEZE_QUERIES_SQL = _FREEZE.format(
+    rows="SELECT DISTINCT query, unnest(relevant) AS doc_id, NULL::VARCHAR AS passage FROM read_parquet($4)")
+FREEZE_HELDOUT_SQL = _FREEZE.format(
+    rows="SELECT DISTINCT query, doc_id, positive AS passage FROM read_parquet($4) WHERE kept AND split = 'heldout'")
+FROZEN_TASKS_SQL = """
+SELECT task, count(DISTINCT query) AS queries, any_value(frozen_by) AS frozen_by FROM evaluation_sets
+WHERE dataset = $1 GROUP BY task ORDER BY task"""
+FROZEN_HELDOUT_SQL = """
+SELECT DISTINCT doc_id, query, passage FROM evaluation_sets WHERE dataset = $1 AND task = $2 ORDER BY ALL"""
 # Does some title make a headline query? (What 'auto' decides on, without building the queries.)
 HAS_TITLES_SQL = f"""
 WITH {_TITLED}, {_KEPT_MEMBERS}
@@ -137,13 +162,21 @@ class EvaluationVerbs:
         """A seeded sample of at most ``max_queries`` headline queries (the titles of the documents
         whose dedup cluster the curated corpus kept a member of), by query: ``query``, ``relevant``
         (the cluster's kept members), ``in_source`` (how many queries there were to sample from)."""
+        if dataset is not None and "headline" in self.frozen_tasks(dataset):
+            return self._frozen_queries(run_id, "headline", seed, max_queries, dataset)
         return self.query(_scoped(HEADLINE_QUERIES_SQL, dataset), [run_id, seed, max_queries])
 
     def heldout_queries(self, run_id: str, seed: int, max_queries: int, *,
                         dataset: str | None = None) -> pa.Table:
         """As :meth:`headline_queries`, for the kept synthetic queries of held-out passages: the
         passage's document and the kept members of its dedup cluster are relevant."""
+        if dataset is not None and "synthetic_heldout" in self.frozen_tasks(dataset):
+            return self._frozen_queries(run_id, "synthetic_heldout", seed, max_queries, dataset)
         return self.query(_scoped(HELDOUT_QUERIES_SQL, dataset), [run_id, seed, max_queries])
+
+    def _frozen_queries(self, run_id: str, task: str, seed: int, max_queries: int, dataset: str) -> pa.Table:
+        sql = _scoped(FROZEN_QUERIES_SQL.replace("{ds}", sql_literal(dataset)), dataset)
+        return self.query(sql, [run_id, seed, max_queries, task])
 
     def user_relevance(self, run_id: str, query_ids: Sequence[str], record_ids: Sequence[str],
                        source: str | None, *, dataset: str | None = None) -> dict[str, list[str]]:
@@ -155,10 +188,37 @@ class EvaluationVerbs:
         rows = self.query(_scoped(USER_RELEVANCE_SQL, dataset), params).to_pylist()
         return {r["query_id"]: r["relevant"] or [] for r in rows}
 
-    def heldout_cuts(self, run_id: str) -> pa.Table:
-        """(doc_id, query) of the run's kept held-out pairs, sorted: each query is cut from its
-        document before ranking."""
+    def heldout_cuts(self, run_id: str, *, dataset: str | None = None) -> pa.Table:
+        """(doc_id, query) of the run's kept held-out pairs (of ``dataset``'s frozen ones, when it
+        has them), sorted: each query is cut from its document before ranking."""
+        if dataset is not None and "synthetic_heldout" in self.frozen_tasks(dataset):
+            return self.frozen_heldout(dataset).select(["doc_id", "query"])
         return self.query(HELDOUT_CUTS_SQL, [run_id])
+
+    # -- frozen evaluation sets -----------------------------------------------------------------
+    def frozen_tasks(self, dataset: str) -> dict[str, dict[str, object]]:
+        """{task: {queries, frozen_by}} of the sets frozen for ``dataset`` (none before its first night)."""
+        return {r["task"]: {"queries": r["queries"], "frozen_by": r["frozen_by"]}
+                for r in self.query(FROZEN_TASKS_SQL, [dataset]).to_pylist()}
+
+    def freeze_queries(self, dataset: str, task: str, run_id: str, shard: str | os.PathLike[str]) -> bool:
+        """Freeze a queries shard (query, relevant) as ``dataset``'s set of ``task``, unless one is
+        frozen already; whether this call froze it."""
+        return self._freeze(FREEZE_QUERIES_SQL, dataset, task, run_id, shard)
+
+    def freeze_heldout(self, dataset: str, run_id: str, pairs_shard: str | os.PathLike[str]) -> bool:
+        """Freeze the kept held-out pairs of a pairs shard (query, its passage's doc id and text) as
+        ``dataset``'s synthetic_heldout set, unless one is frozen already; whether this call froze it."""
+        return self._freeze(FREEZE_HELDOUT_SQL, dataset, "synthetic_heldout", run_id, pairs_shard)
+
+    def _freeze(self, sql: str, dataset: str, task: str, run_id: str, shard: str | os.PathLike[str]) -> bool:
+        with self._write() as con:
+            (inserted,) = con.execute(sql, [dataset, task, run_id, str(shard)]).fetchone()
+        return bool(inserted)
+
+    def frozen_heldout(self, dataset: str, task: str = "synthetic_heldout") -> pa.Table:
+        """(doc_id, query, passage) of ``dataset``'s frozen held-out queries, sorted."""
+        return self.query(FROZEN_HELDOUT_SQL, [dataset, task])
 
     def pool_labels(self, run_id: str, doc_ids: Sequence[str], *, dataset: str | None = None) -> pa.Table:
         """(doc_id, label) of these documents of the run (of the version of ``dataset`` it published), by doc id."""

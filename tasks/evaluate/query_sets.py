@@ -113,6 +113,13 @@ def label_set(catalog: Catalog, run_id: str, pool_ids: list[str], cfg: EvaluateC
     return {"path": str(path), "labels": True, "relevant": [], "counts": counts}
 
 
-def heldout_cuts(catalog: Catalog, run_id: str, out: Path) -> str:
+def heldout_cuts(catalog: Catalog, run_id: str, out: Path, *, dataset: str | None = None) -> str:
     """A shard of the (doc_id, query) rows whose query is cut from its document before ranking."""
-    return str(write_shard(catalog.heldout_cuts(run_id), out / "heldout_cuts.parquet"))
+    return str(write_shard(catalog.heldout_cuts(run_id, dataset=dataset), out / "heldout_cuts.parquet"))
+
+
+def frozen_heldout_set(catalog: Catalog, dataset: str, out: Path) -> str:
+    """A shard of ``dataset``'s frozen held-out queries with their passages' text (query, passage):
+    what a later night's candidates are checked against (decontamination rules a to c)."""
+    table = catalog.frozen_heldout(dataset).select(["query", "passage"])
+    return str(write_shard(table, out / "queries-frozen-heldout.parquet"))

@@ -58,10 +58,12 @@ def fusion_caption(fusion: dict[str, Any]) -> str:
 
 def stage_stats(tasks: list[str], sets: dict[str, dict[str, Any]], scored: dict[str, Any], skipped: dict[str, str],
                 *, pool: tuple[str, list[str]], pool_docs: int, corpus_docs: int,
-                corpus_of: str | None = None, fusion: dict[str, Any] | None = None) -> dict[str, Any]:
+                corpus_of: str | None = None, fusion: dict[str, Any] | None = None,
+                frozen: dict[str, Any] | None = None) -> dict[str, Any]:
     """The evaluate stage's stats (its marker, ``stage_runs.stats``): the first task's figures at
     the top, every task's under ``by_task``; ``corpus_of``: the dataset whose version was the corpus;
-    ``fusion``: the hybrid's weight and dev figures, or ``{"skipped": why}``."""
+    ``fusion``: the hybrid's weight and dev figures, or ``{"skipped": why}``; ``frozen``: the
+    dataset's frozen sets ({task: {queries, frozen_by}})."""
     scores = scored["metrics"]
     by_task = {t: {"queries": sets[t]["counts"]["scored"], "counts": sets[t]["counts"], "metrics": scores.get(t, {})}
                for t in tasks}
@@ -69,4 +71,4 @@ def stage_stats(tasks: list[str], sets: dict[str, dict[str, Any]], scored: dict[
     return {"task": first, "tasks": tasks, "queries": by_task[first]["queries"], "metrics": by_task[first]["metrics"],
             "by_task": by_task, "skipped_tasks": skipped, "per_query": scored["per_query"], "pool_docs": pool_docs,
             "corpus_docs": corpus_docs, "corpus_of": corpus_of, "pool": pool[0], "pool_parts": pool[1],
-            "fusion": fusion or {}}
+            "fusion": fusion or {}, "frozen": frozen or {}}

@@ -274,11 +274,29 @@ def _evaluation_summary(run: RunSpec, tasks: list[str], evaluation: dict[str, An
         parts += [markdown_table(table), f"![{INTERVAL_METRIC} with paired bootstrap intervals](report_files/{png.name})\n"]
     else:
         parts.append("_No task could be scored._\n")
+    parts += _precision_lines(intervals, scored_queries, evaluation)
     for task, why in (evaluation.get("skipped_tasks") or {}).items():
         parts.append(f"- `{task}` ({describe(task)}) was not scored: {why}.")
     if "skipped" in fusion:
         parts.append(f"- Model `hybrid` (BM25 + tuned) was not scored: {fusion['skipped']}.")
     return _section("Evaluation summary", *parts)
+
+
+def _precision_lines(intervals: dict[str, dict[tuple[str, str], tuple[float, float, float]]],
+                     scored: dict[str, int | None], evaluation: dict[str, Any]) -> list[str]:
+    """Per task: how many queries decide it, the width of its tuned − base interval (a difference
+    smaller than about half of it is no verdict), and whether the set is the dataset's frozen one."""
+    frozen, dataset, lines = evaluation.get("frozen") or {}, evaluation.get("corpus_of"), []
+    for task in intervals:
+        line = f"- `{task}`: {scored.get(task)} queries"
+        if (gain := intervals[task].get(("tuned", "delta"))) is not None:
+            line += f"; the tuned − base interval is {gain[2] - gain[1]:.4f} wide"
+        if task in frozen:
+            line += (f"; the frozen evaluation set of dataset `{dataset}` ({frozen[task]['queries']} queries, frozen "
+                     f"by night `{frozen[task]['frozen_by']}`): every night of the dataset is scored on it, and none "
+                     "trains on its queries" + (" or their passages" if task == SYNTHETIC_HELDOUT else ""))
+        lines.append(line + ".")
+    return lines
 
 
 def _evaluation_section(run: RunSpec, task: str, evaluation: dict[str, Any], synth: dict[str, Any], files: Path,
@@ -304,8 +322,10 @@ def _evaluation_section(run: RunSpec, task: str, evaluation: dict[str, Any], syn
                if cfg.task == "auto" else
                "`evaluate.task` is `synthetic_heldout`, so evaluation used held-out synthetic pairs")
         scored = (evaluation.get("by_task") or {}).get(task, {}).get("queries", evaluation.get("queries"))
-        about = (f"{why}: {scored} queries of the {synth.get('heldout_passages', '?')} passages held "
-                 f"out from training (`synthesize.heldout_fraction` {run.config.synthesize.heldout_fraction}, by "
+        frozen = (evaluation.get("frozen") or {}).get(task)
+        held = (f"the {frozen['queries']} frozen by night `{frozen['frozen_by']}` from the passages it held out"
+                if frozen else f"the {synth.get('heldout_passages', '?')} passages held out")
+        about = (f"{why}: {scored} queries of {held} from training (`synthesize.heldout_fraction` {run.config.synthesize.heldout_fraction}, by "
                  "passage: no held-out passage was trained on). Each query's document and the kept members of its "
                  "dedup cluster are relevant; a query that occurs verbatim in its document (inverse cloze) is cut "
                  "from it first. The queries passed the base model's consistency filter, which favours the base "

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import json
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +95,8 @@ def generate_candidates(passages: Path, start: int, stop: int, generator: str, c
 def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: SynthesizeConfig,
                  out_dir: Path, heldout_fraction: float | None = None, encoder: str = "torch",
                  cache_dir: str | None = None, clusters: dict[str, str] | None = None,
-                 evaluation_queries: dict[str, str] | None = None) -> dict[str, Any]:
+                 evaluation_queries: dict[str, str] | None = None,
+                 exclude_negatives: Sequence[str] = ()) -> dict[str, Any]:
     """Run the filters of :mod:`tasks.synthesize.filters` over every candidate; each one rejected
     stays in the pairs shard with ``kept`` false and its ``reason``.
 
@@ -106,7 +107,8 @@ def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: 
     never a hard negative. With ``heldout_fraction`` that share of the passages with a kept pair
     is held out (``split`` 'heldout', see :mod:`tasks.synthesize.split`): their pairs are
     evaluation queries, and their documents are never a mined hard negative, so training never
-    sees their text. ``encoder`` and ``cache_dir`` choose the inference backend (``evaluate.encoder``).
+    sees their text; nor is a document of ``exclude_negatives`` (a dataset's frozen held-out
+    passages, on the nights after the first). ``encoder`` and ``cache_dir`` choose the inference backend (``evaluate.encoder``).
 
     With ``cfg.decontaminate``, candidates overlapping an evaluation query are rejected as
     ``decontaminated`` (:mod:`tasks.synthesize.decontaminate`): the queries of the
@@ -147,6 +149,7 @@ def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: 
         decontaminate=cfg.decontaminate, seed=cfg.seed)
     train = kept & (split == TRAIN)
     held_docs = {position[d] for d, s in zip(cand_docs, split) if s == HELDOUT}
+    held_docs |= {position[d] for d in exclude_negatives if d in position}
     negative = np.full(len(queries), -1)
     if cfg.hard_negatives and train.any():
         negative[train] = mine_hard_negatives(
@@ -183,14 +186,17 @@ def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: 
 
 
 def _evaluation_index(evaluation_queries: dict[str, str] | None) -> EvaluationIndex:
-    """The index of the evaluation queries of these shards ({task: shard with a ``query`` column});
-    no relevant passages: those of headlines and user sets are corpus documents training may use."""
-    texts, sets = [], []
+    """The index of the evaluation queries of these shards ({task: shard with a ``query`` column}),
+    with the relevant passages of a shard that has a ``passage`` column (a dataset's frozen held-out
+    queries): those of headlines and user sets are corpus documents training may use."""
+    texts, sets, passages = [], [], []
     for name, shard in sorted((evaluation_queries or {}).items()):
-        column = read_shard(Path(shard)).column("query").to_pylist()
+        table = read_shard(Path(shard))
+        column = table.column("query").to_pylist()
         texts += column
         sets += [name] * len(column)
-    return EvaluationIndex.build(texts, sets=sets)
+        passages += table.column("passage").to_pylist() if "passage" in table.column_names else [None] * len(column)
+    return EvaluationIndex.build(texts, sets=sets, passages=passages)
 
 
 def _filter_and_split(filters: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, dict[str, int]]],

@@ -113,3 +113,30 @@ def test_put_model_records_and_forgets_a_model(catalog):
     assert rows == [{"name": "tuned", "path": "/models/tuned-2", "base": "all-MiniLM-L6-v2"}]
     catalog.put_model(RUN, "tuned")
     assert catalog.query("SELECT count(*) AS n FROM models").to_pylist() == [{"n": 0}]
+
+
+def test_a_datasets_evaluation_sets_are_frozen_once_by_the_first_night(catalog, tmp_path):
+    first = write_shard(pa.table({"query": ["Alpha", "Gamma"], "relevant": [["d1"], ["d7", "d6"]]}),
+                        tmp_path / "night1-queries.parquet")
+    later = write_shard(pa.table({"query": ["Beta"], "relevant": [["d3"]]}), tmp_path / "night2-queries.parquet")
+    assert catalog.frozen_tasks("news") == {}
+    assert catalog.freeze_queries("news", "headline", "night1", first)
+    assert not catalog.freeze_queries("news", "headline", "night2", later)  # a later night changes nothing
+    assert catalog.freeze_queries("other", "headline", "night2", later)  # each dataset has its own
+    assert catalog.frozen_tasks("news") == {"headline": {"queries": 2, "frozen_by": "night1"}}
+    rows = catalog.query("SELECT query, doc_id FROM evaluation_sets WHERE dataset = 'news' ORDER BY ALL").to_pylist()
+    assert [(r["query"], r["doc_id"]) for r in rows] == [("Alpha", "d1"), ("Gamma", "d6"), ("Gamma", "d7")]
+
+
+def test_frozen_heldout_queries_keep_their_passage_and_only_kept_heldout_pairs(catalog, tmp_path):
+    pairs = write_shard(pa.table({
+        "query": ["what is gamma", "alpha facts", "beta rejected", "alpha trained"],
+        "doc_id": ["d6", "d1", "d3", "d1"], "positive": ["gamma text", "alpha text", "beta text", "alpha text"],
+        "kept": [True, True, False, True], "split": ["heldout", "heldout", "heldout", "train"]}),
+        tmp_path / "pairs-night1.parquet")
+    assert catalog.freeze_heldout("news", "night1", pairs)
+    assert not catalog.freeze_heldout("news", "night2", pairs)
+    assert catalog.frozen_heldout("news").to_pylist() == [
+        {"doc_id": "d1", "query": "alpha facts", "passage": "alpha text"},
+        {"doc_id": "d6", "query": "what is gamma", "passage": "gamma text"}]
+    assert catalog.frozen_tasks("news") == {"synthetic_heldout": {"queries": 2, "frozen_by": "night1"}}
