@@ -29,7 +29,7 @@ from refinery.tasks.evaluate.query_sets import (
 from refinery.tasks.evaluate.sampling import embeddings_of, pool_of, sample_corpus
 from refinery.tasks.evaluate.shard_tasks import load_query_set
 from refinery.tasks.synthesize.plan import (
-    PASSAGE_SALT, choose_passages, diversity_rows, generation_slices, pairs_artifact, sample_size,
+    PASSAGE_SALT, choose_passages, diversity_rows, generation_slices, heldout_size, pairs_artifact, sample_size,
 )
 from refinery.tasks.synthesize.shard_tasks import filter_pairs, generate_candidates, prepare_smollm2
 
@@ -65,19 +65,23 @@ def _synthesize(run: RunSpec, ingest: dict[str, Any], quality: dict[str, Any], o
     corpus, total = quality["corpus_shards"], quality["kept"]
     if cfg.corpus == "uncurated":  # every ingested document, what curation dropped too
         corpus, total = ingest["shards"], ingest["docs"]
-    ranked = sample_corpus(on_workers, corpus, total, seed=cfg.seed, salt=PASSAGE_SALT, n=sample_size(cfg))
-    # a dataset's held-out passages, frozen by its first night, are never a later night's passage
+    # a dataset's held-out passages, frozen by its first night, are never a later night's passage;
+    # the night that holds out draws passages for evaluation besides those it trains on
     frozen = catalog.frozen_tasks(dataset) if dataset else {}
     heldout_frozen = evaluation_task == SYNTHETIC_HELDOUT and SYNTHETIC_HELDOUT in frozen
     held_out = set(catalog.frozen_heldout(dataset).column("doc_id").to_pylist()) if heldout_frozen else set()
-    chosen = choose_passages([k for k in ranked if k.doc_id not in held_out], corpus, cfg, out)
+    holds_out = evaluation_task == SYNTHETIC_HELDOUT and not heldout_frozen
+    extra = heldout_size(cfg, total) if holds_out else 0
+    ranked = sample_corpus(on_workers, corpus, total, seed=cfg.seed, salt=PASSAGE_SALT, n=sample_size(cfg, extra))
+    chosen = choose_passages([k for k in ranked if k.doc_id not in held_out], corpus, cfg, out, extra)
+    heldout_docs = chosen.doc_ids[len(chosen.doc_ids) - chosen.heldout:] if chosen.heldout else None
     passages = select_rows_task.submit(chosen.shards, chosen.doc_ids, chosen.path, given_order=True).result()
     filter_pool = [k.doc_id for k in ranked]
     cache = run.data_home.cache_dir
     wait_for = [prepare_task.submit(cache, cfg.local_model)] if "smollm2" in cfg.generators and cfg.passages else []
     futures = [generate_task.submit(Path(passages["path"]), start, stop, generator, cfg, out, cache,
                                     wait_for=wait_for if generator == "smollm2" else [])
-               for generator, start, stop in generation_slices(cfg, passages["docs"])]
+               for generator, start, stop in generation_slices(cfg, passages["docs"], chosen.heldout)]
     pool = pool_of(on_workers, run.run_dir / "pools", corpus, filter_pool)
     embeddings = embeddings_of(on_workers, run.run_dir / "embeddings", "base", str(BASE_MODEL_PATH), pool,
                                run.config.evaluate, str(cache))
@@ -86,9 +90,8 @@ def _synthesize(run: RunSpec, ingest: dict[str, Any], quality: dict[str, Any], o
     if heldout_frozen:
         evaluation[SYNTHETIC_HELDOUT] = frozen_heldout_set(catalog, dataset, out)
     candidates = gather(futures, "generate queries")
-    holds_out = evaluation_task == SYNTHETIC_HELDOUT and not heldout_frozen
-    stats = filter_task.submit(candidates, embeddings, cfg, out,
-                               heldout_fraction=cfg.heldout_fraction if holds_out else None,
+    stats = filter_task.submit(candidates, embeddings, cfg, out, heldout_docs=heldout_docs,
+                               heldout_fraction=cfg.heldout_fraction if holds_out and not heldout_docs else None,
                                encoder=run.config.evaluate.encoder, cache_dir=str(cache), clusters=clusters,
                                evaluation_queries=evaluation, exclude_negatives=sorted(held_out)).result()
     catalog.put_pairs(run_id, [stats["pairs_path"]])

@@ -325,8 +325,10 @@ def _evaluation_section(run: RunSpec, task: str, evaluation: dict[str, Any], syn
         frozen = (evaluation.get("frozen") or {}).get(task)
         held = (f"the {frozen['queries']} frozen by night `{frozen['frozen_by']}` from the passages it held out"
                 if frozen else f"the {synth.get('heldout_passages', '?')} passages held out")
-        about = (f"{why}: {scored} queries of {held} from training (`synthesize.heldout_fraction` {run.config.synthesize.heldout_fraction}, by "
-                 "passage: no held-out passage was trained on). Each query's document and the kept members of its "
+        sizing = (f"`synthesize.heldout_passages` {run.config.synthesize.heldout_passages} drawn besides the training "
+                  f"passages, at most `heldout_fraction` {run.config.synthesize.heldout_fraction} of the corpus")
+        about = (f"{why}: {scored} queries of {held} from training ({sizing}; by passage: no held-out passage is "
+                 "trained on). Each query's document and the kept members of its "
                  "dedup cluster are relevant; a query that occurs verbatim in its document (inverse cloze) is cut "
                  "from it first. The queries passed the base model's consistency filter, which favours the base "
                  "model.\n")

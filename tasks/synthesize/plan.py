@@ -25,16 +25,29 @@ PAIRS_TASK = "pairs"
 
 class Passages(NamedTuple):
     """The chosen passages: their doc ids in key order, the corpus shards holding them, and the
-    shard they are to be written to (named by its documents and the config)."""
+    shard they are to be written to (named by its documents and the config); ``heldout``: how many
+    of them, the last ones, are held out for evaluation."""
 
     doc_ids: list[str]
     shards: list[str]
     path: Path
+    heldout: int = 0
 
 
-def sample_size(cfg: SynthesizeConfig) -> int:
-    """Documents to sample in key order: enough for the passages of every generator, and for the filter pool."""
-    return max(passages_wanted(cfg), cfg.filter_pool_docs)
+def sample_size(cfg: SynthesizeConfig, heldout: int = 0) -> int:
+    """Documents to sample in key order: enough for the passages of every generator and ``heldout``
+    more, and for the filter pool."""
+    return max(passages_wanted(cfg) + heldout, cfg.filter_pool_docs)
+
+
+def heldout_size(cfg: SynthesizeConfig, corpus_docs: int) -> int:
+    """Passages drawn for evaluation on a night that holds some out: ``synthesize.heldout_passages``,
+    at most ``heldout_fraction`` of the corpus (at least one); none without the inverse_cloze
+    generator, which is the one that reads them (the held-out split then falls back to a share of
+    the passages with a kept pair, :func:`tasks.synthesize.split.split_by_passage`)."""
+    if "inverse_cloze" not in cfg.generators or corpus_docs < 2:
+        return 0
+    return min(cfg.heldout_passages, max(1, round(cfg.heldout_fraction * corpus_docs)))
 
 
 def passages_wanted(cfg: SynthesizeConfig) -> int:
@@ -44,24 +57,32 @@ def passages_wanted(cfg: SynthesizeConfig) -> int:
 
 
 def choose_passages(ranked: Sequence[Keyed], corpus_shards: Sequence[str], cfg: SynthesizeConfig,
-                    out: Path) -> Passages:
+                    out: Path, heldout: int = 0) -> Passages:
     """The first :func:`passages_wanted` documents of ``ranked`` (a sample of ``corpus_shards`` in key
-    order), where they live, and the passages shard's path under ``out``."""
-    chosen = ranked[: passages_wanted(cfg)]
+    order) and ``heldout`` more, where they live, and the passages shard's path under ``out``.
+
+    The last ``heldout`` passages are held out for evaluation (:func:`heldout_size`); in a corpus
+    smaller than all of them they take the place of the last training passages."""
+    chosen = ranked[: passages_wanted(cfg) + heldout]
     ids = [k.doc_id for k in chosen]
     shards = sorted(corpus_shards)
     return Passages(ids, [shards[i] for i in sorted({k.shard for k in chosen})],
-                    out / f"passages-{content_key(ids, cfg.model_dump_json())}.parquet")
+                    out / f"passages-{content_key(ids, cfg.model_dump_json())}.parquet",
+                    min(heldout, max(len(ids) - 1, 0)))
 
 
-def generation_slices(cfg: SynthesizeConfig, passages: int) -> list[tuple[str, int, int]]:
+def generation_slices(cfg: SynthesizeConfig, passages: int, heldout: int = 0) -> list[tuple[str, int, int]]:
     """(generator, start, stop): the passage ranges of the generation tasks, ``PASSAGES_PER_TASK`` each,
-    over the first ``passages`` passages (an LLM generator reads ``synthesize.passages`` of them)."""
+    over the first ``passages`` passages (an LLM generator reads ``synthesize.passages`` of them,
+    inverse_cloze ``inverse_cloze_passages`` and the last ``heldout``, the held-out ones)."""
     slices = []
     for generator in cfg.generators:
         count = min(passages, cfg.inverse_cloze_passages if generator == "inverse_cloze" else cfg.passages)
+        ranges = [(0, count)]
+        if generator == "inverse_cloze" and heldout:
+            ranges = [(0, passages)] if count >= passages - heldout else [(0, count), (passages - heldout, passages)]
         step = PASSAGES_PER_TASK[generator]
-        slices += [(generator, a, min(a + step, count)) for a in range(0, count, step)]
+        slices += [(generator, a, min(a + step, stop)) for start, stop in ranges for a in range(start, stop, step)]
     return slices
 
 

@@ -27,7 +27,7 @@ from refinery.tasks.synthesize.filters import (
 )
 from refinery.tasks.synthesize.generators import CACHE_SUBDIRS, build_generator, load_local_model
 from refinery.tasks.synthesize.generators.prompts import shot_queries
-from refinery.tasks.synthesize.split import HELDOUT, TRAIN, split_by_passage
+from refinery.tasks.synthesize.split import HELDOUT, TRAIN, split_by_passage, split_of_docs
 
 # Passages per generation task: small enough to spread over the workers, big enough to batch
 # (SmolLM2 batches passages of one query style: 32 gives about 8 of each of the 4; the openai
@@ -96,7 +96,7 @@ def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: 
                  out_dir: Path, heldout_fraction: float | None = None, encoder: str = "torch",
                  cache_dir: str | None = None, clusters: dict[str, str] | None = None,
                  evaluation_queries: dict[str, str] | None = None,
-                 exclude_negatives: Sequence[str] = ()) -> dict[str, Any]:
+                 exclude_negatives: Sequence[str] = (), heldout_docs: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the filters of :mod:`tasks.synthesize.filters` over every candidate; each one rejected
     stays in the pairs shard with ``kept`` false and its ``reason``.
 
@@ -105,7 +105,8 @@ def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: 
     pool's documents that share a dedup cluster with another pool document to that cluster's id:
     ranking a cluster mate first is no failure of the consistency filter, and a cluster mate is
     never a hard negative. With ``heldout_fraction`` that share of the passages with a kept pair
-    is held out (``split`` 'heldout', see :mod:`tasks.synthesize.split`): their pairs are
+    is held out, or with ``heldout_docs`` the passages of those documents (``split`` 'heldout', see
+    :mod:`tasks.synthesize.split`): their pairs are
     evaluation queries, and their documents are never a mined hard negative, so training never
     sees their text; nor is a document of ``exclude_negatives`` (a dataset's frozen held-out
     passages, on the nights after the first). ``encoder`` and ``cache_dir`` choose the inference backend (``evaluate.encoder``).
@@ -146,7 +147,7 @@ def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: 
     index = _evaluation_index(evaluation_queries if cfg.decontaminate else None)
     kept, reason, dropped, split, found, index = _filter_and_split(
         filters, index, queries, positives, cand_docs, heldout_fraction,
-        decontaminate=cfg.decontaminate, seed=cfg.seed)
+        decontaminate=cfg.decontaminate, seed=cfg.seed, heldout_docs=heldout_docs)
     train = kept & (split == TRAIN)
     held_docs = {position[d] for d, s in zip(cand_docs, split) if s == HELDOUT}
     held_docs |= {position[d] for d in exclude_negatives if d in position}
@@ -201,7 +202,8 @@ def _evaluation_index(evaluation_queries: dict[str, str] | None) -> EvaluationIn
 
 def _filter_and_split(filters: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, dict[str, int]]],
                       index: EvaluationIndex, queries: list[str], positives: list[str], docs: list[str],
-                      heldout_fraction: float | None, *, decontaminate: bool, seed: int) -> tuple[Any, ...]:
+                      heldout_fraction: float | None, *, decontaminate: bool, seed: int,
+                      heldout_docs: Sequence[str] | None = None) -> tuple[Any, ...]:
     """``filters`` (contaminated mask -> :func:`run_filters`'s outcome) with the candidates that
     overlap ``index`` contaminated, then the split; with a held-out split and ``decontaminate``,
     again with the train passages' candidates that overlap a held-out pair contaminated too (the
@@ -209,7 +211,8 @@ def _filter_and_split(filters: Callable[[np.ndarray], tuple[np.ndarray, np.ndarr
     split, matches, index)``, the index of every evaluation query checked (held-out pairs last)."""
     found = index.matches(queries, positives)
     kept, reason, dropped = filters(found.contaminated)
-    split = split_by_passage(docs, kept, heldout_fraction, seed=seed)
+    split = (split_by_passage(docs, kept, heldout_fraction, seed=seed) if heldout_docs is None
+             else split_of_docs(docs, heldout_docs))
     held = np.flatnonzero(kept & (split == HELDOUT))
     if not decontaminate or not len(held):
         return kept, reason, dropped, split, found, index

@@ -45,3 +45,10 @@ def split_by_passage(doc_ids: Sequence[str], kept: np.ndarray, fraction: float |
     held = heldout_passages([d for d, k in zip(doc_ids, kept) if k], fraction, seed=seed)
     split[np.array([d in held for d in doc_ids], dtype=bool)] = HELDOUT
     return split
+
+
+def split_of_docs(doc_ids: Sequence[str], heldout: Sequence[str]) -> np.ndarray:
+    """``'heldout'`` for each candidate pair of a document in ``heldout`` (passages drawn for
+    evaluation), ``'train'`` for the others."""
+    held = set(heldout)
+    return np.array([HELDOUT if d in held else TRAIN for d in doc_ids], dtype=object)

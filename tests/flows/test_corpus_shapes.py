@@ -139,7 +139,8 @@ def test_heldout_passages_are_never_trained_on(titleless_run):
              "(SELECT doc_id FROM pairs WHERE run_id = $run AND split = 'heldout')") == [{"n": 0}]
     negatives = {r["negative_doc_id"] for r in kept if r["split"] == "train" and r["negative_doc_id"]}
     assert negatives and not negatives & held
-    assert len(held) == round(HELDOUT_FRACTION * len(held | train))
+    # passages drawn besides the training ones: at most heldout_fraction of the corpus, most with a kept query
+    assert round(HELDOUT_FRACTION * ARTICLES) // 2 < len(held) <= round(HELDOUT_FRACTION * ARTICLES)
     # the model was trained on exactly the kept training pairs
     assert StageMarker(titleless_run["run_dir"] / "train").read()["examples"] == sum(r["split"] == "train" for r in kept)
 
