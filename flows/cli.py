@@ -33,6 +33,7 @@ from typer.core import TyperGroup
 import refinery.flows  # noqa: F401  (sets Prefect's offline defaults before Prefect is imported)
 from refinery.storage import Catalog, DataHome
 from refinery.storage.exports import DEFAULT_ROWS_PER_SHARD
+from refinery.tasks.budget.config import DEFAULT_NIGHTLY_MINUTES
 from refinery.tasks.config import RefineryConfig, config_reference, dump_config, load_config, parse_config
 from refinery.tasks.exceptions import (
     CatalogError,
@@ -475,9 +476,15 @@ def _concurrency(config: Optional[Path], overlap: Optional[Overlap]):
     return ConcurrencyLimitConfig(limit=1, collision_strategy=strategy[overlap.value if overlap else _config(config).schedule.overlap])
 
 
-def _deployment_parameters(config: Optional[Path], dask_address: Optional[str]) -> dict:
+def _deployment_parameters(config: Optional[Path], dask_address: Optional[str],
+                           budget_minutes: Optional[float] = None) -> dict:
+    """The nightly flow's parameters for every scheduled run: the config, the cluster, and the budget
+    of a run whose config sets no ``budget.minutes`` (``--budget-minutes``, default the nightly window;
+    0: none). A config that sets one keeps it, read when each run starts."""
     _config(config)
-    return {"config_path": str(config.resolve()) if config else None, "dask_address": dask_address}
+    default = DEFAULT_NIGHTLY_MINUTES if budget_minutes is None else budget_minutes
+    return {"config_path": str(config.resolve()) if config else None, "dask_address": dask_address,
+            "default_budget_minutes": default or None}
 
 
 # the options `serve` and `deploy` share
@@ -495,6 +502,10 @@ OverlapOption = Annotated[Optional[Overlap], typer.Option(
     help="A run due while the last is still going waits for it, or is skipped; default: the config's "
     "schedule.overlap (wait).")]
 DeploymentNameOption = Annotated[str, typer.Option("--name", help="Deployment name shown in the Prefect UI.")]
+BudgetMinutesOption = Annotated[Optional[float], typer.Option(
+    "--budget-minutes", min=0,
+    help=f"Minutes for the model half of each run whose config sets no budget.minutes (default "
+    f"{DEFAULT_NIGHTLY_MINUTES:.0f}, a nightly window; 0: no budget, the config's sizes).")]
 
 
 @app.command()
@@ -506,6 +517,7 @@ def serve(
     dask_address: DaskAddressOption = None,
     name: DeploymentNameOption = "refinery-nightly",
     overlap: OverlapOption = None,
+    budget_minutes: BudgetMinutesOption = None,
 ) -> None:
     """Serve the nightly flow from this process: runs by schedule and from the UI's Run button.
 
@@ -515,7 +527,7 @@ def serve(
 
     from refinery.flows.nightly import nightly
 
-    parameters = _deployment_parameters(config, dask_address)
+    parameters = _deployment_parameters(config, dask_address, budget_minutes)
     nightly.serve(name=name, schedule=_schedule(config, cron, interval, timezone), parameters=parameters,
                   global_limit=_concurrency(config, overlap), entrypoint_type=EntrypointType.MODULE_PATH)
 
@@ -530,6 +542,7 @@ def deploy(
     dask_address: DaskAddressOption = None,
     name: DeploymentNameOption = "refinery-nightly",
     overlap: OverlapOption = None,
+    budget_minutes: BudgetMinutesOption = None,
 ) -> None:
     """Register the nightly deployment on a work pool; `prefect worker start --pool POOL` runs it.
 
@@ -545,7 +558,7 @@ def deploy(
 
     from refinery.flows.nightly import nightly
 
-    parameters = _deployment_parameters(config, dask_address)
+    parameters = _deployment_parameters(config, dask_address, budget_minutes)
 
     async def ensure_pool() -> None:
         async with get_client() as client:

@@ -1,4 +1,5 @@
-"""nightly: ingest → dedup → quality → publish → synthesize → train → evaluate → promote, one run in the catalog."""
+"""nightly: ingest → dedup → quality → publish → [budget] → synthesize → train → evaluate → promote, one run
+in the catalog (budget: with ``budget.minutes``, the model half sized to it)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect_dask import DaskTaskRunner
 
+from refinery.flows.budget import budget_flow, planned_config
 from refinery.flows.dedup import dedup_flow
 from refinery.flows.evaluate import evaluate_flow
 from refinery.flows.ingest import ingest_flow
@@ -17,12 +19,14 @@ from refinery.flows.promote import promote_flow
 from refinery.flows.publish import publish_flow
 from refinery.flows.quality import quality_flow
 from refinery.tasks.report.run_report import write_report
-from refinery.flows.runtime import dask_cluster
+from refinery.flows.runtime import dask_cluster, stage_budget
 from refinery.tasks.runs import RunSpec, new_run_id
 from refinery.flows.synthesize import synthesize_flow
 from refinery.flows.train import train_flow
 from refinery.storage import DataHome, sweep_partial_writes, write_text_atomic
 from refinery.tasks.books import books_so_far, check_books
+from refinery.tasks.budget.record import actual_rows, plan_rows
+from refinery.tasks.budget.plan import BudgetPlan
 from refinery.tasks.config import CURATION_STAGES, RefineryConfig, dump_config, load_config, parse_config
 from refinery.tasks.evaluate.queries import validate_query_sets
 from refinery.tasks.runs import reuse_curation
@@ -89,7 +93,9 @@ def run_chain(run: RunSpec, dask_address: str | None = None) -> dict[str, Any]:
 
             def stage(name: str, stage_flow: Any, *inputs: dict[str, Any]) -> dict[str, Any]:
                 current[0] = name
-                stats[name] = stage_flow.with_options(task_runner=runner)(run, *inputs)
+                planned = (stats.get("budget") or {}).get("plan") or {}
+                with stage_budget(name, planned.get("stage_minutes", {}).get(name)):
+                    stats[name] = stage_flow.with_options(task_runner=runner)(run, *inputs)
                 return stats[name]
 
             # the config's stages are the chain up to one stage, at least up to quality
@@ -102,6 +108,10 @@ def run_chain(run: RunSpec, dask_address: str | None = None) -> dict[str, Any]:
             _guard(run, quality)
             published = stage("publish", publish_flow, ingest, dedup, quality)
             corpus = model_corpus(quality, published)  # the model half reads the night's dataset version
+            if "synthesize" in chosen and run.config.budget.minutes is not None:
+                # sized once: a resumed run reads the plan from the stage's marker and its config.yaml
+                run = run.model_copy(update={"config": planned_config(run, stage("budget", budget_flow, ingest,
+                                                                                   corpus))})
             if "synthesize" in chosen:
                 synthesize = stage("synthesize", synthesize_flow, ingest, corpus)
             if "train" in chosen:
@@ -110,6 +120,7 @@ def run_chain(run: RunSpec, dask_address: str | None = None) -> dict[str, Any]:
                 evaluation = stage("evaluate", evaluate_flow, corpus, synthesize, train)
                 if run.promotes:
                     stage("promote", promote_flow, train, evaluation)
+            _record_budget(run, stats)
     except BaseException as exc:
         logger.error("run %s failed in %s\n%s", run.run_id, current[0], traceback.format_exc())
         _record_failure(run, current[0], exc, stats)
@@ -121,6 +132,17 @@ def run_chain(run: RunSpec, dask_address: str | None = None) -> dict[str, Any]:
     for warning in stats["quality"].get("warnings") or []:
         logger.warning("run %s: %s", run.run_id, warning_line(warning))
     return stats
+
+
+def _record_budget(run: RunSpec, stats: dict[str, Any]) -> None:
+    """A budgeted run's plan beside what its stages did, as ``metrics`` rows of stage ``budget``."""
+    plan = (stats.get("budget") or {}).get("plan")
+    if not plan:
+        return
+    seconds = {r["stage"]: r["seconds"] for r in run.catalog.stage_timings(run.run_id)}
+    rows = plan_rows(BudgetPlan.from_dict(plan)) + actual_rows(seconds, stats.get("synthesize") or {},
+                                                               stats.get("train") or {})
+    run.catalog.put_metrics(run.run_id, "budget", rows)
 
 
 def _guard(run: RunSpec, quality: dict[str, Any]) -> None:
@@ -177,14 +199,24 @@ def check_deployment_config(config_path: str | None) -> None:
                          "deployment runs to allow another")
 
 
+def with_default_budget(config: RefineryConfig, minutes: float | None) -> RefineryConfig:
+    """``config`` with ``budget.minutes`` set to ``minutes`` where the config sets none; ``minutes``
+    None or 0 leaves the config as it is."""
+    if config.budget.minutes is not None or not minutes:
+        return config
+    return parse_config({**config.model_dump(mode="json"), "budget": {"minutes": minutes}}, "the default budget")
+
+
 @flow(name="nightly", log_prints=True)
 def nightly(config_path: str | None = None, dask_address: str | None = None,
             run_id: str | None = None, stages: list[str] | None = None,
-            from_run: str | None = None) -> dict[str, Any]:
+            from_run: str | None = None, default_budget_minutes: float | None = None) -> dict[str, Any]:
     """The chain (the config's ``stages``, or ``stages``). ``run_id`` of an unfinished run resumes it;
-    finished stages are skipped. ``from_run`` starts a new run from that run's curated corpus."""
+    finished stages are skipped. ``from_run`` starts a new run from that run's curated corpus.
+    ``default_budget_minutes`` is the budget of a run whose config sets no ``budget.minutes`` (the
+    nightly window `refinery serve`/`deploy` give their runs)."""
     check_deployment_config(config_path)
-    config = load_config(config_path)
+    config = with_default_budget(load_config(config_path), default_budget_minutes)
     with DataHome.resolve(config.home).run_lock("a nightly run"):
         run = prepare_run(config, run_id, stages, from_run)
         stats = run_chain(run, dask_address)

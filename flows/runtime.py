@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -12,7 +13,8 @@ from typing import Any, TypeVar
 
 from prefect import get_run_logger, task, unmapped
 from prefect.futures import PrefectFuture, as_completed
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from refinery.storage import StageMarker
 from refinery.tasks.config import DaskConfig
@@ -45,11 +47,45 @@ def run_stage(run: RunSpec, stage: str, work: Callable[[Path], dict[str, Any]]) 
     return stats
 
 
+# The stage running now under a budget: (stage, its start by time.monotonic, its planned minutes);
+# the progress bars show it. One run at a time per process (the data home's run lock).
+_stage_budget: list[tuple[str, float, float]] = []
+
+
+@contextlib.contextmanager
+def stage_budget(stage: str, planned_minutes: float | None) -> Iterator[None]:
+    """Inside the block, progress bars show the minutes ``stage`` has taken of its planned minutes
+    (nothing when there is no plan)."""
+    if planned_minutes is None:
+        yield
+        return
+    _stage_budget.append((stage, time.monotonic(), planned_minutes))
+    try:
+        yield
+    finally:
+        _stage_budget.pop()
+
+
+def budget_progress() -> str:
+    """"synthesize 3.2/8.0 min": the budgeted stage's minutes so far and planned; "" without a budget."""
+    if not _stage_budget:
+        return ""
+    stage, started, planned = _stage_budget[-1]
+    return f"{stage} {(time.monotonic() - started) / 60:.1f}/{planned:.1f} min"
+
+
+class _BudgetColumn(ProgressColumn):
+    def render(self, task: Any) -> Text:
+        return Text(budget_progress(), style="progress.elapsed")
+
+
 def gather(futures: Sequence[PrefectFuture[T]], description: str) -> list[T]:
-    """Wait for task futures with a progress bar; results in submission order."""
+    """Wait for task futures with a progress bar (with the stage's budget, when the run has one);
+    results in submission order."""
     index = {f.task_run_id: i for i, f in enumerate(futures)}
     results: list[Any] = [None] * len(futures)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               _BudgetColumn())
     with Progress(*columns, transient=False, disable=os.environ.get("REFINERY_NO_PROGRESS") == "1") as bar:
         job = bar.add_task(description, total=len(futures))
         for fut in as_completed(list(futures)):

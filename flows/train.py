@@ -42,9 +42,11 @@ def _train(run: RunSpec, quality: dict[str, Any], synthesize: dict[str, Any], ou
     stats["init"] = init
     if stats.get("resumed_from_step"):
         logger.info("train: resumed a killed training from its checkpoint at step %d of %d",
-                    stats["resumed_from_step"], stats["steps"])
+                    stats["resumed_from_step"], stats["planned_steps"])
     logger.info("train: from %s, on %d pairs (%d replayed from %d earlier nights)", init["name"], stats["examples"],
                 stats["replay"]["replayed"], len(replay))
+    if stats.get("stopped_early"):
+        logger.warning("train: stopped early, %s; the best scored step so far is the model", stats["stopped_early"])
     catalog.put_model(run_id, TUNED_NAME, stats["model_path"], base=init["name"])
     catalog.put_metrics(run_id, "train", training_metric_rows(stats))
     for key, artifact in training_artifacts(run_id, stats).items():

@@ -49,6 +49,14 @@ class ReportVerbs:
             GROUP BY ALL ORDER BY started DESC, r.run_id, eval_task
             """, [limit, _QUERY_COUNTS]).to_pylist()
 
+    def budget_plan_and_actual(self, run_id: str) -> list[dict[str, Any]]:
+        """stage, metric, plan, actual: a budgeted run's ``metrics`` of stage 'budget', planned and
+        actual figures side by side (either NULL where only the other was recorded)."""
+        return self.query("SELECT model AS stage, metric, max(value) FILTER (task = 'plan') AS plan,"
+                          " max(value) FILTER (task = 'actual') AS actual FROM metrics"
+                          " WHERE run_id = ? AND stage = 'budget' AND task IN ('plan', 'actual')"
+                          " GROUP BY ALL ORDER BY stage, metric", [run_id]).to_pylist()
+
     # -- curation -------------------------------------------------------------------------------
     def drops_by_stage_and_reason(self, run_id: str) -> list[dict[str, Any]]:
         """stage, reason, docs: the run's drops counted per stage and reason, each stage's largest first."""

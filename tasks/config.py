@@ -13,6 +13,7 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from refinery.tasks.budget.config import BudgetConfig
 from refinery.tasks.dedup import DedupConfig
 from refinery.tasks.evaluate.config import EvaluateConfig
 from refinery.tasks.exceptions import ConfigError
@@ -28,7 +29,7 @@ STAGES: tuple[str, ...] = ("ingest", "dedup", "quality", "synthesize", "train", 
 CURATION_STAGES: tuple[str, ...] = STAGES[:3]
 
 
-__all__ = ["CURATION_STAGES", "STAGES", "ConfigError", "DaskConfig", "RefineryConfig", "ScheduleConfig",
+__all__ = ["CURATION_STAGES", "STAGES", "BudgetConfig", "ConfigError", "DaskConfig", "RefineryConfig", "ScheduleConfig",
            "config_reference", "dump_config", "load_config", "parse_config"]
 
 # The nightly schedule of `refinery serve` / `refinery deploy`: 02:00, after a working day's input.
@@ -91,6 +92,7 @@ class RefineryConfig(BaseModel):
     synthesize: SynthesizeConfig = Field(default_factory=SynthesizeConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
 
 
     @field_validator("stages")

@@ -13,6 +13,7 @@ from typing import Any
 from prefect.artifacts import create_markdown_artifact
 
 from refinery.tasks.books import NO_CORPUS, corpus_is_empty
+from refinery.tasks.budget.record import budget_table
 from refinery.tasks.runs import RunSpec
 from refinery.storage import StageMarker
 from refinery.storage.shards import write_text_atomic
@@ -73,6 +74,9 @@ def write_report(run: RunSpec, *, failed_stage: str | None = None, error: str | 
                         + (" (figures so far: the run failed)" if failed_stage else "") + ".\n",
                         markdown_table([{k: r[k] for k in ("docs_in", "docs_kept", "docs_dropped", "docs_rejected")}])))
     out.append(_section("Stages", markdown_table(catalog.stage_timings(run.run_id))))
+    budget = StageMarker(run.stage_dir("budget")).read()
+    if budget is not None and budget.get("plan"):
+        out.append(_budget_section(run, budget))
 
     drops = catalog.drops_by_stage_and_reason(run.run_id)
     rejects = catalog.rejects_by_reason(run.run_id)
@@ -120,6 +124,22 @@ def write_report(run: RunSpec, *, failed_stage: str | None = None, error: str | 
     create_markdown_artifact(key="run-report", markdown=text.replace("![", "[plot: "),
                              description=f"Refinery run {run.run_id} ({status})")
     return md_path
+
+
+def _budget_section(run: RunSpec, budget: dict[str, Any]) -> str:
+    """The plan the budget gave the model half against what its stages did."""
+    plan = budget["plan"]
+    rates = plan["rates"]
+    llm = "".join(f", {g} {s:.2f} s a passage" for g, s in rates["llm_s_per_passage"].items())
+    rows = budget_table(run.catalog.budget_plan_and_actual(run.run_id))
+    return _section(
+        "Budget",
+        f"The model half was planned to **{plan['minutes']:g} minutes** (`budget.minutes`; "
+        f"{plan['reserve_minutes']:g} of them in reserve) from rates measured at its start in "
+        f"{rates['calibration_s']:.0f} s on {rates['slots']} worker slots: a training step "
+        f"{rates['train_step_s']:.1f} s, {rates['encode_docs_per_s']:.0f} documents/s embedded per slot{llm}. "
+        "Plan against actual (an actual the run has not reached is –; SQL: `metrics` of stage `budget`):\n",
+        markdown_table(rows))
 
 
 def _failure_section(run: RunSpec, markers: dict[str, Any], failed_stage: str, error: str | None) -> str:

@@ -155,6 +155,22 @@ class TrainConfig(BaseModel):
         default=DEFAULT_SCALE, gt=0, description="MNRL similarity scale (inverse temperature)."
     )
     seed: int = Field(default=DEFAULT_SEED, description="Seed for the dev split, shuffling, batching and dropout.")
+    max_steps: int | None = Field(
+        default=None,
+        ge=1,
+        description="Train at most this many steps (batches), the learning-rate schedule (warm-up, linear decay) "
+        "planned for them; null: every batch of `epochs` passes. `budget.minutes` sets it from the measured "
+        "seconds per step.",
+    )
+    max_minutes: float | None = Field(
+        default=None,
+        gt=0,
+        description="Stop training once its steps have taken this many minutes (a resumed training counts the "
+        "minutes before its checkpoint), after the step that crossed it: the dev split is scored there and the "
+        "best scored step saved, as at the end. The schedule stays planned for the steps planned, so a training "
+        "stopped early ends with a learning rate above 0. null: no time limit. `budget.minutes` sets it to train's "
+        "planned minutes plus the budget's reserve.",
+    )
     max_pairs: int | None = Field(
         default=None,
         ge=1,

@@ -64,6 +64,8 @@ def plan_training(pairs: Sequence[TrainPair | Sequence[str | None]], cfg: TrainC
         trained = [ex for ex in trained if ex.margin is not None]
     batches = [b for epoch in range(cfg.epochs) for b in make_batches(trained, cfg.batch_size,
                                                                        seed=cfg.seed + epoch)]
+    if cfg.max_steps is not None:
+        batches = batches[: cfg.max_steps]
     return TrainingPlan(batches, trained, split.dev, split.skipped)
 
 
@@ -83,6 +85,7 @@ def fine_tune(
     device: str | None = None,
     show_progress: bool = True,
     on_step: Callable[[int, float], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Path:
     """Fine-tune the model at ``base_path`` on ``pairs`` and save it to ``out_dir``.
 
@@ -98,6 +101,11 @@ def fine_tune(
     already holding this training's model returns at once. The checkpoint is removed once the
     model is saved. ``device``: None for CUDA when available, else CPU. ``on_step(step, loss)`` is
     called after each step and its checkpoint.
+
+    With ``cfg.max_minutes``, the training stops after the step at which its steps (a resumed
+    training's earlier ones included) have taken that long by ``clock`` (seconds): the dev split is
+    scored at that step and the best scored step saved, as at the end; the stats say so
+    (``stopped_early``, ``planned_steps``).
     """
     import torch
     from sentence_transformers.sentence_transformer.losses import (
@@ -156,7 +164,9 @@ def fine_tune(
     elif plan.dev:
         curve.append({"step": 0, **_score(model, plan.dev, cfg.scale)})  # the base model, for comparison
 
-    started = time.monotonic()
+    started = clock()
+    limit = cfg.max_minutes * 60 if cfg.max_minutes is not None else None
+    stopped_early: str | None = None
     progress = _progress(total_steps, step, show_progress)
     model.train()
     for batch in plan.batches[step:]:
@@ -172,23 +182,30 @@ def fine_tune(
         scheduler.step()
         step += 1
         losses.append(float(loss.detach()))
-        if plan.dev and (step % cfg.eval_every == 0 or step == total_steps):
+        spent = seconds_before + clock() - started
+        if limit is not None and spent >= limit and step < total_steps:
+            stopped_early = (f"train.max_minutes: {spent / 60:.1f} minutes reached after step {step} of "
+                             f"{total_steps}")
+        last = step == total_steps or stopped_early is not None
+        if plan.dev and (step % cfg.eval_every == 0 or last):
             score = _score(model, plan.dev, cfg.scale)
             curve.append({"step": step, **score})
             if better(score, best_score):
                 best_step, best_score = step, score
                 best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        if ckpt_dir is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total_steps:
+        if ckpt_dir is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and not last:
             save_checkpoint(ckpt_dir, {
                 "fingerprint": key, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "rng": rng_state(), "losses": losses, "dev": curve,
                 "best_step": best_step, "best_score": best_score, "best_state": best_state,
-                "seconds": seconds_before + time.monotonic() - started})
+                "seconds": seconds_before + clock() - started})
         if progress is not None:
             progress.update(1)
-            progress.set_postfix(loss=f"{losses[-1]:.3f}")
+            progress.set_postfix(loss=f"{losses[-1]:.3f}", **_time_left(spent, limit))
         if on_step is not None:
             on_step(step, losses[-1])
+        if stopped_early is not None:
+            break
     if progress is not None:
         progress.close()
     if best_state is not None:
@@ -207,7 +224,9 @@ def fine_tune(
         "dev_pairs": len(plan.dev),
         "dev_passages": len({ex.passage_key for ex in plan.dev}),
         "dev_skipped": plan.dev_skipped,
-        "steps": total_steps,
+        "steps": step,
+        "planned_steps": total_steps,
+        "stopped_early": stopped_early,
         "epochs": cfg.epochs,
         "device": device,
         "first_loss": losses[0],
@@ -215,10 +234,11 @@ def fine_tune(
         "mean_loss_last_10pct": sum(tail) / len(tail),
         "losses": losses,
         "dev": curve,
-        "saved_step": best_step if best_step is not None else total_steps,
+        "saved_step": best_step if best_step is not None else step,
         "saved_dev": best_score,
         "resumed_from_step": resumed_from,
-        "seconds": round(seconds_before + time.monotonic() - started, 1),
+        "seconds": round(seconds_before + clock() - started, 1),
+        "last_learning_rate": scheduler.get_last_lr()[0],
         "fingerprint": key,
         "config": cfg.model_dump(),
     }
@@ -304,6 +324,11 @@ def _save_atomically(model, out_dir: Path, stats: dict) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _time_left(spent: float, limit: float | None) -> dict[str, str]:
+    """The progress bar's budget: minutes spent of ``train.max_minutes``."""
+    return {} if limit is None else {"minutes": f"{spent / 60:.1f}/{limit / 60:.1f}"}
 
 
 def _progress(total: int, initial: int, show: bool):

@@ -27,8 +27,8 @@ PAIR_COLUMNS = ("query", "positive", "doc_id", "negative_doc_id")
 DEV_PAIRS_FILE = "dev_pairs.parquet"
 
 # What of the training's stats goes into the stage's (the rest is in the model folder's stats file).
-STAGE_STATS = ("loss", "with_margins", "train_pairs", "triplets", "dev_pairs", "dev_passages", "dev_skipped", "steps", "device", "first_loss",
-               "last_loss", "losses", "dev", "saved_step", "saved_dev", "resumed_from_step", "seconds")
+STAGE_STATS = ("loss", "with_margins", "train_pairs", "triplets", "dev_pairs", "dev_passages", "dev_skipped", "steps",
+               "planned_steps", "stopped_early", "device", "first_loss", "last_loss", "losses", "dev", "saved_step", "saved_dev", "resumed_from_step", "seconds")
 
 
 def train_model(pairs_path: Path, corpus_shards: list[str], base_path: str, out_dir: Path,

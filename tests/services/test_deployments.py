@@ -170,7 +170,7 @@ def test_the_shipped_prefect_yaml_deploys_the_nightly_on_its_cron(prefect_server
     dep = prefect_server.deployment(spec["name"])
     assert dep["entrypoint"] == "refinery.flows.nightly.nightly" == spec["entrypoint"]
     assert [(s["schedule"]["cron"], s["schedule"]["timezone"]) for s in dep["schedules"]] == [("0 2 * * *", "UTC")]
-    assert dep["parameters"] == {"config_path": None, "dask_address": None}
+    assert dep["parameters"] == {"config_path": None, "dask_address": None, "default_budget_minutes": 240}
     assert dep["work_pool_name"] == spec["work_pool"]["name"]
     assert dep["global_concurrency_limit"]["limit"] == 1
     assert dep["concurrency_options"]["collision_strategy"] == "ENQUEUE"
