@@ -207,7 +207,7 @@ def ablation_markdown(run_id: str, rows: list[dict[str, Any]], skipped: Sequence
                        + ")\n" if base is not None else f"**{describe(task)}**\n")
             out.append(markdown_table(table))
         unused = {r["variant"]: r.get("teacher_reason") for r in mine if r.get("teacher_used") is False}
-        out += [f"- `{variant}`: teacher not used, trained with MNRL: {reason or 'no reason recorded'}"
+        out += [f"- `{variant}`: teacher not used: {reason or 'no reason recorded'}"
                 for variant, reason in unused.items()]
         if unused:
             out.append("")

@@ -134,7 +134,7 @@ def test_a_teacher_that_failed_its_dev_check_shows_in_its_row_not_as_marginmse()
     assert "| marginmse_fusion | b | 12 | 3 | marginmse | fusion | yes | 2 | 2.0 | 0.5 | 0.7200 |" in text
     assert ("| marginmse_query_likelihood | c | 12 | 3 | mnrl (asked marginmse) | query_likelihood | no |  | 2.5 | 1.0 "
             "| 0.6900 |") in text
-    assert ("- `marginmse_query_likelihood`: teacher not used, trained with MNRL: the teacher's dev nDCG@10 0.6000 "
+    assert ("- `marginmse_query_likelihood`: teacher not used: the teacher's dev nDCG@10 0.6000 "
             "does not beat the starting model's 0.7000") in text
 
 
