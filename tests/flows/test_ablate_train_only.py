@@ -1,20 +1,25 @@
-"""`refinery ablate --only teacher_filtered_negatives` on a small slice: a comparison whose variants
-differ in training only synthesizes once, and every variant trains on those very pairs.
+"""`refinery ablate --only teacher_filtered_negatives`, then `--only nights`, on a small slice: a
+comparison whose variants differ in training only synthesizes once, and every variant trains on
+those very pairs.
 
 Real Prefect, the shared Dask cluster and a DuckDB file; titled BBC tech articles, inverse cloze
 only, a few steps at a short sequence length. The fusion teacher (BM25 and the base model) needs no
-model beyond the packaged one.
+model beyond the packaged one. For the nights comparison the dataset's promoted model is made by
+hand (the packaged base model, recorded as the reference run's promoted model): what a promoted
+night leaves, without training one.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
-from refinery.storage import Catalog
+from refinery.storage import Catalog, DataHome
+from refinery.tasks.embedding import BASE_MODEL_PATH
 from refinery.tasks.ingest.readers import bbc_folder
 
 pytestmark = pytest.mark.slow
@@ -45,7 +50,13 @@ def ablated(tmp_path_factory, prefect_api, dask_address):
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     result = ablate_flow(config_path=str(path), only="teacher_filtered_negatives", dask_address=dask_address)
-    return result | {"catalog": Catalog(root / "home" / "catalog.duckdb")}
+    catalog, home = Catalog(root / "home" / "catalog.duckdb"), DataHome(root / "home")
+    reference = result["run_id"]
+    shutil.copytree(BASE_MODEL_PATH, home.promoted_model_dir("default"))
+    catalog.put_model(reference, "tuned", str(home.promoted_model_dir("default")), base="all-MiniLM-L6-v2")
+    catalog.decide_model(reference, "default", promoted=True, gate={"reason": "made by the test"})
+    nights = ablate_flow(config_path=str(path), from_run=reference, only="nights", dask_address=dask_address)
+    return result | {"catalog": catalog, "nights": nights}
 
 
 def variants(result: dict) -> dict[str, dict]:
@@ -57,10 +68,11 @@ def test_the_variants_train_on_one_synthesis(ablated):
     assert set(rows) == {"unfiltered", "teacher_filtered"}
     synthesized = catalog.query("SELECT run_id, status, json_extract_string(stats, '$.reused_from') AS source "
                                 "FROM stage_runs WHERE stage = 'synthesize'").to_pylist()
-    # one synthesis in the whole home; each variant's run reuses it
-    [source] = [r["run_id"] for r in synthesized if r["status"] == "completed"]
+    # one synthesis per ablation (two of them in this home); each variant's run reuses its ablation's
+    assert len([r for r in synthesized if r["status"] == "completed"]) == 2
     reused = {r["run_id"]: r["source"] for r in synthesized if r["status"] == "reused"}
-    assert reused == {r["run_id"]: source for r in rows.values()}
+    [source] = {reused[r["run_id"]] for r in rows.values()}
+    assert {"run_id": source, "status": "completed", "source": None} in synthesized
 
     def pairs(run_id: str) -> list[dict]:
         return catalog.query("SELECT query, doc_id, negative_doc_id, kept, split FROM pairs WHERE run_id = ? "
@@ -92,3 +104,22 @@ def test_the_rows_land_in_the_report_and_the_catalog(ablated):
         "SELECT model, metric FROM metrics WHERE run_id = ? AND stage = 'ablate' AND task = 'train'",
         [ablated["run_id"]]).to_pylist()}
     assert {("unfiltered", "teacher_used"), ("teacher_filtered", "train_seconds")} <= got
+
+
+def test_a_night_from_the_promoted_model_and_one_from_base_train_on_one_synthesis(ablated):
+    catalog, rows = ablated["catalog"], variants(ablated["nights"])
+    assert ablated["nights"]["skipped"] == []
+    assert rows["from_promoted"]["init"] == f"promoted:{ablated['run_id']}"
+    assert rows["from_base"]["init"] == "all-MiniLM-L6-v2" and rows["from_base"]["replayed"] == 0
+    assert rows["from_base"]["pairs"] == rows["from_promoted"]["pairs"]
+    [source] = {catalog.query("SELECT json_extract_string(stats, '$.reused_from') AS s FROM stage_runs "
+                              "WHERE run_id = ? AND stage = 'synthesize'", [r["run_id"]]).to_pylist()[0]["s"]
+                for r in rows.values()}
+    assert source is not None and source not in {r["run_id"] for r in variants(ablated).values()}
+    # neither variant replaced the promoted model
+    assert catalog.promoted_model("default")["run_id"] == ablated["run_id"]
+    text = Path(ablated["nights"]["report"]).read_text()
+    assert "## Nights: a night from the base model vs a night from the promoted model" in text
+    assert f"| from_promoted | {rows['from_promoted']['run_id']} |" in text
+    # the earlier comparison's table stays in the reference run's report
+    assert "## Teacher-filtered negatives" in text
