@@ -1,22 +1,36 @@
-"""ablate: what curation and each generator are worth, measured as runs (``refinery ablate``).
+"""ablate: what curation, each generator, hard negatives, teachers and nights are worth, measured as
+runs (``refinery ablate``).
 
-Three comparisons, each a set of variants. ``curation``: the same synthesize/train/evaluate on the
+Six comparisons, each a set of variants. ``curation``: the same synthesize/train/evaluate on the
 curated corpus (``curated``) and on every ingested document (``uncurated``,
 ``synthesize.corpus: uncurated``). ``generators``: each of ``synthesize.generators`` alone
 (``<generator>_only``) and all of them (``mix``). ``hard_negatives``: training on (query, passage)
 pairs (``no_hard_negatives``) vs on triplets with a mined hard negative (``hard_negatives``:
-``synthesize.hard_negatives``), on the same pairs.
+``synthesize.hard_negatives``), on the same pairs. ``losses``: MNRL (``mnrl``) vs MarginMSE with
+each teacher (``marginmse_<teacher>``; the cross-encoder only when one is configured) vs both
+(``mnrl+marginmse_<teacher>``, the config's teacher, else fusion). ``teacher_filtered_negatives``:
+the same teacher and loss with the hard negatives as mined (``unfiltered``,
+``train.teacher.false_negative_margin: null``) vs with the teacher's likely false negatives
+dropped (``teacher_filtered``). ``nights``: a night from the base model (``from_base``: ``train.init:
+base``, no replay) vs one from the dataset's promoted model (``from_promoted``: ``train.init:
+promoted`` with replay), when the dataset has one.
 
 Every variant is its own run started from the reference run's curation, as ``refinery run
 --from-run`` does (linked, not redone), so all of them are evaluated on the same query sets and
-pool. A variant first synthesizes; then every variant of a comparison trains on the same number of
+pool. A variant of the first three first synthesizes. The last three differ in the train section
+only: one run synthesizes (with hard negatives: MarginMSE and the teacher's filter need triplets;
+the ``hard_negatives`` variant's run when that comparison runs too) and each of their variants is
+a run that links that run's synthesize stage (:func:`refinery.tasks.runs.reuse_synthesis`), so they
+train on the very same pairs. Then every variant of a comparison trains on the same number of
 pairs (``train.max_pairs``: the comparison's smallest count of kept training pairs, a seeded
-choice) and so the same steps, and is evaluated. The results go to the reference run: ``metrics``
-rows of stage 'ablate' (model: the variant), ``ablation.md`` beside its report, and artifacts.
+choice) and so the same steps (MarginMSE alone: the triplets the teacher gave a margin), and is
+evaluated. No variant is promoted. The results go to the reference run: ``metrics`` rows of stage
+'ablate' (model: the variant), ``ablation.md`` beside its report, and artifacts.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -24,18 +38,23 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from refinery.flows.nightly import check_deployment_config, prepare_run, run_chain
 from refinery.flows.runtime import dask_cluster
-from refinery.tasks.runs import RunSpec
-from refinery.storage import DataHome
+from refinery.tasks.runs import RunSpec, reuse_synthesis
+from refinery.storage import Catalog, DataHome
 from refinery.storage.shards import write_text_atomic
 from refinery.tasks.config import CURATION_STAGES, STAGES, RefineryConfig, dump_config, load_config, parse_config
 from refinery.tasks.evaluate.query_sets import SYNTHETIC_HELDOUT
 from refinery.tasks.exceptions import ConfigError, InputError
+from refinery.tasks.train.config import DEFAULT_REPLAY_RATIO, TeacherConfig
 from refinery.tasks.report.ablation import (
     COMPARISONS,
     CURATION,
     GENERATORS,
     HARD_NEGATIVES,
+    LOSSES,
     MIX,
+    NIGHTS,
+    TEACHER_FILTERED,
+    TRAIN_ONLY,
     ablation_markdown,
     artifact_table,
     comparison_rows,
@@ -45,11 +64,28 @@ from refinery.tasks.report.ablation import (
 )
 
 
-def plan(config: RefineryConfig, only: str | None = None) -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
-    """comparison → variant → config section (``synthesize``, ``train``) → its overrides."""
+@dataclass(frozen=True)
+class Plan:
+    """comparison → variant → config section (``synthesize``, ``train``) → its overrides, and a line
+    per comparison or variant left out, with the reason."""
+
+    comparisons: dict[str, dict[str, dict[str, dict[str, Any]]]]
+    skipped: list[str] = field(default_factory=list)
+
+
+def _teacher(config: RefineryConfig, kind: str) -> dict[str, Any]:
+    """The config's teacher section as kind ``kind`` (its path only where the config's teacher is that kind)."""
+    teacher = config.train.teacher
+    return {**teacher.model_dump(mode="json"), "kind": kind, "path": teacher.path if teacher.kind == kind else None}
+
+
+def plan(config: RefineryConfig, only: str | None = None, *, promoted: str | None = None) -> Plan:
+    """The comparisons to run (all, or ``only``) under ``config``; ``promoted``: the run whose model is
+    the dataset's promoted one (None: none, so no ``nights`` comparison)."""
     if only is not None and only not in COMPARISONS:
         raise ConfigError(f"--only must be one of {', '.join(COMPARISONS)}, got {only!r}")
     out: dict[str, dict[str, dict[str, Any]]] = {}
+    skipped: list[str] = []
     if only in (None, CURATION):
         out[CURATION] = {"curated": {"synthesize": {"corpus": "curated"}},
                          "uncurated": {"synthesize": {"corpus": "uncurated"}}}
@@ -58,13 +94,46 @@ def plan(config: RefineryConfig, only: str | None = None) -> dict[str, dict[str,
         if len(generators) < 2:
             if only == GENERATORS:
                 raise ConfigError(f"the generator ablation needs two or more synthesize.generators, got {generators}")
+            skipped.append(f"{GENERATORS}: needs two or more synthesize.generators, got {generators}")
         else:
             out[GENERATORS] = {f"{g}_only": {"synthesize": {"generators": [g]}} for g in generators} | {MIX: {}}
     if only in (None, HARD_NEGATIVES):
         out[HARD_NEGATIVES] = {
             name: {"synthesize": {"hard_negatives": on}}
             for name, on in (("no_hard_negatives", False), ("hard_negatives", True))}
-    return out
+    teacher = config.train.teacher
+    if only in (None, LOSSES):
+        losses: dict[str, dict[str, Any]] = {"mnrl": {"train": {"loss": "mnrl", "teacher": _teacher(config, "none")}}}
+        for kind in ("cross_encoder", "query_likelihood", "fusion"):
+            if kind == "cross_encoder" and teacher.kind != kind:
+                skipped.append(f"{LOSSES}: no marginmse_cross_encoder: no cross-encoder is configured "
+                               "(train.teacher.kind: cross_encoder, train.teacher.path: a CrossEncoder folder)")
+                continue
+            losses[f"marginmse_{kind}"] = {"train": {"loss": "marginmse", "teacher": _teacher(config, kind)}}
+        both = teacher.kind if teacher.kind != "none" else "fusion"
+        losses[f"mnrl+marginmse_{both}"] = {"train": {"loss": "mnrl+marginmse", "teacher": _teacher(config, both)}}
+        out[LOSSES] = losses
+    if only in (None, TEACHER_FILTERED):
+        kind = teacher.kind if teacher.kind != "none" else "fusion"
+        margin = teacher.false_negative_margin
+        if margin is None:
+            margin = TeacherConfig.model_fields["false_negative_margin"].default
+        out[TEACHER_FILTERED] = {
+            name: {"train": {"loss": config.train.loss, "teacher": {**_teacher(config, kind), "false_negative_margin": m}}}
+            for name, m in (("unfiltered", None), ("teacher_filtered", margin))}
+    if only in (None, NIGHTS):
+        if promoted is None:
+            reason = (f"dataset {config.dataset!r} has no promoted model to train a night from: run a night on it "
+                      "(`refinery run`); its model is promoted when the gate finds it not worse than the base model "
+                      f"(`refinery models {config.dataset}` lists the nights and the gate's decisions)")
+            if only == NIGHTS:
+                raise InputError(f"the nights ablation needs a promoted model: {reason}")
+            skipped.append(f"{NIGHTS}: {reason}")
+        else:
+            replay = config.train.replay_ratio or DEFAULT_REPLAY_RATIO
+            out[NIGHTS] = {"from_base": {"train": {"init": "base", "replay_ratio": 0}},
+                           "from_promoted": {"train": {"init": "promoted", "replay_ratio": replay}}}
+    return Plan(out, skipped)
 
 
 def _variant_config(config: RefineryConfig, overrides: dict[str, dict[str, Any]]) -> RefineryConfig:
@@ -84,58 +153,102 @@ def _synthesize(config: RefineryConfig, reference: str, address: str) -> RunSpec
     return run
 
 
-def _train_and_evaluate(run: RunSpec, max_pairs: int, address: str) -> RunSpec:
+def _linked(config: RefineryConfig, reference: str, source: RunSpec) -> RunSpec:
+    """A new run from ``reference``'s curation with ``source``'s synthesize stage linked in (its
+    pairs, split and evaluation queries): a train-only variant trains on the very pairs of its
+    comparison's other variants, synthesized once."""
+    run = prepare_run(config, stages=[*CURATION_STAGES, "synthesize"], from_run=reference)
+    reuse_synthesis(run.data_home, run.run_id, source.run_id)
+    return run
+
+
+def _train_and_evaluate(run: RunSpec, max_pairs: int, address: str, train: dict[str, Any]) -> RunSpec:
     """The variant's train and evaluate, on ``max_pairs`` training pairs (set in its config first)."""
-    # every variant trains from the base model on its own pairs, and none is promoted: the variants
-    # are compared with each other, not with what the dataset's nights built
-    config = parse_config({**(data := run.config.model_dump(mode="json")),
-                           "train": {**data["train"], "max_pairs": max_pairs, "init": "base", "replay_ratio": 0}},
-                          "an ablation variant")
+    # every variant trains from the base model on its own pairs (unless it is the nights variant
+    # that trains from the promoted one: ``train``, its overrides), and none is promoted: the
+    # variants are compared with each other, not with what the dataset's nights built
+    data = run.config.model_dump(mode="json")
+    config = parse_config({**data, "train": {**data["train"], "max_pairs": max_pairs, "init": "base",
+                                             "replay_ratio": 0, **train}}, "an ablation variant")
     write_text_atomic(dump_config(config), run.run_dir / "config.yaml")  # train has not run: nothing to invalidate
     run = prepare_run(config, run_id=run.run_id, stages=list(STAGES)).model_copy(update={"promotes": False})
     run_chain(run, address)
     return run
 
 
+def _promoted(home: DataHome, dataset: str) -> str | None:
+    """The run whose model is ``dataset``'s promoted one, when its folder is there to train from."""
+    promoted = Catalog(home.catalog_path).ensure_schema().promoted_model(dataset)
+    return promoted["run_id"] if promoted and home.promoted_model_dir(dataset).is_dir() else None
+
+
 @flow(name="ablate", log_prints=True)
 def ablate_flow(config_path: str | None = None, from_run: str | None = None, only: str | None = None,
                 dask_address: str | None = None) -> dict[str, Any]:
     """The ablations of ``from_run``'s curation (without it: a curation-only run made first) under the
-    config's synthesize/train/evaluate. Returns the rows and the report's path."""
+    config's synthesize/train/evaluate. Returns the rows, the comparisons skipped (with reasons) and
+    the report's path."""
     check_deployment_config(config_path)
     logger = get_run_logger()
     config = load_config(config_path)
-    comparisons = plan(config, only)
-    if not comparisons:
-        raise ConfigError("nothing to ablate: the generator ablation needs two or more synthesize.generators "
-                         "and --only excluded the curation one")
     home = DataHome.resolve(config.home)
-    with home.run_lock("an ablation"), dask_cluster(config.dask, dask_address) as address:
-        if from_run is None:
-            curation = prepare_run(config, stages=list(CURATION_STAGES))
-            run_chain(curation, address)
-            from_run = curation.run_id
-        reference = RunSpec(run_id=from_run, home=str(home.root),
-                            config=load_config(home.run_dir(from_run) / "config.yaml"))
-        runs = {c: {name: _synthesize(_variant_config(config, o), from_run, address) for name, o in variants.items()}
-                for c, variants in comparisons.items()}
-        rows = []
-        for comparison, variants in runs.items():
-            budget = {name: run.catalog.kept_training_pairs(run.run_id) for name, run in variants.items()}
-            if (empty := [n for n, k in budget.items() if not k]):
-                raise InputError(f"ablation variant(s) {', '.join(empty)} kept no training pair: give synthesize "
-                                 "more passages")
-            cap = min(budget.values())
-            logger.info("ablation %s: kept training pairs %s; each variant trains on %d", comparison, budget, cap)
-            results = {name: variant_results(_train_and_evaluate(run, cap, address)) for name, run in variants.items()}
-            rows += comparison_rows(comparison, results, config.evaluate.bootstrap_samples, config.evaluate.seed)
-        store_rows(reference.catalog, reference.run_id, rows)
-        merged = merge_earlier(reference.run_dir, rows)
-        text = ablation_markdown(reference.run_id, merged)
-        path = write_text_atomic(text, reference.run_dir / "ablation.md")
-        create_markdown_artifact(key="ablation-report", markdown=text,
-                                 description=f"Ablations of run {reference.run_id}")
-        create_table_artifact(key="ablation", table=artifact_table(merged),
-                              description=f"Ablations of run {reference.run_id}: tuned nDCG@10 per variant, with "
-                                          "paired intervals over base and over the comparison's baseline variant.")
-    return {"run_id": from_run, "rows": rows, "report": str(path)}
+    with home.run_lock("an ablation"):
+        chosen = plan(config, only, promoted=_promoted(home.ensure(), config.dataset))
+        for line in chosen.skipped:
+            logger.warning("ablation skipped: %s", line)
+        if not chosen.comparisons:
+            raise ConfigError("nothing to ablate: " + "; ".join(chosen.skipped))
+        with dask_cluster(config.dask, dask_address) as address:
+            if from_run is None:
+                curation = prepare_run(config, stages=list(CURATION_STAGES))
+                run_chain(curation, address)
+                from_run = curation.run_id
+            reference = RunSpec(run_id=from_run, home=str(home.root),
+                                config=load_config(home.run_dir(from_run) / "config.yaml"))
+            runs = _variant_runs(config, chosen.comparisons, from_run, address)
+            rows = []
+            for comparison, variants in runs.items():
+                budget = {name: run.catalog.kept_training_pairs(run.run_id) for name, run in variants.items()}
+                if (empty := [n for n, k in budget.items() if not k]):
+                    raise InputError(f"ablation variant(s) {', '.join(empty)} kept no training pair: give synthesize "
+                                     "more passages")
+                cap = min(budget.values())
+                logger.info("ablation %s: kept training pairs %s; each variant trains on %d", comparison, budget, cap)
+                results = {name: variant_results(_train_and_evaluate(
+                    run, cap, address, chosen.comparisons[comparison][name].get("train", {})))
+                    for name, run in variants.items()}
+                for name, result in results.items():
+                    if result["teacher_used"] is False:
+                        logger.warning("ablation %s: variant %s trained with MNRL, its teacher not used: %s",
+                                       comparison, name, result["teacher_reason"])
+                rows += comparison_rows(comparison, results, config.evaluate.bootstrap_samples, config.evaluate.seed)
+            store_rows(reference.catalog, reference.run_id, rows)
+            merged = merge_earlier(reference.run_dir, rows)
+            text = ablation_markdown(reference.run_id, merged, chosen.skipped)
+            path = write_text_atomic(text, reference.run_dir / "ablation.md")
+            create_markdown_artifact(key="ablation-report", markdown=text,
+                                     description=f"Ablations of run {reference.run_id}")
+            create_table_artifact(key="ablation", table=artifact_table(merged),
+                                  description=f"Ablations of run {reference.run_id}: tuned nDCG@10 per variant, with "
+                                              "paired intervals over base and over the comparison's baseline variant.")
+    return {"run_id": from_run, "rows": rows, "skipped": chosen.skipped, "report": str(path)}
+
+
+def _variant_runs(config: RefineryConfig, comparisons: dict[str, dict[str, dict[str, Any]]], reference: str,
+                  address: str) -> dict[str, dict[str, RunSpec]]:
+    """comparison → variant → its run, synthesized: a synthesis per variant of the comparisons that
+    change synthesize; one for all the train-only ones (the ``hard_negatives`` variant's, when that
+    comparison runs: the same synthesize config), linked into a run per variant."""
+    runs: dict[str, dict[str, RunSpec]] = {}
+    source: RunSpec | None = None
+    pairs_config = _variant_config(config, {"synthesize": {"hard_negatives": True}})
+    for comparison, variants in comparisons.items():
+        if comparison not in TRAIN_ONLY:
+            runs[comparison] = {name: _synthesize(_variant_config(config, o), reference, address)
+                                for name, o in variants.items()}
+            continue
+        if source is None:
+            source = runs.get(HARD_NEGATIVES, {}).get("hard_negatives") or _synthesize(pairs_config, reference, address)
+        runs[comparison] = {name: _linked(_variant_config(pairs_config, o), reference, source)
+                            for name, o in variants.items()}
+    return runs

@@ -217,11 +217,17 @@ def ablate(
     from_run: Optional[str] = typer.Option(None, "--from-run", help="Reference run whose curation every variant "
                                            "reuses; default: a curation-only run made first."),
     only: Optional[str] = typer.Option(None, "--only", help="One comparison: 'curation' (curated vs uncurated "
-                                       "corpus), 'generators' (each generator alone vs the mix) or 'hard_negatives' "
-                                       "(pairs vs triplets with a mined negative); default: all three."),
+                                       "corpus), 'generators' (each generator alone vs the mix), 'hard_negatives' "
+                                       "(pairs vs triplets with a mined negative), 'losses' (MNRL vs MarginMSE with "
+                                       "each teacher vs both), 'teacher_filtered_negatives' (hard negatives as mined "
+                                       "vs with the teacher's false negatives dropped) or 'nights' (a night from the "
+                                       "base model vs one from the dataset's promoted model); default: every one "
+                                       "the config allows."),
     dask_address: Optional[str] = typer.Option(None, "--dask-address", help="Existing Dask scheduler, e.g. tcp://host:8786."),
 ) -> None:
-    """Ablations as runs at equal pair budgets: curated vs uncurated, each generator vs the mix, hard negatives."""
+    """Ablations as runs at equal pair budgets: curated vs uncurated, each generator vs the mix, hard
+    negatives, MNRL vs MarginMSE per teacher, teacher-filtered negatives, a night from base vs from the
+    promoted model."""
     _home_is_free(_config(config))
     from refinery.flows.ablate import ablate_flow
 
@@ -231,10 +237,12 @@ def ablate(
     except Exception as exc:
         sys.stderr.write(f"\nrefinery ablate failed: {type(exc).__name__}: {exc}\n")
         raise typer.Exit(exit_code(exc))
-    keys = ("comparison", "variant", "run_id", "task", "pairs", "steps", "ndcg@10", "ndcg@10_delta",
-            "ndcg@10_vs_baseline")
+    keys = ("comparison", "variant", "run_id", "task", "pairs", "steps", "loss", "teacher_used", "ndcg@10",
+            "ndcg@10_delta", "ndcg@10_vs_baseline")
     _print_rows([{k: r.get(k) for k in keys} for r in result["rows"]], Format.table,
                 title=f"ablations of run {result['run_id']}")
+    for line in result.get("skipped") or []:
+        console.print(f"  skipped:  {line}")
     console.print(f"  report:   {result['report']}")
 
 

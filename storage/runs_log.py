@@ -11,13 +11,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-# What each curation stage put in the catalog, by table and the rows' narrowing (see flows/*.py):
-# what a run reusing that stage (``refinery run --from-run``) copies.
+# What each curation stage (and synthesize) put in the catalog, by table and the rows' narrowing (see
+# flows/*.py): what a run reusing that stage (``refinery run --from-run``) copies.
 STAGE_ROWS: dict[str, tuple[tuple[str, dict[str, str]], ...]] = {
     "ingest": (("documents", {}), ("rejects", {}), ("file_books", {})),
     "dedup": (("dedup_clusters", {}), ("drops", {"stage": "dedup"})),
     "quality": (("doc_attributes", {}), ("drops", {"stage": "quality"}), ("metrics", {"stage": "quality"}),
                 ("models", {"name": "quality_classifier"})),
+    # reused by `refinery ablate`'s train-only variants (tasks.runs.reuse_synthesis)
+    "synthesize": (("pairs", {}), ("metrics", {"stage": "synthesize"})),
 }
 
 
@@ -88,7 +90,7 @@ class RunVerbs:
             )
 
     def copy_stage_rows(self, stage: str, source_run: str, run_id: str, *, paths: tuple[str, str]) -> None:
-        """Give ``run_id`` ``source_run``'s rows of a curation stage (:data:`STAGE_ROWS`) and its
+        """Give ``run_id`` ``source_run``'s rows of a stage (:data:`STAGE_ROWS`) and its
         ``stage_runs`` row, file paths with the prefix ``paths[0]`` rewritten to ``paths[1]``."""
         for table, where in STAGE_ROWS[stage]:
             self.copy_run_rows(table, source_run, run_id, where=where, paths=paths)

@@ -3,7 +3,9 @@
 ``reuse_curation`` makes a new run begin where another one's curation ended (``refinery run
 --from-run``): the finished curation stages' folders are hard-linked into the new run (no disk,
 no recomputation) and their catalog rows copied under the new run id, so the new run is complete
-and self-contained — deleting the old one later takes nothing from it. ``collect_garbage`` is
+and self-contained — deleting the old one later takes nothing from it. ``reuse_synthesis`` does
+the same for a synthesize stage (``refinery ablate``: variants that differ in training only train
+on one synthesis). ``collect_garbage`` is
 ``refinery gc``.
 """
 
@@ -76,20 +78,44 @@ def reuse_curation(home: DataHome, run_id: str, source_run: str) -> list[str]:
     stages = finished_curation(home, source_run)
     if not stages:
         raise ValueError(f"run {source_run} finished no curation stage to reuse (`refinery runs` lists the runs)")
+    for stage in stages:
+        _reuse_stage(home, run_id, source_run, stage)
+    return stages
+
+
+def reuse_synthesis(home: DataHome, run_id: str, source_run: str) -> None:
+    """Give run ``run_id`` the finished synthesize stage of ``source_run`` (its pairs, held-out split
+    and evaluation queries), as :func:`reuse_curation` gives curation stages: what lets several runs
+    train on one synthesis (``refinery ablate``'s train-only variants).
+
+    Both runs must have the same curated corpus: each reused the same run's curation (or
+    ``run_id`` reused ``source_run``'s)."""
+    if StageMarker(home.stage_dir(source_run, "synthesize")).read() is None:
+        raise ValueError(f"run {source_run} has not finished synthesize: nothing to reuse")
+
+    def curated_by(run: str) -> str | None:
+        marker = StageMarker(home.stage_dir(run, CURATION_STAGES[-1])).read()
+        return None if marker is None else marker.get("reused_from", run)
+
+    if curated_by(run_id) is None or curated_by(run_id) != curated_by(source_run):
+        raise ValueError(f"run {run_id} does not have the curated corpus run {source_run} synthesized from: "
+                         "reuse the same run's curation first")
+    _reuse_stage(home, run_id, source_run, "synthesize")
+
+
+def _reuse_stage(home: DataHome, run_id: str, source_run: str, stage: str) -> None:
+    target = StageMarker(home.stage_dir(run_id, stage))
+    if target.read() is not None:
+        return
     catalog = Catalog(home.catalog_path)
     old, new = str(home.run_dir(source_run)) + "/", str(home.run_dir(run_id)) + "/"
-    for stage in stages:
-        target = StageMarker(home.stage_dir(run_id, stage))
-        if target.read() is not None:
-            continue
-        source = StageMarker(home.stage_dir(source_run, stage))
-        link_tree(source.path.parent, home.stage_dir(run_id, stage), rewrite=(old, new), skip=[source.path.name])
-        catalog.copy_stage_rows(stage, source_run, run_id, paths=(old, new))
-        catalog.mark_reused(run_id, stage, source_run)
-        # the marker last: a run killed before it has an unfinished stage, which a resume redoes
-        # (replacing the rows copied above)
-        target.write({**rewrite_paths(source.read(), old, new), "reused_from": source_run})
-    return stages
+    source = StageMarker(home.stage_dir(source_run, stage))
+    link_tree(source.path.parent, home.stage_dir(run_id, stage), rewrite=(old, new), skip=[source.path.name])
+    catalog.copy_stage_rows(stage, source_run, run_id, paths=(old, new))
+    catalog.mark_reused(run_id, stage, source_run)
+    # the marker last: a run killed before it has an unfinished stage, which a resume redoes
+    # (replacing the rows copied above)
+    target.write({**rewrite_paths(source.read(), old, new), "reused_from": source_run})
 
 
 @dataclass(frozen=True)

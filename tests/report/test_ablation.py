@@ -11,6 +11,8 @@ import pytest
 from refinery.storage import Catalog
 from refinery.tasks.report.ablation import (
     CURATION,
+    LOSSES,
+    NIGHTS,
     artifact_table,
     ablation_markdown,
     comparison_rows,
@@ -98,3 +100,67 @@ def test_the_artifact_table_gives_every_row_every_column():
     table = artifact_table(ROWS)
     assert [list(r) for r in table] == [list(ROWS[1])] * 2
     assert table[0]["ndcg@10_vs_baseline"] is None
+
+
+def trained(run_id: str, tuned: float, *, loss_asked: str, loss: str, teacher: str | None, used: bool | None,
+            reason: str | None = None, dropped: int | None = None, seconds: float = 90.0,
+            teacher_seconds: float | None = None) -> dict:
+    return variant(run_id, tuned, [tuned] * 4) | {
+        "loss_asked": loss_asked, "loss": loss, "teacher": teacher, "teacher_used": used, "teacher_reason": reason,
+        "false_negatives_dropped": dropped, "init": "all-MiniLM-L6-v2", "replayed": 0, "train_seconds": seconds,
+        "teacher_seconds": teacher_seconds}
+
+
+LOSS_VARIANTS = {
+    "mnrl": trained("a", 0.7, loss_asked="mnrl", loss="mnrl", teacher=None, used=None),
+    "marginmse_fusion": trained("b", 0.72, loss_asked="marginmse", loss="marginmse", teacher="fusion", used=True,
+                                dropped=2, teacher_seconds=30.0),
+    "marginmse_query_likelihood": trained(
+        "c", 0.69, loss_asked="marginmse", loss="mnrl", teacher="query_likelihood", used=False,
+        reason="the teacher's dev nDCG@10 0.6000 does not beat the starting model's 0.7000", teacher_seconds=60.0),
+}
+
+
+def test_a_teacher_that_failed_its_dev_check_shows_in_its_row_not_as_marginmse():
+    rows = {r["variant"]: r for r in comparison_rows(LOSSES, LOSS_VARIANTS, samples=50, seed=0)}
+    assert (rows["marginmse_query_likelihood"]["teacher_used"], rows["marginmse_query_likelihood"]["loss"],
+            rows["marginmse_query_likelihood"]["loss_asked"]) == (False, "mnrl", "marginmse")
+    assert rows["marginmse_fusion"]["teacher_used"] is True
+    text = ablation_markdown("ref", list(rows.values()))
+    assert "## Losses: MNRL vs MarginMSE with each teacher vs both" in text
+    assert ("| variant | run | pairs | steps | loss | teacher | teacher used | false negatives dropped | train min "
+            "| of which teacher | nDCG@10 | tuned − base | variant − mnrl |") in text
+    assert "| mnrl | a | 12 | 3 | mnrl |  |  |  | 1.5 |  | 0.7000 |" in text
+    assert "| marginmse_fusion | b | 12 | 3 | marginmse | fusion | yes | 2 | 2.0 | 0.5 | 0.7200 |" in text
+    assert ("| marginmse_query_likelihood | c | 12 | 3 | mnrl (asked marginmse) | query_likelihood | no |  | 2.5 | 1.0 "
+            "| 0.6900 |") in text
+    assert ("- `marginmse_query_likelihood`: teacher not used: the teacher's dev nDCG@10 0.6000 "
+            "does not beat the starting model's 0.7000") in text
+
+
+def test_the_teacher_and_its_minutes_are_stored_with_the_training_figures(tmp_path):
+    catalog = Catalog(tmp_path / "catalog.duckdb").ensure_schema()
+    store_rows(catalog, "ref", comparison_rows(LOSSES, LOSS_VARIANTS, samples=50, seed=0))
+    rows = catalog.query("SELECT model, metric, value FROM metrics WHERE run_id = 'ref' AND stage = 'ablate' "
+                         "AND task = 'train'").to_pylist()
+    got = {(r["model"], r["metric"]): r["value"] for r in rows}
+    assert got[("marginmse_query_likelihood", "teacher_used")] == 0.0
+    assert got[("marginmse_fusion", "teacher_used")] == 1.0
+    assert got[("marginmse_fusion", "false_negatives_dropped")] == 2.0
+    assert got[("marginmse_fusion", "teacher_seconds")] == 30.0 and got[("mnrl", "train_seconds")] == 90.0
+    assert ("mnrl", "teacher_used") not in got  # no teacher at all: neither used nor refused
+
+
+def test_a_nights_table_says_what_each_night_trained_from_and_replayed():
+    variants = {"from_base": trained("a", 0.7, loss_asked="mnrl", loss="mnrl", teacher=None, used=None),
+                "from_promoted": trained("b", 0.75, loss_asked="mnrl", loss="mnrl", teacher=None, used=None)
+                | {"init": "promoted:r0", "replayed": 6}}
+    text = ablation_markdown("ref", comparison_rows(NIGHTS, variants, samples=50, seed=0))
+    assert "| variant | run | pairs | steps | from | replayed | train min | nDCG@10 | tuned − base | variant − from_base |" in text
+    assert "| from_promoted | b | 12 | 3 | promoted:r0 | 6 | 1.5 | 0.7500 |" in text
+
+
+def test_skipped_comparisons_are_listed_with_their_reasons():
+    text = ablation_markdown("ref", ROWS, skipped=["nights: dataset 'news' has no promoted model"])
+    assert "## Not measured\n\n- nights: dataset 'news' has no promoted model\n" in text
+    assert "## Not measured" not in ablation_markdown("ref", ROWS)
