@@ -18,7 +18,9 @@ from refinery.flows.runtime import HOUR, run_stage
 from refinery.storage import write_text_atomic
 from refinery.tasks.books import NO_CORPUS, corpus_is_empty
 from refinery.tasks.budget.calibrate import measure_encoder, measure_generator, measure_training_step, worker_slots
-from refinery.tasks.budget.plan import LLM_GENERATORS, BudgetPlan, Rates, Workload, apply_plan, plan_budget
+from refinery.tasks.budget.plan import (
+    LLM_GENERATORS, BudgetPlan, Rates, Workload, apply_plan, below_minimum_line, plan_budget,
+)
 from refinery.tasks.budget.record import plan_rows
 from refinery.tasks.config import RefineryConfig, dump_config, load_config
 from refinery.tasks.embedding import BASE_MODEL_PATH
@@ -81,6 +83,8 @@ def _plan(run: RunSpec, ingest: dict[str, Any], quality: dict[str, Any], out: Pa
                   calibration_s=round(time.monotonic() - started, 1))
     scores_promoted = run.promotes and run.catalog.promoted_model(config.dataset) is not None
     plan = plan_budget(config.budget.minutes, rates, Workload(docs, scores_promoted=scores_promoted), config)
+    if (warning := below_minimum_line(plan)) is not None:
+        logger.warning("run %s: %s", run.run_id, warning)
     planned = apply_plan(config, plan)
     write_text_atomic(dump_config(planned), run.data_home.run_config_path(run.run_id))
     run.catalog.update_run_config(run.run_id, planned.model_dump(mode="json"))

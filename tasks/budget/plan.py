@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from refinery.tasks.config import RefineryConfig, parse_config
-from refinery.tasks.exceptions import ConfigError
 
 # Of the minutes, kept out of every stage's plan: the error of a sub-minute calibration.
 RESERVE_SHARE = 0.10
@@ -96,6 +95,8 @@ class BudgetPlan:
     stage_minutes: dict[str, float]
     reserve_minutes: float
     rates: Rates
+    # what budget.minutes asked for when it was below the least the night needs (then ``minutes`` is that least)
+    asked_minutes: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -145,17 +146,18 @@ def minimum_minutes(config: RefineryConfig, work: Workload, rates: Rates) -> flo
 
 def plan_budget(minutes: float, rates: Rates, work: Workload, config: RefineryConfig) -> BudgetPlan:
     """The sizes of synthesize and train that fit ``minutes`` (see the module's docstring for the
-    split); :class:`ConfigError` when the budget cannot pay the fixed costs and :data:`MIN_STEPS`
-    steps."""
+    split). A budget that cannot pay the fixed costs and :data:`MIN_STEPS` steps is raised to the
+    least that can (:func:`minimum_minutes`; ``asked_minutes`` keeps what was asked, for the warning
+    and the report): by then the night has curated and published, and losing its model to an
+    estimate a few minutes off would be worse than overrunning its window by them."""
     syn, train = config.synthesize, config.train
+    asked = None
+    if minutes < (least := minimum_minutes(config, work, rates)):  # then flexible pays MIN_STEPS steps
+        asked, minutes = minutes, least
     fixed = fixed_seconds(config, work, rates)
     reserve = RESERVE_SHARE * minutes * 60
     flexible = minutes * 60 - reserve - sum(fixed.values())
     step = step_seconds(config, rates)
-    if minutes < (least := minimum_minutes(config, work, rates)):  # then flexible pays MIN_STEPS steps
-        raise ConfigError(f"budget.minutes {minutes:g} is too small for this corpus and machine: the model half needs "
-                          f"at least {least:.0f} minutes here (the pools' embeddings, {MIN_STEPS} training steps of "
-                          f"{rates.train_step_s:.1f} s, a {RESERVE_SHARE:.0%} reserve)")
     n = work.corpus_docs
 
     # LLM generation: passages at the measured seconds per passage, over every slot
@@ -194,7 +196,7 @@ def plan_budget(minutes: float, rates: Rates, work: Workload, config: RefineryCo
         "evaluate": fixed["evaluate"],
     }
     return BudgetPlan(
-        minutes=minutes, llm_passages=llm_passages, candidates_per_passage=candidates,
+        minutes=minutes, asked_minutes=asked, llm_passages=llm_passages, candidates_per_passage=candidates,
         max_pairs_per_passage=per_passage, inverse_cloze_passages=ic_passages,
         candidates=llm_passages * candidates * len(llm) + ic_passages, expected_pairs=expected_pairs,
         steps=steps, epochs=epochs, train_max_minutes=round((steps * step + reserve) / 60, 2),
@@ -223,3 +225,12 @@ def apply_plan(config: RefineryConfig, plan: BudgetPlan) -> RefineryConfig:
                            "inverse_cloze_passages": plan.inverse_cloze_passages}
     data["train"] |= {"max_steps": plan.steps, "epochs": plan.epochs, "max_minutes": plan.train_max_minutes}
     return parse_config(data, f"the budget plan of {plan.minutes:g} minutes")
+
+
+def below_minimum_line(plan: BudgetPlan) -> str | None:
+    """One line saying the budget was raised to the least the night needs (None when it was not)."""
+    if plan.asked_minutes is None:
+        return None
+    return (f"budget.minutes {plan.asked_minutes:g} is below the least this corpus and machine need ({plan.minutes:g} "
+            f"minutes: the pools' embeddings, {MIN_STEPS} training steps of {plan.rates.train_step_s:.1f} s, a "
+            f"{RESERVE_SHARE:.0%} reserve): planned to {plan.minutes:g}; raise budget.minutes to at least that")

@@ -13,6 +13,7 @@ from typing import Any
 from prefect.artifacts import create_markdown_artifact
 
 from refinery.tasks.books import NO_CORPUS, corpus_is_empty
+from refinery.tasks.budget.plan import BudgetPlan, below_minimum_line
 from refinery.tasks.budget.record import budget_table
 from refinery.tasks.runs import RunSpec
 from refinery.storage import StageMarker
@@ -139,6 +140,7 @@ def _budget_section(run: RunSpec, budget: dict[str, Any]) -> str:
         f"{rates['calibration_s']:.0f} s on {rates['slots']} worker slots: a training step "
         f"{rates['train_step_s']:.1f} s, {rates['encode_docs_per_s']:.0f} documents/s embedded per slot{llm}. "
         "Plan against actual (an actual the run has not reached is –; SQL: `metrics` of stage `budget`):\n",
+        *([f"**{line[0].upper() + line[1:]}.**\n"] if (line := below_minimum_line(BudgetPlan.from_dict(plan))) else []),
         markdown_table(rows))
 
 
