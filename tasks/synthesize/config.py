@@ -48,9 +48,10 @@ DEFAULT_FILTER_POOL_DOCS = 10_000
 # A corpus without titles is evaluated on synthetic pairs held out from training: a fifth of the
 # passages with a kept pair (the usual 80/20 split) gives ~160 queries on a default-sized run.
 DEFAULT_HELDOUT_FRACTION = 0.2
-# Passages drawn for evaluation on a night that holds some out: about 70% yield a kept query, so
-# ~1,000 queries, whose tuned − base interval is ~0.02 nDCG@10 wide (40 queries gave 0.044 on the
-# titleless BBC bodies, too wide to tell a 1-point gain from none).
+# Passages drawn for evaluation on a night that holds some out: half to 70% yield a kept query (BBC
+# news ~70%, technical docs ~50%), so 750 to 1,000 queries; an interval's width goes as one over
+# the root of the queries (40 gave a tuned − base interval 0.044 wide on the titleless BBC bodies,
+# too wide to tell a 1-point gain from none; 1,000 give about a fifth of that).
 DEFAULT_HELDOUT_PASSAGES = 1500
 
 
@@ -275,7 +276,7 @@ class SynthesizeConfig(BaseModel):
         description="Only when evaluation uses held-out synthetic pairs, on the night that holds them out (a dataset's "
         "first; later nights are scored on its frozen set): passages drawn for evaluation besides the training "
         "passages, at most `heldout_fraction` of the corpus. The inverse_cloze generator reads them (cheap: the cost "
-        "is the consistency filter); their kept pairs are the evaluation queries (~70% of passages yield one). "
+        "is the consistency filter); their kept pairs are the evaluation queries (half to 70% of passages yield one). "
         "Without inverse_cloze the split is `heldout_fraction` of the passages with a kept pair.",
     )
     heldout_fraction: float = Field(

@@ -55,6 +55,19 @@ def test_inverse_cloze_several_candidates_are_distinct(bbc_articles):
     assert len({c.query for c in cands}) == 3
 
 
+def test_inverse_cloze_never_asks_a_sentence_other_passages_share():
+    notice = "This docstring was copied from the upstream library and may differ here."
+    passages = [f"{notice} The function {name} returns the {what} of its input array. It accepts any shape."
+                for name, what in (("amax", "largest element"), ("amin", "smallest element"), ("ptp", "range"))]
+    for seed in range(20):  # whichever sentence the seed would draw
+        for (cand,) in InverseClozeGenerator(SynthesizeConfig(seed=seed, min_sentence_words=4)).generate(passages):
+            assert cand.query != notice and "It accepts any shape." != cand.query
+    # alone, the notice is a sentence like any other
+    alone = {InverseClozeGenerator(SynthesizeConfig(seed=seed, min_sentence_words=4)).generate(passages[:1])[0][0].query
+             for seed in range(20)}
+    assert notice in alone
+
+
 def test_inverse_cloze_skips_passages_too_short_to_split():
     gen = InverseClozeGenerator(SynthesizeConfig(seed=0))
     assert gen.generate(["Only one sentence in this passage here.", ""]) == [[], []]

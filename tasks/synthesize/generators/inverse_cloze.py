@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 from refinery.tasks.synthesize.config import SynthesizeConfig
@@ -16,9 +17,10 @@ INVERSE_CLOZE_STYLE = "sentence"
 class InverseClozeGenerator:
     """Inverse cloze task: a sentence of the passage is the query, the rest of it the positive.
 
-    Deterministic given ``seed`` and the passage text. The chosen sentence is removed from the
+    Deterministic given ``seed``, the passage text and the passages it is generated with. The chosen sentence is removed from the
     positive (every occurrence), so the model cannot match on verbatim overlap. Passages with
-    fewer than two sentences, or no sentence of ``min_sentence_words`` words, get no candidate.
+    fewer than two sentences, or no sentence of ``min_sentence_words`` words, get no candidate; nor
+    is a sentence that another passage of the same call has too (boilerplate) ever a query.
 
     ``seed`` and ``min_sentence_words`` come from ``cfg``. One sentence per passage by default
     (``candidates_per_passage``, not ``cfg``'s): extra sentences of the same passage mostly add
@@ -36,14 +38,19 @@ class InverseClozeGenerator:
         self.min_sentence_words = cfg.min_sentence_words
 
     def generate(self, passages: Sequence[str]) -> list[list[Candidate]]:
-        return [self._candidates(passage) for passage in passages]
+        split = [split_sentences(passage) for passage in passages]
+        # a sentence several passages share is boilerplate (a licence line, "This docstring was copied
+        # from NumPy", a signature template): it asks for none of them, so it is never a query
+        seen = Counter(key for paragraphs in split for key in {_key(s) for sentences in paragraphs for s in sentences})
+        shared = {key for key, n in seen.items() if n > 1}
+        return [self._candidates(passage, paragraphs, shared) for passage, paragraphs in zip(passages, split)]
 
-    def _candidates(self, passage: str) -> list[Candidate]:
-        paragraphs = split_sentences(passage)
+    def _candidates(self, passage: str, paragraphs: list[list[str]], shared: set[str]) -> list[Candidate]:
         flat = [(p, s) for p, sentences in enumerate(paragraphs) for s in range(len(sentences))]
         if len(flat) < 2:
             return []
-        eligible = [ps for ps in flat if len(WORD.findall(paragraphs[ps[0]][ps[1]])) >= self.min_sentence_words]
+        eligible = [ps for ps in flat if len(WORD.findall(paragraphs[ps[0]][ps[1]])) >= self.min_sentence_words
+                    and _key(paragraphs[ps[0]][ps[1]]) not in shared]
         rng = passage_rng(self.seed, passage)
         chosen = rng.sample(eligible, min(self.candidates_per_passage, len(eligible)))
         out = []
@@ -58,3 +65,8 @@ class InverseClozeGenerator:
                 out.append(Candidate(query=query, prompt_id=INVERSE_CLOZE_PROMPT_ID, positive=positive,
                                      style=INVERSE_CLOZE_STYLE))
         return out
+
+
+def _key(sentence: str) -> str:
+    """A sentence as compared across passages: its words, lower-cased."""
+    return " ".join(WORD.findall(sentence.lower()))
