@@ -121,9 +121,11 @@ def fixed_seconds(config: RefineryConfig, work: Workload, rates: Rates) -> dict[
     throughput = rates.encode_docs_per_s * rates.slots
     filter_pool = min(work.corpus_docs, config.synthesize.filter_pool_docs)
     models = config.evaluate.models
-    evaluated = ("base" in models) + ("tuned" in models or "hybrid" in models) + (
-        work.scores_promoted and "tuned" in models)
     eval_pool = min(work.corpus_docs, config.evaluate.pool_docs)
+    # a corpus within both pools is both pools: evaluate reads the base model's embeddings synthesize made
+    shared = work.corpus_docs <= min(filter_pool, config.evaluate.pool_docs)
+    evaluated = ("base" in models and not shared) + ("tuned" in models or "hybrid" in models) + (
+        work.scores_promoted and "tuned" in models)
     return {"budget": rates.calibration_s,
             "synthesize": filter_pool / throughput + STAGE_OVERHEAD_S["synthesize"],
             "train": STAGE_OVERHEAD_S["train"],
