@@ -103,7 +103,8 @@ def _evaluate(run: RunSpec, quality: dict[str, Any], synthesize: dict[str, Any],
         fitting = None
         if HYBRID in models:  # fitted on the dev split alone, on a worker, while the pool is embedded
             model_paths["tuned"] = train["model_path"]
-            fitting = fusion_task.submit(train["dev_pairs_path"], train["model_path"], cfg, cache)
+            fitting = fusion_task.submit(train["dev_pairs_path"], train["model_path"], cfg, cache,
+                                         train.get("dev_distractors_path"))
         embeddings = {m: embeddings_of(on_workers, run.run_dir / "embeddings", m, p, pool, cfg, cache)
                       for m, p in model_paths.items() if m in models or (m == "tuned" and HYBRID in models)}
         if fitting is not None:

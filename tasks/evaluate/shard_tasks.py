@@ -219,7 +219,7 @@ def score_retrieval(query_sets: dict[str, str], pool_parts: list[str], embedding
 
 
 def fit_fusion_weight(dev_pairs_path: str, model_path: str, cfg: EvaluateConfig,
-                      cache_dir: str | None = None) -> dict[str, Any]:
+                      cache_dir: str | None = None, distractors_path: str | None = None) -> dict[str, Any]:
     """Fit the hybrid's weight on the train stage's dev split (never on an evaluation set).
 
     ``dev_pairs_path`` holds (query, doc_id, positive) rows. As the train stage scores its dev
@@ -227,7 +227,9 @@ def fit_fusion_weight(dev_pairs_path: str, model_path: str, cfg: EvaluateConfig,
     other positives of its document left out (an inverse-cloze positive is its passage without
     that pair's query sentence, so another pair's positive holds this query verbatim). Both sides
     score with what the evaluation uses: the tuned model through ``evaluate.encoder`` and
-    ``max_seq_length``, BM25 with ``evaluate.bm25_*``. Returns
+    ``max_seq_length``, BM25 with ``evaluate.bm25_*``. ``distractors_path`` (a ``positive`` column:
+    training passages of no dev pair) adds candidates no dev query asks for; without them a small
+    dev split is near-perfect for every system and every weight ties. Returns
     :meth:`tasks.evaluate.fusion.FusionFit.as_stats` and ``dev_candidates``.
     """
     table = read_shard(dev_pairs_path, ["query", "doc_id", "positive"])
@@ -236,11 +238,14 @@ def fit_fusion_weight(dev_pairs_path: str, model_path: str, cfg: EvaluateConfig,
     positives = table.column("positive").to_pylist()
     if not queries:
         raise ValueError(f"{dev_pairs_path}: no dev pairs to fit the fusion weight on")
+    n = len(queries)
+    if distractors_path:
+        positives += read_shard(distractors_path, ["positive"]).column("positive").to_pylist()
+        doc_ids = np.concatenate([doc_ids, np.full(len(positives) - n, None, dtype=object)])
     encoder = cached_encoder(model_path, cfg.max_seq_length, cfg.encoder, cache_dir)
     q_emb = encode(encoder, queries, batch_size=cfg.encode_batch_size, show_progress=False)
     p_emb = encode(encoder, positives, batch_size=cfg.encode_batch_size, show_progress=False)
     index = Bm25Index(positives, k1=cfg.bm25_k1, b=cfg.bm25_b, stopwords=cfg.bm25_stopwords)
-    n = len(queries)
     parts = []
     step = chunk_rows(n)
     for start in range(0, n, step):
@@ -250,7 +255,7 @@ def fit_fusion_weight(dev_pairs_path: str, model_path: str, cfg: EvaluateConfig,
         exclude[rows - start, rows] = False  # the query's own positive is the one relevant candidate
         parts.append(grid_ndcg(q_emb[start:stop] @ p_emb.T, index.scores(queries[start:stop]),
                                [{int(i)} for i in rows], WEIGHT_GRID, exclude=exclude))
-    return {**fit_from_grid(np.concatenate(parts), WEIGHT_GRID).as_stats(), "dev_candidates": n}
+    return {**fit_from_grid(np.concatenate(parts), WEIGHT_GRID).as_stats(), "dev_candidates": len(positives)}
 
 
 def _write_per_query(names: list[str], by_model: dict[str, dict[str, np.ndarray]], path: Path) -> str:

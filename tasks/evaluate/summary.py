@@ -52,8 +52,9 @@ def fusion_caption(fusion: dict[str, Any]) -> str:
     dev += [f"{fusion[k]:.4f} {name} alone" for k, name in ((f"dev_{metric}_tuned", "tuned"),
                                                             (f"dev_{metric}_bm25", "bm25")) if fusion.get(k) is not None]
     return (f"{HYBRID} = w × tuned + (1 − w) × bm25 of scores normalized {fusion.get('normalization', 'min-max per query')}"
-            f", w = {fusion['weight']:.2f} fitted on the train stage's dev split ({fusion['dev_queries']} queries, "
-            f"dev {metric} {', '.join(dev)}), never on an evaluation set")
+            f", w = {fusion['weight']:.2f} fitted on the train stage's dev split ({fusion['dev_queries']} queries"
+            + (f" ranking {fusion['dev_candidates']} training passages" if fusion.get("dev_candidates") else "")
+            + f", dev {metric} {', '.join(dev)}), never on an evaluation set")
 
 
 def stage_stats(tasks: list[str], sets: dict[str, dict[str, Any]], scored: dict[str, Any], skipped: dict[str, str],

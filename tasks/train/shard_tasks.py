@@ -25,6 +25,11 @@ from refinery.tasks.train.teachers import DEV_CHECK_DISTRACTORS, dev_check, load
 PAIR_COLUMNS = ("query", "positive", "doc_id", "negative_doc_id")
 # The dev split's pairs, beside the model: what later steps fit on (never an evaluation set).
 DEV_PAIRS_FILE = "dev_pairs.parquet"
+# Training passages beside the dev pairs for fitting the hybrid's weight (evaluate): among its own
+# ~80 passages every system scores ~0.98 on the dev split and every weight ties; embedding 500 more
+# with the tuned model costs evaluate about as much as a training step.
+DEV_DISTRACTORS_FILE = "dev_distractors.parquet"
+FUSION_DISTRACTORS = 500
 
 # What of the training's stats goes into the stage's (the rest is in the model folder's stats file).
 STAGE_STATS = ("loss", "with_margins", "train_pairs", "triplets", "dev_pairs", "dev_passages", "dev_skipped", "steps",
@@ -79,10 +84,21 @@ def train_model(pairs_path: Path, corpus_shards: list[str], base_path: str, out_
                                      "doc_id": pa.array([e.passage_key for e in dev], pa.string()),
                                      "positive": pa.array([e.positive for e in dev], pa.string())}),
                            out_dir.parent / DEV_PAIRS_FILE)
-    return {"model_path": str(path), "dev_pairs_path": str(dev_path), "examples": len(examples),
+    distractors = _distractors(examples, {e.passage_key for e in dev}, FUSION_DISTRACTORS, seed=cfg.seed)
+    distractors_path = write_shard(pa.table({"positive": pa.array(distractors, pa.string())}),
+                                   out_dir.parent / DEV_DISTRACTORS_FILE)
+    return {"model_path": str(path), "dev_pairs_path": str(dev_path), "dev_distractors_path": str(distractors_path),
+            "examples": len(examples),
             "with_negatives": sum(1 for e in examples if e.negative is not None), "replay": replayed,
             "teacher": teacher,
             **{k: stats.get(k) for k in STAGE_STATS}}
+
+
+def _distractors(examples: list[TrainPair], dev_passages: set[str], n: int, *, seed: int) -> list[str]:
+    """A seeded sample of ``n`` training positives whose passage is in no dev pair: candidates no dev
+    query asks for, that make ranking on the dev split more than picking among its own passages."""
+    others = list(dict.fromkeys(ex.positive for ex in examples if ex.passage_key not in dev_passages))
+    return random.Random(seed).sample(others, min(n, len(others)))
 
 
 def _with_teacher(examples: list[TrainPair], cfg: TrainConfig, base_path: str, cache_dir: str | None
@@ -101,9 +117,7 @@ def _with_teacher(examples: list[TrainPair], cfg: TrainConfig, base_path: str, c
         encoder.max_seq_length = cfg.max_seq_length
         collection = list(dict.fromkeys([t for ex in examples for t in (ex.positive, ex.negative) if t is not None]))
         teacher = load_teacher(cfg.teacher, encoder=encoder, collection=collection, cache_dir=cache_dir)
-        held = {ex.passage_key for ex in dev}
-        others = list(dict.fromkeys(ex.positive for ex in examples if ex.passage_key not in held))
-        distractors = random.Random(cfg.seed).sample(others, min(DEV_CHECK_DISTRACTORS, len(others)))
+        distractors = _distractors(examples, {ex.passage_key for ex in dev}, DEV_CHECK_DISTRACTORS, seed=cfg.seed)
         stats |= dev_check(teacher, dev, encoder, depth=cfg.teacher.rerank_depth, distractors=distractors)
         if stats["used"]:
             examples, taught = teach(teacher, examples, encoder, false_negative_margin=cfg.teacher.false_negative_margin,

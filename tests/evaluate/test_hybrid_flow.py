@@ -109,8 +109,12 @@ def test_the_weight_is_fitted_on_the_dev_split_alone(runs):
     # refitted here from the dev pairs and the tuned model alone: the same weight and dev figures
     cfg = load_config(run["config"]).evaluate
     again = fit_fusion_weight(run["train"]["dev_pairs_path"], run["train"]["model_path"], cfg,
-                              str(run["home"] / "cache"))
+                              str(run["home"] / "cache"), run["train"]["dev_distractors_path"])
     assert again["weight"] == fusion["weight"] and again["dev_by_weight"] == pytest.approx(fusion["dev_by_weight"])
+    # the dev queries rank their own passages and training passages no dev pair has
+    distractors = read_shard(run["train"]["dev_distractors_path"]).column("positive").to_pylist()
+    assert distractors and not set(distractors) & {r["positive"] for r in dev}
+    assert fusion["dev_candidates"] == len(dev) + len(distractors)
     # the weight is the grid's best on dev, and no evaluation query is a dev query
     best = max(fusion["dev_by_weight"].values())
     assert fusion["dev_by_weight"][f"{fusion['weight']:.2f}"] == best

@@ -9,34 +9,14 @@ from __future__ import annotations
 import itertools
 
 import pytest
-import torch
 
 from refinery.tasks.train.config import TrainConfig
 from refinery.tasks.train.finetune import fine_tune, plan_training, read_training_stats
-from tests.train.training_data import article_pairs, one_layer_model
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 CFG = TrainConfig(batch_size=4, mini_batch_size=2, max_seq_length=32, epochs=2, learning_rate=1e-4,
                   warmup_ratio=0.0, dev_fraction=0.25, dev_min_pairs=4, eval_every=4, checkpoint_every=None)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory):
-    return one_layer_model(tmp_path_factory.mktemp("base") / "one-layer")
-
-
-@pytest.fixture(scope="module")
-def pairs(bbc_articles):
-    return article_pairs(bbc_articles)
 
 
 def test_max_steps_caps_the_training_and_its_schedule_ends_there(tiny_base, pairs, tmp_path):

@@ -12,6 +12,10 @@ from refinery.tasks.synthesize.generators.clean import WORD, split_sentences
 INVERSE_CLOZE_PROMPT_ID = "inverse_cloze_v1"
 # The query style of an inverse-cloze candidate: a sentence of the passage.
 INVERSE_CLOZE_STYLE = "sentence"
+# A sentence this many passages of one call share is boilerplate (a licence line, "This docstring
+# was copied from NumPy", a signature template), never a query. Two passages sharing sentences are
+# most likely a document and its copy: dedup's business (and the uncurated ablation's point).
+BOILERPLATE_PASSAGES = 3
 
 
 class InverseClozeGenerator:
@@ -20,7 +24,7 @@ class InverseClozeGenerator:
     Deterministic given ``seed``, the passage text and the passages it is generated with. The chosen sentence is removed from the
     positive (every occurrence), so the model cannot match on verbatim overlap. Passages with
     fewer than two sentences, or no sentence of ``min_sentence_words`` words, get no candidate; nor
-    is a sentence that another passage of the same call has too (boilerplate) ever a query.
+    is a sentence that :data:`BOILERPLATE_PASSAGES` passages of the same call have ever a query.
 
     ``seed`` and ``min_sentence_words`` come from ``cfg``. One sentence per passage by default
     (``candidates_per_passage``, not ``cfg``'s): extra sentences of the same passage mostly add
@@ -39,10 +43,9 @@ class InverseClozeGenerator:
 
     def generate(self, passages: Sequence[str]) -> list[list[Candidate]]:
         split = [split_sentences(passage) for passage in passages]
-        # a sentence several passages share is boilerplate (a licence line, "This docstring was copied
-        # from NumPy", a signature template): it asks for none of them, so it is never a query
+        # boilerplate asks for none of the passages it is in
         seen = Counter(key for paragraphs in split for key in {_key(s) for sentences in paragraphs for s in sentences})
-        shared = {key for key, n in seen.items() if n > 1}
+        shared = {key for key, n in seen.items() if n >= BOILERPLATE_PASSAGES}
         return [self._candidates(passage, paragraphs, shared) for passage, paragraphs in zip(passages, split)]
 
     def _candidates(self, passage: str, paragraphs: list[list[str]], shared: set[str]) -> list[Candidate]:
