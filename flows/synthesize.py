@@ -97,7 +97,6 @@ def _synthesize(run: RunSpec, ingest: dict[str, Any], quality: dict[str, Any], o
     catalog.put_pairs(run_id, [stats["pairs_path"]])
     if holds_out and dataset is not None:
         catalog.freeze_heldout(dataset, run_id, stats["pairs_path"])
-    stats["frozen_evaluation"] = catalog.frozen_tasks(dataset) if dataset else {}
     catalog.put_metrics(run_id, "synthesize", diversity_rows(stats))
     create_table_artifact(key="synthesized-pairs", **pairs_artifact(run_id, stats, cfg, len(filter_pool)))
     return {**stats, "passages": passages["docs"], "filter_pool_docs": len(filter_pool),
