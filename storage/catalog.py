@@ -65,7 +65,8 @@ SCHEMA: dict[str, str] = {
 SHARD_TABLES: dict[str, str] = {
     "documents": """
         run_id VARCHAR, doc_id VARCHAR, source VARCHAR, location VARCHAR, title VARCHAR,
-        text VARCHAR, label VARCHAR, n_chars BIGINT, record_id VARCHAR""",
+        text VARCHAR, label VARCHAR, n_chars BIGINT, record_id VARCHAR, url VARCHAR, domain VARCHAR,
+        fetched_at TIMESTAMPTZ, lang VARCHAR""",
     "doc_attributes": "run_id VARCHAR, doc_id VARCHAR, name VARCHAR, value DOUBLE",
 }
 

@@ -44,9 +44,11 @@ DATASET_SCHEMA: dict[str, str] = {
         frozen_at TIMESTAMPTZ""",
 }
 
-DOCUMENT_COLUMNS = ("doc_id", "source", "location", "title", "text", "label", "n_chars", "record_id")
+DOCUMENT_COLUMNS = ("doc_id", "source", "location", "title", "text", "label", "n_chars", "record_id", "url",
+                    "domain", "fetched_at", "lang")
 _TYPES = {"doc_id": "VARCHAR", "source": "VARCHAR", "location": "VARCHAR", "title": "VARCHAR", "text": "VARCHAR",
-          "label": "VARCHAR", "n_chars": "BIGINT", "record_id": "VARCHAR"}
+          "label": "VARCHAR", "n_chars": "BIGINT", "record_id": "VARCHAR", "url": "VARCHAR", "domain": "VARCHAR",
+          "fetched_at": "TIMESTAMPTZ", "lang": "VARCHAR"}
 
 REASON_CHANGED = "source_changed"
 REASON_REMOVED = "source_removed"
@@ -69,12 +71,14 @@ def rebuild_dataset_views(con: duckdb.DuckDBPyConnection) -> None:
     """(Re)create ``dataset_documents``, ``curated`` and ``curated_at`` over every published file."""
     files = [f for (paths,) in con.execute("SELECT files FROM dataset_versions ORDER BY dataset, seq").fetchall()
              for f in paths]
-    columns = ", ".join(f"CAST({c} AS {_TYPES[c]}) AS {c}" for c in DOCUMENT_COLUMNS)
     if files:
         listed = "[" + ", ".join(map(sql_literal, files)) + "]"
-        body = (f"SELECT CAST(dataset AS VARCHAR) AS dataset, {columns}, CAST(added_in AS VARCHAR) AS added_in "
-                f"FROM read_parquet({listed}, hive_partitioning = true, "
-                "hive_types = {'dataset': VARCHAR, 'added_in': VARCHAR}, union_by_name = true)")
+        source = (f"read_parquet({listed}, hive_partitioning = true, "
+                  "hive_types = {'dataset': VARCHAR, 'added_in': VARCHAR}, union_by_name = true)")
+        # files published before a column existed lack it (NULL); if every file does, no name binds
+        present = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+        columns = ", ".join(f"CAST({c if c in present else 'NULL'} AS {_TYPES[c]}) AS {c}" for c in DOCUMENT_COLUMNS)
+        body = f"SELECT CAST(dataset AS VARCHAR) AS dataset, {columns}, CAST(added_in AS VARCHAR) AS added_in FROM {source}"
     else:
         body = ("SELECT CAST(NULL AS VARCHAR) AS dataset, "
                 + ", ".join(f"CAST(NULL AS {_TYPES[c]}) AS {c}" for c in DOCUMENT_COLUMNS)

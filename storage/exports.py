@@ -60,6 +60,7 @@ SPLIT = "train"
 EXPORT_SCHEMA = pa.schema([
     ("doc_id", pa.string()), ("source", pa.string()), ("location", pa.string()), ("title", pa.string()),
     ("text", pa.string()), ("label", pa.string()), ("n_chars", pa.int64()), ("record_id", pa.string()),
+    ("url", pa.string()), ("domain", pa.string()), ("fetched_at", pa.timestamp("us", tz="UTC")), ("lang", pa.string()),
     ("added_in", pa.string()),
 ])
 COLUMN_MEANINGS = {
@@ -70,11 +71,16 @@ COLUMN_MEANINGS = {
     "text": "the text, Unicode-normalized",
     "label": "its label (empty when the source has none)",
     "n_chars": "characters in `text`",
-    "record_id": "the record's id in the source (its `id_field`, else its location)",
+    "record_id": "the record's id in the source (its `id_field`, else its location; a WARC record's WARC-Record-ID)",
+    "url": "web pages: the URL (a WARC record's target URI, normalized; an HTML file's location); else empty",
+    "domain": "web pages: the URL's host, lower-cased; else empty",
+    "fetched_at": "WARC records: when the page was fetched (WARC-Date, UTC); else empty",
+    "lang": "web pages: the language the page declares (`<html lang>`, a WET record's identified language)",
     "added_in": "the version (night) that added it to the dataset",
 }
 assert tuple(EXPORT_SCHEMA.names) == (*DOCUMENT_COLUMNS, "added_in") and set(COLUMN_MEANINGS) == set(EXPORT_SCHEMA.names)
-_SQL_TYPES = {f.name: "BIGINT" if f.type == pa.int64() else "VARCHAR" for f in EXPORT_SCHEMA}
+_SQL_TYPES = {f.name: "BIGINT" if f.type == pa.int64() else "TIMESTAMPTZ" if pa.types.is_timestamp(f.type)
+              else "VARCHAR" for f in EXPORT_SCHEMA}
 
 _STAGE_ORDER = {"ingest": 0, "dedup": 1, "quality": 2}
 _RETIRED = "retired"
@@ -251,11 +257,14 @@ def _write_documents(snap: _Snapshot, stage: Path, rows_per_shard: int) -> dict[
     spill = stage / ".spill"
     con = duckdb.connect(config={"memory_limit": EXPORT_MEMORY_LIMIT, "temp_directory": str(spill),
                                  "autoinstall_known_extensions": False, "autoload_known_extensions": False})
-    columns = ", ".join(f"CAST(d.{c} AS {_SQL_TYPES[c]}) AS {c}" for c in DOCUMENT_COLUMNS)
     night_files = ((version, path) for version, paths in snap.files for path in paths)
 
     def batches() -> Iterator[pa.RecordBatch]:
         for version, path in night_files:
+            # a file published before a column existed lacks it: NULL there
+            present = {r[0] for r in con.execute("DESCRIBE SELECT * FROM read_parquet($path)", {"path": path}).fetchall()}
+            columns = ", ".join(f"CAST({'d.' + c if c in present else 'NULL'} AS {_SQL_TYPES[c]}) AS {c}"
+                                for c in DOCUMENT_COLUMNS)
             yield from con.sql(f"""
                 SELECT {columns}, $v AS added_in FROM read_parquet($path, file_row_number = true) d
                 WHERE NOT EXISTS (SELECT 1 FROM retired r WHERE r.added_in = $v AND r.doc_id = d.doc_id)

@@ -44,7 +44,7 @@ DEDUP_KEYS = ("exact, near, shingle, ngram, num_perm, threshold, bands, rows, fa
     # a section inside a list: the keys of the list's items
     ({"ingest": {"sources": [{"pth": "x"}]}}, "`ingest.sources.0.pth`: unknown key; did you mean `path`? "
      "(valid keys of `ingest.sources.0`: path, format, name, text_field, title_field, id_field, label_field, "
-     "title_from_first_line, id_scope, mode, encoding)"),
+     "title_from_first_line, html_tables, html_code, id_scope, mode, encoding)"),
     ({"synthesize": {"openai": {"modle": "m"}}}, "`synthesize.openai.modle`: unknown key; did you mean `model`?"),
     ({"quality": {"gopher_quality": {"min_doc_word": 10}}}, "did you mean `min_doc_words`?"),
     # nothing close: only the valid keys

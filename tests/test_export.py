@@ -28,7 +28,8 @@ from refinery.tasks.ingest.readers import bbc_folder
 
 runner = CliRunner()
 
-COLUMNS = ["doc_id", "source", "location", "title", "text", "label", "n_chars", "record_id", "added_in"]
+COLUMNS = ["doc_id", "source", "location", "title", "text", "label", "n_chars", "record_id", "url", "domain",
+           "fetched_at", "lang", "added_in"]
 NIGHT1_IDS = {f"a-{i}" for i in range(30)}
 NIGHT2_NEW_IDS = {f"b-{i}" for i in range(20)}
 COPIES = 3

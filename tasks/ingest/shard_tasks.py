@@ -16,7 +16,8 @@ from refinery.tasks.ingest.readers import Record, Reject, Unit, read_unit
 DOCUMENT_SCHEMA = pa.schema([
     ("doc_id", pa.string()), ("source", pa.string()), ("location", pa.string()),
     ("title", pa.string()), ("text", pa.string()), ("label", pa.string()), ("n_chars", pa.int64()),
-    ("record_id", pa.string()),
+    ("record_id", pa.string()), ("url", pa.string()), ("domain", pa.string()),
+    ("fetched_at", pa.timestamp("us", tz="UTC")), ("lang", pa.string()),
 ])
 REJECT_SCHEMA = pa.schema([
     ("source", pa.string()), ("location", pa.string()), ("reason", pa.string()), ("record", pa.string()),
@@ -54,7 +55,7 @@ def ingest_unit_to_shards(unit: Unit, out_dir: Path, cfg: IngestConfig) -> dict[
     files = unit.files()
     read = dict.fromkeys(files, 0)
     for item in read_unit(unit, unicode_form=cfg.unicode_form, min_chars=cfg.min_chars, limit=cfg.limit,
-                          max_chars=cfg.max_chars):
+                          max_chars=cfg.max_chars, max_page_chars=cfg.max_page_chars):
         file = unit.file_of(item.location)
         read[file] = read.get(file, 0) + 1
         if isinstance(item, Reject):

@@ -14,6 +14,13 @@ the workers instead would have each range count everything before it: quadratic 
 
 A Parquet file is cut between row groups (its footer alone says their rows and bytes), a row's
 location counting rows from the file's start as when it is read whole.
+
+A gzip WARC file is cut into byte ranges too: a range owns every record whose gzip member *starts*
+in it (WARC writers compress each record as a member of its own, which is what makes a WARC
+seekable). A range other than the first starts reading at the first member start at or after its
+start (``web_readers.next_member``); a record's location is its byte offset, the same whatever
+the cut points. An uncompressed WARC is read whole (a record's start cannot be told from payload
+bytes that look like one).
 """
 
 from __future__ import annotations
@@ -93,6 +100,15 @@ def range_lines(fh: BinaryIO, span: tuple[int, int], offset: int) -> Iterator[tu
         number += 1
         pos += len(line)
         yield number, line
+
+
+def warc_pieces(path: Path, split_bytes: int | None) -> list[Piece]:
+    """Byte ranges of ``split_bytes`` of a gzip WARC file larger than that (a range owns the
+    records whose gzip member starts in it); one whole-file piece otherwise."""
+    size = path.stat().st_size
+    if not split_bytes or size <= split_bytes or not path.name.lower().endswith(".gz"):
+        return [WHOLE]
+    return [Piece((a, min(a + split_bytes, size))) for a in range(0, size, split_bytes)]
 
 
 def parquet_pieces(path: Path, split_bytes: int | None) -> list[Piece]:
