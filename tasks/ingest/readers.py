@@ -1,8 +1,8 @@
 """Turn raw inputs into normalized document records, and bad records into rejects.
 
-A *unit* is the work one Dask task does: one JSONL/Parquet file, a byte range of a big JSONL file
-or a run of row groups of a big Parquet file (``ingest.split_bytes``, see :mod:`.splits`), or a
-slice of a folder of text files. Reading a unit yields ``Record`` (a good document) or ``Reject``
+A *unit* is the work one Dask task does: one JSONL/Parquet/WARC file, a byte range of a big JSONL
+or gzip WARC file or a run of row groups of a big Parquet file (``ingest.split_bytes``, see
+:mod:`.splits`), or a slice of a folder of text or HTML files (web inputs: :mod:`.web_readers`). Reading a unit yields ``Record`` (a good document) or ``Reject``
 (source, location, reason and the raw record, so nothing is lost) and never raises for a bad
 record. A record reads the same, with the same location and id, however its file is split.
 """
