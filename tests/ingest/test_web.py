@@ -182,7 +182,7 @@ def test_urls_are_normalized(url, normal):
     assert normalize_url(url) == normal
 
 
-@pytest.mark.parametrize("split_bytes", [10_000, 30_000, 97_531])
+@pytest.mark.parametrize("split_bytes", [5_000, 12_345, 40_001])
 def test_a_warc_cut_into_ranges_reads_every_record_once_as_read_whole(tmp_path, pages, split_bytes):
     write_warc(tmp_path / "crawl.warc.gz", pages)
     size = (tmp_path / "crawl.warc.gz").stat().st_size
