@@ -122,13 +122,12 @@ def warc_items(path: str, location: str, *, wet: bool, max_chars: int | None, ta
         fh.seek(start)
         records = ArchiveIterator(fh)
         offset = start
+        wanted = ("conversion",) if wet else PAGE_RECORDS
         try:
             for record in records:
                 if records.offset >= stop:  # this record starts in the next range
                     return
-                kind = record.rec_type
-                wanted = ("conversion",) if wet else PAGE_RECORDS
-                if kind not in wanted:
+                if record.rec_type not in wanted:
                     records.read_to_end()
                     offset = records.offset
                     continue
@@ -159,7 +158,7 @@ def warc_items(path: str, location: str, *, wet: bool, max_chars: int | None, ta
 def _warc_item(record: Any, body: bytes, where: str, meta: dict[str, Any], *, wet: bool, max_chars: int | None,
                tables: bool, code: bool) -> Item:
     if wet:
-        media, charset = content_type_charset(record.rec_headers.get_header("Content-Type"))
+        _, charset = content_type_charset(record.rec_headers.get_header("Content-Type"))
         try:
             text = body.decode(charset or "utf-8")
         except (LookupError, UnicodeDecodeError) as exc:
