@@ -1,4 +1,5 @@
-"""dedup: exact (content hash) then MinHash LSH near-duplicates; clusters kept, one survivor each."""
+"""dedup: blocked domains and one document per URL, then exact (content hash) and MinHash LSH
+near-duplicates; clusters kept, one survivor each."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from refinery.flows.runtime import gather, run_stage
 from refinery.tasks.runs import RunSpec
 from refinery.tasks.dedup.against import DatasetRef, index_settings
 from refinery.tasks.dedup.shard_tasks import cluster_shards, signature_shard
+from refinery.tasks.dedup.urls import blocked_domains
 from refinery.tasks.exceptions import ConfigError
 
 # Signatures of one ingest shard take seconds; clustering reads every signature once (minutes at
@@ -27,6 +29,7 @@ def _dedup(run: RunSpec, ingest: dict[str, Any], out: Path) -> dict[str, Any]:
     shards = [Path(p) for p in ingest["shards"]]
     catalog = run.catalog
     dataset = _dataset_ref(run)
+    blocked_domains(cfg)  # a blocklist file that cannot be read is an error before any work
     sig_paths = gather(signature_task.map(shards, out_dir=unmapped(out), cfg=unmapped(cfg)), "dedup signatures")
     stats = cluster_task.submit(sig_paths, out, cfg, len(sig_paths), dataset).result()
     catalog.replace("dedup_clusters", run.run_id, parquet=[stats["clusters_path"]])

@@ -71,7 +71,8 @@ def _publish(run: RunSpec, ingest: dict[str, Any], dedup: dict[str, Any], qualit
         dataset, version, files=files, index_files=index_files, scored_files=scored, quality=quality["fingerprints"],
         inputs=inputs.filter(pc.not_equal(inputs.column("status"), "unchanged")),
         changed=pick("changed"), removed=[tuple(r) for r in ingest.get("mirror_removed", [])],
-        dedup=index_settings(run.config.dedup))
+        dedup=index_settings(run.config.dedup),
+        superseded=read_shard(dedup["superseded_path"]) if dedup.get("superseded_path") else None)
     logger.info("dataset %s: version %s published: %d added, %d retired, %d documents",
                 dataset, version, published["docs_added"], published["docs_retired"], published["docs_total"])
     published["id_reuse"] = id_reuse_warnings(run.config.ingest, run.catalog.replaced_across_files(dataset, version))

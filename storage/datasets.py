@@ -52,6 +52,8 @@ _TYPES = {"doc_id": "VARCHAR", "source": "VARCHAR", "location": "VARCHAR", "titl
 
 REASON_CHANGED = "source_changed"
 REASON_REMOVED = "source_removed"
+# a newer fetch of the document's URL took its place (tasks/dedup/urls.py)
+REASON_URL = "dedup_url"
 
 # The documents of a dataset that are current (published and not retired), before this night's publish.
 _CURRENT = """
@@ -113,8 +115,8 @@ _NOW_FAILING = f"""
     WHERE l.reason IS NOT NULL"""
 # Documents whose latest decision now passes and that are not current: (doc_id, scored_in, the
 # decisions file that says so). Left
-# out: a doc id current under another text (superseded), one retired for a source reason after it
-# was scored, and one whose input file a later night found changed (a record still there was read
+# out: a doc id current under another text (superseded), one retired for a source reason or a newer
+# fetch of its URL after it was scored, and one whose input file a later night found changed (a record still there was read
 # and scored again then) or removed from a mirrored source ($mirror).
 _NOW_PASSING = f"""
     SELECT l.doc_id, l.scored_in, l.filename AS decisions FROM ({_LATEST_DECISIONS}) l
@@ -123,7 +125,7 @@ _NOW_PASSING = f"""
       AND NOT EXISTS (SELECT 1 FROM dataset_retired r JOIN dataset_versions b
                       ON b.dataset = r.dataset AND b.version = r.retired_in
                       WHERE r.dataset = $ds AND r.doc_id = l.doc_id AND b.seq > l.seq
-                        AND r.reason IN ('{REASON_CHANGED}', '{REASON_REMOVED}'))
+                        AND r.reason IN ('{REASON_CHANGED}', '{REASON_REMOVED}', '{REASON_URL}'))
       AND NOT EXISTS (SELECT 1 FROM dataset_inputs i JOIN dataset_versions b
                       ON b.dataset = i.dataset AND b.version = i.version
                       WHERE i.dataset = $ds AND i.source = l.source AND b.seq > l.seq
@@ -196,12 +198,14 @@ class DatasetVerbs:
 
     def publish_version(self, dataset: str, version: str, *, files: Sequence[str], index_files: Sequence[str],
                         scored_files: Sequence[str], quality: dict[str, str], inputs: pa.Table, changed: Sequence[tuple[str, str]], removed: Sequence[tuple[str, str]],
-                        dedup: dict[str, Any]) -> dict[str, int]:
+                        dedup: dict[str, Any], superseded: pa.Table | None = None) -> dict[str, int]:
         """Publish the night ``version`` of ``dataset`` in one transaction: its documents (``files``,
         the night's kept documents), its index files, its input files (``inputs``), and the
         retirements it implies — the old version of each record the night read again with another
         text, the records gone from ``changed`` files (both ``source_changed``) and the documents of
-        ``removed`` files (``source_removed``), each a (source, file location) pair. The dataset's
+        ``removed`` files (``source_removed``), each a (source, file location) pair, and the
+        ``superseded`` documents (doc_id, added_in) that a newer fetch of their URL replaces
+        (``dedup_url``). The dataset's
         books are checked before the commit (``quality``: the fingerprints of the quality families the
         night scored with, which a refilter of the dataset checks): previous total + added − retired = the new total.
         Publishing the same night again replaces what it published."""
@@ -229,6 +233,11 @@ class DatasetVerbs:
                 SELECT c.dataset, c.doc_id, c.added_in, $v, '{REASON_REMOVED}' FROM ({current}) c
                 JOIN removed_files f ON f.source = c.source AND (f.path = c.location OR f.path = {_FILE_OF})
                 """, params).fetchall()
+            if superseded is not None and superseded.num_rows:  # after the rest: a document is retired once
+                con.register("superseded_docs", superseded.select(["doc_id", "added_in"]))
+                con.execute(f"""
+                    INSERT INTO dataset_retired SELECT c.dataset, c.doc_id, c.added_in, $v, '{REASON_URL}' FROM ({current}) c
+                    SEMI JOIN superseded_docs s ON s.doc_id = c.doc_id AND s.added_in = c.added_in""", params).fetchall()
             if inputs.num_rows:
                 con.register("_inputs", inputs)
                 con.execute("INSERT INTO dataset_inputs SELECT ?, ?, source, path, size, mtime_ns, hash, lines, ends_line,"

@@ -50,7 +50,13 @@ def write_shard(table: pa.Table, path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def read_shard(path: str | os.PathLike[str], columns: Sequence[str] | None = None) -> pa.Table:
+def read_shard(path: str | os.PathLike[str], columns: Sequence[str] | None = None, *,
+               missing_ok: bool = False) -> pa.Table:
+    """The shard's ``columns`` (all when None); ``missing_ok``: those the file lacks (a shard written
+    before a column existed) are left out instead of raising."""
+    if columns is not None and missing_ok:
+        present = set(pq.read_schema(path).names)
+        columns = [c for c in columns if c in present]
     return pq.read_table(path, columns=list(columns) if columns is not None else None)
 
 

@@ -35,7 +35,7 @@ def test_errors_name_the_key(data, message):
 
 
 DEDUP_KEYS = ("exact, near, shingle, ngram, num_perm, threshold, bands, rows, false_positive_weight, verify, "
-              "bucket_window, seed, batch_chars, bands_per_batch, clustering, survivor")
+              "bucket_window, seed, batch_chars, bands_per_batch, clustering, survivor, url, url_blocklist, url_blocklist_file")
 
 
 @pytest.mark.parametrize("data, message", [

@@ -32,6 +32,7 @@ from refinery.tasks.dedup.config import DedupConfig
 from refinery.tasks.dedup.exact import exact_keys
 from refinery.tasks.dedup.lsh import _band_hashes, lsh_params
 from refinery.tasks.dedup.minhash import EMPTY_SIGNATURE_VALUE, estimated_jaccard, signatures
+from refinery.tasks.dedup.urls import fetch_times, url_index_rows, url_keys
 
 REASON_UNCHANGED = "dataset_unchanged"
 # Documents indexed at once when a night publishes (~0.3 GB of keys and signatures at 128 perms)
@@ -199,24 +200,27 @@ def index_settings(cfg: DedupConfig) -> dict[str, object]:
 
 
 def write_indexed(doc_ids: np.ndarray, n_chars: np.ndarray, keys: np.ndarray, sigs: np.ndarray, cfg: DedupConfig,
-                  index_dir: str, version: str, name: str) -> list[str]:
-    """Write the index rows of documents ``version`` publishes (doc ids sorted): their keys and
-    signatures, in files called ``name`` under ``index_dir``; the files written."""
+                  index_dir: str, version: str, name: str, urls: tuple[np.ndarray, np.ndarray] | None = None) -> list[str]:
+    """Write the index rows of documents ``version`` publishes (doc ids sorted): their keys,
+    signatures and (``urls``: their URL keys and fetch times, tasks/dedup/urls.py) URLs, in files
+    called ``name`` under ``index_dir``; the files written."""
     table = pa.table({"doc": pa.array(doc_numbers(list(doc_ids)), pa.uint64()),
                       "added_in": pa.array([version] * len(doc_ids), pa.string()),
                       "n_chars": pa.array(n_chars, pa.int64()), "exact_key": pa.array(keys, pa.uint64()),
                       "signature": fixed_size_list(sigs)})
-    return write_index(index_dir, name, index_rows(doc_ids, keys, sigs, cfg, version), table)
+    url_rows = url_index_rows(doc_ids, *urls, version) if urls is not None else None
+    return write_index(index_dir, name, index_rows(doc_ids, keys, sigs, cfg, version), table, url_rows)
 
 
 def index_documents(shard: str, version: str, cfg: DedupConfig, index_dir: str) -> list[str]:
     """Index one published documents file of ``version`` anew under ``cfg`` (``refinery dataset
     reindex``): signatures and keys computed from its texts, written under ``index_dir``."""
-    docs = read_shard(shard, ["doc_id", "text", "n_chars"]).sort_by("doc_id")
+    docs = read_shard(shard, ["doc_id", "text", "n_chars", "url", "domain", "fetched_at"], missing_ok=True)
+    docs = docs.sort_by("doc_id")
     texts = docs.column("text").to_pylist()
     return write_indexed(docs.column("doc_id").to_numpy(zero_copy_only=False), docs.column("n_chars").to_numpy(),
                          exact_keys(texts), signatures(texts, cfg), cfg, index_dir, version,
-                         f"{version}-{Path(shard).stem}")
+                         f"{version}-{Path(shard).stem}", urls=document_urls(docs))
 
 
 def index_night(signature_shards: list[str], corpus_shards: list[str], cfg: DedupConfig, index_dir: str,
@@ -245,6 +249,19 @@ def index_night(signature_shards: list[str], corpus_shards: list[str], cfg: Dedu
 def _index_batch(table: pa.Table, cfg: DedupConfig, index_dir: str, version: str, name: str) -> list[str]:
     if not table.num_rows:
         return []
+    urls = ((table.column("url_key").to_numpy(), table.column("fetched_at").to_numpy())
+            if "url_key" in table.column_names else None)  # signatures of a night before URLs: none
     return write_indexed(table.column("doc_id").to_numpy(zero_copy_only=False), table.column("n_chars").to_numpy(),
                          table.column("exact_key").to_numpy(), to_matrix(table.column("signature")), cfg, index_dir,
-                         version, name)
+                         version, name, urls=urls)
+
+
+def document_urls(docs: pa.Table) -> tuple[np.ndarray, np.ndarray] | None:
+    """The URL keys and fetch times of documents (a table with ``url``, ``domain`` and ``fetched_at``
+    columns; None when it has no ``url``: written before documents had URLs)."""
+    if "url" not in docs.column_names:
+        return None
+    n = docs.num_rows
+    domains = docs.column("domain").to_pylist() if "domain" in docs.column_names else [None] * n
+    fetched = docs.column("fetched_at") if "fetched_at" in docs.column_names else None
+    return url_keys(docs.column("url").to_pylist(), domains), fetch_times(fetched, n)

@@ -134,6 +134,31 @@ class DedupConfig(BaseModel):
         ),
     )
 
+    url: bool = Field(
+        default=True,
+        description=(
+            "Keep one document per absolute URL (normalized at ingest): of the same URL read twice (re-crawls), "
+            "the newest fetch (fetched_at) is kept and the other dropped as dedup_url; a newer fetch of a URL "
+            "already in the dataset retires the old document (dedup_url), an older or unchanged one is dropped. "
+            "Documents without a URL (or with a file path as theirs: pages read from a folder) are not affected."
+        ),
+    )
+    url_blocklist: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Domains whose documents are dropped as url_blocklist, subdomains included: 'example.com' blocks "
+            "example.com and ads.example.com (a URL, '*.' or a leading dot are taken off)."
+        ),
+    )
+    url_blocklist_file: str | None = Field(
+        default=None,
+        description=(
+            "A file of blocked domains, one per line ('#' starts a comment; hosts-file lines such as "
+            "'0.0.0.0 ads.example.com' are not understood: give the domain alone), added to url_blocklist. "
+            "Read on the workers: on a cluster, a path they all see."
+        ),
+    )
+
     @model_validator(mode="after")
     def _check_bands(self) -> DedupConfig:
         if (self.bands is None) != (self.rows is None):

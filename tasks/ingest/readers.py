@@ -29,7 +29,7 @@ from refinery.tasks.ingest.config import (BUILTIN_BBC, DEFAULT_MAX_CHARS, DEFAUL
 from refinery.tasks.ingest.decoding import (BINARY_SNIFF_BYTES, decode_record, nul_offset, path_text,
                                             reason_tag, storable)
 from refinery.tasks.ingest.splits import WHOLE, Piece, jsonl_pieces, parquet_pieces, range_lines, warc_pieces
-from refinery.tasks.ingest.web import HTML_SUFFIXES, file_suffix, url_domain
+from refinery.tasks.ingest.web import HTML_SUFFIXES, file_suffix, normalize_url, url_domain
 from refinery.tasks.ingest.web_readers import html_file_items, warc_items
 
 RAW_SNIPPET_CHARS = 100_000  # rejects keep the raw record up to this size
@@ -508,7 +508,7 @@ def read_unit(unit: Unit, *, unicode_form: str = "NFC", min_chars: int = 1, limi
             title=normalize(str(title), unicode_form) if title is not None else None,
             text=text,
             label=storable(str(label)) if label is not None else None,
-            url=storable(obj["url"]) if obj.get("url") else None,
+            url=storable(normalize_url(str(obj["url"]))) if obj.get("url") else None,
             fetched_at=obj.get("fetched_at"),
             lang=storable(obj["lang"]) if obj.get("lang") else None,
         )
