@@ -153,7 +153,7 @@ def _bring_back(catalog: Catalog, home: DataHome, dataset: str, version: str, co
     ref = DatasetRef.of(list(index_files), pa.concat_tables([retired, failing.select(["doc_id", "added_in"])],
                                                             promote_options="default"))
     return returned_task.submit(sorted(picks.items()), config.dedup, ref, str(home.dataset_docs_dir(dataset, version)),
-                                str(home.dataset_index_dir(dataset)), version).result()
+                                str(home.dataset_index_dir(dataset)), version, quality=config.quality).result()
 
 
 @flow(name="refilter-dataset", log_prints=True)

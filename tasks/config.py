@@ -211,6 +211,7 @@ def config_reference() -> str:
     out = []
     for section, rows in sections.items():
         out.append(f"**{section}**\n\n| key | default | meaning |\n|---|---|---|")
-        out += [f"| `{k}` | `{d}` | {doc} |" for k, d, doc in rows]
+        # a "|" in a cell would end it (descriptions are escaped by _rows)
+        out += [f"| `{k}` | `{d.replace('|', chr(92) + '|')}` | {doc} |" for k, d, doc in rows]
         out.append("")
     return "\n".join(out)

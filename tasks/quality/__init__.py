@@ -1,5 +1,6 @@
-"""Quality filtering: Gopher, C4 and FineWeb rule families, fastText language ID and a trainable
-fastText quality classifier.
+"""Quality filtering: Gopher, C4 and FineWeb rule families, fastText language ID, a trainable
+fastText quality classifier, and personal data (e-mail, IP addresses, phone numbers) counted,
+redacted or dropped (:mod:`tasks.quality.pii`).
 
 Scores live apart from decisions (Dolma's attributes): :func:`score_documents` computes every rule
 value per document, :func:`decide` turns values (fresh or stored) into drop reasons under any
@@ -25,6 +26,7 @@ from refinery.tasks.quality.config import (
     GopherRepetitionConfig,
     GuardConfig,
     LangIdConfig,
+    PiiConfig,
     QualityConfig,
 )
 from refinery.tasks.quality.langid import LanguageIdentifier, LanguagePrediction, default_model_path
@@ -54,6 +56,7 @@ __all__ = [
     "LangIdConfig",
     "LanguageIdentifier",
     "LanguagePrediction",
+    "PiiConfig",
     "QualityClassifier",
     "QualityConfig",
     "RULES",

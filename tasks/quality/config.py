@@ -3,8 +3,9 @@
 Two kinds of fields live here, and the difference matters for re-filtering:
 
 * **thresholds** (every field named by a rule in :data:`tasks.quality.rules.RULES`, plus the
-  classifier's ``mode``/``threshold``/``pareto_alpha``): they only change *decisions*, so a run can
-  re-decide from stored attributes (``decision_sql``) without re-scoring;
+  classifier's ``mode``/``threshold``/``pareto_alpha`` and pii's ``mode`` and placeholders): they only
+  change *decisions* (or, for pii, how the kept documents are written), so a run can re-decide from
+  stored attributes (``decision_sql``) without re-scoring;
 * **scoring parameters** (everything else, e.g. ``c4.min_words_per_line`` or ``langid.languages``):
   they change attribute *values*; :func:`tasks.quality.rules.family_fingerprints` hashes them so the
   flow can tell which families must be re-scored.
@@ -32,6 +33,7 @@ __all__ = [
     "GopherQualityConfig",
     "GopherRepetitionConfig",
     "LangIdConfig",
+    "PiiConfig",
     "QualityConfig",
     "STOP_WORDS",
 ]
@@ -204,6 +206,35 @@ class ClassifierConfig(_Family):
     seed: int = Field(0, description="Seed for the train/holdout split, negative sampling and fastText.")
 
 
+class PiiConfig(_Family):
+    """Personal data (:mod:`tasks.quality.pii`): e-mail addresses, public IP addresses and phone
+    numbers found in each document, counted as ``pii.*`` attributes and, by ``mode``, replaced by a
+    placeholder in the kept documents (as Dolma and datatrove do) or the document dropped."""
+
+    enabled: bool = Field(True, description="Look for personal data and compute the pii.* attributes "
+                          "(pii.emails, pii.ips, pii.phones and their sum pii.count).")
+    apply_to: Literal["web", "all"] = Field(
+        "web", description="'web': only documents with a URL (web pages from HTML/WARC/WET files, records with a "
+        "`url` field); 'all': every document. Documents left out get NaN pii.* attributes and are never redacted "
+        "or dropped. Scoring parameter.")
+    mode: Literal["redact", "count", "drop"] = Field(
+        "redact", description="'redact': each match in a kept document is replaced by its placeholder in the "
+        "quality stage's corpus (what the dataset publishes, synthesis and exports read; the ingested documents "
+        "keep the original text); 'count': attributes only; 'drop': drop documents with more than max_count "
+        "matches (reason pii.found), the documents kept are not redacted. A refilter can change it.")
+    max_count: int = Field(0, ge=0, description="In 'drop' mode, drop a document with more matches than this "
+                           "(pii.count > max_count).")
+    emails: bool = Field(True, description="Look for e-mail addresses (pii.emails). Scoring parameter.")
+    ips: bool = Field(True, description="Look for public IPv4 and IPv6 addresses; private, loopback, documentation "
+                      "and multicast ones are nobody's (pii.ips). Scoring parameter.")
+    phones: bool = Field(True, description="Look for phone numbers: international (+CC), North American and "
+                         "national ones with a trunk 0, written with separators (pii.phones). Scoring parameter.")
+    email_placeholder: str = Field("|||EMAIL_ADDRESS|||", description="What replaces an e-mail address in 'redact' "
+                                   "mode (Dolma's). A refilter can change it.")
+    ip_placeholder: str = Field("|||IP_ADDRESS|||", description="What replaces an IP address in 'redact' mode.")
+    phone_placeholder: str = Field("|||PHONE_NUMBER|||", description="What replaces a phone number in 'redact' mode.")
+
+
 class GuardConfig(_Family):
     """The drop-rate guard: a rule that drops more than ``max_drop_share`` of the documents that reach
     it (those no earlier rule dropped) is named at the end of the run, in ``runs.warnings`` and in
@@ -224,7 +255,7 @@ class GuardConfig(_Family):
 
 class QualityConfig(BaseModel):
     """All quality filtering. Families run (and decide) in this order: langid, gopher_repetition,
-    gopher_quality, c4, fineweb, classifier -- FineWeb's pipeline order."""
+    gopher_quality, c4, fineweb, classifier, pii -- FineWeb's pipeline order (its PII step comes last)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -241,6 +272,7 @@ class QualityConfig(BaseModel):
     c4: C4Config = Field(default_factory=C4Config, description="C4 rules.")
     fineweb: FineWebConfig = Field(default_factory=FineWebConfig, description="FineWeb rules.")
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig, description="Learned quality classifier.")
+    pii: PiiConfig = Field(default_factory=PiiConfig, description="Personal data: e-mail, IP addresses, phone numbers.")
     guard: GuardConfig = Field(default_factory=GuardConfig, description="Drop-rate guard.")
 
     @model_validator(mode="before")

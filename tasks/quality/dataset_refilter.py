@@ -23,6 +23,7 @@ from refinery.tasks.dedup import DedupConfig, deduplicate, exact_keys, signature
 from refinery.tasks.dedup.against import DatasetRef, match_dataset, unmatched, write_indexed
 from refinery.tasks.exceptions import RefilterError
 from refinery.tasks.quality import QualityConfig, decide
+from refinery.tasks.quality.pii import redact_documents
 from refinery.tasks.quality.refilter import decisions_digest, stored_attributes
 from refinery.tasks.quality.shard_tasks import survivors
 
@@ -84,14 +85,18 @@ def sweep_unpublished(docs_dir: str, index_dir: str, version: str) -> list[Path]
 
 
 def returned_documents(picks: Sequence[tuple[str, Sequence[str]]], cfg: DedupConfig, dataset: DatasetRef,
-                       docs_dir: str, index_dir: str, version: str) -> dict[str, Any]:
+                       docs_dir: str, index_dir: str, version: str,
+                       quality: QualityConfig | None = None) -> dict[str, Any]:
     """Bring back the documents that now pass: ``picks`` names them per documents shard (a scored
     shard and the doc ids to take from it). Those that duplicate a current document of ``dataset``
     (exact or near, as a night's dedup matches them; ``dataset.retired`` includes what this refilter
     retires) or another document coming back (dedup within them, as within a night) stay out; the
     rest are written, whole, as ``docs_dir/returned.parquet`` and indexed under ``index_dir`` for
     the dedup of later nights (keys and signatures recomputed with ``cfg``, the dataset's dedup
-    settings). Memory: the returned documents' texts, once."""
+    settings, from the original text, as a night's dedup computes them). Under ``quality`` (the
+    refilter's quality config) with ``pii.mode: redact`` the written documents have their personal
+    data redacted, as the quality stage writes its kept documents. Memory: the returned documents'
+    texts, once."""
     tables = [read_shard(shard).filter(pc.field("doc_id").isin(pa.array(sorted(ids), pa.string())))
               for shard, ids in picks]
     tables = [t for t in tables if t.num_rows]
@@ -113,7 +118,9 @@ def returned_documents(picks: Sequence[tuple[str, Sequence[str]]], cfg: DedupCon
     if not keep.size:
         return {"files": [], "index_files": [], "returned": 0, "left_out": left_out}
     returned = rows.take(pa.array(keep))
+    n_chars = returned.column("n_chars").to_numpy()
+    if quality is not None:
+        returned = redact_documents(returned, quality)
     path = write_shard(returned, Path(docs_dir) / RETURNED_NAME)
-    index_files = write_indexed(doc_ids[keep], returned.column("n_chars").to_numpy(), keys[keep], sigs[keep], cfg,
-                                index_dir, version, version)
+    index_files = write_indexed(doc_ids[keep], n_chars, keys[keep], sigs[keep], cfg, index_dir, version, version)
     return {"files": [str(path)], "index_files": index_files, "returned": int(keep.size), "left_out": left_out}

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from refinery.tasks.quality.config import QualityConfig
-from refinery.tasks.quality.profiles import PROFILES
+from refinery.tasks.quality.profiles import PRESETS, PROFILES
 from refinery.tasks.quality.rules import Rule, active_rules
 
 __all__ = ["SNIPPET_CHARS", "UNJUDGED_FAMILIES", "drop_rate_warnings", "drop_rate_warnings_by_source", "guard_message",
@@ -93,6 +93,10 @@ def _keeping_profiles(rule: Rule, value: float | None, current: str) -> list[str
     """The profiles (other than ``current`` and ``custom``) under which a document with this
     attribute value passes ``rule``."""
     if value is None or rule.op == "pareto" or np.isnan(value):
+        return []
+    if not any(rule.family in PRESETS[name] for name in PROFILES):
+        # no profile presets this family (pii): its rules are the config's own under every profile,
+        # and a default config of another profile, with the family's defaults, proves nothing
         return []
     out = []
     for name in PROFILES:

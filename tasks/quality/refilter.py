@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from refinery.storage import StageMarker, read_shard
 from refinery.tasks.quality.config import QualityConfig
-from refinery.tasks.quality.rules import family_fingerprints
+from refinery.tasks.quality.rules import active_rules, family_fingerprints
 
 __all__ = ["LATER_STAGES", "decisions_digest", "remove_stale_decisions", "rescored_families",
            "stored_attributes", "unfinish"]
@@ -53,9 +53,12 @@ def decisions_digest(doc_ids: pa.Array | Sequence[str], reasons: Sequence[str | 
 
 def rescored_families(fingerprints: dict[str, str], cfg: QualityConfig) -> list[str]:
     """Families ``cfg`` enables whose attributes would differ from those stored under ``fingerprints``
-    (a finished quality stage's): they need a new run, not a refilter."""
+    (a finished quality stage's): they need a new run, not a refilter. A family the stage did not
+    score at all counts only when one of its rules is on: the refilter reads nothing of it (``pii``
+    in mode redact or count, on a run scored before the family existed, redacts from the text)."""
     new = family_fingerprints(cfg)
-    return sorted(f for f in new if fingerprints.get(f) != new[f])
+    reads = {rule.family for rule, _, _ in active_rules(cfg)}
+    return sorted(f for f in new if fingerprints.get(f) != new[f] and (f in fingerprints or f in reads))
 
 
 def unfinish(stage_dirs: Iterable[Path]) -> None:

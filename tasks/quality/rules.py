@@ -33,7 +33,7 @@ __all__ = [
 # Bump when an attribute's definition changes, so attributes stored by older code stop matching.
 ATTRIBUTES_VERSION = "refinery-quality-1"
 
-FAMILIES = ("langid", "gopher_repetition", "gopher_quality", "c4", "fineweb", "classifier")
+FAMILIES = ("langid", "gopher_repetition", "gopher_quality", "c4", "fineweb", "classifier", "pii")
 
 Op = Literal["lt", "le", "gt", "pareto"]
 _NUMPY_OPS = {"lt": np.less, "le": np.less_equal, "gt": np.greater}
@@ -139,7 +139,12 @@ RULES: tuple[Rule, ...] = (
     Rule("fineweb", "new_line_ratio", "fineweb.new_line_ratio", "gt", "max_new_line_ratio"),
     Rule("classifier", "min_score", "classifier.score", "lt", "threshold", mode="threshold"),
     Rule("classifier", "pareto", "classifier.score", "pareto", "pareto_alpha", mode="pareto", noise="classifier.noise"),
+    Rule("pii", "found", "pii.count", "gt", "max_count", mode="drop"),
 )
+
+# Fields that shape how kept documents are written, not attribute values: a refilter applies them
+# (the kept documents are redacted from their text each time they are written).
+_WRITING_FIELDS = {"pii": {"email_placeholder", "ip_placeholder", "phone_placeholder"}}
 
 
 def active_rules(cfg: QualityConfig) -> list[tuple[Rule, float, bool]]:
@@ -186,7 +191,7 @@ def decide(attrs: Mapping[str, np.ndarray], cfg: QualityConfig) -> list[str | No
 
 
 def _threshold_fields(family: str) -> set[str]:
-    fields = {"enabled"}
+    fields = {"enabled", *_WRITING_FIELDS.get(family, ())}
     for rule in RULES:
         if rule.family == family:
             fields.add(rule.field)

@@ -23,6 +23,7 @@ from refinery.tasks.quality.gopher import (
     gopher_repetition_attributes,
 )
 from refinery.tasks.quality.langid import LanguageIdentifier
+from refinery.tasks.quality.pii import PII_ATTRIBUTES, applies_to, pii_attributes
 from refinery.tasks.quality.text_stats import ParsedDocs
 from refinery.tasks.quality.tokenizer import default_tokenizer
 
@@ -50,6 +51,8 @@ def attribute_names(cfg: QualityConfig) -> list[str]:
     for family, attrs, _ in _TEXT_FAMILIES:
         if getattr(cfg, family).enabled:
             names += attrs
+    if cfg.pii.enabled:
+        names += PII_ATTRIBUTES
     return names
 
 
@@ -60,13 +63,15 @@ def score_documents(
     langid: LanguageIdentifier | None = None,
     classifier: QualityClassifier | None = None,
     keys: np.ndarray | None = None,
+    has_url: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Attribute name -> float64 array with one value per text (NaN where undefined).
 
     Only enabled families are computed. ``langid`` defaults to one built from ``cfg.langid`` with
     the bundled model. Classifier attributes (``classifier.score``, ``classifier.noise``) are added
     only when ``cfg.classifier.enabled`` and a trained ``classifier`` is given; ``keys`` (uint64 doc
-    hashes) seed the Pareto noise, defaulting to a hash of each text.
+    hashes) seed the Pareto noise, defaulting to a hash of each text. ``has_url`` (bool per text;
+    None: no text has one) says which documents are web pages, for ``pii.apply_to: web``.
     """
     n = len(texts)
     out: dict[str, np.ndarray] = {}
@@ -87,6 +92,8 @@ def score_documents(
                 out[attr] = np.ascontiguousarray(table[:, j])
     if cfg.classifier.enabled and classifier is not None:
         out.update(classifier_attributes(texts, classifier, keys=keys))
+    if cfg.pii.enabled:
+        out.update(pii_attributes(texts, cfg.pii, applies_to(cfg.pii, has_url, n)))
     return out
 
 

@@ -5,6 +5,7 @@ the optional classifier. Plain functions: flows/quality.py wraps them as Prefect
 from __future__ import annotations
 
 import functools
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from refinery.tasks.quality import (
     score_documents,
     train_classifier,
 )
+from refinery.tasks.quality.pii import document_has_url, redact_documents, redaction_key
 from refinery.tasks.quality.refilter import decisions_digest, stored_attributes
 
 
@@ -102,9 +104,10 @@ def quality_shard(shard: Path, dedup_drops: Path, out_dir: Path, cfg: QualityCon
         langid = _language_identifier(cfg.langid.model_dump_json()) if cfg.langid.enabled else None
         model = _classifier(classifier, cfg.classifier.max_chars) if classifier else None
         doc_ids = docs.column("doc_id").combine_chunks()
-        attrs = score_documents(texts, cfg, langid=langid, classifier=model, keys=doc_keys(doc_ids))
+        attrs = score_documents(texts, cfg, langid=langid, classifier=model, keys=doc_keys(doc_ids),
+                                has_url=document_has_url(docs))
         write_shard(attributes_table(doc_ids, attrs), paths["attributes"])
-        _write_decisions(docs, decide(attrs, cfg), paths["drops"], paths["corpus"])
+        _write_decisions(docs, decide(attrs, cfg), paths["drops"], paths["corpus"], cfg, attrs.get("pii.count"))
     kept = read_shard(paths["corpus"], ["doc_id"]).num_rows
     return {"shard": str(shard), "docs": docs.num_rows, "kept": kept, "dropped": docs.num_rows - kept,
             **{k: str(v) for k, v in paths.items()}}
@@ -117,7 +120,8 @@ def refilter_shard(shard: Path, dedup_drops: Path, out_dir: Path, cfg: QualityCo
     The drops and kept documents are written as ``drops-<stem>.<digest>.parquet`` and
     ``corpus-<stem>.<digest>.parquet``, the digest taken from the decisions: a rerun (after a
     refilter was killed) keeps what it already wrote for the same decisions, and no file written
-    under other thresholds can pass for these.
+    under other thresholds can pass for these. Under ``quality.pii.mode: redact`` the digest also
+    covers the redaction settings, since the kept documents' text depends on them.
     """
     paths = shard_paths(shard, out_dir)
     docs = survivors(shard, dedup_drops)
@@ -126,16 +130,21 @@ def refilter_shard(shard: Path, dedup_drops: Path, out_dir: Path, cfg: QualityCo
     # a shard without survivors stores no attribute: nothing to decide
     reasons = decide(attrs, cfg) if attrs else [None] * len(doc_ids)
     digest = decisions_digest(doc_ids, reasons)
+    if key := redaction_key(cfg):
+        digest = hashlib.sha256(f"{digest}\t{key}".encode()).hexdigest()[:16]
     drops, corpus = (p.with_name(f"{p.stem}.{digest}.parquet") for p in (paths["drops"], paths["corpus"]))
     if not (drops.exists() and corpus.exists()):
-        _write_decisions(docs, reasons, drops, corpus)
+        _write_decisions(docs, reasons, drops, corpus, cfg, attrs.get("pii.count"))
     dropped = sum(r is not None for r in reasons)
     return {"shard": str(shard), "docs": docs.num_rows, "kept": docs.num_rows - dropped, "dropped": dropped,
             "drops": str(drops), "corpus": str(corpus)}
 
 
-def _write_decisions(docs: pa.Table, reasons: list[str | None], drops: Path, corpus: Path) -> None:
-    """The dropped docs' (doc_id, stage, reason) to ``drops``, the kept docs whole to ``corpus``."""
+def _write_decisions(docs: pa.Table, reasons: list[str | None], drops: Path, corpus: Path, cfg: QualityConfig,
+                     pii_count: np.ndarray | None) -> None:
+    """The dropped docs' (doc_id, stage, reason) to ``drops``, the kept docs whole to ``corpus``
+    (personal data redacted under ``quality.pii.mode: redact``; ``pii_count``, the documents'
+    pii.count when scored, spares scanning those with none)."""
     reasons = np.array([r or "" for r in reasons], dtype=object)
     dropped = reasons != ""
     write_shard(pa.table({
@@ -143,4 +152,6 @@ def _write_decisions(docs: pa.Table, reasons: list[str | None], drops: Path, cor
         "stage": pa.array(["quality"] * int(dropped.sum()), pa.string()),
         "reason": pa.array(reasons[dropped].tolist(), pa.string()),
     }), drops)
-    write_shard(docs.filter(pa.array(~dropped)), corpus)
+    kept = pa.array(~dropped)
+    counts = None if pii_count is None else np.asarray(pii_count)[~dropped]
+    write_shard(redact_documents(docs.filter(kept), cfg, counts), corpus)

@@ -132,6 +132,10 @@ CASES: dict[str, Case] = {
     ),
     "fineweb.char_dup_ratio": Case(dial=lambda k: "\n".join([sentence(i, 30) for i in range(60)] + ["Dup."] * k)),
     "fineweb.new_line_ratio": Case(dial=lambda k: " ".join(unique_words(100)) + "\n" * k),
+    "pii.found": Case(
+        pair=(EN + "Write to the news desk.", EN + "Write to news.desk@example.org."),
+        settings={"mode": "drop", "apply_to": "all"},  # score_documents is told of no URL: 'web' would see none
+    ),
 }
 
 
@@ -201,6 +205,7 @@ FLIPS: dict[str, tuple[float, int, float, float]] = {
     # 60 lines of 180 characters, then k "Dup." lines of which k - 1 repeat: 4 (k - 1) / (10800 + 4k)
     "fineweb.char_dup_ratio": (0.01, 29, 27 * 4 / 10912, 28 * 4 / 10916),
     "fineweb.new_line_ratio": (0.3, 31, 30 / 100, 31 / 100),  # k newlines after 100 words
+    "pii.found": (0, 1, 0, 1),  # e-mail addresses, IPs and phone numbers: none, one
 }
 # Language ID is a model's probability, so its flip is pinned to where it can be: langid reads the
 # first 1,000 characters (langid.max_chars) and EN is 215, so up to k = 7 it reads only English
