@@ -3,7 +3,8 @@
 The night's kept documents (quality's corpus shards) are indexed for dedup of later nights (on a
 worker) and hard-linked under the dataset's folder, with what quality decided them from (the
 night's documents, attributes and dedup drops: what a refilter of the dataset reads); then one catalog transaction publishes the
-version: its files, its index files, the input files it read, and the documents it retires. A
+version: its files, its index files, the input files it read, and the documents it retires (among
+them those of domains the blocklist lists now, whenever they were added). A
 reader of ``curated`` sees the previous version until that commit. The stage's stats name the
 version's documents as shards (``corpus``), what the night's model half reads
 (:mod:`refinery.tasks.dataset_version`). A night that read nothing new
@@ -24,6 +25,7 @@ from refinery.flows.runtime import run_stage
 from refinery.storage import link_files, read_shard
 from refinery.tasks.dataset_version import without_retired
 from refinery.tasks.dedup.against import index_night, index_settings
+from refinery.tasks.dedup.urls import blocked_domains, is_blocked
 from refinery.tasks.ingest.duplicates import id_reuse_warnings
 from refinery.tasks.runs import RunSpec
 
@@ -65,6 +67,8 @@ def _publish(run: RunSpec, ingest: dict[str, Any], dedup: dict[str, Any], qualit
     # attributes and dedup's drops, kept with the dataset (a gc of the run takes none of them)
     scored = link_files([*ingest["shards"], *run.catalog.shard_paths("doc_attributes", version), dedup["drops_path"]],
                         home.dataset_scored_dir(dataset, version))
+    blocked = blocked_domains(run.config.dedup)  # the blocklist as it is tonight: listed documents leave
+    leaving = [d for d in run.catalog.dataset_domains(dataset) if is_blocked(d, blocked)] if blocked else []
     rows = inputs.to_pylist()
     pick = lambda status: [(r["source"], r["path"]) for r in rows if r["status"] == status]  # noqa: E731
     published = run.catalog.publish_version(
@@ -72,7 +76,8 @@ def _publish(run: RunSpec, ingest: dict[str, Any], dedup: dict[str, Any], qualit
         inputs=inputs.filter(pc.not_equal(inputs.column("status"), "unchanged")),
         changed=pick("changed"), removed=[tuple(r) for r in ingest.get("mirror_removed", [])],
         dedup=index_settings(run.config.dedup),
-        superseded=read_shard(dedup["superseded_path"]) if dedup.get("superseded_path") else None)
+        superseded=read_shard(dedup["superseded_path"]) if dedup.get("superseded_path") else None,
+        blocked_domains=leaving)
     logger.info("dataset %s: version %s published: %d added, %d retired, %d documents",
                 dataset, version, published["docs_added"], published["docs_retired"], published["docs_total"])
     published["id_reuse"] = id_reuse_warnings(run.config.ingest, run.catalog.replaced_across_files(dataset, version))

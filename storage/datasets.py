@@ -54,6 +54,8 @@ REASON_CHANGED = "source_changed"
 REASON_REMOVED = "source_removed"
 # a newer fetch of the document's URL took its place (tasks/dedup/urls.py)
 REASON_URL = "dedup_url"
+# its domain is on dedup.url_blocklist now
+REASON_BLOCKLIST = "url_blocklist"
 
 # The documents of a dataset that are current (published and not retired), before this night's publish.
 _CURRENT = """
@@ -115,8 +117,8 @@ _NOW_FAILING = f"""
     WHERE l.reason IS NOT NULL"""
 # Documents whose latest decision now passes and that are not current: (doc_id, scored_in, the
 # decisions file that says so). Left
-# out: a doc id current under another text (superseded), one retired for a source reason or a newer
-# fetch of its URL after it was scored, and one whose input file a later night found changed (a record still there was read
+# out: a doc id current under another text (superseded), one retired for a source reason, a newer
+# fetch of its URL or a blocked domain after it was scored, and one whose input file a later night found changed (a record still there was read
 # and scored again then) or removed from a mirrored source ($mirror).
 _NOW_PASSING = f"""
     SELECT l.doc_id, l.scored_in, l.filename AS decisions FROM ({_LATEST_DECISIONS}) l
@@ -125,7 +127,7 @@ _NOW_PASSING = f"""
       AND NOT EXISTS (SELECT 1 FROM dataset_retired r JOIN dataset_versions b
                       ON b.dataset = r.dataset AND b.version = r.retired_in
                       WHERE r.dataset = $ds AND r.doc_id = l.doc_id AND b.seq > l.seq
-                        AND r.reason IN ('{REASON_CHANGED}', '{REASON_REMOVED}', '{REASON_URL}'))
+                        AND r.reason IN ('{REASON_CHANGED}', '{REASON_REMOVED}', '{REASON_URL}', '{REASON_BLOCKLIST}'))
       AND NOT EXISTS (SELECT 1 FROM dataset_inputs i JOIN dataset_versions b
                       ON b.dataset = i.dataset AND b.version = i.version
                       WHERE i.dataset = $ds AND i.source = l.source AND b.seq > l.seq
@@ -198,14 +200,15 @@ class DatasetVerbs:
 
     def publish_version(self, dataset: str, version: str, *, files: Sequence[str], index_files: Sequence[str],
                         scored_files: Sequence[str], quality: dict[str, str], inputs: pa.Table, changed: Sequence[tuple[str, str]], removed: Sequence[tuple[str, str]],
-                        dedup: dict[str, Any], superseded: pa.Table | None = None) -> dict[str, int]:
+                        dedup: dict[str, Any], superseded: pa.Table | None = None,
+                        blocked_domains: Sequence[str] = ()) -> dict[str, int]:
         """Publish the night ``version`` of ``dataset`` in one transaction: its documents (``files``,
         the night's kept documents), its index files, its input files (``inputs``), and the
         retirements it implies — the old version of each record the night read again with another
         text, the records gone from ``changed`` files (both ``source_changed``) and the documents of
         ``removed`` files (``source_removed``), each a (source, file location) pair, and the
         ``superseded`` documents (doc_id, added_in) that a newer fetch of their URL replaces
-        (``dedup_url``). The dataset's
+        (``dedup_url``), and the documents of ``blocked_domains`` (``url_blocklist``). The dataset's
         books are checked before the commit (``quality``: the fingerprints of the quality families the
         night scored with, which a refilter of the dataset checks): previous total + added − retired = the new total.
         Publishing the same night again replaces what it published."""
@@ -238,12 +241,23 @@ class DatasetVerbs:
                 con.execute(f"""
                     INSERT INTO dataset_retired SELECT c.dataset, c.doc_id, c.added_in, $v, '{REASON_URL}' FROM ({current}) c
                     SEMI JOIN superseded_docs s ON s.doc_id = c.doc_id AND s.added_in = c.added_in""", params).fetchall()
+            if blocked_domains:
+                con.register("blocked_domains", pa.table({"domain": pa.array(list(blocked_domains), pa.string())}))
+                con.execute(f"""
+                    INSERT INTO dataset_retired SELECT d.dataset, d.doc_id, d.added_in, $v, '{REASON_BLOCKLIST}'
+                    FROM curated d SEMI JOIN blocked_domains b ON b.domain = d.domain
+                    WHERE d.dataset = $ds""", params).fetchall()
             if inputs.num_rows:
                 con.register("_inputs", inputs)
                 con.execute("INSERT INTO dataset_inputs SELECT ?, ?, source, path, size, mtime_ns, hash, lines, ends_line,"
                             " status FROM _inputs", [dataset, version]).fetchall()
             return record_version(con, dataset, version, files=files, index_files=index_files, dedup=dedup,
                                   scored_files=scored_files, quality=quality)
+
+    def dataset_domains(self, dataset: str) -> list[str]:
+        """The distinct domains of the dataset's current documents (one column of its files read)."""
+        return self.query("SELECT DISTINCT domain FROM curated WHERE dataset = $1 AND domain IS NOT NULL"
+                          " ORDER BY domain", [dataset]).column("domain").to_pylist()
 
     def dataset_files(self, dataset: str) -> list[tuple[str, list[str]]]:
         """(version, its published documents files) of every version of the dataset, oldest first."""
