@@ -102,7 +102,9 @@ def _emails(text: str) -> list[tuple[int, int, str]]:
     while at >= 0:
         domain = _EMAIL_DOMAIN.match(text, at)
         local = _EMAIL_LOCAL.search(text, max(end, at - _LOCAL_MAX), at) if domain else None
-        if domain and local and not (local.start() and _NOT_BEFORE_LOCAL.match(text, local.start() - 1)):
+        # "ssh://git@github.com/...": a URL's user, not an address (found on Cargo's reference pages)
+        if (domain and local and not (local.start() and _NOT_BEFORE_LOCAL.match(text, local.start() - 1))
+                and not text.startswith("://", local.start() - 3)):
             out.append((local.start(), domain.end(), "email"))
             end = domain.end()
         at = text.find("@", max(end, at + 1))

@@ -90,7 +90,8 @@ TECHNICAL = {
     "number tables": "2019 2020 2021\n12 14 15 18\n0101 1100 1010 0011\n0001 0002 0003",
     "python": "@dataclass(frozen=True)\nclass A:\n    @property\n    def w(self):\n        return x@W.T + a @ b\n"
               "# needs python@3.11, pkg@1.2.3 and user@localhost\nv = a[2::3]; std::vector<int> v;",
-    "git and URLs": "git clone git@github.com:org/repo.git; https://medium.com/@user.name/post-123",
+    "git and URLs": "git clone git@github.com:org/repo.git; https://medium.com/@user.name/post-123; "
+                    "cargo's spec git+ssh://git@github.com/rust-lang/regex.git#regex@1.4.3, ftp://anonymous@ftp.example.org/",
     "private addresses": "Bind 127.0.0.1, 192.168.1.1, 10.0.0.1, 0.0.0.0, 224.0.0.1 or 2001:db8::1 and fe80::1.",
     "not addresses": "999.999.999.999, 108.0.0.01, 912.456.123.123, 192.168.l.1, 00.0000.00.00",
 }
