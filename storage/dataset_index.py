@@ -83,7 +83,7 @@ def _query(sql: str, files: Sequence[str], **tables: pa.Table) -> pa.Table:
     try:
         for name, table in tables.items():
             con.register(name, table)
-        return con.execute(sql, [list(files)]).to_arrow_table()
+        return con.sql(sql, params=[list(files)]).to_arrow_table()
     finally:
         con.close()
 

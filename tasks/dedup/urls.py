@@ -187,8 +187,10 @@ def _against_dataset(doc_ids: np.ndarray, keys: np.ndarray, url_key: np.ndarray,
     theirs = indexed_exact_keys(index_files, np.unique(others), retired)
     key_of = dict(zip(theirs.column("doc").to_pylist(), theirs.column("key").to_pylist()))
     out: list[tuple[int, str, str]] = []
-    for row in np.unique(hit_rows).tolist():
-        at = np.flatnonzero(hit_rows == row)
+    # hits come sorted by row: each row's hits are one run (no scan of all hits per row)
+    starts = np.flatnonzero(np.r_[True, hit_rows[1:] != hit_rows[:-1]])
+    for start, stop in zip(starts.tolist(), np.r_[starts[1:], hit_rows.size].tolist()):
+        row, at = int(hit_rows[start]), np.arange(start, stop)
         newest = at[np.lexsort((others[at], ~when[at]))[0]]
         same_text = [i for i in at.tolist() if key_of.get(int(others[i])) == int(keys[row])]
         if fetched[row] <= when[newest] or same_text:

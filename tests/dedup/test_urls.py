@@ -93,3 +93,35 @@ def test_blocked_documents_are_dropped_even_with_url_dedup_off_and_dedup_off_kee
             ("d3", "https://ok.example/x", "2026-11-02T00:00:00")]
     got = night(rows, DedupConfig(url=False, url_blocklist=["spam.example"]))
     assert [got[d][0] for d in ("d1", "d2", "d3")] == [REASON_BLOCKLIST, "", ""]
+
+
+def test_against_the_dataset_index_a_newer_fetch_supersedes_and_an_older_or_unchanged_one_is_dropped(tmp_path):
+    from refinery.storage.dataset_index import doc_ids_of
+    from refinery.tasks.dedup.against import write_indexed
+    from refinery.tasks.dedup.minhash import signatures
+
+    cfg = DedupConfig()
+
+    def micros(iso: str) -> int:
+        return int(datetime.fromisoformat(iso).replace(tzinfo=timezone.utc).timestamp() * 1_000_000)
+
+    # the dataset: three pages published in v1, fetched on Nov 1
+    urls = ["https://a.example/1", "https://a.example/2", "https://a.example/3"]
+    old_ids = np.array(["0000000000000001", "0000000000000002", "0000000000000003"], dtype=object)
+    old_keys = np.array([11, 12, 13], dtype=np.uint64)
+    files = write_indexed(old_ids, np.array([100, 100, 100]), old_keys, signatures(["x y z"] * 3, cfg), cfg,
+                          str(tmp_path), "v1", "v1",
+                          urls=(url_keys(urls, [url_domain(u) for u in urls]), np.full(3, micros("2026-11-01"))))
+    # tonight: page 1 fetched later with another text, page 2 fetched earlier, page 3 later but unchanged,
+    # and a page new to the dataset
+    night_ids = np.array(["00000000000000a1", "00000000000000a2", "00000000000000a3", "00000000000000a4"], dtype=object)
+    night_urls = [*urls, "https://a.example/4"]
+    got = url_decisions(night_ids, np.array([21, 22, 13, 24], dtype=np.uint64),
+                        url_keys(night_urls, [url_domain(u) for u in night_urls]),
+                        np.array([micros("2026-11-05"), micros("2026-10-01"), micros("2026-11-05"), micros("2026-11-05")]),
+                        [url_domain(u) for u in night_urls], cfg, tuple(files))
+    assert got.reasons.tolist() == ["", "dedup_url", "dedup_url", ""]
+    assert got.matched.tolist() == [None, "0000000000000002", "0000000000000003", None]
+    assert doc_ids_of(got.superseded.column("doc").to_pylist()) == ["0000000000000001"]
+    assert got.superseded.column("by").to_pylist() == ["00000000000000a1"]
+    assert got.superseded.column("added_in").to_pylist() == ["v1"]
