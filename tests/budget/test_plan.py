@@ -9,10 +9,11 @@ from __future__ import annotations
 import pytest
 
 from refinery.tasks.budget.plan import (
-    BudgetPlan, Rates, Workload, apply_plan, below_minimum_line, minimum_minutes, plan_budget,
+    MAX_EPOCHS, BudgetPlan, Rates, Workload, apply_plan, below_minimum_line, minimum_minutes, plan_budget,
 )
 from refinery.tasks.budget.record import actual_rows, budget_table, plan_rows
 from refinery.tasks.config import RefineryConfig, parse_config
+from refinery.tasks.train.finetune import plan_training
 
 # 2 slots embedding 50 documents/s each, a training step of 10 s, calibration 30 s
 RATES = Rates(slots=2, encode_docs_per_s=50.0, train_step_s=10.0, calibration_s=30.0)
@@ -86,11 +87,24 @@ def test_the_plan_sets_the_sizes_of_synthesize_and_train_and_survives_a_round_tr
     assert (planned.synthesize.passages, planned.synthesize.candidates_per_passage,
             planned.synthesize.max_pairs_per_passage, planned.synthesize.inverse_cloze_passages) == (
         plan.llm_passages, 32, 8, plan.inverse_cloze_passages)
+    # the steps bound the training; the passes only cap it (see the next test)
     assert (planned.train.max_steps, planned.train.epochs, planned.train.max_minutes) == (
-        plan.steps, plan.epochs, plan.train_max_minutes)
+        plan.steps, MAX_EPOCHS, plan.train_max_minutes)
     assert planned.evaluate == cfg.evaluate and planned.budget == cfg.budget
     assert BudgetPlan.from_dict(plan.as_dict()) == plan
     assert apply_plan(planned, plan) == planned  # applying it again (a resumed run) changes nothing
+
+
+def test_a_night_that_keeps_fewer_pairs_than_planned_still_trains_its_planned_steps():
+    cfg = config(["inverse_cloze", "smollm2"])
+    plan = plan_budget(60, WITH_LLM, Workload(corpus_docs=20_000), cfg)
+    assert (plan.steps, plan.epochs) == (179, 2)  # 6,364 pairs expected: two passes
+    kept = [(f"query {i}", f"passage {i}") for i in range(plan.expected_pairs * 4 // 10)]  # 40% of them kept
+    planned = plan_training(kept, apply_plan(cfg, plan).train)
+    assert len(planned.batches) == plan.steps  # more passes over fewer pairs, the planned steps all the same
+    few = [(f"query {i}", f"passage {i}") for i in range(100)]  # far too few: at most MAX_EPOCHS passes
+    per_pass = len(plan_training(few, cfg.train).batches)
+    assert len(plan_training(few, apply_plan(cfg, plan).train).batches) == MAX_EPOCHS * per_pass < plan.steps
 
 
 def test_unbudgeted_config_keeps_todays_sizes():
