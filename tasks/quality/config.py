@@ -215,7 +215,7 @@ class PiiConfig(_Family):
                           "(pii.emails, pii.ips, pii.phones and their sum pii.count).")
     apply_to: Literal["web", "all"] = Field(
         "web", description="'web': only documents with a URL (web pages from HTML/WARC/WET files, records with a "
-        "`url` field); 'all': every document. Documents left out get NaN pii.* attributes and are never redacted "
+        "`url` field); 'all': every document. Documents left out get NULL pii.* attributes and are never redacted "
         "or dropped. Scoring parameter.")
     mode: Literal["redact", "count", "drop"] = Field(
         "redact", description="'redact': each match in a kept document is replaced by its placeholder in the "

@@ -36,14 +36,16 @@ def _language_identifier(settings: str) -> LanguageIdentifier:
 
 
 def attributes_table(doc_ids: pa.Array, attrs: dict[str, np.ndarray]) -> pa.Table:
-    """Dolma-style long table: one row per (doc, attribute)."""
+    """Dolma-style long table: one row per (doc, attribute). A value not defined for a document (NaN
+    in ``attrs``) is stored as NULL: in SQL NaN sorts above every number (``value > 0`` would hold
+    for it) and poisons ``avg``, where NULL is left out."""
     names = sorted(attrs)
     n = len(doc_ids)
     return pa.table({
         "doc_id": pa.concat_arrays([doc_ids] * len(names)) if names else pa.array([], pa.string()),
         "name": pa.array(np.repeat(np.array(names, dtype=object), n), pa.string()),
         "value": pa.array(np.concatenate([np.asarray(attrs[k], dtype=np.float64) for k in names])
-                          if names else np.array([], dtype=np.float64)),
+                          if names else np.array([], dtype=np.float64), pa.float64(), from_pandas=True),
     })
 
 

@@ -5,6 +5,7 @@ quality stage, a refilter, a dataset refilter's returned documents) redacts them
 
 from __future__ import annotations
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -16,7 +17,7 @@ from refinery.tasks.quality import FAMILIES, PiiConfig, QualityConfig, decide, f
 from refinery.tasks.quality.dataset_refilter import returned_documents
 from refinery.tasks.quality.guard import drop_rate_warnings
 from refinery.tasks.quality.pii import find_pii, pii_attributes, redact, redact_documents
-from refinery.tasks.quality.refilter import rescored_families
+from refinery.tasks.quality.refilter import rescored_families, stored_attributes
 from refinery.tasks.quality.shard_tasks import quality_shard, refilter_shard
 from tests.fixtures.crafted import bbc_files
 
@@ -185,7 +186,15 @@ def test_the_quality_stage_redacts_the_kept_web_pages(tmp_path, shard) -> None:
     assert read_shard(docs).column("text").to_pylist() == texts  # the ingested documents keep the original
     attributes = read_shard(result["attributes"]).to_pylist()
     count = {a["doc_id"]: a["value"] for a in attributes if a["name"] == "pii.count"}
-    assert count["0000000000000000"] == 2 and count["0000000000000001"] == 0 and np.isnan(count["0000000000000002"])
+    # the document without a URL was not looked at: NULL, not a count of 0
+    assert count["0000000000000000"] == 2 and count["0000000000000001"] == 0 and count["0000000000000002"] is None
+    # so SQL over the attributes finds the pages with personal data only (NaN would count: DuckDB sorts it
+    # above every number) and averages over the pages looked at
+    found = duckdb.sql(f"SELECT list(doc_id ORDER BY doc_id) AS ids, avg(value) AS mean FROM '{result['attributes']}'"
+                       " WHERE name = 'pii.count' AND value > 0").fetchall()[0]
+    assert found == (["0000000000000000", "0000000000000003"], 2.0)
+    # and read back for a refilter it is NaN again, which no rule fails on
+    assert np.isnan(stored_attributes(result["attributes"], pa.array(["0000000000000002"]))["pii.count"]).all()
 
 
 def test_count_mode_keeps_the_text(tmp_path, shard) -> None:
