@@ -509,6 +509,10 @@ OverlapOption = Annotated[Optional[Overlap], typer.Option(
     "--overlap",
     help="A run due while the last is still going waits for it, or is skipped; default: the config's "
     "schedule.overlap (wait).")]
+AlertWebhookOption = Annotated[Optional[str], typer.Option(
+    "--alert-webhook",
+    help="A failed or crashed run POSTs its error and report link here: a saved Prefect Webhook block's name, or "
+    "an http(s) URL; default: the config's schedule.alert_webhook (none).")]
 DeploymentNameOption = Annotated[str, typer.Option("--name", help="Deployment name shown in the Prefect UI.")]
 BudgetMinutesOption = Annotated[Optional[float], typer.Option(
     "--budget-minutes", min=0,
@@ -526,6 +530,7 @@ def serve(
     name: DeploymentNameOption = "refinery-nightly",
     overlap: OverlapOption = None,
     budget_minutes: BudgetMinutesOption = None,
+    alert_webhook: AlertWebhookOption = None,
 ) -> None:
     """Serve the nightly flow from this process: runs by schedule and from the UI's Run button.
 
@@ -536,8 +541,13 @@ def serve(
     from refinery.flows.nightly import nightly
 
     parameters = _deployment_parameters(config, dask_address, budget_minutes)
-    nightly.serve(name=name, schedule=_schedule(config, cron, interval, timezone), parameters=parameters,
-                  global_limit=_concurrency(config, overlap), entrypoint_type=EntrypointType.MODULE_PATH)
+    settings = dict(name=name, schedule=_schedule(config, cron, interval, timezone), parameters=parameters,
+                    entrypoint_type=EntrypointType.MODULE_PATH)
+    webhook = _webhook(config, alert_webhook)
+    if webhook:  # the automation names the deployment by id: register it first (serve registers it again, unchanged)
+        deployment_id = nightly.to_deployment(**settings, concurrency_limit=_concurrency(config, overlap)).apply()
+        _alert(deployment_id, name, webhook)
+    nightly.serve(**settings, global_limit=_concurrency(config, overlap))
 
 
 @app.command()
@@ -551,6 +561,7 @@ def deploy(
     name: DeploymentNameOption = "refinery-nightly",
     overlap: OverlapOption = None,
     budget_minutes: BudgetMinutesOption = None,
+    alert_webhook: AlertWebhookOption = None,
 ) -> None:
     """Register the nightly deployment on a work pool; `prefect worker start --pool POOL` runs it.
 
@@ -567,6 +578,7 @@ def deploy(
     from refinery.flows.nightly import nightly
 
     parameters = _deployment_parameters(config, dask_address, budget_minutes)
+    webhook = _webhook(config, alert_webhook)
 
     async def ensure_pool() -> None:
         async with get_client() as client:
@@ -583,6 +595,35 @@ def deploy(
     (deployment_id,) = prefect_deploy(deployment, work_pool_name=pool, build=False, push=False, print_next_steps_message=False)
     console.print(f"deployment nightly/{name} ({deployment_id}) on work pool {pool!r}; "
                   f"start a worker with: prefect worker start --pool {pool}")
+    if webhook:
+        _alert(deployment_id, name, webhook)
+
+
+def _webhook(config: Optional[Path], alert_webhook: Optional[str]) -> Optional[str]:
+    """The webhook failed runs are reported to (option, else config), checked before anything is registered."""
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    from refinery.flows.alerts import check_webhook
+
+    webhook = alert_webhook or _config(config).schedule.alert_webhook
+    if webhook:
+        try:
+            run_coro_as_sync(check_webhook(webhook))
+        except ValueError as exc:
+            raise _fail(exc) from None
+    return webhook
+
+
+def _alert(deployment_id, name: str, webhook: str) -> None:
+    """Create the automation that calls ``webhook`` when a run of the deployment fails (one-line error)."""
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    from refinery.flows.alerts import alert_on_failure
+
+    try:
+        console.print(f"deployment {name}: " + run_coro_as_sync(alert_on_failure(deployment_id, name, webhook)))
+    except ValueError as exc:
+        raise _fail(exc) from None
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect_dask import DaskTaskRunner
 
+from refinery.flows.alerts import announce_failure
 from refinery.flows.budget import budget_flow, planned_config
 from refinery.flows.dedup import dedup_flow
 from refinery.flows.evaluate import evaluate_flow
@@ -207,7 +208,7 @@ def with_default_budget(config: RefineryConfig, minutes: float | None) -> Refine
     return parse_config({**config.model_dump(mode="json"), "budget": {"minutes": minutes}}, "the default budget")
 
 
-@flow(name="nightly", log_prints=True)
+@flow(name="nightly", log_prints=True, on_failure=[announce_failure])
 def nightly(config_path: str | None = None, dask_address: str | None = None,
             run_id: str | None = None, stages: list[str] | None = None,
             from_run: str | None = None, default_budget_minutes: float | None = None) -> dict[str, Any]:

@@ -70,6 +70,11 @@ class ScheduleConfig(BaseModel):
         "ENQUEUE or CANCEL_NEW). Runs never overlap: they share the data home's run lock. `--overlap` overrides it.")
 
 
+    alert_webhook: str | None = Field(
+        None, description="Where a failed or crashed run of the deployment is reported: the name of a saved Prefect "
+        "Webhook block (keeps a secret URL out of this file), or an http(s) URL (saved as the block "
+        "`refinery-alert-<deployment>`). `refinery serve`/`deploy` create a Prefect automation that POSTs the run's "
+        "name, state, error and a link to its report. `--alert-webhook` overrides it.")
 class RefineryConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -1,5 +1,6 @@
-"""Separately started services: `prefect server start` on a free loopback port (one per test
-session, ~10-20 s to start) and a user's corpus that is not BBC-shaped."""
+"""Separately started services: `prefect server start` on a free loopback port with its state in a
+PostgreSQL server of its own, as production Prefect servers keep it (one per test session, ~20 s
+to start), and a user's corpus that is not BBC-shaped."""
 
 from __future__ import annotations
 
@@ -10,18 +11,24 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.services.services import BIN, PrefectServer, clean_env, free_port, log_of, started, wait_for
+from tests.services.services import (BIN, PrefectServer, clean_env, free_port, log_of, postgresql, started,
+                                     wait_for)
 
 
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory) -> Iterator[PrefectServer]:
-    """`prefect server start` on a free loopback port, with its own database."""
+    """`prefect server start` on a free loopback port, its database in PostgreSQL."""
     home = tmp_path_factory.mktemp("prefect-server")
+    with postgresql("postgres") as database:
+        yield from _prefect_server(home, database)
+
+
+def _prefect_server(home: Path, database: str) -> Iterator[PrefectServer]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = clean_env(
-        PREFECT_HOME=str(home), PREFECT_UI_API_URL=f"{url}/api", PREFECT_SERVER_API_HOST="127.0.0.1",
-        PREFECT_SERVER_API_PORT=str(port),
+        PREFECT_HOME=str(home), PREFECT_UI_API_URL=f"{url}/api", PREFECT_UI_URL=url, PREFECT_SERVER_API_HOST="127.0.0.1",
+        PREFECT_SERVER_API_PORT=str(port), PREFECT_API_DATABASE_CONNECTION_URL=database,
         # the server's own scheduler: look for new deployments and due runs every few seconds
         PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5",
     )
@@ -35,7 +42,7 @@ def prefect_server(tmp_path_factory) -> Iterator[PrefectServer]:
             except httpx.HTTPError:
                 return False
         wait_for(healthy, timeout=120, what="prefect server start")
-        yield PrefectServer(url, home)
+        yield PrefectServer(url, home, database)
 
 
 @pytest.fixture(scope="session")

@@ -5,13 +5,17 @@ output kept in the test output folder."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +35,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(check: Callable[[], Any], *, timeout: float, what: str, every: float = 1.0) -> Any:
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout`` s."""
+def wait_for(check: Callable[[], Any], *, timeout: float, what: str, every: float = 1.0,
+             explain: Callable[[], str] | None = None) -> Any:
+    """Poll ``check`` until it returns something truthy; fail naming ``what`` (and ``explain()``,
+    what the services say) after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}" + (f"\n{explain()}" if explain else ""))
         time.sleep(every)
 
 
@@ -77,9 +83,87 @@ def log_of(name: str) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
 
+class WebhookReceiver:
+    """An HTTP server on a free loopback port that keeps every request's path and body, as a Slack
+    or chat webhook would receive them."""
+
+    def __init__(self) -> None:
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                received.append({"path": self.path, "body": body.decode("utf-8", "replace")})
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+    def __enter__(self) -> "WebhookReceiver":
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def postgres_bin() -> Path | None:
+    """The folder of Debian's PostgreSQL server programs (initdb, postgres), the newest version."""
+    for folder in sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name), reverse=True):
+        if (folder / "initdb").exists():
+            return folder
+    found = shutil.which("initdb")
+    return Path(found).parent if found else None
+
+
+@contextmanager
+def postgresql(name: str) -> Iterator[str]:
+    """A PostgreSQL server of its own (Debian's package) on a free loopback port, with a database
+    ``prefect``; yields its SQLAlchemy URL for Prefect. Run as the ``postgres`` user when the tests
+    run as root (CI), since PostgreSQL refuses to."""
+    bindir = postgres_bin()
+    if bindir is None:
+        pytest.fail("PostgreSQL is not installed (Debian: apt-get install postgresql; .ci/run does it)")
+    # not under pytest's tmp folders: those are 0700 to their owner, and the server may run as postgres
+    root = Path(tempfile.mkdtemp(prefix="refinery-pg-"))
+    as_postgres: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    data = root / "data"
+    initdb = subprocess.run([*as_postgres, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
+                             "-E", "UTF8", "--no-locale"], capture_output=True, text=True)
+    if initdb.returncode:
+        pytest.fail(f"initdb failed ({initdb.returncode}): {initdb.stderr[-2000:]}")
+    argv = [*as_postgres, str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(root),
+            "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]
+    try:
+        with started(name, argv, cwd=root, env=clean_env()) as proc:
+            def ready():
+                if proc.poll() is not None:
+                    pytest.fail(f"postgres exited ({proc.returncode}):\n{log_of(name)[-3000:]}")
+                check = [str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", "postgres",
+                         "-tAc", "SELECT 1"]
+                return subprocess.run(check, capture_output=True).returncode == 0
+            wait_for(ready, timeout=60, what="postgres to accept connections")
+            subprocess.run([str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", "postgres",
+                            "-c", "CREATE DATABASE prefect"], check=True, capture_output=True)
+            yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/prefect"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 class PrefectServer:
-    def __init__(self, url: str, home: Path):
+    def __init__(self, url: str, home: Path, database: str):
         self.url = url.rstrip("/")
+        self.database = database  # the server's PostgreSQL, as a SQLAlchemy URL
         self.api = f"{self.url}/api"
         self.home = home
 
@@ -109,6 +193,20 @@ class PrefectServer:
             run = self.get(f"/flow_runs/{flow_run_id}")
             return run if run["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
         return wait_for(final, timeout=timeout, what=f"flow run {flow_run_id} to finish", every=2)
+
+    def sql(self, query: str) -> list[str]:
+        """Rows (tab-separated) of ``query`` run in the server's own PostgreSQL database with psql."""
+        address = self.database.split("@", 1)[1]  # host:port/db
+        host_port, db = address.split("/", 1)
+        host, port = host_port.split(":")
+        out = subprocess.run([str(postgres_bin() / "psql"), "-h", host, "-p", port, "-U", "postgres", "-d", db,
+                              "-tAF", "\t", "-c", query], check=True, capture_output=True, text=True).stdout
+        return out.splitlines()
+
+    def events(self, prefix: str, limit: int = 20) -> list[dict]:
+        """The server's newest events whose name starts with ``prefix`` (e.g. ``prefect.automation``)."""
+        return self.post("/events/filter", {"filter": {"event": {"prefix": [prefix]},
+                                                       "order": "DESC"}, "limit": limit})["events"]
 
     def artifacts(self, flow_run_id: str) -> list[dict]:
         return self.post("/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}})

@@ -90,6 +90,9 @@ def test_run_started_from_the_ui_completes_and_publishes_its_report(ui_run, pref
     (report,) = [a for a in prefect_server.artifacts(final["id"]) if a["key"] == "run-report"]
     assert report["type"] == "markdown"
     assert "## Accounting" in report["data"] and "docs_in" in report["data"]
+    # the server keeps its state in PostgreSQL: the run and its report are rows there
+    assert prefect_server.sql(f"SELECT state_type FROM flow_run WHERE id = '{final['id']}'") == ["COMPLETED"]
+    assert prefect_server.sql(f"SELECT key FROM artifact WHERE flow_run_id = '{final['id']}' AND key = 'run-report'")
 
 
 def test_a_ui_run_may_not_point_the_deployment_at_another_config(served, prefect_server, tmp_path):
