@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
+import queue
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
@@ -21,7 +23,7 @@ from refinery.tasks.config import DaskConfig
 from refinery.tasks.embedding_tasks import embed_shard
 from refinery.tasks.evaluate.sampling import sample_keys_run_name
 from refinery.tasks.evaluate.shard_tasks import sample_keys, select_rows
-from refinery.tasks.exceptions import WorkerPreflightError
+from refinery.tasks.exceptions import WorkerPreflightError, WorkersLostError
 from refinery.tasks.runs import RunSpec
 
 T = TypeVar("T")
@@ -81,17 +83,86 @@ class _BudgetColumn(ProgressColumn):
 
 def gather(futures: Sequence[PrefectFuture[T]], description: str) -> list[T]:
     """Wait for task futures with a progress bar (with the stage's budget, when the run has one);
-    results in submission order."""
+    results in submission order. On an existing cluster, raise :class:`WorkersLostError` when it has
+    had no worker for ``dask.worker_timeout`` seconds while tasks wait (see :class:`WorkerWatch`)."""
     index = {f.task_run_id: i for i, f in enumerate(futures)}
     results: list[Any] = [None] * len(futures)
+    pending = {f.task_run_id: f for f in futures}
+    watch = _WATCH.get()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                _BudgetColumn())
     with Progress(*columns, transient=False, disable=os.environ.get("REFINERY_NO_PROGRESS") == "1") as bar:
         job = bar.add_task(description, total=len(futures))
-        for fut in as_completed(list(futures)):
-            results[index[fut.task_run_id]] = fut.result()
-            bar.advance(job)
+        if watch is None:
+            for fut in as_completed(list(futures)):
+                results[index[fut.task_run_id]] = fut.result()
+                bar.advance(job)
+            return results
+        # on an existing cluster: a queue fed by each future's done-callback, read with a timeout
+        # (Prefect's own timeouts in as_completed/wait raise through SIGALRM in the flow's thread,
+        # also inside a later, unrelated wait)
+        finished: queue.SimpleQueue[PrefectFuture[T]] = queue.SimpleQueue()
+        for fut in futures:
+            fut.add_done_callback(finished.put)
+        while pending:
+            try:
+                fut = finished.get(timeout=watch.every)
+            except queue.Empty:  # no task finished for watch.every seconds
+                watch.check(len(pending), len(futures))
+                continue
+            if pending.pop(fut.task_run_id, None) is not None:
+                results[index[fut.task_run_id]] = _result(fut, watch, len(pending) + 1, len(futures))
+                bar.advance(job)
     return results
+
+
+def _result(fut: PrefectFuture[T], watch: "WorkerWatch", waiting: int, total: int) -> T:
+    """A finished task's result. Its data may have lived on a worker that died since (distributed
+    then computes it again, which waits for a worker): watched like the stage's other tasks."""
+    while True:
+        try:
+            return fut.result(timeout=watch.every)
+        except TimeoutError:
+            if fut.wrapped_future.done():  # the task's own timeout, its result
+                raise
+            watch.check(waiting, total)
+
+
+class WorkerWatch:
+    """Watches an existing Dask cluster while a stage waits for its tasks. distributed itself waits
+    forever for workers, unless the scheduler was started with a no-workers timeout; a stage whose
+    workers all died would hang the night. Every ``every`` seconds without a finished task the watch
+    counts the scheduler's workers; none for ``timeout`` seconds fails the stage."""
+
+    def __init__(self, address: str, timeout: float):
+        self.address, self.timeout = address, timeout
+        self.every = min(30.0, max(1.0, timeout / 3))
+        self._client: Any = None
+        self._none_since: float | None = None
+
+    def check(self, waiting: int, total: int) -> None:
+        from distributed import Client
+
+        if self._client is None:
+            self._client = Client(self.address, timeout=self.timeout, set_as_default=False)
+        if self._client.scheduler_info(n_workers=-1)["workers"]:
+            self._none_since = None
+            return
+        now = time.monotonic()
+        self._none_since = self._none_since or now
+        if now - self._none_since >= self.timeout:
+            raise WorkersLostError(
+                f"every worker of the Dask scheduler at {self.address} has been gone for {now - self._none_since:.0f} s "
+                f"(dask.worker_timeout) with {waiting} of the stage's {total} tasks unfinished: start workers "
+                f"(`dask worker {self.address}`) and finish the run with `refinery run --resume <run id>`; "
+                "the shards already written are kept")
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+_WATCH: contextvars.ContextVar[WorkerWatch | None] = contextvars.ContextVar("refinery_worker_watch", default=None)
 
 
 # -- corpus samples, pools and their embeddings on the workers (synthesize and evaluate) ----------
@@ -248,7 +319,13 @@ def _cluster_address(cfg: DaskConfig, address: str | None) -> Iterator[str]:
         workers = preflight(address, cfg.worker_timeout)
         get_run_logger().info("Dask cluster %s: %d workers can run Refinery's tasks", address, len(workers))
         _quiet_workers(address)
-        yield address
+        watch = WorkerWatch(address, cfg.worker_timeout)
+        token = _WATCH.set(watch)
+        try:
+            yield address
+        finally:
+            _WATCH.reset(token)
+            watch.close()
         return
     from prefect.context import get_run_context
 

@@ -49,7 +49,9 @@ class DaskConfig(BaseModel):
     threads_per_worker: int = Field(1, ge=1, description="Threads per LocalCluster worker.")
     memory_limit: str = Field("auto", description="Memory limit per LocalCluster worker (`auto`, `4GiB`, ...).")
     worker_timeout: float = Field(30, gt=0, description="With an existing cluster: seconds to wait for a first "
-                                  "worker before the run fails (every worker must also import Refinery).")
+                                  "worker before the run fails (every worker must also import Refinery), and, when "
+                                  "every worker has left in the middle of a stage, for one to come back before the "
+                                  "run fails naming the scheduler (`WorkersLostError`; `--resume` finishes it).")
     no_workers_timeout: float = Field(120, gt=0, description="With a LocalCluster: seconds without any worker (all "
                                       "died, e.g. on a task whose code no longer imports) before its waiting "
                                       "tasks fail and with them the run, instead of waiting forever.")
@@ -68,13 +70,13 @@ class ScheduleConfig(BaseModel):
         "wait", description="A run that comes due while the deployment's last run is still going: `wait` queues it "
         "until that run ends, `skip` cancels it (Prefect's deployment concurrency limit of 1, collision strategy "
         "ENQUEUE or CANCEL_NEW). Runs never overlap: they share the data home's run lock. `--overlap` overrides it.")
-
-
     alert_webhook: str | None = Field(
         None, description="Where a failed or crashed run of the deployment is reported: the name of a saved Prefect "
         "Webhook block (keeps a secret URL out of this file), or an http(s) URL (saved as the block "
         "`refinery-alert-<deployment>`). `refinery serve`/`deploy` create a Prefect automation that POSTs the run's "
         "name, state, error and a link to its report. `--alert-webhook` overrides it.")
+
+
 class RefineryConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

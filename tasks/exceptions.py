@@ -77,6 +77,11 @@ class ClusterError(RefineryError):
     """The Dask cluster cannot run the work."""
 
 
+class WorkersLostError(ClusterError):
+    """Every worker of an existing Dask cluster left in the middle of a stage and none came back
+    within ``dask.worker_timeout``: the run fails naming the scheduler, instead of waiting forever."""
+
+
 class WorkerPreflightError(ClusterError):
     """An existing Dask cluster cannot run Refinery's tasks: unreachable, no workers, or workers
     that cannot import Refinery. Raised before any stage starts, never a silent wait."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 from distributed import Client
@@ -109,3 +110,49 @@ def test_a_worker_that_cannot_import_refinery_fails_the_run_with_a_message(prefe
     assert result.returncode != 0, log_of("dask-worker-blind")[-2000:]
     assert "refinery run failed: WorkerPreflightError: 1 of 1 Dask workers at" in out, out[-3000:]
     assert "cannot import Refinery (worker blind (" in out and "No module named" in out, out[-3000:]
+
+
+def test_a_cluster_whose_workers_all_die_mid_stage_fails_the_run_naming_the_scheduler(prefect_server, tmp_path):
+    """distributed would wait for workers forever; the run fails after dask.worker_timeout instead,
+    and its record and report say which scheduler lost them."""
+    import json
+    import os
+    import signal
+    import time
+
+    from tests.fixtures.corpora import synthetic_chunk
+    from tests.services.services import wait_for
+
+    corpus = tmp_path / "notes.jsonl"
+    texts = synthetic_chunk(0, 600, chunk_docs=600, seed=5).texts
+    corpus.write_text("".join(json.dumps({"note_id": f"n{i:04d}", "body": t}) + "\n" for i, t in enumerate(texts)))
+    config = write_config(tmp_path, corpus, dask={"worker_timeout": 5})
+    text = config.read_text()
+    assert "shard_size: 50" in text
+    config.write_text(text.replace("shard_size: 50", "shard_size: 5"))  # many small dedup tasks
+    env = prefect_server.env()
+    home = tmp_path / "home"
+    with ExitStack() as stack:
+        address = scheduler(stack, "dask-scheduler-doomed", tmp_path, env)
+        worker = stack.enter_context(started("dask-worker-doomed", worker_argv(address, "doomed"), cwd=tmp_path,
+                                             env=env))
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(1, timeout=120)
+        run = stack.enter_context(started("refinery-run-doomed", [str(BIN / "refinery"), "run", "--config",
+                                          str(config), "--dask-address", address], cwd=tmp_path, env=env))
+        # in the middle of dedup: its first shard written, most still to come
+        wait_for(lambda: run.poll() is None and next(home.rglob("signatures-*.parquet"), None), timeout=300,
+                 what="dedup's first shard", every=0.2)
+        os.killpg(worker.pid, signal.SIGKILL)  # the worker and its nanny: nothing restarts it
+        killed = time.monotonic()
+        wait_for(lambda: run.poll() is not None, timeout=120, what="the run to fail after its workers died")
+        took = time.monotonic() - killed
+    out = log_of("refinery-run-doomed")
+    assert run.returncode != 0
+    assert f"every worker of the Dask scheduler at {address} has been gone for" in out, out[-3000:]
+    assert "dask.worker_timeout" in out and "refinery run --resume" in out
+    print(f"the run failed {took:.1f} s after its last worker was killed (worker_timeout 5 s)")
+    (row,) = Catalog(home / "catalog.duckdb").query("SELECT status, error, run_dir FROM runs").to_pylist()
+    assert row["status"] == "failed" and row["error"].startswith("dedup: WorkersLostError: every worker of the Dask")
+    report = (Path(row["run_dir"]) / "report.md").read_text()
+    assert f"every worker of the Dask scheduler at {address}" in report
