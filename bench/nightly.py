@@ -485,6 +485,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "run_dir_bytes": _bytes_under(run_dir),
             "run_dir_bytes_by_stage": {p.name: _bytes_under(p) for p in sorted(run_dir.iterdir()) if p.is_dir()},
         }
+        # what the data home holds after the run: the published datasets and their dedup index
+        # (MinHash keys and LSH bands of every document kept), for bench.cost_model's storage figures
+        datasets = home / "datasets"
+        result["home_bytes"] = {"total": _bytes_under(home), "datasets": _bytes_under(datasets),
+                                "dataset_index": sum(_bytes_under(d / "index") for d in datasets.glob("dataset=*"))}
     else:
         result.update(status="failed before a run was recorded", run_id=None)
     result["corpus"] = {"path": str(corpus), "reused": manifest["reused"], "build_seconds": manifest["build_seconds"],
