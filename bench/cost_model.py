@@ -9,8 +9,10 @@ Each file is a ``bench.nightly`` JSON of a curation run (``--stages ingest,dedup
 - **time**: each stage's rate in documents per second per worker (``docs_in / seconds / workers``);
   a stage on D documents and N workers takes ``D / (rate x N)``, plus the run's fixed cost outside
   the stages (CLI, Prefect and cluster start, books, report) as measured;
-- **memory per worker**: the largest worker's peak RSS, taken as constant: every task holds one
-  shard (``ingest.shard_size`` documents), so it does not grow with D;
+- **memory per worker**: the largest worker's peak RSS. Shard tasks hold one shard, but dedup's
+  global step (exact keys, LSH bands, clusters of every document, on one worker) grows with D, so
+  the peak is a line ``a + b x D`` through the smallest and the largest run given (FIT and the
+  largest CHECK: fitted on two sizes, not checked);
 - **bytes**: the run folder, the published dataset and its dedup index (MinHash keys, LSH bands)
   per input document, times D.
 
@@ -57,11 +59,20 @@ def fit(run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def memory_line(runs: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Worker peak MB as base + per_doc x documents, through the smallest and the largest run."""
+    points = sorted((r["books"]["docs_in"], r["peak_rss_mb"]["worker_max"]) for r in runs)
+    (d0, m0), (d1, m1) = points[0], points[-1]
+    per_doc = (m1 - m0) / (d1 - d0) if d1 > d0 else 0.0
+    return {"base_mb": m0 - per_doc * d0, "per_doc_mb": per_doc, "from_docs": [d0, d1]}
+
+
 def predict(model: dict[str, Any], docs: int, workers: int) -> dict[str, Any]:
     stage_seconds = {s: docs / (rate * workers) for s, rate in model["docs_per_s_per_worker"].items()}
+    memory = model.get("worker_memory")
     return {"docs": docs, "workers": workers, "stage_seconds": stage_seconds,
             "curation_seconds": sum(stage_seconds.values()) + model["fixed_seconds"],
-            "worker_peak_mb": model["worker_peak_mb"],
+            "worker_peak_mb": memory["base_mb"] + memory["per_doc_mb"] * docs if memory else model["worker_peak_mb"],
             "bytes": {k: v * docs for k, v in model["bytes_per_doc"].items()}}
 
 
@@ -109,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if run.get("status") != "completed":
             raise SystemExit(f"bench.cost_model: {path} is not a completed run ({run.get('status')})")
     model = fit(runs[0])
+    model["worker_memory"] = memory_line(runs)
     projections = [predict(model, int(d), int(w)) for d in args.docs.split(",") for w in args.workers.split(",")]
     report = {"model": model, "checks": [check(model, run) for run in runs[1:]], "projections": projections,
               "projection_table": _table(projections)}
