@@ -543,11 +543,12 @@ def serve(
     parameters = _deployment_parameters(config, dask_address, budget_minutes)
     settings = dict(name=name, schedule=_schedule(config, cron, interval, timezone), parameters=parameters,
                     entrypoint_type=EntrypointType.MODULE_PATH)
+    limit = _concurrency(config, overlap)
     webhook = _webhook(config, alert_webhook)
     if webhook:  # the automation names the deployment by id: register it first (serve registers it again, unchanged)
-        deployment_id = nightly.to_deployment(**settings, concurrency_limit=_concurrency(config, overlap)).apply()
+        deployment_id = nightly.to_deployment(**settings, concurrency_limit=limit).apply()
         _alert(deployment_id, name, webhook)
-    nightly.serve(**settings, global_limit=_concurrency(config, overlap))
+    nightly.serve(**settings, global_limit=limit)
 
 
 @app.command()

@@ -87,7 +87,6 @@ def gather(futures: Sequence[PrefectFuture[T]], description: str) -> list[T]:
     had no worker for ``dask.worker_timeout`` seconds while tasks wait (see :class:`WorkerWatch`)."""
     index = {f.task_run_id: i for i, f in enumerate(futures)}
     results: list[Any] = [None] * len(futures)
-    pending = {f.task_run_id: f for f in futures}
     watch = _WATCH.get()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                _BudgetColumn())
@@ -101,6 +100,7 @@ def gather(futures: Sequence[PrefectFuture[T]], description: str) -> list[T]:
         # on an existing cluster: a queue fed by each future's done-callback, read with a timeout
         # (Prefect's own timeouts in as_completed/wait raise through SIGALRM in the flow's thread,
         # also inside a later, unrelated wait)
+        pending = {f.task_run_id: f for f in futures}
         finished: queue.SimpleQueue[PrefectFuture[T]] = queue.SimpleQueue()
         for fut in futures:
             fut.add_done_callback(finished.put)
