@@ -33,6 +33,7 @@ from typer.core import TyperGroup
 import refinery.flows  # noqa: F401  (sets Prefect's offline defaults before Prefect is imported)
 from refinery.storage import Catalog, DataHome
 from refinery.storage.exports import DEFAULT_ROWS_PER_SHARD
+from refinery.tasks.books import NO_CORPUS
 from refinery.tasks.budget.config import DEFAULT_NIGHTLY_MINUTES
 from refinery.tasks.config import RefineryConfig, config_reference, dump_config, load_config, parse_config
 from refinery.tasks.exceptions import (
@@ -199,6 +200,9 @@ def _summary(stats: dict) -> None:
     console.print(f"  outputs:  {run_dir}")
     console.print(f"  report:   {stats['report']}")
     console.print(f"  catalog:  {catalog.path}   (try: refinery runs, or refinery sql with a query of your own)")
+    trained = stats.get("train") or {}
+    if trained.get("skipped") and trained["skipped"] != NO_CORPUS:  # (no corpus: evaluation says so below)
+        console.print(f"  [yellow]no model trained:[/yellow] {escape(trained['skipped'])}")
     evaluation = stats.get("evaluate") or {}
     if evaluation.get("skipped"):
         console.print(f"  evaluation skipped: {evaluation['skipped']}")

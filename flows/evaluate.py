@@ -85,7 +85,10 @@ def _evaluate(run: RunSpec, quality: dict[str, Any], synthesize: dict[str, Any],
     cuts = {SYNTHETIC_HELDOUT: heldout_cuts(catalog, run_id, out, dataset=dataset)} if SYNTHETIC_HELDOUT in sets else None
     model_paths = {"base": str(BASE_MODEL_PATH)}
     models, fusion = list(cfg.models), {}
-    if "tuned" in cfg.models:
+    if train.get("skipped"):  # no model tonight: the base model and BM25 are still scored
+        fusion = {"skipped": dev_split_missing(train)} if HYBRID in models else {}
+        models = [m for m in models if m not in ("tuned", HYBRID)] or ["base"]
+    if "tuned" in models:
         if not train.get("model_path"):
             raise RuntimeError(f"run {run_id}: evaluating 'tuned' needs a trained model")
         model_paths["tuned"] = train["model_path"]

@@ -40,11 +40,20 @@ def _train(run: RunSpec, quality: dict[str, Any], synthesize: dict[str, Any], ou
                               out / "model", cfg, out / "checkpoint", [r["path"] for r in replay],
                               str(run.data_home.cache_dir)).result()
     stats["init"] = init
+    if stats.get("skipped"):
+        logger.warning("train: no model trained tonight: %s", stats["skipped"])
+        catalog.put_model(run_id, TUNED_NAME)
+        catalog.put_metrics(run_id, "train", [])
+        return stats
     if stats.get("resumed_from_step"):
         logger.info("train: resumed a killed training from its checkpoint at step %d of %d",
                     stats["resumed_from_step"], stats["planned_steps"])
     logger.info("train: from %s, on %d pairs (%d replayed from %d earlier nights)", init["name"], stats["examples"],
                 stats["replay"]["replayed"], len(replay))
+    if (fit := stats.get("replanned")) and fit["to"] != fit["from"]:
+        logger.info("train: re-planned from %d to %d steps after step %d, at the %.1f s a step measured so far "
+                    "(train.fit_minutes %g)", fit["from"], fit["to"], fit["at_step"], fit["seconds_per_step"],
+                    cfg.fit_minutes)
     if stats.get("stopped_early"):
         logger.warning("train: stopped early, %s; the best scored step so far is the model", stats["stopped_early"])
     catalog.put_model(run_id, TUNED_NAME, stats["model_path"], base=init["name"])

@@ -8,7 +8,10 @@ How the minutes are spent, in order:
    each stage's overhead (loading models, the tuned model's ONNX export, writing).
 2. **The reserve**, :data:`RESERVE_SHARE` of the minutes, left unplanned: rates measured in under a
    minute are off by some percent (other load, longer texts), and training may spend it before its
-   deadline (``train.max_minutes`` = train's planned minutes + the reserve).
+   deadline (``train.max_minutes`` = train's planned minutes + the reserve). Training also re-plans
+   its steps from its own first timed steps (``train.fit_minutes`` = train's planned minutes): one
+   calibration step misjudged a 2-hour night's step time by 1.7x (71 s against 41 s) and left half
+   its training minutes unused.
 3. **LLM generation**, :data:`LLM_SHARE` of what is left when an LLM generator runs: as many
    passages as the generators' measured seconds per passage allow on the cluster's slots; once
    every corpus document is a passage, more samples per passage instead (GPL: on small corpora
@@ -232,7 +235,8 @@ def apply_plan(config: RefineryConfig, plan: BudgetPlan) -> RefineryConfig:
     data["synthesize"] |= {"passages": plan.llm_passages, "candidates_per_passage": plan.candidates_per_passage,
                            "max_pairs_per_passage": plan.max_pairs_per_passage,
                            "inverse_cloze_passages": plan.inverse_cloze_passages}
-    data["train"] |= {"max_steps": plan.steps, "epochs": MAX_EPOCHS, "max_minutes": plan.train_max_minutes}
+    data["train"] |= {"max_steps": plan.steps, "epochs": MAX_EPOCHS, "max_minutes": plan.train_max_minutes,
+                      "fit_minutes": round(plan.steps * step_seconds(config, plan.rates) / 60, 2)}
     return parse_config(data, f"the budget plan of {plan.minutes:g} minutes")
 
 

@@ -104,6 +104,10 @@ def write_report(run: RunSpec, *, failed_stage: str | None = None, error: str | 
     synth = markers["synthesize"]
     if synth is not None and not synth.get("skipped"):
         out.append(_pairs_section(run, synth))
+    trained = markers["train"] or {}
+    if trained.get("skipped") and trained["skipped"] != NO_CORPUS:
+        out.append(_section("No model tonight", f"The train stage trained no model: {trained['skipped']}. "
+                            "Evaluate scored the models it could without one; nothing was promoted.\n"))
     models = catalog.run_models(run.run_id)
     if models:
         out.append(_section("Models", markdown_table(models)))

@@ -24,10 +24,11 @@ from refinery.tasks.train.config import TrainConfig
 
 CHECKPOINT_FILE = "checkpoint.pt"
 # Options that change how often work is saved, not what is computed; when work stops (``max_minutes``:
-# a training stopped by it is saved, and a rerun finds it done); and options that change no
+# a training stopped by it is saved, and a rerun finds it done; ``fit_minutes``: the steps re-planned from
+# the clock, which a checkpoint keeps); and options that change no
 # step of a training (``init`` and ``replay_ratio`` change its base model or
 # its examples, which the fingerprint holds themselves).
-_NOT_IN_FINGERPRINT = {"checkpoint_every", "max_minutes", "init", "replay_ratio", "promotion"}
+_NOT_IN_FINGERPRINT = {"checkpoint_every", "max_minutes", "fit_minutes", "init", "replay_ratio", "promotion"}
 
 
 def fingerprint(examples: Sequence[TrainPair], cfg: TrainConfig, base_path: str | os.PathLike[str]) -> str:

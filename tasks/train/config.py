@@ -171,6 +171,16 @@ class TrainConfig(BaseModel):
         "stopped early ends with a learning rate above 0. null: no time limit. `budget.minutes` sets it to train's "
         "planned minutes plus the budget's reserve.",
     )
+    fit_minutes: float | None = Field(
+        default=None,
+        gt=0,
+        description="Fit the steps to this many minutes of training: once `eval_every` steps after the first have "
+        "been timed (a dev scoring among them), the steps are re-planned to the number those seconds per step allow "
+        "(at most `epochs` passes over the pairs) and the learning-rate schedule with them; `max_steps` is the first "
+        "plan. A training shorter than that window keeps its plan. null: the steps stay as planned. "
+        "`budget.minutes` sets it to train's planned minutes, so a calibration that misjudged the step time "
+        "neither leaves the night's minutes unused nor runs into `max_minutes`.",
+    )
     max_pairs: int | None = Field(
         default=None,
         ge=1,

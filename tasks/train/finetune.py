@@ -13,13 +13,14 @@ last one left off (:mod:`.checkpoint`).
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +47,15 @@ __all__ = ["TRAINING_STATS_FILE", "TrainPair", "TrainingPlan", "fine_tune", "mak
 
 @dataclass(frozen=True)
 class TrainingPlan:
-    """What a training does: its batches, in step order over all epochs, and its dev pairs."""
+    """What a training does: its batches, in step order over all epochs, and its dev pairs; ``spare``:
+    the batches of ``epochs`` passes past ``max_steps``, which a re-planned training (``fit_minutes``)
+    may go on to."""
 
     batches: list[list[TrainPair]]
     train: list[TrainPair]
     dev: list[TrainPair]
     dev_skipped: str | None
+    spare: list[list[TrainPair]] = field(default_factory=list)
 
 
 def plan_training(pairs: Sequence[TrainPair | Sequence[str | None]], cfg: TrainConfig) -> TrainingPlan:
@@ -64,9 +68,8 @@ def plan_training(pairs: Sequence[TrainPair | Sequence[str | None]], cfg: TrainC
         trained = [ex for ex in trained if ex.margin is not None]
     batches = [b for epoch in range(cfg.epochs) for b in make_batches(trained, cfg.batch_size,
                                                                        seed=cfg.seed + epoch)]
-    if cfg.max_steps is not None:
-        batches = batches[: cfg.max_steps]
-    return TrainingPlan(batches, trained, split.dev, split.skipped)
+    planned = batches[: cfg.max_steps] if cfg.max_steps is not None else batches
+    return TrainingPlan(planned, trained, split.dev, split.skipped, spare=batches[len(planned):])
 
 
 def training_device() -> str:
@@ -105,7 +108,8 @@ def fine_tune(
     With ``cfg.max_minutes``, the training stops after the step at which its steps (a resumed
     training's earlier ones included) have taken that long by ``clock`` (seconds): the dev split is
     scored at that step and the best scored step saved, as at the end; the stats say so
-    (``stopped_early``, ``planned_steps``).
+    (``stopped_early``, ``planned_steps``). With ``cfg.fit_minutes``, the steps are re-planned once
+    from the clock (:func:`_refit`); the stats keep what was decided (``replanned``).
     """
     import torch
     from sentence_transformers.sentence_transformer.losses import (
@@ -144,32 +148,46 @@ def fine_tune(
         loss_fn = MultipleNegativesRankingLoss(model, scale=cfg.scale)
     batch_loss = _margin_loss(model, cfg, loss_fn) if cfg.loss != "mnrl" else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, num_warmup_steps=int(cfg.warmup_ratio * total_steps), num_training_steps=total_steps
-    )
+
+    def schedule(total: int, at_step: int = 0):
+        """The warm-up and linear decay planned for ``total`` steps, at ``at_step``."""
+        planned = get_linear_schedule_with_warmup(optimizer, num_warmup_steps=int(cfg.warmup_ratio * total),
+                                                  num_training_steps=total)
+        for _ in range(at_step):
+            planned.step()
+        return planned
 
     step, losses, curve, seconds_before = 0, [], [], 0.0
     best_step: int | None = None
     best_score: dict[str, float] | None = None
     best_state: dict[str, Any] | None = None
     resumed_from: int | None = None
+    replanned: dict[str, Any] | None = None
+    first_planned = total_steps
     if (state := load_checkpoint(ckpt_dir, key)) is not None:
         model.load_state_dict(state["model"])
+        total_steps, replanned = state.get("total_steps", total_steps), state.get("replanned")
+        scheduler = schedule(total_steps)  # before the optimizer's state, which holds the learning rate reached
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
         step = resumed_from = state["step"]
         losses, curve, seconds_before = state["losses"], state["dev"], state["seconds"]
         best_step, best_score, best_state = state["best_step"], state["best_score"], state["best_state"]
-    elif plan.dev:
-        curve.append({"step": 0, **_score(model, plan.dev, cfg.scale)})  # the base model, for comparison
+    else:
+        scheduler = schedule(total_steps)
+        if plan.dev:
+            curve.append({"step": 0, **_score(model, plan.dev, cfg.scale)})  # the base model, for comparison
 
     started = clock()
     limit = cfg.max_minutes * 60 if cfg.max_minutes is not None else None
     stopped_early: str | None = None
+    timed_from: tuple[int, float] | None = None  # (step, seconds spent) where the re-plan's timing starts
+    batches = plan.batches + plan.spare
     progress = _progress(total_steps, step, show_progress)
     model.train()
-    for batch in plan.batches[step:]:
+    while step < total_steps:
+        batch = batches[step]
         features = [_on(device, model.preprocess(list(col))) for col in zip(*(ex.columns() for ex in batch))]
         if batch_loss is not None and all(ex.margin is not None and ex.negative is not None for ex in batch):
             loss = batch_loss(features, torch.tensor([ex.margin for ex in batch], device=device))
@@ -183,6 +201,17 @@ def fine_tune(
         step += 1
         losses.append(float(loss.detach()))
         spent = seconds_before + clock() - started
+        if cfg.fit_minutes is not None and replanned is None:
+            if timed_from is None:  # the first step of this process: its seconds hold loading, not steps
+                timed_from = (step, spent)
+            elif step - timed_from[0] == cfg.eval_every:
+                replanned = _refit(cfg, step, spent, timed_from, total_steps, len(batches))
+                if replanned["to"] != total_steps:
+                    total_steps = replanned["to"]
+                    scheduler = schedule(total_steps, step)
+                    if progress is not None:
+                        progress.total = total_steps
+                        progress.refresh()
         if limit is not None and spent >= limit and step < total_steps:
             stopped_early = (f"train.max_minutes: {spent / 60:.1f} minutes reached after step {step} of "
                              f"{total_steps}")
@@ -198,7 +227,7 @@ def fine_tune(
                 "fingerprint": key, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "rng": rng_state(), "losses": losses, "dev": curve,
                 "best_step": best_step, "best_score": best_score, "best_state": best_state,
-                "seconds": seconds_before + clock() - started})
+                "total_steps": total_steps, "replanned": replanned, "seconds": seconds_before + clock() - started})
         if progress is not None:
             progress.update(1)
             progress.set_postfix(loss=f"{losses[-1]:.3f}", **_time_left(spent, limit))
@@ -226,6 +255,8 @@ def fine_tune(
         "dev_skipped": plan.dev_skipped,
         "steps": step,
         "planned_steps": total_steps,
+        "first_planned_steps": first_planned,
+        "replanned": replanned,
         "stopped_early": stopped_early,
         "epochs": cfg.epochs,
         "device": device,
@@ -290,6 +321,18 @@ def _margin_loss(model, cfg: TrainConfig, mnrl):
                 + weight * margin_mse.compute_loss_from_embeddings(embeddings, margins))
 
     return both
+
+
+def _refit(cfg: TrainConfig, step: int, spent: float, timed_from: tuple[int, float], total_steps: int,
+           available: int) -> dict[str, Any]:
+    """The steps ``cfg.fit_minutes`` allows, from the seconds the steps since ``timed_from`` took (a dev
+    scoring among them, so its share is paid for): at least ``step`` (then the training ends here),
+    at most the ``available`` batches."""
+    per_step = (spent - timed_from[1]) / (step - timed_from[0])
+    left = cfg.fit_minutes * 60 - spent
+    fits = step + max(0, math.floor(left / per_step)) if per_step > 0 else available
+    return {"at_step": step, "seconds_per_step": round(per_step, 2), "from": total_steps,
+            "to": max(step, min(fits, available))}
 
 
 def read_training_stats(model_dir: str | os.PathLike[str]) -> dict[str, Any] | None:

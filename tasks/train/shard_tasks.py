@@ -33,7 +33,7 @@ FUSION_DISTRACTORS = 500
 
 # What of the training's stats goes into the stage's (the rest is in the model folder's stats file).
 STAGE_STATS = ("loss", "with_margins", "train_pairs", "triplets", "dev_pairs", "dev_passages", "dev_skipped", "steps",
-               "planned_steps", "stopped_early", "device", "first_loss", "last_loss", "losses", "dev", "saved_step", "saved_dev", "resumed_from_step", "seconds")
+               "planned_steps", "first_planned_steps", "replanned", "stopped_early", "device", "first_loss", "last_loss", "losses", "dev", "saved_step", "saved_dev", "resumed_from_step", "seconds")
 
 
 def train_model(pairs_path: Path, corpus_shards: list[str], base_path: str, out_dir: Path,
@@ -73,8 +73,8 @@ def train_model(pairs_path: Path, corpus_shards: list[str], base_path: str, out_
     if cfg.max_pairs is not None and len(examples) > cfg.max_pairs:  # a seeded choice, in pair order
         chosen = sorted(random.Random(cfg.seed).sample(range(len(examples)), cfg.max_pairs))
         examples = [examples[i] for i in chosen]
-    if not examples:
-        raise ValueError("no kept training pairs: loosen synthesize.consistency_top_k or add passages")
+    if why := untrainable(examples, cfg):  # a night of a few documents: no model, and the night goes on
+        return {"skipped": why, "examples": len(examples), "replay": replayed}
     with all_cores():  # training is the only work left in the run
         examples, teacher, cfg = _with_teacher(examples, cfg, base_path, cache_dir)
         path = fine_tune(examples, base_path=base_path, out_dir=out_dir, cfg=cfg, checkpoint_dir=checkpoint_dir)
@@ -92,6 +92,18 @@ def train_model(pairs_path: Path, corpus_shards: list[str], base_path: str, out_
             "with_negatives": sum(1 for e in examples if e.negative is not None), "replay": replayed,
             "teacher": teacher,
             **{k: stats.get(k) for k in STAGE_STATS}}
+
+
+def untrainable(examples: list[TrainPair], cfg: TrainConfig) -> str | None:
+    """Why ``examples`` cannot train a model (None: they can): no pair, or too few distinct pairs
+    outside the dev split to make one batch."""
+    if not examples:
+        return ("no kept training pairs: a night of few documents, or loosen synthesize.consistency_top_k "
+                "or add passages")
+    if not plan_training(examples, cfg).batches:
+        return (f"{len(examples)} kept training pairs make no batch of 2 distinct pairs outside the dev split: "
+                "too few to train on")
+    return None
 
 
 def _distractors(examples: list[TrainPair], dev_passages: set[str], n: int, *, seed: int) -> list[str]:

@@ -40,6 +40,8 @@ def test_inverse_cloze_only_on_a_small_corpus_trains_several_passes_and_ends_ear
     assert plan.stage_minutes == pytest.approx({"budget": 0.5, "synthesize": 72 / 60, "train": (30 + 1890) / 60,
                                                 "evaluate": 100 / 60}, abs=0.01)
     assert plan.reserve_minutes == 6
+    # training re-plans its steps to its share without the reserve, from its own timed steps
+    assert apply_plan(config(["inverse_cloze"]), plan).train.fit_minutes == pytest.approx(180 * 10.5 / 60)  # 31.5
 
 
 def test_a_large_corpus_with_smollm2_splits_the_minutes_between_generation_and_steps():

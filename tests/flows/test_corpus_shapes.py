@@ -232,3 +232,23 @@ def test_record_ids_repeated_across_files_are_rejected_and_the_run_balances(tmp_
     assert q("SELECT path, records_read, documents, rejected FROM file_books WHERE run_id = $run ORDER BY path") == [
         {"path": "a.jsonl", "records_read": 12, "documents": 12, "rejected": 0},
         {"path": "b.jsonl", "records_read": 8, "documents": 4, "rejected": 4}]
+
+
+@pytest.mark.slow  # synthesizes and evaluates
+def test_a_night_too_small_to_train_on_completes_without_a_model_and_says_why(tmp_path, prefect_api, dask_address):
+    """Three documents give too few pairs for one batch: the night publishes its dataset, scores the
+    base model and BM25, and its report and CLI line say why no model was trained (it used to fail)."""
+    run = run_nightly(tmp_path, titleless_records(3), dask_address,
+                      synthesize={"generators": ["inverse_cloze"], "inverse_cloze_passages": 3},
+                      train={"batch_size": 8, "max_seq_length": 128})
+    q = run["q"]
+    (row,) = q("SELECT status, docs_in, docs_kept FROM runs WHERE run_id = $run")
+    assert row == {"status": "completed", "docs_in": 3, "docs_kept": 3}
+    train = StageMarker(run["run_dir"] / "train").read()
+    assert "too few to train on" in train["skipped"] or "no kept training pairs" in train["skipped"]
+    assert q("SELECT name FROM models WHERE run_id = $run") == []
+    scored = {r["model"] for r in q("SELECT DISTINCT model FROM metrics WHERE run_id = $run AND stage = 'evaluate'")}
+    assert {"base", "bm25"} <= scored <= {"base", "bm25", "queries"}
+    assert StageMarker(run["run_dir"] / "promote").read()["skipped"] == train["skipped"]
+    report = (run["run_dir"] / "report.md").read_text()
+    assert "## No model tonight" in report and train["skipped"] in report
