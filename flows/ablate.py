@@ -191,7 +191,7 @@ def ablate_flow(config_path: str | None = None, from_run: str | None = None, onl
     check_deployment_config(config_path)
     logger = get_run_logger()
     config = load_config(config_path)
-    home = DataHome.resolve(config.home)
+    home = DataHome.resolve(config.home, config.catalog)
     with home.run_lock("an ablation"):
         chosen = plan(config, only, promoted=_promoted(home.ensure(), config.dataset))
         for line in chosen.skipped:

@@ -111,17 +111,21 @@ def _config(path: Optional[Path]) -> RefineryConfig:
     return load_config(path)
 
 
+def _home(cfg: RefineryConfig) -> DataHome:
+    return DataHome.resolve(cfg.home, cfg.catalog)
+
+
 def _home_is_free(cfg: RefineryConfig) -> None:
     """Refuse at once, before a flow starts (and logs the error with a traceback), when another
     process holds the data home's run lock; the flow still takes the lock itself."""
-    home = DataHome.resolve(cfg.home)
+    home = _home(cfg)
     holder = home.lock_holder()
     if holder is not None:
         raise HomeBusyError(f"{holder} is running in {home.root}; wait for it to finish, or use another data home")
 
 
 def _catalog(config: Optional[Path]) -> Catalog:
-    return Catalog(DataHome.resolve(_config(config).home).catalog_path)
+    return Catalog(_home(_config(config)).catalog_path)
 
 
 def _print_rows(rows: list[dict], fmt: Format, title: str | None = None) -> None:
@@ -167,7 +171,7 @@ def run(
         sys.stderr.write(f"\nrefinery run failed: {type(exc).__name__}: {exc}\n"
                          "(if the run started, `refinery runs` shows it and its report.md says what finished)\n")
         raise typer.Exit(exit_code(exc))
-    _summary(stats)
+    _summary(stats, Catalog(_home(cfg).catalog_path))
 
 
 def _print_warnings(warnings: list[dict]) -> None:
@@ -178,11 +182,10 @@ def _print_warnings(warnings: list[dict]) -> None:
         console.print(f"  [yellow]warning:[/yellow] {escape(warning_line(warning))}", soft_wrap=True, highlight=False)
 
 
-def _summary(stats: dict) -> None:
+def _summary(stats: dict, catalog: Catalog) -> None:
     from refinery.tasks.evaluate.query_sets import describe
 
-    run_dir = Path(stats["run_dir"])
-    catalog = Catalog(DataHome.of_run_dir(run_dir).catalog_path)
+    run_dir = stats["run_dir"]
     books = stats["books"]
     console.print(f"\n[bold]Run {stats['run_id']} completed[/bold]")
     console.print(f"  docs in {books['docs_in']} = kept {books['docs_kept']} + dropped {books['docs_dropped']}"
@@ -269,7 +272,7 @@ def runs(
 ) -> None:
     """Recent runs with status, books (so far, for a failed run) and evaluation figures (a row per
     evaluation task when a run was scored on several)."""
-    home = DataHome.resolve(_config(config).home)
+    home = _home(_config(config))
     rows = Catalog(home.catalog_path).recent_runs(limit)
     if home.lock_holder() is None:  # no live run in this home: a `running` row is a killed run
         rows = [{**r, "status": "interrupted" if r["status"] == "running" else r["status"]} for r in rows]
@@ -302,7 +305,7 @@ def models(
 ) -> None:
     """Each night's fine-tuned model: what it trained from, the promotion gate's figures and decision,
     and where the dataset's promoted model is (SQL: `models`, column `promoted`)."""
-    home = DataHome.resolve(_config(config).home)
+    home = _home(_config(config))
     rows = Catalog(home.catalog_path).model_rows(dataset)
     if not rows and format is Format.table:
         console.print("no model yet: `refinery run` trains one each night")
@@ -339,7 +342,7 @@ def export(
     """Write a dataset version as Parquet shards (OUT/data/) and a dataset card (OUT/README.md),
     loadable without Refinery (pyarrow, Hugging Face datasets, DuckDB)."""
     cfg = _config(config)
-    catalog = Catalog(DataHome.resolve(cfg.home).catalog_path)
+    catalog = Catalog(_home(cfg).catalog_path)
     done = catalog.export_dataset(dataset or cfg.dataset, out, version=version, force=force,
                                   rows_per_shard=rows_per_shard)
     shards = len(done["shards"])
@@ -363,7 +366,7 @@ def gc(
     """
     from refinery.tasks.runs import collect_garbage
 
-    home = DataHome.resolve(_config(config).home)
+    home = _home(_config(config))
     if not home.catalog_path.exists():
         err.print(f"[red]no catalog at {home.catalog_path}: nothing to collect[/red]")
         raise typer.Exit(1)
@@ -408,7 +411,7 @@ def refilter(
     _home_is_free(new)
     if dataset is not None:
         return _refilter_dataset(dataset, new, config, dask_address)
-    catalog = Catalog(DataHome.resolve(new.home).catalog_path)
+    catalog = Catalog(_home(new).catalog_path)
     before = catalog.drops_by_reason(run_id, "quality")
     try:
         stats = refilter_run(run_id, new, dask_address)
@@ -450,7 +453,7 @@ def _refilter_dataset(dataset: str, new: RefineryConfig, config: Path, dask_addr
     """`refinery refilter --dataset`: checked first (a one-line error), then the flow, then its summary."""
     from refinery.flows.refilter_dataset import refilter_dataset, refilter_sources
 
-    refilter_sources(DataHome.resolve(new.home), dataset, new)
+    refilter_sources(_home(new), dataset, new)
     if new.dataset != dataset:
         console.print(f"{config} names dataset {new.dataset}; refiltering dataset {dataset}, as --dataset says")
     try:

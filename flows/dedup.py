@@ -10,6 +10,7 @@ from prefect import flow, task, unmapped
 from prefect.artifacts import create_table_artifact
 
 from refinery.flows.runtime import gather, run_stage
+from refinery.storage.location import location
 from refinery.tasks.runs import RunSpec
 from refinery.tasks.dedup.against import DatasetRef, index_settings
 from refinery.tasks.dedup.shard_tasks import cluster_shards, signature_shard
@@ -26,7 +27,7 @@ cluster_task = task(cluster_shards, name="dedup-clusters", task_run_name="cluste
 
 def _dedup(run: RunSpec, ingest: dict[str, Any], out: Path) -> dict[str, Any]:
     cfg = run.config.dedup
-    shards = [Path(p) for p in ingest["shards"]]
+    shards = [location(p) for p in ingest["shards"]]
     catalog = run.catalog
     dataset = _dataset_ref(run)
     blocked_domains(cfg)  # a blocklist file that cannot be read is an error before any work

@@ -11,6 +11,7 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_table_artifact
 
 from refinery.flows.runtime import gather, run_stage
+from refinery.storage.location import location
 from refinery.tasks.runs import RunSpec
 from refinery.storage import Catalog, write_shard
 from refinery.tasks.ingest.decoding import storable
@@ -38,7 +39,7 @@ def _ingest(run: RunSpec, out: Path) -> dict[str, Any]:
                      "ingest units")
     written = {r["unit"]: r["documents"] for r in results}
     _reject_duplicate_ids(catalog, units, written)
-    shards = sorted(p for paths in written.values() for p in paths if Path(p).exists())
+    shards = sorted(p for paths in written.values() for p in paths if location(p).exists())
     rejects = sorted([r["rejects_path"] for r in results if r["rejects_path"]] + [
         str(d) for paths in written.values() for p in paths if (d := duplicate_rejects_path(p)).exists()])
     stats = {
@@ -70,7 +71,7 @@ def _ingest(run: RunSpec, out: Path) -> dict[str, Any]:
 def _reject_duplicate_ids(catalog: Catalog, units: Sequence[Unit], written: dict[int, list[str]]) -> None:
     """Reject every later occurrence of a doc id (tasks/ingest/duplicates.py), one task per shard
     holding some. A shard that an earlier, killed pass emptied is gone, its rejects beside it."""
-    present = {u: [p for p in paths if Path(p).exists() or not duplicate_rejects_path(p).exists()]
+    present = {u: [p for p in paths if location(p).exists() or not duplicate_rejects_path(p).exists()]
                for u, paths in written.items()}
     if not any(present.values()):
         return

@@ -45,7 +45,7 @@ def prepare_run(config: RefineryConfig, run_id: str | None = None, stages: list[
     ``from_run`` starts a new run from another run's finished curation stages (see
     :func:`refinery.tasks.runs.reuse_curation`); the new run's config takes that run's curation sections.
     """
-    home = DataHome.resolve(config.home).ensure()
+    home = DataHome.resolve(config.home, config.catalog).ensure()
     resuming = run_id is not None
     if resuming and from_run:
         raise ConfigError("--resume and --from-run do not go together: a resumed run keeps what it started from")
@@ -218,7 +218,7 @@ def nightly(config_path: str | None = None, dask_address: str | None = None,
     nightly window `refinery serve`/`deploy` give their runs)."""
     check_deployment_config(config_path)
     config = with_default_budget(load_config(config_path), default_budget_minutes)
-    with DataHome.resolve(config.home).run_lock("a nightly run"):
+    with DataHome.resolve(config.home, config.catalog).run_lock("a nightly run"):
         run = prepare_run(config, run_id, stages, from_run)
         stats = run_chain(run, dask_address)
     stats["run_id"] = run.run_id

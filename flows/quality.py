@@ -14,6 +14,7 @@ from prefect.artifacts import create_table_artifact
 from prefect_dask import DaskTaskRunner
 
 from refinery.flows.runtime import dask_cluster, gather, run_stage
+from refinery.storage.location import location
 from refinery.tasks.runs import RunSpec
 from refinery.storage import DataHome, StageMarker, sweep_partial_writes, write_shard
 from refinery.storage.shards import write_text_atomic
@@ -45,11 +46,11 @@ def quality_flow(run: RunSpec, ingest: dict[str, Any], dedup: dict[str, Any]) ->
 
 
 def _quality(run: RunSpec, ingest: dict[str, Any], dedup: dict[str, Any], out: Path) -> dict[str, Any]:
-    dedup_drops = Path(dedup["drops_path"])
+    dedup_drops = location(dedup["drops_path"])
     classifier = (_train_classifier(run, out, ingest["shards"], dedup_drops)
                   if run.config.quality.classifier.enabled else None)
     results = gather(
-        quality_shard_task.map([Path(p) for p in ingest["shards"]], dedup_drops=unmapped(dedup_drops),
+        quality_shard_task.map([location(p) for p in ingest["shards"]], dedup_drops=unmapped(dedup_drops),
                                out_dir=unmapped(out), cfg=unmapped(run.config.quality),
                                classifier=unmapped(classifier)),
         "quality shards",
@@ -129,7 +130,7 @@ def refilter_flow(run: RunSpec, ingest: dict[str, Any], dedup: dict[str, Any], q
     unfinish(run.stage_dir(stage) for stage in LATER_STAGES)
     out = run.stage_dir("quality")
     results = gather(
-        refilter_shard_task.map([Path(p) for p in ingest["shards"]], dedup_drops=unmapped(Path(dedup["drops_path"])),
+        refilter_shard_task.map([location(p) for p in ingest["shards"]], dedup_drops=unmapped(location(dedup["drops_path"])),
                                 out_dir=unmapped(out), cfg=unmapped(thresholds)),
         "refilter shards",
     )
@@ -149,7 +150,7 @@ def refilter_flow(run: RunSpec, ingest: dict[str, Any], dedup: dict[str, Any], q
 def refilter_run(run_id: str, config: RefineryConfig, dask_address: str | None = None) -> dict[str, Any]:
     """Re-decide the quality stage of ``run_id`` with ``config.quality`` (see ``refilter_flow``),
     holding the data home's run lock, then balance the run's books again."""
-    home = DataHome.resolve(config.home)
+    home = DataHome.resolve(config.home, config.catalog)
     if not (home.run_dir(run_id) / "config.yaml").exists():
         raise InputError(f"no run {run_id} under {home.root}")
     run = RunSpec(run_id=run_id, home=str(home.root), config=load_config(home.run_dir(run_id) / "config.yaml"))

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -105,7 +104,7 @@ def _attempt(home: DataHome, dataset: str, published: list[str]) -> str:
 def refilter_dataset_flow(dataset: str, version: str, versions: list[dict[str, Any]], config: RefineryConfig,
                           home: str) -> dict[str, Any]:
     """Re-decide every scored shard of every version, bring back what now passes, publish (see the module)."""
-    data_home = DataHome(Path(home))
+    data_home = DataHome.at(home, config.catalog)
     catalog = Catalog(data_home.catalog_path)
     out = data_home.dataset_dir(dataset) / "refilter" / version
     shards = [s for v in versions for s in scored_shards(v["version"], v["scored_files"])]
@@ -161,7 +160,7 @@ def refilter_dataset(dataset: str, config: RefineryConfig, dask_address: str | N
     """Re-decide the whole of ``dataset`` under ``config.quality`` from the stored attributes and
     publish a version (see the module), holding the data home's run lock. ``config.dataset`` is not
     read: the dataset named here is the one refiltered."""
-    home = DataHome.resolve(config.home)
+    home = DataHome.resolve(config.home, config.catalog)
     with home.run_lock(f"a refilter of dataset {dataset}"):
         versions = refilter_sources(home, dataset, config)
         version = _attempt(home, dataset, [v["version"] for v in versions])

@@ -33,7 +33,7 @@ def _reindex_files(shards: list[tuple[str, str]], config: RefineryConfig, index_
 @flow(name="dataset-reindex", log_prints=True)
 def reindex_dataset(dataset: str, config: RefineryConfig, dask_address: str | None = None) -> dict[str, Any]:
     """Rebuild ``dataset``'s index under ``config.dedup``, holding the data home's run lock."""
-    home = DataHome.resolve(config.home)
+    home = DataHome.resolve(config.home, config.catalog)
     catalog = Catalog(home.catalog_path)
     with home.run_lock(f"a reindex of dataset {dataset}"), dask_cluster(config.dask, dask_address) as address:
         catalog.ensure_schema()

@@ -19,6 +19,7 @@ from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 
 from refinery.flows.runtime import HOUR, gather, on_workers, run_stage, select_rows_task
+from refinery.storage.location import location
 from refinery.tasks.runs import RunSpec
 from refinery.tasks.books import NO_CORPUS, corpus_is_empty
 from refinery.tasks.dataset_version import corpus_dataset
@@ -79,7 +80,7 @@ def _synthesize(run: RunSpec, ingest: dict[str, Any], quality: dict[str, Any], o
     filter_pool = [k.doc_id for k in ranked]
     cache = run.data_home.cache_dir
     wait_for = [prepare_task.submit(cache, cfg.local_model)] if "smollm2" in cfg.generators and cfg.passages else []
-    futures = [generate_task.submit(Path(passages["path"]), start, stop, generator, cfg, out, cache,
+    futures = [generate_task.submit(location(passages["path"]), start, stop, generator, cfg, out, cache,
                                     wait_for=wait_for if generator == "smollm2" else [])
                for generator, start, stop in generation_slices(cfg, passages["docs"], chosen.heldout)]
     pool = pool_of(on_workers, run.run_dir / "pools", corpus, filter_pool)

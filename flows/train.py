@@ -9,6 +9,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from refinery.flows.runtime import run_stage
+from refinery.storage.location import location
 from refinery.tasks.runs import RunSpec
 from refinery.tasks.embedding import BASE_MODEL_PATH
 from refinery.tasks.train.shard_tasks import train_model
@@ -36,7 +37,7 @@ def _train(run: RunSpec, quality: dict[str, Any], synthesize: dict[str, Any], ou
     cfg, logger = run.config.train, get_run_logger()
     base_path, init = _initial_model(run)
     replay = catalog.earlier_pair_shards(run.config.dataset, run_id) if cfg.replay_ratio else []
-    stats = train_task.submit(Path(synthesize["pairs_path"]), quality["corpus_shards"], base_path,
+    stats = train_task.submit(location(synthesize["pairs_path"]), quality["corpus_shards"], base_path,
                               out / "model", cfg, out / "checkpoint", [r["path"] for r in replay],
                               str(run.data_home.cache_dir)).result()
     stats["init"] = init

@@ -23,6 +23,7 @@ from refinery.storage.shards import (
     swap_folder,
     to_matrix,
     write_shard,
+    write_bytes_atomic,
     write_text_atomic,
 )
 
@@ -45,5 +46,6 @@ __all__ = [
     "swap_folder",
     "to_matrix",
     "write_shard",
+    "write_bytes_atomic",
     "write_text_atomic",
 ]

@@ -24,6 +24,7 @@ from refinery.storage.curation import CurationVerbs
 from refinery.storage.datasets import DATASET_SCHEMA, DatasetVerbs, rebuild_dataset_views
 from refinery.storage.evaluation import EvaluationVerbs
 from refinery.storage.exports import ExportVerbs
+from refinery.storage.location import is_remote, register_filesystems
 from refinery.storage.models import ModelVerbs
 from refinery.storage.reports import ReportVerbs
 from refinery.storage.runs_log import RunVerbs
@@ -207,6 +208,7 @@ def _connect_waiting(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnectio
             config["storage_compatibility_version"] = CATALOG_STORAGE_VERSION
         try:
             con = duckdb.connect(str(path), read_only=read_only, config=config)
+            register_filesystems(con)
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower() or time.monotonic() > deadline:
                 raise CatalogError(f"cannot open {path} {'for reading' if read_only else 'to write'}: {exc}") from exc
@@ -272,11 +274,16 @@ class Catalog(RunVerbs, BookVerbs, CurationVerbs, DatasetVerbs, EvaluationVerbs,
 
         One read statement (:func:`read_statement`), on a read-only connection whose file access
         is limited to the data home and whose configuration is locked, so neither ``COPY … TO``
-        nor ``read_text('/etc/passwd')`` nor ``SET``/``ATTACH``/``INSTALL`` gets through.
+        nor ``read_text('/etc/passwd')`` nor ``SET``/``ATTACH``/``INSTALL`` gets through. The data
+        home is the catalog's folder and the home of each run it records (a home in object storage
+        keeps its catalog elsewhere).
         """
         statement = read_statement(sql)
         with self._read() as con:
-            con.execute("SET allowed_directories = ?", [[str(self.path.parent.resolve()) + os.sep]])
+            homes = {str(self.path.parent.resolve()) + os.sep}
+            for (run_dir,) in con.execute("SELECT DISTINCT run_dir FROM runs WHERE run_dir IS NOT NULL").fetchall():
+                homes.add(run_dir.rstrip("/").rsplit("/runs/", 1)[0] + "/")
+            con.execute("SET allowed_directories = ?", [sorted(homes)])
             con.execute("SET enable_external_access = false")
             con.execute("SET lock_configuration = true")
             return self._answer(con, statement)
@@ -353,7 +360,7 @@ class Catalog(RunVerbs, BookVerbs, CurationVerbs, DatasetVerbs, EvaluationVerbs,
         stay in the files. Replacing keeps the same semantics as for a table."""
         if rows is not None and rows.num_rows:
             raise CatalogError(f"{table} rows live in Parquet shards: register files, not rows")
-        files = sorted(str(Path(p).resolve()) for p in parquet)
+        files = sorted(str(p) if is_remote(p) else str(Path(p).resolve()) for p in parquet)
         part = json.dumps(where, sort_keys=True)
         with self._write() as con:
             con.execute("DELETE FROM shard_files WHERE run_id = ? AND tbl = ? AND part = ?", [run_id, table, part])

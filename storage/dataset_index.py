@@ -31,6 +31,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from refinery.storage.location import location, register_filesystems
 from refinery.storage.shards import write_shard
 
 PARTS = 16
@@ -62,7 +63,7 @@ def write_index(index_dir: str | os.PathLike[str], name: str, keys: pa.Table, si
     """Write keys (band, key, doc, added_in), signatures (doc, added_in, n_chars, exact_key,
     signature) and URLs (key, doc, added_in, fetched_at), each split over the partitions into files
     called ``name`` (a version, or a version and one of its files); the files written (atomic, each)."""
-    index_dir = Path(index_dir)
+    index_dir = location(index_dir)
     key_col = keys.column("key").to_numpy() if keys.num_rows else np.zeros(0, np.uint64)
     doc_col = signatures.column("doc").to_numpy() if signatures.num_rows else np.zeros(0, np.uint64)
     written = (_partitioned(keys, key_part(key_col), index_dir / "keys", name)
@@ -80,6 +81,7 @@ def _query(sql: str, files: Sequence[str], **tables: pa.Table) -> pa.Table:
     """``sql`` over ``tables`` (registered under their names) and the index ``files`` (its one
     parameter), on a connection of its own."""
     con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    register_filesystems(con)
     try:
         for name, table in tables.items():
             con.register(name, table)

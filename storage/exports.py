@@ -43,6 +43,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from refinery.storage.datasets import DOCUMENT_COLUMNS
+from refinery.storage.location import register_filesystems
 from refinery.tasks.exceptions import AccountingError, CatalogError, InputError
 
 # How many documents one Parquet file of an export holds at most.
@@ -257,6 +258,7 @@ def _write_documents(snap: _Snapshot, stage: Path, rows_per_shard: int) -> dict[
     spill = stage / ".spill"
     con = duckdb.connect(config={"memory_limit": EXPORT_MEMORY_LIMIT, "temp_directory": str(spill),
                                  "autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    register_filesystems(con)
     night_files = ((version, path) for version, paths in snap.files for path in paths)
 
     def batches() -> Iterator[pa.RecordBatch]:

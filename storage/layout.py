@@ -11,6 +11,10 @@
     <home>/models/dataset=<name>/promoted/  the dataset's promoted model (onnx/, README.md: its card)
     <home>/cache/                         derived model files shared by runs (de-quantized LLM)
     <home>/run.lock                       held (flock) by the process running a run in this home
+
+A home in object storage (``home: s3://bucket/prefix``, :mod:`refinery.storage.location`) holds the
+same tree under its prefix, except what must be a local file: the catalog (``catalog:``, a local
+path), and beside it the run lock and the cache of derived model files.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from refinery.tasks.exceptions import HomeBusyError
+from refinery.storage.location import Location, is_remote, is_url, location
+from refinery.tasks.exceptions import ConfigError, HomeBusyError
 
 DEFAULT_HOME = Path("refinery-data")
 HOME_ENV = "REFINERY_HOME"
@@ -33,26 +38,45 @@ LOCK_FILE = "run.lock"
 
 @dataclass(frozen=True)
 class DataHome:
-    root: Path
+    root: Location
+    # the catalog file when it does not live in the home (a home in object storage)
+    catalog_file: Path | None = None
 
     @classmethod
-    def resolve(cls, configured: str | os.PathLike[str] | None = None) -> "DataHome":
-        """``REFINERY_HOME`` wins over the config file, which wins over ``./refinery-data``."""
+    def resolve(cls, configured: str | os.PathLike[str] | None = None,
+                catalog: str | os.PathLike[str] | None = None) -> "DataHome":
+        """``REFINERY_HOME`` wins over the config file, which wins over ``./refinery-data``; a home in
+        object storage needs ``catalog`` (a local path)."""
         chosen = os.environ.get(HOME_ENV) or configured or DEFAULT_HOME
-        return cls(Path(chosen).expanduser().resolve())
+        if is_url(str(chosen)):
+            if catalog is None:
+                raise ConfigError(f"home {chosen} is in object storage: set `catalog:` to a local path for the "
+                                  "DuckDB catalog (e.g. ./refinery-catalog/catalog.duckdb)")
+            return cls(location(str(chosen).rstrip("/")), Path(catalog).expanduser().resolve())
+        return cls(Path(chosen).expanduser().resolve(),
+                   Path(catalog).expanduser().resolve() if catalog is not None else None)
 
     @classmethod
-    def of_run_dir(cls, run_dir: str | os.PathLike[str]) -> "DataHome":
-        """The data home a run's folder (``<home>/runs/<run_id>``) lives in."""
-        return cls(Path(run_dir).parent.parent)
+    def at(cls, home: str | os.PathLike[str], catalog: str | os.PathLike[str] | None = None) -> "DataHome":
+        """The home at ``home`` as :meth:`resolve` resolved it (a run's ``home`` and config's ``catalog``)."""
+        return cls(location(home), Path(catalog).expanduser().resolve() if catalog else None)
+
+    @property
+    def remote(self) -> bool:
+        return is_remote(self.root)
 
     @property
     def catalog_path(self) -> Path:
-        return self.root / CATALOG_FILE
+        return self.catalog_file if self.catalog_file is not None else self.root / CATALOG_FILE
+
+    @property
+    def local_dir(self) -> Path:
+        """The home's local folder: the home itself, or the catalog's folder for a home in object storage."""
+        return self.catalog_path.parent if self.remote else self.root
 
     @property
     def cache_dir(self) -> Path:
-        return self.root / "cache"
+        return self.local_dir / "cache"
 
     def run_dir(self, run_id: str) -> Path:
         return self.root / "runs" / run_id
@@ -83,7 +107,13 @@ class DataHome:
         return self.run_dir(run_id) / stage
 
     def ensure(self) -> "DataHome":
-        (self.root / "runs").mkdir(parents=True, exist_ok=True)
+        if self.remote:
+            self.local_dir.mkdir(parents=True, exist_ok=True)
+            bucket = self.root.path.split("/")[0]
+            if not self.root.fs.exists(bucket):  # a new bucket (MinIO's first run); never re-created
+                self.root.fs.mkdir(bucket)
+        else:
+            (self.root / "runs").mkdir(parents=True, exist_ok=True)
         return self
 
     @contextlib.contextmanager
@@ -94,13 +124,13 @@ class DataHome:
         ``running`` while nobody holds the lock was killed (see :meth:`lock_holder`).
         """
         self.ensure()
-        fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.local_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 other = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another run"
-                raise HomeBusyError(f"{other} is running in {self.root} (pid in {self.root / LOCK_FILE}); "
+                raise HomeBusyError(f"{other} is running in {self.root} (pid in {self.local_dir / LOCK_FILE}); "
                                     "wait for it to finish, or use another data home") from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{holder} (pid {os.getpid()})".encode(), 0)
@@ -110,7 +140,7 @@ class DataHome:
 
     def lock_holder(self) -> str | None:
         """Who holds the run lock right now (None: no live run in this home)."""
-        path = self.root / LOCK_FILE
+        path = self.local_dir / LOCK_FILE
         if not path.exists():
             return None
         fd = os.open(path, os.O_RDONLY)

@@ -1,4 +1,10 @@
-"""Parquet shards: atomic writes, reads, and stage completion markers."""
+"""Parquet shards: atomic writes, reads, and stage completion markers.
+
+Every function takes a local path or a location in object storage (:mod:`.location`): locally a
+write goes to a temp file and is renamed into place; in a bucket an object appears whole when its
+upload completes, so it is written in place, and a stage's marker, written last, is what says its
+files are finished.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from refinery.storage.location import arrow_target, is_remote, location
 
 SUCCESS_NAME = "_SUCCESS"
 
@@ -38,7 +46,10 @@ def _atomic_target(path: Path) -> tuple[int, str]:
 
 def write_shard(table: pa.Table, path: str | os.PathLike[str]) -> Path:
     """Write ``table`` to ``path`` atomically (temp file + rename); returns the path."""
-    path = Path(path)
+    if is_remote(path := location(path)):
+        with path.open("wb") as fh:
+            pq.write_table(table, fh, compression="zstd")
+        return path
     fd, tmp = _atomic_target(path)
     os.close(fd)
     try:
@@ -54,10 +65,11 @@ def read_shard(path: str | os.PathLike[str], columns: Sequence[str] | None = Non
                missing_ok: bool = False) -> pa.Table:
     """The shard's ``columns`` (all when None); ``missing_ok``: those the file lacks (a shard written
     before a column existed) are left out instead of raising."""
+    fs, path = arrow_target(path)
     if columns is not None and missing_ok:
-        present = set(pq.read_schema(path).names)
+        present = set(pq.read_schema(path, filesystem=fs).names)
         columns = [c for c in columns if c in present]
-    return pq.read_table(path, columns=list(columns) if columns is not None else None)
+    return pq.read_table(path, columns=list(columns) if columns is not None else None, filesystem=fs)
 
 
 def read_shards(paths: Sequence[str | os.PathLike[str]], columns: Sequence[str] | None = None) -> pa.Table:
@@ -89,7 +101,8 @@ def iter_parquet_records(path: str | os.PathLike[str], batch_size: int = 1024, *
     """Rows of an input Parquet file as dicts (ingest reads user files through this); with
     ``row_groups``, only the rows of those row groups, in file order. In a batch where a string
     column holds invalid UTF-8, that batch's string values come as bytes (the reader decides)."""
-    with pq.ParquetFile(path) as f:
+    fs, path = arrow_target(path)
+    with pq.ParquetFile(path, filesystem=fs) as f:
         for batch in f.iter_batches(batch_size=batch_size, row_groups=row_groups):
             try:
                 rows = batch.to_pylist()
@@ -106,7 +119,8 @@ def _strings_as_binary(batch: pa.RecordBatch) -> pa.RecordBatch:
 
 def parquet_row_groups(path: str | os.PathLike[str]) -> list[tuple[int, int]]:
     """(rows, compressed bytes) of each row group of a Parquet file, read from its footer alone."""
-    meta = pq.read_metadata(path)
+    fs, path = arrow_target(path)
+    meta = pq.read_metadata(path, filesystem=fs)
     groups = (meta.row_group(i) for i in range(meta.num_row_groups))
     return [(g.num_rows, sum(g.column(j).total_compressed_size for j in range(g.num_columns))) for g in groups]
 
@@ -114,11 +128,18 @@ def parquet_row_groups(path: str | os.PathLike[str]) -> list[tuple[int, int]]:
 def write_text_atomic(text: str, path: str | os.PathLike[str]) -> Path:
     """Write ``text`` to ``path`` atomically (temp file + rename), so a reader (or a run killed
     mid-write, then resumed) finds the old file or the new one, never half of it; returns the path."""
-    path = Path(path)
+    return write_bytes_atomic(text.encode("utf-8"), path)
+
+
+def write_bytes_atomic(data: bytes, path: str | os.PathLike[str]) -> Path:
+    """:func:`write_text_atomic` for bytes (a plot's PNG)."""
+    if is_remote(path := location(path)):
+        path.write_bytes(data)
+        return path
     fd, tmp = _atomic_target(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -140,8 +161,10 @@ def link_tree(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, rewri
     Built beside ``dst`` and renamed into place, so a killed copy leaves nothing half-made;
     returns the number of files.
     """
-    src, dst = Path(src), Path(dst)
     old, new = rewrite
+    if is_remote(dst := location(dst)):
+        return _copy_tree(location(src), dst, rewrite, skip)
+    src = Path(src)
     tmp = dst.with_name(f".{dst.name}.linking")
     shutil.rmtree(tmp, ignore_errors=True)
     count = 0
@@ -166,10 +189,37 @@ def link_tree(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, rewri
     return count
 
 
+def _copy_tree(src, dst, rewrite: tuple[str, str], skip: Sequence[str]) -> int:
+    """:func:`link_tree` in object storage: a server-side copy of each object (JSON rewritten), after
+    ``dst`` is cleared; the caller's marker, written after, is what says it is whole."""
+    old, new = rewrite
+    remove_tree(dst)
+    fs, count = dst.fs, 0
+    for key in sorted(fs.find(src.path)):
+        rel = key[len(src.path):].lstrip("/")
+        name = rel.rsplit("/", 1)[-1]
+        if name.startswith(".") or ("/" not in rel and name in skip):
+            continue
+        target = dst / rel
+        if name.endswith(".json"):
+            payload = rewrite_paths(json.loads(fs.cat_file(key)), old, new)
+            target.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
+        else:
+            fs.copy(key, target.path)
+        count += 1
+    return count
+
+
 def swap_folder(tmp: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
     """Rename the finished folder ``tmp`` to ``dst``, replacing what is there: ``dst`` holds the old
     folder or the new one, never part of either (a folder cannot be replaced in one rename, so the
-    old one is moved aside first, and removed after)."""
+    old one is moved aside first, and removed after). ``dst`` in object storage: the local folder
+    ``tmp`` is uploaded there after the old objects are removed, and then deleted."""
+    if is_remote(dst := location(dst)):
+        remove_tree(dst)
+        dst.fs.put(str(tmp).rstrip("/") + "/", dst.path, recursive=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
     tmp, dst = Path(tmp), Path(dst)
     if not dst.exists():
         os.replace(tmp, dst)
@@ -183,6 +233,11 @@ def swap_folder(tmp: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Non
 def link_files(paths: Sequence[str | os.PathLike[str]], dst: str | os.PathLike[str]) -> list[str]:
     """Make folder ``dst`` hold ``paths`` (hard links: no disk; copies where links are impossible),
     built beside it and renamed into place, so ``dst`` is whole or absent. The paths in ``dst``."""
+    if is_remote(dst := location(dst)):
+        remove_tree(dst)
+        for path in map(location, paths):
+            dst.fs.copy(path.path, (dst / path.name).path)
+        return sorted(str(dst / location(p).name) for p in paths)
     dst = Path(dst)
     tmp = dst.with_name(f".{dst.name}.linking")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -211,7 +266,10 @@ def rewrite_paths(value: Any, old: str, new: str) -> Any:
 def sweep_partial_writes(root: str | os.PathLike[str]) -> int:
     """Delete what interrupted writes left under ``root``: temp files of :func:`write_shard` and
     :func:`write_text_atomic` and half-linked folders of :func:`link_tree` (all start with a dot).
-    Call only while nothing writes there (a resumed run, under the home's run lock)."""
+    Call only while nothing writes there (a resumed run, under the home's run lock). Object storage
+    keeps no partial writes: nothing to do there."""
+    if is_remote(location(root)):
+        return 0
     removed = 0
     for path in sorted(Path(root).rglob(".*"), key=lambda p: len(p.parts), reverse=True):
         if path.is_file() and path.name.endswith(".tmp"):
@@ -224,7 +282,11 @@ def sweep_partial_writes(root: str | os.PathLike[str]) -> int:
 
 
 def remove_tree(path: str | os.PathLike[str]) -> None:
-    """Delete a run's folder (gc)."""
+    """Delete a folder and what it holds (gc); nothing when it is not there."""
+    if is_remote(loc := location(path)):
+        if loc.fs.exists(loc.path):
+            loc.fs.rm(loc.path, recursive=True)
+        return
     shutil.rmtree(path, ignore_errors=True)
 
 
@@ -236,7 +298,7 @@ class StageMarker:
     """
 
     def __init__(self, stage_dir: str | os.PathLike[str], name: str = SUCCESS_NAME):
-        self.path = Path(stage_dir) / f"{name}.json"
+        self.path = location(stage_dir) / f"{name}.json"
 
     def read(self) -> dict[str, Any] | None:
         if not self.path.exists():

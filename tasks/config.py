@@ -13,6 +13,7 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from refinery.storage.location import location
 from refinery.tasks.budget.config import BudgetConfig
 from refinery.tasks.dedup import DedupConfig
 from refinery.tasks.evaluate.config import EvaluateConfig
@@ -80,8 +81,13 @@ class ScheduleConfig(BaseModel):
 class RefineryConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    home: str | None = Field(None, description="Data home (shards, catalog, models, reports). "
+    home: str | None = Field(None, description="Data home (shards, catalog, models, reports): a local folder, or "
+                             "`s3://bucket/prefix` on an S3-compatible store (AWS, MinIO, R2; credentials and "
+                             "`AWS_ENDPOINT_URL` from the environment only), which then needs `catalog`. "
                              "`REFINERY_HOME` overrides it; default `./refinery-data`.")
+    catalog: str | None = Field(None, description="The DuckDB catalog file, a local path; default "
+                                "`<home>/catalog.duckdb`. Required when `home` is in object storage: the run lock "
+                                "and the cache of derived model files live beside it.")
     dataset: str = Field(DEFAULT_DATASET, pattern=DATASET_NAME,
                          description="The dataset this run's nights add to: each night reads only what is new in its "
                          "sources, drops what duplicates a document already in the dataset, and publishes a new "
@@ -172,7 +178,7 @@ def load_config(path: str | Path | None) -> RefineryConfig:
     """Read and validate a YAML config; ``None`` gives the defaults."""
     if path is None:
         return RefineryConfig()
-    path = Path(path)
+    path = location(path)  # a run's config.yaml in a data home in object storage too
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Literal, TypeAlias
 
 import numpy as np
 
+from refinery.storage.location import local_copy
 from refinery.tasks.onnx_encoder import OnnxEncoder
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ def load_encoder(
     import torch
     from sentence_transformers import SentenceTransformer
 
+    path = local_copy(path)  # a model in the data home's bucket is read from a local copy
     if backend not in ("torch", "onnx", "onnx-int8"):
         raise ValueError(f"unknown encoder backend {backend!r}; expected 'torch', 'onnx' or 'onnx-int8'")
     if backend != "torch" and cache_dir is None:

@@ -30,6 +30,7 @@ from typing import Literal
 
 import xxhash
 
+from refinery.storage.location import local_copy
 from refinery.tasks.exceptions import OnnxExportError
 
 OnnxBackend = Literal["onnx", "onnx-int8"]
@@ -66,7 +67,7 @@ def model_fingerprint(model_dir: str | os.PathLike[str]) -> str:
     Weights, tokenizer and pooling settings all change what the exported graph computes, so all
     of them are in the key; the hash is xxh3-128, ~0.1 s for the 90 MB all-MiniLM-L6-v2 folder.
     """
-    root = Path(model_dir)
+    root = local_copy(model_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"model folder {root} does not exist")
     digest = xxhash.xxh3_128()
@@ -95,7 +96,8 @@ def onnx_model_file(model_dir: str | os.PathLike[str], *, backend: OnnxBackend,
     run time (ONNX Runtime's dynamic quantization: no calibration data). Raises :class:`OnnxExportError` when the traced graph
     does not reproduce the PyTorch model.
     """
-    return _cached_file(Path(model_dir), backend, model_fingerprint(model_dir), Path(cache_dir) / CACHE_SUBDIR)
+    model_dir = local_copy(model_dir)
+    return _cached_file(model_dir, backend, model_fingerprint(model_dir), Path(cache_dir) / CACHE_SUBDIR)
 
 
 def _cached_file(model_dir: Path, backend: OnnxBackend, fingerprint: str, root: Path) -> Path:

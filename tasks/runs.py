@@ -14,11 +14,11 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
 from refinery.storage import Catalog, DataHome, StageMarker, link_tree, remove_tree, rewrite_paths
+from refinery.storage.location import Location
 from refinery.tasks.config import CURATION_STAGES, RefineryConfig
 
 
@@ -37,17 +37,17 @@ class RunSpec(BaseModel):
 
     @property
     def data_home(self) -> DataHome:
-        return DataHome(Path(self.home))
+        return DataHome.at(self.home, self.config.catalog)
 
     @property
     def catalog(self) -> Catalog:
         return Catalog(self.data_home.catalog_path)
 
     @property
-    def run_dir(self) -> Path:
+    def run_dir(self) -> Location:
         return self.data_home.run_dir(self.run_id)
 
-    def stage_dir(self, stage: str) -> Path:
+    def stage_dir(self, stage: str) -> Location:
         return self.data_home.stage_dir(self.run_id, stage)
 
 

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from refinery.storage.location import location
 from refinery.tasks.evaluate.retrieval import (
     NDCG_K, SCORE_CHUNK_BYTES, ndcg_scores, relevance_hits, rows_per_chunk, top_k_indices,
 )
@@ -178,7 +178,7 @@ def dev_split_missing(train: dict[str, Any]) -> str | None:
     if train.get("dev_skipped"):
         return f"the train stage had no dev split to fit its weight on ({train['dev_skipped']})"
     path = train.get("dev_pairs_path")
-    if not path or not Path(path).exists():
+    if not path or not location(path).exists():
         return "the train stage wrote no dev pairs to fit its weight on (a model trained before they were written)"
     if not train.get("dev_pairs", 1):
         return "the train stage's dev split is empty"

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from refinery.storage.location import location
 from refinery.tasks.embedding_tasks import embed_shard
 from refinery.tasks.evaluate.config import EvaluateConfig
 from refinery.tasks.evaluate.names import content_key, embeddings_key, model_fingerprint
@@ -91,7 +92,7 @@ def embeddings_of(map_tasks: MapTasks, embeddings_dir: Path, model: str, model_p
     nothing they derive from changed. ``cache_dir``: the data home's cache (ONNX exports)."""
     key, parts = pool
     name = embeddings_key(key, model_fingerprint(model_path), backend=cfg.encoder, max_seq_length=cfg.max_seq_length)
-    return map_tasks(embed_shard, f"embed pool ({model})", each={"shard": [Path(p) for p in parts]},
+    return map_tasks(embed_shard, f"embed pool ({model})", each={"shard": [location(p) for p in parts]},
                      same={"model_path": model_path, "model_name": model, "out_dir": embeddings_dir / f"{model}-{name}",
                            "batch_size": cfg.encode_batch_size, "max_seq_length": cfg.max_seq_length,
                            "backend": cfg.encoder, "cache_dir": cache_dir})

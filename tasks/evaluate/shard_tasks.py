@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from refinery.storage import StageMarker, read_rows, read_shard, read_shards, write_shard
+from refinery.storage.location import location
 from refinery.tasks.embedding import all_cores, encode
 from refinery.tasks.embedding_tasks import cached_encoder, load_embeddings
 from refinery.tasks.evaluate.bootstrap import INTERVAL_METRIC, interval_metrics
@@ -144,7 +145,7 @@ def score_retrieval(query_sets: dict[str, str], pool_parts: list[str], embedding
                        relevant=[{position[d] for d in rel} for rel in table.column("relevant").to_pylist()])
         if cuts and task_name in cuts:
             qs.texts = list(doc_texts)
-            qs.changed = _cut_documents(Path(cuts[task_name]), position, qs.texts)
+            qs.changed = _cut_documents(location(cuts[task_name]), position, qs.texts)
         sets[task_name] = qs
     for task_name, path in (label_sets or {}).items():
         table = read_shard(path, ["doc_id", "label", "query"])
@@ -213,7 +214,7 @@ def score_retrieval(query_sets: dict[str, str], pool_parts: list[str], embedding
             metrics[task_name][model] |= rows
         if HYBRID in metrics[task_name]:
             metrics[task_name][HYBRID]["fusion_weight"] = float(fusion_weight)  # type: ignore[arg-type]
-    paths = ({t: _write_per_query(sets[t].names, by_model, Path(out) / f"per_query-{t}.parquet")
+    paths = ({t: _write_per_query(sets[t].names, by_model, location(out) / f"per_query-{t}.parquet")
               for t, by_model in per_query.items()} if out else {})
     return {"metrics": metrics, "per_query": paths}
 

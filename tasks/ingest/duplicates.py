@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from refinery.storage.location import Location, location
 from refinery.tasks.ingest.config import IngestConfig, SourceConfig
 from refinery.tasks.ingest.decoding import storable
 from refinery.tasks.ingest.readers import RAW_SNIPPET_CHARS, Unit, source_name
@@ -76,9 +76,9 @@ def reasons_by_shard(found: pa.Table) -> dict[str, dict[str, str]]:
     return out
 
 
-def duplicate_rejects_path(shard: str | Path) -> Path:
+def duplicate_rejects_path(shard: str | Location) -> Location:
     """Where the duplicates taken out of a documents shard are kept as rejects."""
-    shard = Path(shard)
+    shard = location(shard)
     return shard.with_name(f"rejects-duplicate-{shard.stem.removeprefix('documents-')}.parquet")
 
 

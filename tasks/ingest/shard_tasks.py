@@ -9,6 +9,7 @@ from typing import Any
 import pyarrow as pa
 
 from refinery.storage import StageMarker, read_shard, write_shard
+from refinery.storage.location import location
 from refinery.tasks.ingest.config import IngestConfig
 from refinery.tasks.ingest.duplicates import duplicate_rejects_path, split_duplicates
 from refinery.tasks.ingest.readers import Record, Reject, Unit, read_unit
@@ -94,6 +95,6 @@ def reject_duplicates_in_shard(shard: str, reasons: dict[str, str]) -> dict[str,
     if kept.num_rows:
         write_shard(kept, shard)
     else:
-        Path(shard).unlink()
+        location(shard).unlink()
     return {"shard": shard, "rejected": len(rejects), "kept": kept.num_rows, "rejects_path": str(reject_path)}
 

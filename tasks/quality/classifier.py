@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import xxhash
 
+from refinery.storage import write_bytes_atomic
+from refinery.storage.location import local_copy, location
 from refinery.tasks.quality.config import ClassifierConfig
 
 __all__ = [
@@ -122,8 +124,7 @@ def train_classifier(
     test_texts = [positives[i] for i in pos_test] + [negatives[i] for i in neg_test]
     test_labels = np.array([True] * len(pos_test) + [False] * len(neg_test))
 
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path = location(out_path)
     with tempfile.TemporaryDirectory() as tmp:
         train_file = Path(tmp) / "train.txt"
         with train_file.open("w", encoding="utf-8") as f:
@@ -141,7 +142,9 @@ def train_classifier(
             seed=seed,
             verbose=0,
         )
-    model.save_model(str(out_path))
+        saved = Path(tmp) / out_path.name  # fastText writes local files; the run's folder may be a bucket
+        model.save_model(str(saved))
+        write_bytes_atomic(saved.read_bytes(), out_path)
     scores = QualityClassifier(out_path, max_chars=cfg.max_chars).score(test_texts)
     return ClassifierReport(
         accuracy=float(np.mean((scores >= 0.5) == test_labels)),
@@ -158,9 +161,9 @@ class QualityClassifier:
     def __init__(self, path: str | Path, *, max_chars: int = ClassifierConfig.model_fields["max_chars"].default) -> None:
         from fasttext.FastText import _FastText
 
-        self.path = Path(path)
+        self.path = location(path)
         self.max_chars = max_chars
-        self._model = _FastText(model_path=str(self.path))
+        self._model = _FastText(model_path=str(local_copy(self.path)))
 
     def score(self, texts: Sequence[str]) -> np.ndarray:
         if not len(texts):

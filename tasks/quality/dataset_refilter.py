@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from refinery.storage import read_shard, write_shard
+from refinery.storage.location import is_remote, location
 from refinery.tasks.dedup import DedupConfig, deduplicate, exact_keys, signatures
 from refinery.tasks.dedup.against import DatasetRef, match_dataset, unmatched, write_indexed
 from refinery.tasks.exceptions import RefilterError
@@ -53,12 +54,12 @@ def decide_scored_shard(documents: str, attributes: str, drops: str, version: st
     drops) under ``cfg``, from their stored attributes: a decisions shard (``doc_id, reason`` — null
     when it passes —, ``scored_in``, ``source``, ``location``) named by its decisions, so a rerun keeps
     what it already wrote for the same decisions."""
-    docs = survivors(Path(documents), Path(drops), ["doc_id", "source", "location"])
+    docs = survivors(location(documents), location(drops), ["doc_id", "source", "location"])
     doc_ids = docs.column("doc_id").combine_chunks()
     attrs = stored_attributes(attributes, doc_ids) if docs.num_rows else {}
     reasons = decide(attrs, cfg) if attrs else [None] * len(doc_ids)
     stem = Path(documents).stem.removeprefix("documents-")
-    out = Path(out_dir) / f"decisions-{version}-{stem}.{decisions_digest(doc_ids, reasons)}.parquet"
+    out = location(out_dir) / f"decisions-{version}-{stem}.{decisions_digest(doc_ids, reasons)}.parquet"
     if not out.exists():
         write_shard(pa.table({"doc_id": doc_ids, "reason": pa.array(reasons, pa.string()),
                               "scored_in": pa.array([version] * len(doc_ids), pa.string()),
@@ -74,13 +75,13 @@ def sweep_unpublished(docs_dir: str, index_dir: str, version: str) -> list[Path]
     """Delete what a stopped attempt at publishing ``version`` left: its documents folder and its
     index files (nothing names them until the version is published). Call only under the home's
     run lock, for a version the catalog does not list. Returns what it deleted."""
-    stale = sorted([*Path(docs_dir).glob("*.parquet"), *Path(docs_dir).glob(".*.tmp"),
-                    *Path(index_dir).glob(f"*/part=*/{version}.parquet"),
-                    *Path(index_dir).glob(f"*/part=*/.{version}.parquet.*.tmp")])
+    docs, index = location(docs_dir), location(index_dir)
+    stale = sorted([*docs.glob("*.parquet"), *docs.glob(".*.tmp"), *index.glob(f"*/part=*/{version}.parquet"),
+                    *index.glob(f"*/part=*/.{version}.parquet.*.tmp")], key=str)
     for path in stale:
         path.unlink(missing_ok=True)
-    if Path(docs_dir).is_dir() and not any(Path(docs_dir).iterdir()):
-        Path(docs_dir).rmdir()
+    if not is_remote(docs) and docs.is_dir() and not any(docs.iterdir()):
+        docs.rmdir()
     return stale
 
 
@@ -121,6 +122,6 @@ def returned_documents(picks: Sequence[tuple[str, Sequence[str]]], cfg: DedupCon
     n_chars = returned.column("n_chars").to_numpy()
     if quality is not None:
         returned = redact_documents(returned, quality)
-    path = write_shard(returned, Path(docs_dir) / RETURNED_NAME)
+    path = write_shard(returned, location(docs_dir) / RETURNED_NAME)
     index_files = write_indexed(doc_ids[keep], n_chars, keys[keep], sigs[keep], cfg, index_dir, version, version)
     return {"files": [str(path)], "index_files": index_files, "returned": int(keep.size), "left_out": left_out}

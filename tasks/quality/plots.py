@@ -11,7 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from refinery.storage import write_bytes_atomic
+from refinery.storage.location import location
 from refinery.tasks.quality.config import QualityConfig
+from refinery.tasks.report.plots import png_bytes
 from refinery.tasks.quality.rules import active_rules
 
 __all__ = ["plot_attribute_histograms", "plot_drop_counts"]
@@ -31,8 +34,7 @@ def plot_attribute_histograms(
     dashed line at each threshold ``cfg`` applies to it. Returns the paths written."""
     from matplotlib.figure import Figure
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = location(out_dir)
     thresholds: dict[str, list[tuple[str, float]]] = {}
     for rule, threshold, _ in active_rules(cfg) if cfg is not None else []:
         if rule.op != "pareto":
@@ -52,9 +54,7 @@ def plot_attribute_histograms(
         ax.set_title(f"{name} ({len(finite)} of {len(values)} documents defined)", fontsize=10)
         ax.set_ylabel("documents")
         fig.tight_layout()
-        path = out / f"{name}.png"
-        fig.savefig(path, dpi=100)
-        paths.append(path)
+        paths.append(write_bytes_atomic(png_bytes(fig, dpi=100), out / f"{name}.png"))
     return paths
 
 
@@ -70,7 +70,4 @@ def plot_drop_counts(dropped: Mapping[str, int], total: int, path: str | Path) -
     ax.set_xlabel("documents dropped")
     ax.set_title(f"{sum(counts.values())} of {total} documents dropped", fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    return path
+    return write_bytes_atomic(png_bytes(fig, dpi=100), path)

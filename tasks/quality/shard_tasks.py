@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from refinery.storage import read_shard, write_shard
+from refinery.storage.location import location
 from refinery.tasks.quality import (
     ClassifierConfig,
     LangIdConfig,
@@ -81,7 +82,7 @@ def train_quality_classifier(positives: str, shards: list[str], dedup_drops: Pat
             else read_text_source(positives))
     if cfg.max_positives is not None:
         good = good[: cfg.max_positives]
-    corpus = pa.concat_tables([survivors(Path(s), dedup_drops, ["doc_id", "text"]) for s in sorted(shards)])
+    corpus = pa.concat_tables([survivors(location(s), dedup_drops, ["doc_id", "text"]) for s in sorted(shards)])
     want = min(corpus.num_rows, max(2, round(len(good) * cfg.negatives_per_positive)))
     keys = doc_keys(corpus.column("doc_id").combine_chunks()) ^ np.uint64(cfg.seed)
     bad = corpus.column("text").take(pa.array(np.argsort(keys, kind="stable")[:want])).to_pylist()

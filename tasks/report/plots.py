@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -11,13 +12,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from refinery.storage import write_bytes_atomic  # noqa: E402
+
 
 def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    png = png_bytes(fig, dpi=110)
     plt.close(fig)
-    return path
+    return write_bytes_atomic(png, path)
+
+
+def png_bytes(fig, *, dpi: int) -> bytes:
+    """``fig`` as a PNG file's bytes (written where the report lives: a folder or a bucket)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
 
 
 def bar_chart(groups: Mapping[str, Mapping[str, float]], path: Path, *, title: str, ylabel: str = "") -> Path:

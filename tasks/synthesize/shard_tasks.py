@@ -192,7 +192,7 @@ def _evaluation_index(evaluation_queries: dict[str, str] | None) -> EvaluationIn
     queries): those of headlines and user sets are corpus documents training may use."""
     texts, sets, passages = [], [], []
     for name, shard in sorted((evaluation_queries or {}).items()):
-        table = read_shard(Path(shard))
+        table = read_shard(shard)
         column = table.column("query").to_pylist()
         texts += column
         sets += [name] * len(column)

@@ -9,6 +9,7 @@ inputs (pairs, options, base model), so one left by a training of other pairs is
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
@@ -19,6 +20,8 @@ from typing import Any
 
 import xxhash
 
+from refinery.storage import remove_tree, write_bytes_atomic
+from refinery.storage.location import is_remote, location
 from refinery.tasks.train.batches import TrainPair
 from refinery.tasks.train.config import TrainConfig
 
@@ -40,7 +43,7 @@ def fingerprint(examples: Sequence[TrainPair], cfg: TrainConfig, base_path: str 
 
     h = xxhash.xxh3_128()
     options = {k: v for k, v in cfg.model_dump().items() if k not in _NOT_IN_FINGERPRINT}
-    base = model_fingerprint(base_path) if Path(base_path).is_dir() else str(base_path)
+    base = model_fingerprint(base_path) if location(base_path).is_dir() else str(base_path)
     h.update(json.dumps({"options": options, "base": base}, sort_keys=True).encode())
     for ex in examples:
         h.update(json.dumps([ex.query, ex.positive, ex.negative, ex.doc_id, ex.negative_doc_id]
@@ -71,6 +74,10 @@ def save_checkpoint(directory: Path, state: dict[str, Any]) -> Path:
     is the previous checkpoint or the new one, whole, whenever the process dies."""
     import torch
 
+    if is_remote(directory):  # a bucket: one PUT, whole or absent
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        return write_bytes_atomic(buf.getvalue(), directory / CHECKPOINT_FILE)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / CHECKPOINT_FILE
     fd, tmp = tempfile.mkstemp(prefix=f".{CHECKPOINT_FILE}-", dir=directory)
@@ -93,7 +100,8 @@ def load_checkpoint(directory: Path | None, expected_fingerprint: str) -> dict[s
         return None
     try:
         # weights_only: tensors, numbers, strings and containers, which is all a checkpoint holds
-        state = torch.load(directory / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+        with (directory / CHECKPOINT_FILE).open("rb") as f:
+            state = torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - an unreadable checkpoint only means starting over
         return None
     if not isinstance(state, dict) or state.get("fingerprint") != expected_fingerprint:
@@ -103,6 +111,9 @@ def load_checkpoint(directory: Path | None, expected_fingerprint: str) -> dict[s
 
 def remove_checkpoint(directory: Path | None) -> None:
     if directory is None:
+        return
+    if is_remote(directory):
+        remove_tree(directory)
         return
     (directory / CHECKPOINT_FILE).unlink(missing_ok=True)
     for leftover in directory.glob(f".{CHECKPOINT_FILE}-*"):  # temporary files of a killed write

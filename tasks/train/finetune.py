@@ -17,7 +17,6 @@ import math
 import os
 import random
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from refinery.storage import swap_folder
+from refinery.storage.location import location, staging_dir
 from refinery.tasks.embedding import BASE_MODEL_PATH, encode, load_encoder
 from refinery.tasks.train.batches import TrainPair, as_train_pairs, make_batches
 from refinery.tasks.train.checkpoint import (
@@ -119,8 +119,8 @@ def fine_tune(
     from transformers import get_linear_schedule_with_warmup
 
     cfg = cfg or TrainConfig()
-    out_dir = Path(out_dir)
-    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    out_dir = location(out_dir)
+    ckpt_dir = location(checkpoint_dir) if checkpoint_dir is not None else None
     examples = as_train_pairs(pairs)
     if len(examples) < 2:
         raise ValueError(f"need at least 2 training pairs, got {len(examples)}")
@@ -337,7 +337,7 @@ def _refit(cfg: TrainConfig, step: int, spent: float, timed_from: tuple[int, flo
 
 def read_training_stats(model_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The :data:`TRAINING_STATS_FILE` of a model folder :func:`fine_tune` saved; None without one."""
-    path = Path(model_dir) / TRAINING_STATS_FILE
+    path = location(model_dir) / TRAINING_STATS_FILE
     if not path.exists():
         return None
     return json.loads(path.read_text())
@@ -358,8 +358,7 @@ def _score(model, dev: list[TrainPair], scale: float) -> dict[str, float]:
 
 
 def _save_atomically(model, out_dir: Path, stats: dict) -> None:
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    tmp = staging_dir(out_dir)
     try:
         model.save(str(tmp), create_model_card=False)
         (tmp / TRAINING_STATS_FILE).write_text(json.dumps(stats, indent=2))

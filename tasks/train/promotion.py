@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from refinery.storage import swap_folder
+from refinery.storage.location import local_copy, location, staging_dir
 from refinery.tasks.evaluate.bootstrap import INTERVAL_METRIC
 from refinery.tasks.train.config import PromotionConfig
 
@@ -65,11 +64,10 @@ def publish_promoted(model_path: str, out_dir: str, facts: dict[str, Any], cache
     written from ``facts`` (see :func:`model_card`); ``out_dir``."""
     from refinery.tasks.onnx_export import onnx_model_file
 
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    out = location(out_dir)
+    tmp = staging_dir(out)
     try:
-        shutil.copytree(model_path, tmp, dirs_exist_ok=True)
+        shutil.copytree(local_copy(model_path), tmp, dirs_exist_ok=True)
         (tmp / "onnx").mkdir(exist_ok=True)
         for backend, name in ONNX_FILES.items():  # exported from the run's folder: evaluate's cache has int8
             shutil.copyfile(onnx_model_file(model_path, backend=backend, cache_dir=cache_dir), tmp / "onnx" / name)

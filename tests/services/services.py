@@ -160,6 +160,35 @@ def postgresql(name: str) -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+# What a user exports for an S3-compatible server (MinIO, R2, moto): credentials and the endpoint
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "refinery-test", "AWS_SECRET_ACCESS_KEY": "refinery-test-secret",
+                  "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@contextmanager
+def s3_server(name: str) -> Iterator[dict[str, str]]:
+    """An S3 server of its own (moto's server mode) on a free loopback port; yields the environment
+    a user gives Refinery to reach it (credentials and ``AWS_ENDPOINT_URL``)."""
+    port = free_port()
+    root = Path(tempfile.mkdtemp(prefix="refinery-s3-"))
+    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    try:
+        with started(name, argv, cwd=root, env=clean_env()) as proc:
+            url = f"http://127.0.0.1:{port}"
+
+            def ready():
+                if proc.poll() is not None:
+                    pytest.fail(f"moto exited ({proc.returncode}):\n{log_of(name)[-3000:]}")
+                try:
+                    return httpx.get(url, timeout=2).status_code == 200
+                except httpx.HTTPError:
+                    return False
+            wait_for(ready, timeout=60, what="the S3 server (moto) to answer", every=0.3)
+            yield {**S3_CREDENTIALS, "AWS_ENDPOINT_URL": url}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 class PrefectServer:
     def __init__(self, url: str, home: Path, database: str):
         self.url = url.rstrip("/")
