@@ -105,11 +105,24 @@ def test_the_image_installs_exactly_the_lock_as_make_install_does():
     assert "DASK_DISTRIBUTED__ADMIN__LOW_LEVEL_LOG_LENGTH=20" in dockerfile
 
 
-def test_the_example_config_is_one_refinery_accepts_and_lives_on_the_shared_volume(compose):
+def test_the_example_config_keeps_its_home_in_minio_and_its_catalog_on_the_volume(compose):
     cfg = load_config(INFRA / "config" / "refinery.example.yaml")
-    assert cfg.home.startswith("/data/")
+    assert cfg.home.startswith("s3://") and cfg.catalog.startswith("/data/")
+    assert all(src.path.startswith("/data/") for src in cfg.ingest.sources)  # files every worker reads
     mount = next(v for v in compose["services"]["prefect-worker"]["volumes"] if v.endswith(":/config:ro"))
     assert (INFRA / mount.split(":")[0] / "refinery.example.yaml").exists()
+
+
+def test_every_refinery_process_reaches_minio_with_its_root_credentials(compose):
+    services = compose["services"]
+    minio = services["minio"]
+    port = int(re.search(r"--address :(\d+)", minio["command"]).group(1))
+    assert port in published(minio) and "--console-address :9001" in minio["command"]
+    for name in ("dask-worker", "prefect-worker", "deploy"):  # whoever reads or writes the home
+        env = env_of(services[name])
+        assert env["AWS_ENDPOINT_URL"] == f"http://minio:{port}", name
+        assert env["AWS_ACCESS_KEY_ID"] == env_of(minio)["MINIO_ROOT_USER"], name
+        assert env["AWS_SECRET_ACCESS_KEY"] == env_of(minio)["MINIO_ROOT_PASSWORD"], name
 
 
 def test_the_helm_values_agree_with_the_lock_and_with_each_other():
@@ -145,7 +158,8 @@ def test_the_docs_name_the_ports_and_files_infra_uses(compose):
         assert name in readme, name
         assert (INFRA / name).exists(), name
     services = compose["services"]
-    for service, port in (("prefect-server", 4200), ("dask-scheduler", 8786), ("dask-scheduler", 8787)):
+    for service, port in (("prefect-server", 4200), ("dask-scheduler", 8786), ("dask-scheduler", 8787),
+                          ("minio", 9000), ("minio", 9001)):
         assert port in published(services[service])
         assert f":{port}" in readme, port
     operations = (ROOT / "docs" / "operations.md").read_text()
