@@ -48,7 +48,7 @@ DEDUP_KEYS = ("exact, near, shingle, ngram, num_perm, threshold, bands, rows, fa
     ({"synthesize": {"openai": {"modle": "m"}}}, "`synthesize.openai.modle`: unknown key; did you mean `model`?"),
     ({"quality": {"gopher_quality": {"min_doc_word": 10}}}, "did you mean `min_doc_words`?"),
     # nothing close: only the valid keys
-    ({"colour": "red"}, "`colour`: unknown key (valid top-level keys: home, dataset, stages, dask, schedule, ingest, dedup, "
+    ({"colour": "red"}, "`colour`: unknown key (valid top-level keys: home, catalog, dataset, stages, dask, schedule, ingest, dedup, "
      "quality, synthesize, train, evaluate, budget)"),
 ])
 def test_an_unknown_key_names_the_closest_and_the_valid_keys_of_its_section(data, message):

@@ -19,7 +19,7 @@ def test_the_summary_prints_a_table_per_evaluation_task(tmp_path, capsys):
                                                                map(list, zip(*rows))))}))
     _summary({"run_id": "r1", "run_dir": str(tmp_path / "runs" / "r1"), "report": "report.md",
               "books": {"docs_in": 10, "docs_kept": 6, "docs_dropped": 3, "docs_rejected": 1},
-              "evaluate": {"tasks": ["headline", "same_label"]}})
+              "evaluate": {"tasks": ["headline", "same_label"]}}, catalog)
     out = capsys.readouterr().out
     assert "docs in 10 = kept 6 + dropped 3 + rejected 1" in out
     assert "headline → article retrieval" in out and "0.8331" in out and "0.9876" in out and "0.4321" in out
