@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 REMOTE_SCHEMES = ("s3://",)
 
+Location = Union[Path, "UPath"]
+
 
 def _fresh_listings() -> None:
     """No cached listings: the flow process lists what workers wrote after it last looked (a stage's
@@ -30,8 +32,6 @@ def _fresh_listings() -> None:
     import fsspec.config
 
     fsspec.config.conf.setdefault("s3", {}).setdefault("use_listings_cache", False)
-
-Location = Union[Path, "UPath"]
 
 
 def is_url(value: str | os.PathLike[str]) -> bool:
