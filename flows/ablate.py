@@ -46,6 +46,7 @@ from refinery.tasks.evaluate.query_sets import SYNTHETIC_HELDOUT
 from refinery.tasks.exceptions import ConfigError, InputError
 from refinery.tasks.train.config import DEFAULT_REPLAY_RATIO, TeacherConfig
 from refinery.tasks.report.ablation import (
+    CHOOSING,
     COMPARISONS,
     CURATION,
     GENERATORS,
@@ -121,6 +122,18 @@ def plan(config: RefineryConfig, only: str | None = None, *, promoted: str | Non
         out[TEACHER_FILTERED] = {
             name: {"train": {"loss": config.train.loss, "teacher": {**_teacher(config, kind), "false_negative_margin": m}}}
             for name, m in (("unfiltered", None), ("teacher_filtered", margin))}
+    if only in (None, CHOOSING):
+        methods = choosing_methods(config)
+        if not methods:
+            reason = ("no method of choosing the data is configured: set synthesize.selection.weight and/or "
+                      "synthesize.selection.cap_by + cap")
+            if only == CHOOSING:
+                raise ConfigError(f"the choosing ablation needs a method to compare: {reason}")
+            skipped.append(f"{CHOOSING}: {reason}")
+        else:
+            together = _together(methods) if len(methods) > 1 else {}
+            out[CHOOSING] = {"uniform": {"synthesize": {"selection": {}}}, **methods,
+                             **({"together": together} if together else {})}
     if only in (None, NIGHTS):
         if promoted is None:
             reason = (f"dataset {config.dataset!r} has no promoted model to train a night from: run a night on it "
@@ -134,6 +147,31 @@ def plan(config: RefineryConfig, only: str | None = None, *, promoted: str | Non
             out[NIGHTS] = {"from_base": {"train": {"init": "base", "replay_ratio": 0}},
                            "from_promoted": {"train": {"init": "promoted", "replay_ratio": replay}}}
     return Plan(out, skipped)
+
+
+def choosing_methods(config: RefineryConfig) -> dict[str, dict[str, dict[str, Any]]]:
+    """Each method of choosing the data the config sets, alone: variant → section overrides
+    (``weighted``: its selection's weight; ``balanced``: its selection's cap)."""
+    selection = config.synthesize.selection
+    methods: dict[str, dict[str, dict[str, Any]]] = {}
+    if selection.weight is not None:
+        methods["weighted"] = {"synthesize": {"selection": {"weight": selection.weight, "seed": selection.seed,
+                                                            "temperature": selection.temperature}}}
+    if selection.cap is not None:
+        methods["balanced"] = {"synthesize": {"selection": {"cap_by": selection.cap_by, "cap": selection.cap,
+                                                            "seed": selection.seed}}}
+    return methods
+
+
+def _together(methods: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """The overrides of every method at once (their sections and sub-sections merged)."""
+    merged: dict[str, dict[str, Any]] = {}
+    for overrides in methods.values():
+        for section, values in overrides.items():
+            for key, value in values.items():
+                current = merged.setdefault(section, {}).get(key)
+                merged[section][key] = {**current, **value} if isinstance(current, dict) else value
+    return merged
 
 
 def _variant_config(config: RefineryConfig, overrides: dict[str, dict[str, Any]]) -> RefineryConfig:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -35,6 +36,7 @@ from refinery.storage import Catalog, DataHome
 from refinery.storage.exports import DEFAULT_ROWS_PER_SHARD
 from refinery.tasks.books import NO_CORPUS
 from refinery.tasks.budget.config import DEFAULT_NIGHTLY_MINUTES
+from refinery.tasks.selection import DEFAULT_TEMPERATURE, SelectionConfig
 from refinery.tasks.config import RefineryConfig, config_reference, dump_config, load_config, parse_config
 from refinery.tasks.exceptions import (
     CatalogError,
@@ -227,8 +229,10 @@ def ablate(
                                        "corpus), 'generators' (each generator alone vs the mix), 'hard_negatives' "
                                        "(pairs vs triplets with a mined negative), 'losses' (MNRL vs MarginMSE with "
                                        "each teacher vs both), 'teacher_filtered_negatives' (hard negatives as mined "
-                                       "vs with the teacher's false negatives dropped) or 'nights' (a night from the "
-                                       "base model vs one from the dataset's promoted model); default: every one "
+                                       "vs with the teacher's false negatives dropped), 'nights' (a night from the "
+                                       "base model vs one from the dataset's promoted model) or 'choosing' (uniform "
+                                       "passages vs each configured way of choosing them, alone and together); "
+                                       "default: every one "
                                        "the config allows."),
     dask_address: Optional[str] = typer.Option(None, "--dask-address", help="Existing Dask scheduler, e.g. tcp://host:8786."),
 ) -> None:
@@ -338,16 +342,33 @@ def export(
                                "README.md and data/)."),
     rows_per_shard: int = typer.Option(DEFAULT_ROWS_PER_SHARD, "--rows-per-shard", min=1, help="Documents per Parquet file, at most."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config naming the data home (and dataset)."),
+    sample: Optional[int] = typer.Option(None, "--sample", min=1, help="A mixture: only this many documents, drawn "
+                                         "by --weight/--cap (uniform without them)."),
+    weight: Optional[str] = typer.Option(None, "--weight", help="With --sample: draw by this score as logits (an "
+                                         "attribute such as classifier.score, a field, or a SQL expression)."),
+    temperature: float = typer.Option(DEFAULT_TEMPERATURE, "--temperature", min=1e-9,
+                                      help="With --weight: exp(weight / temperature) sets the odds."),
+    cap_by: Optional[str] = typer.Option(None, "--cap-by", help="With --cap: the field or attribute to group by "
+                                         "(label, source, domain, semantic_cluster, ...)."),
+    cap: Optional[int] = typer.Option(None, "--cap", min=1, help="With --sample: at most this many per --cap-by group."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the sample's draw."),
 ) -> None:
     """Write a dataset version as Parquet shards (OUT/data/) and a dataset card (OUT/README.md),
-    loadable without Refinery (pyarrow, Hugging Face datasets, DuckDB)."""
+    loadable without Refinery (pyarrow, Hugging Face datasets, DuckDB); with --sample, a mixture."""
     cfg = _config(config)
+    if sample is None and (weight or cap or cap_by):
+        raise InputError("--weight, --cap and --cap-by choose a sample: give its size with --sample")
+    try:
+        selection = SelectionConfig(weight=weight, temperature=temperature, cap_by=cap_by, cap=cap, seed=seed)
+    except ValidationError as exc:
+        raise InputError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
     catalog = Catalog(_home(cfg).catalog_path)
     done = catalog.export_dataset(dataset or cfg.dataset, out, version=version, force=force,
-                                  rows_per_shard=rows_per_shard)
+                                  rows_per_shard=rows_per_shard, sample=sample, selection=selection)
     shards = len(done["shards"])
+    of = f" (a sample of {done['of']})" if "of" in done else ""
     console.print(f"exported dataset {done['dataset']} version {done['version']} (night {done['night']} of "
-                  f"{done['nights']}): {done['documents']} documents in {shards} Parquet file{'s' * (shards != 1)}",
+                  f"{done['nights']}): {done['documents']} documents{of} in {shards} Parquet file{'s' * (shards != 1)}",
                   soft_wrap=True, highlight=False)
     console.print(f"  data:  {Path(done['out']) / 'data'}", soft_wrap=True, highlight=False)
     console.print(f"  card:  {done['card']}", soft_wrap=True, highlight=False)

@@ -15,11 +15,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from refinery.flows.runtime import HOUR, gather, on_workers, run_stage, select_rows_task
 from refinery.storage.location import location
+from refinery.storage.selection import draw_selection
 from refinery.tasks.runs import RunSpec
 from refinery.tasks.books import NO_CORPUS, corpus_is_empty
 from refinery.tasks.dataset_version import corpus_dataset
@@ -27,10 +28,13 @@ from refinery.tasks.embedding import BASE_MODEL_PATH
 from refinery.tasks.evaluate.query_sets import (
     HEADLINE, SYNTHETIC_HELDOUT, builtin_set, builtin_task, frozen_heldout_set, user_set,
 )
+from refinery.tasks.evaluate.pool import Keyed, choose_pool
 from refinery.tasks.evaluate.sampling import embeddings_of, pool_of, sample_corpus
+from refinery.tasks.selection import selection_summary
 from refinery.tasks.evaluate.shard_tasks import load_query_set
 from refinery.tasks.synthesize.plan import (
-    PASSAGE_SALT, choose_passages, diversity_rows, generation_slices, heldout_size, pairs_artifact, sample_size,
+    PASSAGE_SALT, Passages, choose_passages, diversity_rows, generation_slices, heldout_size, heldout_tail,
+    pairs_artifact, passages_wanted, sample_size, selected_passages,
 )
 from refinery.tasks.synthesize.shard_tasks import filter_pairs, generate_candidates, prepare_smollm2
 
@@ -74,10 +78,16 @@ def _synthesize(run: RunSpec, ingest: dict[str, Any], quality: dict[str, Any], o
     holds_out = evaluation_task == SYNTHETIC_HELDOUT and not heldout_frozen
     extra = heldout_size(cfg, total) if holds_out else 0
     ranked = sample_corpus(on_workers, corpus, total, seed=cfg.seed, salt=PASSAGE_SALT, n=sample_size(cfg, extra))
-    chosen = choose_passages([k for k in ranked if k.doc_id not in held_out], corpus, cfg, out, extra)
+    usable = [k for k in ranked if k.doc_id not in held_out]
+    filter_pool = [k.doc_id for k in ranked]
+    selection = None
+    if cfg.selection.active:
+        chosen, selection = _select_passages(run, usable, corpus, held_out, extra, out, dataset=dataset)
+        filter_pool = choose_pool(filter_pool, chosen.doc_ids, len(filter_pool))  # the passages are in the pool
+    else:
+        chosen = choose_passages(usable, corpus, cfg, out, extra)
     heldout_docs = chosen.doc_ids[len(chosen.doc_ids) - chosen.heldout:] if chosen.heldout else None
     passages = select_rows_task.submit(chosen.shards, chosen.doc_ids, chosen.path, given_order=True).result()
-    filter_pool = [k.doc_id for k in ranked]
     cache = run.data_home.cache_dir
     wait_for = [prepare_task.submit(cache, cfg.local_model)] if "smollm2" in cfg.generators and cfg.passages else []
     futures = [generate_task.submit(location(passages["path"]), start, stop, generator, cfg, out, cache,
@@ -101,7 +111,25 @@ def _synthesize(run: RunSpec, ingest: dict[str, Any], quality: dict[str, Any], o
     catalog.put_metrics(run_id, "synthesize", diversity_rows(stats))
     create_table_artifact(key="synthesized-pairs", **pairs_artifact(run_id, stats, cfg, len(filter_pool)))
     return {**stats, "passages": passages["docs"], "filter_pool_docs": len(filter_pool),
-            "evaluation_task": evaluation_task}
+            "evaluation_task": evaluation_task, **({"selection": selection} if selection else {})}
+
+
+def _select_passages(run: RunSpec, usable: list[Keyed], corpus: list[str], held_out: set[str], extra: int,
+                     out: Path, *, dataset: str | None) -> tuple[Passages, dict[str, Any]]:
+    """The training passages drawn by ``synthesize.selection`` (weighted, capped) in SQL over the corpus
+    and its attributes, then the uniform held-out ones; the draw's rows go to `selections`."""
+    cfg = run.config.synthesize
+    held = heldout_tail(usable, cfg, extra)
+    drawn = draw_selection([(p, "") for p in corpus], run.catalog.attribute_files(run.run_id, dataset),
+                           passages_wanted(cfg), cfg.selection, exclude=sorted(held_out | {k.doc_id for k in held}),
+                           what="synthesize.selection")
+    table = drawn.pop("chosen")
+    run.catalog.put_selection(run.run_id, "passages", table)
+    summary = selection_summary(cfg.selection, {**drawn, "chosen": table.num_rows})
+    get_run_logger().info("synthesize: %d passages drawn from %d candidates, %s", table.num_rows,
+                          drawn["candidates"], summary["described"])
+    pairs = zip(table.column("doc_id").to_pylist(), table.column("file").to_pylist())
+    return selected_passages(list(pairs), held, corpus, cfg, out), summary
 
 
 def _evaluation_queries(run: RunSpec, evaluation_task: str | None, out: Path, *, dataset: str | None) -> dict[str, str]:

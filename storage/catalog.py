@@ -55,6 +55,9 @@ SCHEMA: dict[str, str] = {
         run_id VARCHAR, name VARCHAR, path VARCHAR, base VARCHAR, created_at TIMESTAMPTZ, dataset VARCHAR,
         promoted BOOLEAN, gate JSON, decided_at TIMESTAMPTZ""",
     "metrics": "run_id VARCHAR, stage VARCHAR, model VARCHAR, task VARCHAR, metric VARCHAR, value DOUBLE",
+    # documents a selection chose (tasks/selection.py): synthesize's passages (purpose 'passages')
+    "selections": """
+        run_id VARCHAR, purpose VARCHAR, doc_id VARCHAR, rank BIGINT, weight DOUBLE, key DOUBLE, grp VARCHAR""",
     # which Parquet files hold each run's rows of a SHARD_TABLES table (``part``: the ``where`` they
     # were registered under, as JSON, e.g. {"stage": "quality"}; ``columns``: those the files have)
     "shard_files": "run_id VARCHAR, tbl VARCHAR, part VARCHAR, paths VARCHAR[], columns VARCHAR[]",

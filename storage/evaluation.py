@@ -235,6 +235,28 @@ class EvaluationVerbs:
         """The run's `pairs` become the rows of these Parquet shards (none: no pairs); the count."""
         return self.replace("pairs", run_id, parquet=paths)
 
+    def put_selection(self, run_id: str, purpose: str, chosen: pa.Table) -> int:
+        """The run's `selections` of ``purpose`` become the rows of ``chosen`` (doc_id, rank, weight,
+        key, grp: :func:`storage.selection.draw_selection`'s answer); the count."""
+        rows = chosen.select(["doc_id", "rank", "weight", "key", "grp"])
+        rows = rows.append_column("purpose", pa.array([purpose] * rows.num_rows, pa.string()))
+        return self.replace("selections", run_id, where={"purpose": purpose}, rows=rows)
+
+    def attribute_files(self, run_id: str, dataset: str | None = None) -> list[str]:
+        """The attribute shards (doc_id, name, value) of a corpus: the run's own, and with
+        ``dataset`` those of every version of it up to the run's (kept with the dataset, so a
+        collected run's scores are still there)."""
+        paths = self.shard_paths("doc_attributes", run_id)
+        if dataset is not None:
+            rows = self.query("""
+                SELECT scored_files FROM dataset_versions WHERE dataset = $1
+                  AND seq <= coalesce((SELECT seq FROM dataset_versions WHERE dataset = $1 AND version = $2),
+                                      (SELECT max(seq) FROM dataset_versions WHERE dataset = $1))
+                ORDER BY seq""", [dataset, run_id])
+            paths += [f for files in rows.column("scored_files").to_pylist() for f in files or []
+                      if f.rsplit("/", 1)[-1].startswith("attributes-")]
+        return list(dict.fromkeys(paths))
+
     def put_model(self, run_id: str, name: str, path: str | None = None, *, base: str | None = None) -> None:
         """Record the run's model ``name`` at ``path`` (fine-tuned from ``base``), replacing the run's
         model of that name; without ``path`` the run has no model of that name."""

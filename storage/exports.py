@@ -44,6 +44,8 @@ import pyarrow.parquet as pq
 
 from refinery.storage.datasets import DOCUMENT_COLUMNS
 from refinery.storage.location import register_filesystems
+from refinery.storage.selection import draw_selection
+from refinery.tasks.selection import SelectionConfig, selection_markdown, selection_summary
 from refinery.tasks.exceptions import AccountingError, CatalogError, InputError
 
 # How many documents one Parquet file of an export holds at most.
@@ -102,6 +104,8 @@ class _Snapshot:
     input_files: dict[str, int]  # source -> input files the nights read
     total: int  # documents the version holds, per the catalog
     nights_in_all: int  # versions the dataset has, the exported one or later included
+    attribute_files: list[str] = field(default_factory=list)  # the versions' quality scores (a mixture's weights)
+    mixture: dict[str, Any] | None = None  # a sample's draw (_draw_mixture): its summary, the chosen as "table"
     exported_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
 
@@ -133,16 +137,23 @@ class ExportVerbs:
 
     # -- export -------------------------------------------------------------------------------------
     def export_dataset(self, dataset: str, out: str | os.PathLike[str], *, version: str | None = None,
-                       force: bool = False, rows_per_shard: int = DEFAULT_ROWS_PER_SHARD) -> dict[str, Any]:
+                       force: bool = False, rows_per_shard: int = DEFAULT_ROWS_PER_SHARD,
+                       sample: int | None = None, selection: SelectionConfig | None = None) -> dict[str, Any]:
         """Write version ``version`` of ``dataset`` (default: its newest) to the folder ``out`` as
         Parquet shards and a dataset card (this module's docstring); what was written, as a dict.
 
         ``out`` must be new or empty; with ``force`` it may hold an earlier export (only README.md
         and data/), which the new one replaces. InputError when the dataset or version does not
         exist (naming those that do) or ``out`` cannot be used.
+
+        With ``sample`` the export is a mixture: ``sample`` documents drawn by ``selection`` (weighted
+        by a score, capped per group: :mod:`tasks.selection`; a uniform sample without one), the draw
+        described in the card.
         """
         if rows_per_shard < 1:
             raise InputError(f"rows per shard must be at least 1, not {rows_per_shard}")
+        if sample is not None and sample < 1:
+            raise InputError(f"a sample must be at least 1 document, not {sample}")
         target = Path(out).expanduser().absolute()
         _check_target(target, force=force)
         snap = self._snapshot(dataset, version)
@@ -150,6 +161,8 @@ class ExportVerbs:
         stage = target.parent / f".{target.name}.export-{os.getpid()}-{secrets.token_hex(4)}"
         try:
             (stage / DATA_DIR).mkdir(parents=True)
+            if sample is not None:
+                snap.mixture = _draw_mixture(snap, sample, selection or SelectionConfig())
             written = _write_documents(snap, stage, rows_per_shard)
             (stage / CARD).write_text(dataset_card(snap, written, folder=target.name), encoding="utf-8")
             _place(stage, target, force=force)
@@ -158,7 +171,7 @@ class ExportVerbs:
             raise
         return {"dataset": snap.dataset, "version": snap.version, "night": snap.seq, "nights": snap.nights_in_all,
                 "documents": written["documents"], "shards": written["shards"], "out": str(target),
-                "card": str(target / CARD)}
+                "card": str(target / CARD), **({"of": snap.total} if snap.mixture else {})}
 
     def _snapshot(self, dataset: str, version: str | None) -> _Snapshot:
         """Everything the export reads from the catalog, in one read-only transaction."""
@@ -178,6 +191,8 @@ class ExportVerbs:
             upto = "SELECT version FROM dataset_versions WHERE dataset = $ds AND seq <= $seq"
             files = con.execute("SELECT version, files FROM dataset_versions WHERE dataset = $ds AND seq <= $seq"
                                 " ORDER BY seq", params).fetchall()
+            scored = con.execute("SELECT scored_files FROM dataset_versions WHERE dataset = $ds AND seq <= $seq"
+                                 " ORDER BY seq", params).fetchall()
             retired = _arrow(con, f"""
                 SELECT doc_id, added_in FROM dataset_retired
                 WHERE dataset = $ds AND retired_in IN ({upto})""", params)
@@ -209,7 +224,9 @@ class ExportVerbs:
         return _Snapshot(dataset=dataset, version=version, seq=seq, files=[(v, list(f or [])) for v, f in files],
                          retired=retired, nights=nights,
                          left_out=left_out, configs=[(v, json.loads(c)) for v, c in configs if c],
-                         input_files=input_files, total=total, nights_in_all=len(history))
+                         input_files=input_files, total=total, nights_in_all=len(history),
+                         attribute_files=[f for (paths,) in scored for f in paths or []
+                                          if Path(f).name.startswith("attributes-")])
 
 
 # -- the catalog snapshot -----------------------------------------------------------------------------
@@ -270,7 +287,15 @@ def _write_documents(snap: _Snapshot, stage: Path, rows_per_shard: int) -> dict[
             yield from con.sql(f"""
                 SELECT {columns}, $v AS added_in FROM read_parquet($path, file_row_number = true) d
                 WHERE NOT EXISTS (SELECT 1 FROM retired r WHERE r.added_in = $v AND r.doc_id = d.doc_id)
+                  {picked}
                 ORDER BY d.file_row_number""", params={"v": version, "path": path}).to_arrow_reader(BATCH_ROWS)
+
+    picked = ""
+    if snap.mixture is not None:  # a mixture: only the drawn documents
+        con.register("_picked", snap.mixture["table"].select(["doc_id", "tag"]))
+        con.execute("CREATE TABLE picked AS SELECT doc_id, tag AS added_in FROM _picked")
+        con.unregister("_picked")
+        picked = "AND EXISTS (SELECT 1 FROM picked p WHERE p.added_in = $v AND p.doc_id = d.doc_id)"
 
     try:
         con.register("_retired", snap.retired)
@@ -283,10 +308,22 @@ def _write_documents(snap: _Snapshot, stage: Path, rows_per_shard: int) -> dict[
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
-    if written["documents"] != snap.total:
-        raise AccountingError(f"dataset {snap.dataset!r} version {snap.version}: the catalog counts {snap.total} "
-                              f"documents but its files hold {written['documents']}")
+    expected = snap.total if snap.mixture is None else snap.mixture["chosen"]
+    if written["documents"] != expected:
+        raise AccountingError(f"dataset {snap.dataset!r} version {snap.version}: "
+                              + (f"the catalog counts {snap.total} documents" if snap.mixture is None else
+                                 f"the sample drew {expected} documents")
+                              + f" but its files hold {written['documents']}")
     return written
+
+
+def _draw_mixture(snap: _Snapshot, sample: int, selection: SelectionConfig) -> dict[str, Any]:
+    """The documents of a mixture: ``sample`` of the version's, drawn by ``selection``."""
+    drawn = draw_selection([(path, version) for version, paths in snap.files for path in paths], snap.attribute_files,
+                           sample, selection, retired=snap.retired.rename_columns(["doc_id", "added_in"]),
+                           what="export --weight/--cap")
+    chosen = drawn.pop("chosen")
+    return {**selection_summary(selection, {**drawn, "chosen": chosen.num_rows}), "table": chosen}
 
 
 def _write_shards(reader: Iterable[pa.RecordBatch], folder: Path, rows_per_shard: int) -> dict[str, Any]:
@@ -446,6 +483,16 @@ def _night_span(seqs: Sequence[int]) -> str:
     return f"night {seqs[0]}" if len(seqs) == 1 else f"nights {', '.join(map(str, seqs))}"
 
 
+def _mixture_lines(snap: _Snapshot) -> list[str]:
+    """The card's words on a mixture (an export with ``--sample``): how its documents were drawn."""
+    if snap.mixture is None:
+        return []
+    text, groups = selection_markdown(snap.mixture)
+    return ["## A mixture", "", f"A sample of the version's {snap.total:,} documents, not all of them. "
+            + text.replace("**Passage selection**: ", "").strip(), "",
+            *(_table(groups, ["group", "before", "after"]) + [""] if groups else [])]
+
+
 def dataset_card(snap: _Snapshot, written: dict[str, Any], *, folder: str) -> str:
     """The README.md of an export: YAML front matter the Hugging Face Hub reads, then Markdown."""
     seq_of = {n["version"]: n["night"] for n in snap.nights}
@@ -467,6 +514,7 @@ def dataset_card(snap: _Snapshot, written: dict[str, Any], *, folder: str) -> st
         f"{len(shards)} Parquet file{'s' if len(shards) != 1 else ''} under `{DATA_DIR}/`. Exported "
         f"{snap.exported_at:%Y-%m-%d %H:%M} UTC by `refinery export`.",
         "",
+        *_mixture_lines(snap),
         "## Load it",
         "",
         "```python",

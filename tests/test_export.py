@@ -245,3 +245,44 @@ def test_huggingface_datasets_loads_an_export(nights, tmp_path):
     loaded = datasets.load_dataset("parquet", data_dir=str(out))
     assert list(loaded) == ["train"] and loaded["train"].num_rows == 50
     assert sorted(loaded["train"]["record_id"]) == sorted(NIGHT1_IDS | NIGHT2_NEW_IDS)
+
+
+def test_a_mixture_is_a_sample_drawn_by_weight_and_cap(nights, tmp_path):
+    catalog = nights["catalog"]
+    curated = catalog.query("SELECT doc_id, added_in, n_chars FROM curated WHERE dataset = 'news'").to_pylist()
+    # at a tiny temperature the weight decides: the ten longest documents of the version
+    out = tmp_path / "longest"
+    result = export(nights, out, "--sample", "10", "--weight", "n_chars", "--temperature", "0.0001")
+    assert result.exit_code == 0, result.output
+    assert "10 documents (a sample of 50)" in result.output
+    longest = sorted(curated, key=lambda r: -r["n_chars"])[:10]
+    assert sorted(read_back(out).column("doc_id").to_pylist()) == sorted(r["doc_id"] for r in longest)
+    card = (out / "README.md").read_text()
+    assert "## A mixture" in card and "10 of 50 candidate documents" in card
+
+    # a quality score as the weight: read from the scores each night kept with the dataset
+    scores = catalog.query("""
+        SELECT c.doc_id, a.value FROM curated c JOIN doc_attributes a ON a.run_id = c.added_in AND a.doc_id = c.doc_id
+        WHERE c.dataset = 'news' AND a.name = 'gopher_quality.mean_word_length'""").to_pylist()
+    assert len(scores) == 50
+    out = tmp_path / "wordy"
+    result = export(nights, out, "--sample", "5", "--weight", "gopher_quality.mean_word_length", "--temperature", "1e-6")
+    assert result.exit_code == 0, result.output
+    top = sorted(scores, key=lambda r: -r["value"])[:5]
+    assert sorted(read_back(out).column("doc_id").to_pylist()) == sorted(r["doc_id"] for r in top)
+
+    # a cap per source: one source here, so the cap is the size
+    out = tmp_path / "capped"
+    result = export(nights, out, "--sample", "40", "--cap-by", "source", "--cap", "7", "--seed", "2")
+    assert result.exit_code == 0, result.output
+    table = read_back(out)
+    assert table.num_rows == 7 and set(table.column("doc_id").to_pylist()) <= {r["doc_id"] for r in curated}
+    assert "| drop | 50 | 7 |" in (out / "README.md").read_text()
+
+
+def test_a_mixture_needs_its_size_and_a_known_weight(nights, tmp_path):
+    result = export(nights, tmp_path / "x", "--cap-by", "source", "--cap", "3")
+    assert result.exit_code == 3 and "--sample" in one_line(result)
+    result = export(nights, tmp_path / "y", "--sample", "3", "--weight", "no_such_score")
+    assert result.exit_code == 2 and "no attribute 'no_such_score'" in one_line(result)
+    assert not (tmp_path / "y").exists()

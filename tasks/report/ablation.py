@@ -28,7 +28,8 @@ HARD_NEGATIVES = "hard_negatives"
 LOSSES = "losses"
 TEACHER_FILTERED = "teacher_filtered_negatives"
 NIGHTS = "nights"
-COMPARISONS = (CURATION, GENERATORS, HARD_NEGATIVES, LOSSES, TEACHER_FILTERED, NIGHTS)
+CHOOSING = "choosing"
+COMPARISONS = (CURATION, GENERATORS, HARD_NEGATIVES, LOSSES, TEACHER_FILTERED, NIGHTS, CHOOSING)
 # Comparisons whose variants differ in the train section only: they train on one synthesized run's pairs.
 TRAIN_ONLY = (LOSSES, TEACHER_FILTERED, NIGHTS)
 # The `metrics` stage of the ablation rows (stored with the reference run; model: the variant).
@@ -36,13 +37,14 @@ ABLATE = "ablate"
 MIX = "mix"
 # The variant each other variant of a comparison is measured against (paired bootstrap).
 BASELINES = {CURATION: "curated", GENERATORS: "inverse_cloze_only", HARD_NEGATIVES: "no_hard_negatives",
-             LOSSES: "mnrl", TEACHER_FILTERED: "unfiltered", NIGHTS: "from_base"}
+             LOSSES: "mnrl", TEACHER_FILTERED: "unfiltered", NIGHTS: "from_base", CHOOSING: "uniform"}
 TITLES = {CURATION: "Curation: curated vs uncurated corpus",
           GENERATORS: "Generators: each alone vs the mix",
           HARD_NEGATIVES: "Hard negatives: pairs vs triplets with a mined negative",
           LOSSES: "Losses: MNRL vs MarginMSE with each teacher vs both",
           TEACHER_FILTERED: "Teacher-filtered negatives: hard negatives as mined vs with the teacher's false negatives dropped",
-          NIGHTS: "Nights: a night from the base model vs a night from the promoted model"}
+          NIGHTS: "Nights: a night from the base model vs a night from the promoted model",
+          CHOOSING: "Choosing the data: uniform passages vs each method of choosing them, alone and together"}
 # `metrics` rows of each variant's training budget (task 'train').
 TRAIN_TASK = "train"
 # The models whose nDCG@10 figures a variant's results hold.

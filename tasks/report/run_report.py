@@ -25,6 +25,7 @@ from refinery.tasks.evaluate.query_sets import HEADLINE, QUERY_COUNTS, SYNTHETIC
 from refinery.tasks.evaluate.summary import fusion_caption
 from refinery.tasks.report.plots import bar_chart, interval_chart, night_chart, s_curve
 from refinery.tasks.report.render import markdown_table, render_html
+from refinery.tasks.selection import selection_markdown
 from refinery.tasks.synthesize.plan import decontamination_summary
 
 METRIC_ORDER = ("ndcg@10", "mrr@10", "recall@100")
@@ -231,7 +232,10 @@ def _pairs_section(run: RunSpec, synth: dict[str, Any]) -> str:
             if synth.get("evaluation_task", HEADLINE) == HEADLINE else
             "Every kept pair trains (the evaluation queries are your query sets).\n")
     decontaminated, examples = decontamination_summary(synth)
-    return _section("Synthesized pairs", held, markdown_table(pairs), "\n**Diversity**\n", markdown_table(diversity),
+    selected, groups = selection_markdown(synth.get("selection"))
+    return _section("Synthesized pairs", held, *([selected] if selected else []),
+                    *([markdown_table(groups)] if groups else []),
+                    markdown_table(pairs), "\n**Diversity**\n", markdown_table(diversity),
                     "\n**Sample of kept pairs**\n", markdown_table(samples),
                     *(["\n" + decontaminated] if decontaminated else []),
                     *([markdown_table(examples)] if examples else []))

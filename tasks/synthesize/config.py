@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from refinery.tasks.selection import SelectionConfig
+
 GeneratorName = Literal["smollm2", "inverse_cloze", "openai"]
 # Query styles of tasks.synthesize.generators.prompts.STYLES (AttrPrompt).
 QueryStyle = Literal["question", "keywords", "claim", "title"]
@@ -135,6 +137,13 @@ class SynthesizeConfig(BaseModel):
         "unless `local_model` says otherwise), 'openai' (the same prompts to an OpenAI-compatible endpoint, "
         "`openai`) and/or 'inverse_cloze' (one sentence of the passage is the query, the rest the positive; no "
         "model). inverse_cloze is the baseline an LLM generator must beat.",
+    )
+    selection: SelectionConfig = Field(
+        default_factory=SelectionConfig,
+        description="How the training passages are chosen from the corpus: by default a uniform seeded sample; "
+        "with `weight` a sample weighted by a score (QuRating's temperature sampling), with `cap_by`/`cap` at most "
+        "`cap` passages per label, source or cluster (MetaCLIP's balancing). The chosen passages are the "
+        "`selections` table's rows (purpose `passages`); held-out and filter-pool documents stay uniform.",
     )
     passages: int = Field(
         default=DEFAULT_SMOLLM2_PASSAGES,

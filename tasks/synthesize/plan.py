@@ -71,6 +71,26 @@ def choose_passages(ranked: Sequence[Keyed], corpus_shards: Sequence[str], cfg: 
                     min(heldout, max(len(ids) - 1, 0)))
 
 
+def heldout_tail(ranked: Sequence[Keyed], cfg: SynthesizeConfig, heldout: int) -> list[Keyed]:
+    """The passages :func:`choose_passages` would hold out of ``ranked``: a night that selects its
+    training passages (``synthesize.selection``) holds out the very same uniform ones, so its
+    evaluation queries are those of a night that does not."""
+    base = ranked[: passages_wanted(cfg) + heldout]
+    held = min(heldout, max(len(base) - 1, 0))
+    return list(base[len(base) - held:]) if held else []
+
+
+def selected_passages(drawn: Sequence[tuple[str, str]], held: Sequence[Keyed], corpus_shards: Sequence[str],
+                      cfg: SynthesizeConfig, out: Path) -> Passages:
+    """The passages of a night that selects them: the (doc_id, shard) ``drawn`` by the selection
+    (in its rank order) as training passages, then the uniform ``held`` ones (:func:`heldout_tail`)."""
+    shards = sorted(corpus_shards)
+    ids = [d for d, _ in drawn] + [k.doc_id for k in held]
+    holding = {f for _, f in drawn} | {shards[k.shard] for k in held}
+    return Passages(ids, [s for s in shards if s in holding],
+                    out / f"passages-{content_key(ids, cfg.model_dump_json())}.parquet", len(held))
+
+
 def generation_slices(cfg: SynthesizeConfig, passages: int, heldout: int = 0) -> list[tuple[str, int, int]]:
     """(generator, start, stop): the passage ranges of the generation tasks, ``PASSAGES_PER_TASK`` each,
     over the first ``passages`` passages (an LLM generator reads ``synthesize.passages`` of them,

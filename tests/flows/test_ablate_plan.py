@@ -26,7 +26,9 @@ def test_every_comparison_is_planned_when_the_dataset_has_a_promoted_model():
     assert list(got.comparisons) == ["curation", "generators", "hard_negatives", *TRAIN_ONLY]
     assert got.skipped == [
         "losses: no marginmse_cross_encoder: no cross-encoder is configured (train.teacher.kind: cross_encoder, "
-        "train.teacher.path: a CrossEncoder folder)"]
+        "train.teacher.path: a CrossEncoder folder)",
+        "choosing: no method of choosing the data is configured: set synthesize.selection.weight and/or "
+        "synthesize.selection.cap_by + cap"]
 
 
 def test_losses_compare_mnrl_with_marginmse_per_teacher_and_both():
@@ -105,3 +107,22 @@ def test_an_unknown_comparison_names_the_valid_ones():
     got = plan(parse_config({"synthesize": {"generators": ["inverse_cloze"]}}))
     assert "generators" not in got.comparisons
     assert any(s.startswith("generators: needs two or more") for s in got.skipped)
+
+
+def test_choosing_compares_uniform_passages_with_each_configured_method_and_all_of_them():
+    cfg = parse_config({"synthesize": {"selection": {"weight": "classifier.score", "temperature": 0.5,
+                                                     "cap_by": "label", "cap": 40, "seed": 3}}})
+    choosing = plan(cfg, "choosing").comparisons["choosing"]
+    assert list(choosing) == ["uniform", "weighted", "balanced", "together"]
+    selections = {n: _variant_config(cfg, v).synthesize.selection for n, v in choosing.items()}
+    assert not selections["uniform"].active  # the config's selection is off in the baseline
+    assert (selections["weighted"].weight, selections["weighted"].temperature, selections["weighted"].cap) == (
+        "classifier.score", 0.5, None)
+    assert (selections["balanced"].weight, selections["balanced"].cap_by, selections["balanced"].cap) == (
+        None, "label", 40)
+    assert selections["together"] == cfg.synthesize.selection
+    # one method: no "together"; none: refused alone, skipped with the reason otherwise
+    alone = plan(parse_config({"synthesize": {"selection": {"cap_by": "label", "cap": 4}}}), "choosing")
+    assert list(alone.comparisons["choosing"]) == ["uniform", "balanced"]
+    with pytest.raises(ConfigError, match="synthesize.selection.weight"):
+        plan(parse_config({}), "choosing")
