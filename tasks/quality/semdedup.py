@@ -24,12 +24,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import xxhash
 
 from refinery.storage import fixed_size_list, read_shard, to_matrix, write_shard
 from refinery.tasks.embedding import encode
 from refinery.tasks.embedding_tasks import cached_encoder, embed_shard
 from refinery.tasks.quality.config import DEFAULT_SEMDEDUP_DOCS_PER_CLUSTER, SemDedupConfig
-from refinery.tasks.quality.shard_tasks import attributes_table, doc_keys
+from refinery.tasks.quality.shard_tasks import attributes_table
 
 REASON = "semdedup"
 KIND = "semantic"
@@ -187,7 +188,8 @@ def fit_centroids(embeddings: list[str], cfg: SemDedupConfig, out: Path) -> dict
         docs += table.num_rows
         if not table.num_rows:
             continue
-        keys = doc_keys(table.column("doc_id").combine_chunks()) ^ np.uint64(cfg.seed)
+        keys = np.array([xxhash.xxh64_intdigest(d.encode(), seed=cfg.seed % 2**64) for d in table.column("doc_id").to_pylist()],
+                        dtype=np.uint64)
         rows = to_matrix(table.column("embedding")).astype(np.float32)
         keys, rows = np.concatenate([sample_keys, keys]), (np.concatenate([sample, rows]) if len(sample) else rows)
         keep = np.argsort(keys, kind="stable")[:cfg.sample_docs]

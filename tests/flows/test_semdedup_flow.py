@@ -130,6 +130,9 @@ def test_a_paraphrase_is_dropped_and_filed_under_the_kept_document(nights):
     (books,) = run.catalog.query("SELECT docs_in, docs_kept, docs_dropped FROM runs WHERE run_id = ?",
                                  [run.run_id]).to_pylist()
     assert books == {"docs_in": 12, "docs_kept": 12 - len(drops(run)), "docs_dropped": len(drops(run))}
+    report = (run.run_dir / "report.md").read_text()
+    assert "## Semantic dedup" in report and "dropped **2** of the documents" in report
+    assert "## Semantic dedup" not in (nights["off"].run_dir / "report.md").read_text()
     clusters = run.catalog.query("SELECT DISTINCT value FROM doc_attributes WHERE run_id = ? AND name = "
                                  "'semantic_cluster'", [run.run_id]).column("value").to_pylist()
     assert clusters == [0.0]  # 12 documents: one cluster
