@@ -168,3 +168,13 @@ def test_a_refilter_decides_semdedup_again_over_its_corpus(nights, dask_address)
     assert paraphrase not in after and paraphrase in kept(run, stats)
     assert [r for r, x in after.items() if x == "semdedup"] == [d for d in dropped if d.startswith("final")]
     assert stats["books"]["docs_kept"] + stats["books"]["docs_dropped"] == 12
+
+
+def test_a_dataset_refilter_refuses_semdedup_it_cannot_run(tmp_path):
+    from refinery.flows.refilter_dataset import refilter_sources
+    from refinery.storage import DataHome
+    from refinery.tasks.exceptions import ConfigError
+
+    config = parse_config({"home": str(tmp_path), "quality": {"semdedup": {"enabled": True}}}, "a test")
+    with pytest.raises(ConfigError, match="quality.semdedup.enabled: false"):
+        refilter_sources(DataHome.resolve(config.home, config.catalog), "news", config)
