@@ -1,6 +1,8 @@
 """quality: heuristic rules, language ID and an optional trained classifier on dedup survivors.
 
-Every score goes to ``doc_attributes`` and every drop (first failing rule) to ``drops``.
+Every score goes to ``doc_attributes`` and every drop (first failing rule) to ``drops``. With
+``quality.semdedup`` the documents the rules kept are then semantically deduplicated
+(:mod:`tasks.quality.semdedup`, reason ``semdedup``).
 ``refilter_flow`` re-decides a finished run under new thresholds from the stored scores alone.
 """
 
