@@ -1,6 +1,8 @@
 """quality: heuristic rules, language ID and an optional trained classifier on dedup survivors.
 
-Every score goes to ``doc_attributes`` and every drop (first failing rule) to ``drops``.
+Every score goes to ``doc_attributes`` and every drop (first failing rule) to ``drops``. With
+``quality.semdedup`` the documents the rules kept are then semantically deduplicated
+(:mod:`tasks.quality.semdedup`, reason ``semdedup``).
 ``refilter_flow`` re-decides a finished run under new thresholds from the stored scores alone.
 """
 
@@ -23,7 +25,11 @@ from refinery.tasks.config import RefineryConfig, dump_config, load_config
 from refinery.tasks.quality import QualityConfig, family_fingerprints
 from refinery.tasks.quality.guard import SNIPPET_CHARS, drop_rate_warnings_by_source, warning_line
 from refinery.tasks.quality.refilter import LATER_STAGES, remove_stale_decisions, rescored_families, unfinish
-from refinery.tasks.quality.shard_tasks import quality_shard, refilter_shard, train_quality_classifier
+from refinery.tasks.quality.semdedup import (apply_drops, assign_shard, dedup_group, embed_kept, fit_centroids,
+                                             groups_of, work_key)
+from refinery.tasks.quality.shard_tasks import quality_shard, refilter_shard, shard_paths, train_quality_classifier
+from refinery.tasks.embedding import BASE_MODEL_PATH
+from refinery.tasks.evaluate.names import embeddings_key, model_fingerprint
 from refinery.tasks.exceptions import ConfigError, InputError, RefilterError
 
 CLASSIFIER_NAME = "quality_classifier"
@@ -37,6 +43,18 @@ refilter_shard_task = task(refilter_shard, name="refilter-shard", task_run_name=
 # fastText trains in minutes on the whole corpus's negatives; a retry trains again from scratch.
 train_classifier_task = task(train_quality_classifier, name="train-quality-classifier",
                              task_run_name="train fastText quality classifier", retries=1, timeout_seconds=3 * 3600)
+# Semantic dedup (tasks/quality/semdedup.py): embedding a shard is the long step (~30 docs/s a core
+# with torch); the others read a shard or a group of clusters once.
+semdedup_embed_task = task(embed_kept, name="semdedup-embed", task_run_name="embed {shard.name}", retries=1,
+                           timeout_seconds=2 * 3600)
+semdedup_fit_task = task(fit_centroids, name="semdedup-kmeans", task_run_name="k-means on a sample", retries=1,
+                         timeout_seconds=3600)
+semdedup_assign_task = task(assign_shard, name="semdedup-assign", task_run_name="assign {embeddings.name}",
+                            retries=1, timeout_seconds=3600)
+semdedup_group_task = task(dedup_group, name="semdedup-group", task_run_name="semdedup cluster group {group}",
+                           retries=1, timeout_seconds=3600)
+semdedup_apply_task = task(apply_drops, name="semdedup-apply", task_run_name="semdedup {corpus.name}", retries=1,
+                           timeout_seconds=3600)
 
 
 @flow(name="quality", log_prints=True)
@@ -55,16 +73,59 @@ def _quality(run: RunSpec, ingest: dict[str, Any], dedup: dict[str, Any], out: P
                                classifier=unmapped(classifier)),
         "quality shards",
     )
-    run.catalog.replace("doc_attributes", run.run_id, parquet=[r["attributes"] for r in results])
-    run.catalog.replace("drops", run.run_id, parquet=[r["drops"] for r in results], where={"stage": "quality"})
+    sem = _semdedup(run, run.config.quality, out, [r["shard"] for r in results], [r["corpus"] for r in results])
+    run.catalog.replace("doc_attributes", run.run_id, parquet=[r["attributes"] for r in results] + sem["attributes"])
+    _register_decisions(run, [r["drops"] for r in results], sem)
     return _summarize(run, {
         "docs": sum(r["docs"] for r in results),
-        "kept": sum(r["kept"] for r in results),
-        "dropped": sum(r["dropped"] for r in results),
-        "corpus_shards": [r["corpus"] for r in results],
+        "kept": sum(r["kept"] for r in results) - sem["dropped"],
+        "dropped": sum(r["dropped"] for r in results) + sem["dropped"],
+        "corpus_shards": sem["corpus_shards"],
+        "semdedup_dropped": sem["dropped"],
         "classifier": classifier,
         "fingerprints": family_fingerprints(run.config.quality),
     })
+
+
+def _semdedup(run: RunSpec, cfg: QualityConfig, out: Path, shards: list[str], corpus: list[str]) -> dict[str, Any]:
+    """Semantic dedup of the rules' ``corpus`` shards (those of the ingest ``shards``) under
+    ``cfg.semdedup``: the corpus shards less its drops, how many it dropped, and its drops,
+    dedup_clusters and doc_attributes files. Off: the same shards, nothing dropped."""
+    if not cfg.semdedup.enabled:
+        return {"corpus_shards": corpus, "dropped": 0, "drops": [], "clusters": [], "attributes": []}
+    enc = run.config.evaluate
+    embeddings_dir = out / "semdedup" / "embeddings-{}".format(embeddings_key(
+        "semdedup", model_fingerprint(BASE_MODEL_PATH), backend=enc.encoder, max_seq_length=enc.max_seq_length))
+    work = out / "semdedup" / work_key(corpus, cfg.semdedup, embeddings_dir)
+    # a refilter's corpus shard reuses the embeddings of the scoring run's corpus of the same shard
+    earlier = [embeddings_dir / f"embeddings-{shard_paths(location(s), out)['corpus'].stem}.parquet" for s in shards]
+    embeddings = gather(semdedup_embed_task.map(
+        [location(p) for p in corpus], earlier=earlier, model_path=unmapped(str(BASE_MODEL_PATH)),
+        out_dir=unmapped(embeddings_dir), batch_size=unmapped(enc.encode_batch_size),
+        max_seq_length=unmapped(enc.max_seq_length), backend=unmapped(enc.encoder),
+        cache_dir=unmapped(str(run.data_home.cache_dir))), "semdedup: embed")
+    fit = semdedup_fit_task.submit(embeddings, cfg.semdedup, work / "centroids.npy").result()
+    if not fit["clusters"]:  # nothing kept to deduplicate
+        return {"corpus_shards": corpus, "dropped": 0, "drops": [], "clusters": [], "attributes": []}
+    assigned = gather(semdedup_assign_task.map([Path(p) for p in embeddings], centroids=unmapped(Path(fit["centroids"])),
+                                               out_dir=unmapped(work)), "semdedup: assign clusters")
+    groups = gather(semdedup_group_task.map(
+        [[files[j] for files in assigned] for j in range(groups_of(fit["clusters"]))], cfg=unmapped(cfg.semdedup),
+        out_dir=unmapped(work), group=list(range(groups_of(fit["clusters"])))), "semdedup: clusters")
+    drops = [g["drops"] for g in groups]
+    kept = gather(semdedup_apply_task.map([location(p) for p in corpus], drops=unmapped(drops), out_dir=unmapped(work)),
+                  "semdedup: corpus")
+    get_run_logger().info("semdedup: %d of %d kept documents dropped (%d clusters fitted on %d)",
+                          sum(k["dropped"] for k in kept), fit["docs"], fit["clusters"], fit["sample"])
+    return {"corpus_shards": [k["corpus"] for k in kept], "dropped": sum(k["dropped"] for k in kept), "drops": drops,
+            "clusters": [g["clusters"] for g in groups], "attributes": [g["attributes"] for g in groups]}
+
+
+def _register_decisions(run: RunSpec, rule_drops: list[str], sem: dict[str, Any]) -> None:
+    """The quality stage's drops (the rules' and semdedup's) and semdedup's dedup_clusters rows
+    (kind 'semantic', replaced even when it is off, so no earlier decision outlives it)."""
+    run.catalog.replace("drops", run.run_id, parquet=rule_drops + sem["drops"], where={"stage": "quality"})
+    run.catalog.replace("dedup_clusters", run.run_id, parquet=sem["clusters"], where={"kind": "semantic"})
 
 
 def _positives(run: RunSpec, out: Path) -> str:
@@ -135,14 +196,20 @@ def refilter_flow(run: RunSpec, ingest: dict[str, Any], dedup: dict[str, Any], q
         "refilter shards",
     )
     refiltered = RunSpec(run_id=run.run_id, home=run.home, config=run.config.model_copy(update={"quality": thresholds}))
-    run.catalog.replace("drops", run.run_id, parquet=[r["drops"] for r in results], where={"stage": "quality"})
-    stats = _summarize(refiltered, {**quality, "kept": sum(r["kept"] for r in results),
-                                    "dropped": sum(r["dropped"] for r in results),
-                                    "corpus_shards": [r["corpus"] for r in results], "refiltered": True})
+    # semdedup decides again over the new corpus (its embeddings reused): the old decisions named
+    # kept documents that the new thresholds may drop
+    sem = _semdedup(refiltered, thresholds, out, [r["shard"] for r in results], [r["corpus"] for r in results])
+    run.catalog.replace("doc_attributes", run.run_id, parquet=[
+        shard_paths(location(p), out)["attributes"] for p in ingest["shards"]] + sem["attributes"])
+    _register_decisions(run, [r["drops"] for r in results], sem)
+    stats = _summarize(refiltered, {**quality, "kept": sum(r["kept"] for r in results) - sem["dropped"],
+                                    "dropped": sum(r["dropped"] for r in results) + sem["dropped"],
+                                    "corpus_shards": sem["corpus_shards"], "semdedup_dropped": sem["dropped"],
+                                    "refiltered": True})
     write_text_atomic(dump_config(refiltered.config), run.run_dir / "config.yaml")
     run.catalog.update_run_config(run.run_id, refiltered.config.model_dump(mode="json"))
     StageMarker(out).write(stats)
-    remove_stale_decisions(out, [*stats["corpus_shards"], *(r["drops"] for r in results)])
+    remove_stale_decisions(out, [*(r["corpus"] for r in results), *(r["drops"] for r in results)])
     return stats
 
 

@@ -59,6 +59,11 @@ def refilter_sources(home: DataHome, dataset: str, config: RefineryConfig) -> li
     quality families it scored with, and ``config`` scores those families the same; ``config``
     indexes documents as the dataset's index was built (the documents that come back are indexed
     with it). Called again under the run lock by the flow; the CLI calls it first for a one-line error."""
+    if config.quality.semdedup.enabled:
+        # it re-decides the rules only: a paraphrase semdedup dropped passes them and would come back
+        raise ConfigError("refilter --dataset re-decides the quality rules only and cannot run semantic dedup: "
+                          "set quality.semdedup.enabled: false (documents semdedup dropped that pass the rules "
+                          "then come back unless dedup matches them)")
     try:
         catalog = Catalog(home.catalog_path)
         versions, names = catalog.dataset_refilter_sources(dataset), catalog.dataset_names()

@@ -44,8 +44,10 @@ SCHEMA: dict[str, str] = {
     "file_books": """
         run_id VARCHAR, source VARCHAR, path VARCHAR, records_read BIGINT, documents BIGINT, rejected BIGINT,
         bytes BIGINT, status VARCHAR""",
+    # a cluster is named by its survivor; kind 'semantic' (quality.semdedup) gives cosine, not jaccard
     "dedup_clusters": """
-        run_id VARCHAR, cluster_id VARCHAR, doc_id VARCHAR, is_survivor BOOLEAN, kind VARCHAR, jaccard DOUBLE""",
+        run_id VARCHAR, cluster_id VARCHAR, doc_id VARCHAR, is_survivor BOOLEAN, kind VARCHAR, jaccard DOUBLE,
+        cosine DOUBLE""",
     "drops": "run_id VARCHAR, doc_id VARCHAR, stage VARCHAR, reason VARCHAR",
     "pairs": """
         run_id VARCHAR, pair_id VARCHAR, query VARCHAR, doc_id VARCHAR, generator VARCHAR,

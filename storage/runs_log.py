@@ -17,7 +17,7 @@ STAGE_ROWS: dict[str, tuple[tuple[str, dict[str, str]], ...]] = {
     "ingest": (("documents", {}), ("rejects", {}), ("file_books", {})),
     "dedup": (("dedup_clusters", {}), ("drops", {"stage": "dedup"})),
     "quality": (("doc_attributes", {}), ("drops", {"stage": "quality"}), ("metrics", {"stage": "quality"}),
-                ("models", {"name": "quality_classifier"})),
+                ("models", {"name": "quality_classifier"}), ("dedup_clusters", {"kind": "semantic"})),
     # reused by `refinery ablate`'s train-only variants (tasks.runs.reuse_synthesis)
     "synthesize": (("pairs", {}), ("metrics", {"stage": "synthesize"})),
 }

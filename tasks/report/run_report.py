@@ -96,6 +96,8 @@ def write_report(run: RunSpec, *, failed_stage: str | None = None, error: str | 
                       f"![LSH S-curve](report_files/{png.name})\n"]
         out.append(_section("Dedup", *parts))
 
+    if quality is not None and run.config.quality.semdedup.enabled:
+        out.append(_section("Semantic dedup", _semdedup_note(run, quality)))
     if quality is not None:
         out.append(_quality_section(run, files))
     publish = StageMarker(run.stage_dir("publish")).read()
@@ -418,6 +420,14 @@ def _dataset_section(run: RunSpec, publish: dict[str, Any], ingest: dict[str, An
         parts += ["\n**Latest versions** (`SELECT * FROM curated_at('" + dataset + "', version)` reads one)\n",
                   markdown_table([{k: v for k, v in row.items() if k != "seq"} for row in versions])]
     return _section("Dataset", *parts)
+
+
+def _semdedup_note(run: RunSpec, quality: dict[str, Any]) -> str:
+    eps = run.config.quality.semdedup.epsilon
+    return (f"The quality stage dropped **{quality.get('semdedup_dropped', 0):,}** of the documents its rules kept "
+            f"as semantic near-duplicates (cosine above {1 - eps:.2f} to a kept document of the same k-means "
+            "cluster; reason `semdedup`). Each is filed under the document kept in its stead: "
+            "`SELECT cluster_id AS kept, doc_id, cosine FROM dedup_clusters WHERE kind = 'semantic' AND NOT is_survivor`.\n")
 
 
 def _clustering_note(dedup: dict[str, Any]) -> str:
