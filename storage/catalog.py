@@ -69,6 +69,11 @@ SHARD_TABLES: dict[str, str] = {
         text VARCHAR, label VARCHAR, n_chars BIGINT, record_id VARCHAR, url VARCHAR, domain VARCHAR,
         fetched_at TIMESTAMPTZ, lang VARCHAR""",
     "doc_attributes": "run_id VARCHAR, doc_id VARCHAR, name VARCHAR, value DOUBLE",
+    # WRAP: documents the synthesize stage derived by rephrasing a chosen passage in a style, every
+    # attempt (``reason`` says why a failed one was not kept; tasks/synthesize/rephrase.py)
+    "rephrasings": """
+        run_id VARCHAR, doc_id VARCHAR, original_doc_id VARCHAR, style VARCHAR, generator VARCHAR, text VARCHAR,
+        kept BOOLEAN, reason VARCHAR""",
 }
 
 # The curated corpus of each run: documents no stage dropped.
