@@ -50,7 +50,7 @@ SCHEMA: dict[str, str] = {
     "pairs": """
         run_id VARCHAR, pair_id VARCHAR, query VARCHAR, doc_id VARCHAR, generator VARCHAR,
         prompt_id VARCHAR, kept BOOLEAN, score DOUBLE, rank INTEGER, negative_doc_id VARCHAR,
-        split VARCHAR, style VARCHAR, attributes JSON, reason VARCHAR""",
+        split VARCHAR, style VARCHAR, attributes JSON, reason VARCHAR, original_doc_id VARCHAR""",
     "models": """
         run_id VARCHAR, name VARCHAR, path VARCHAR, base VARCHAR, created_at TIMESTAMPTZ, dataset VARCHAR,
         promoted BOOLEAN, gate JSON, decided_at TIMESTAMPTZ""",

@@ -175,7 +175,8 @@ def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: 
                          ("rank", pa.array(rank, pa.int32())),
                          ("negative_doc_id", pa.array([doc_ids[i] if i >= 0 else None for i in negative], pa.string())),
                          ("split", pa.array(split.tolist(), pa.string())),
-                         ("reason", pa.array(reason.tolist(), pa.string()))):
+                         ("reason", pa.array(reason.tolist(), pa.string())),
+                         ("original_doc_id", pa.array([origin.get(d) for d in cand_docs], pa.string()))):
         pairs = pairs.append_column(name, values)
     path = write_shard(pairs, out_dir / "pairs.parquet")
     gen_col = np.array(gens, dtype=object)

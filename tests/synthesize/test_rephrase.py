@@ -223,6 +223,7 @@ def test_a_rephrased_passage_pair_counts_its_original_as_the_hit(pool):
     stats, pairs = filter_rephrased(pool, "train")
     wiki = pairs["why did the mining company's shares rise"]
     assert (wiki["doc_id"], wiki["kept"], wiki["rank"], wiki["positive"]) == ("mine#wrap-wikipedia", True, 1, WIKI)
+    assert wiki["original_doc_id"] == "mine" and pairs["new tram line to the airport"]["original_doc_id"] is None
     # a query about something neither says does not find the original
     off = pairs["who won the football match"]
     assert (off["kept"], off["reason"]) == (False, FILTER_CONSISTENCY)
@@ -238,3 +239,23 @@ def test_a_rephrasing_of_a_held_out_passage_is_neither_trained_nor_evaluated(poo
     assert (wiki["kept"], wiki["reason"], wiki["split"]) == (False, REPHRASE_HELDOUT, HELDOUT)
     assert pairs["new tram line to the airport"]["split"] == TRAIN
     assert stats["dropped"][REPHRASE_HELDOUT] == 1 and stats["heldout_pairs"] == 1
+
+
+def test_a_rephrased_pair_trains_as_its_original_document(tmp_path):
+    from refinery.tasks.train.shard_tasks import _replay_sample
+
+    corpus = str(write_shard(pa.table({"doc_id": ["mine", "tram"], "text": [PASSAGES["mine"], PASSAGES["tram"]]}),
+                             tmp_path / "corpus.parquet"))
+    night = str(write_shard(pa.table({
+        "query": ["why did the mining shares rise", "copper output record", "orchid in kent"],
+        "positive": [WIKI, PASSAGES["mine"], "An orchid was found."],
+        "doc_id": ["mine#wrap-wikipedia", "mine", "orchid#wrap-wikipedia"],
+        "original_doc_id": ["mine", None, "orchid"],
+        "negative_doc_id": [None, None, None], "kept": [True, True, True], "split": ["train"] * 3,
+    }), tmp_path / "pairs.parquet"))
+    out = _replay_sample([night], set(), [corpus], n=10, seed=0)
+    # its document is the original's (one unit of the dev split and the batches), so a later night
+    # replays it while the original is in the corpus, and leaves it out once the original is retired
+    assert sorted(zip(out["pairs"].column("query").to_pylist(), out["pairs"].column("doc_id").to_pylist())) == [
+        ("copper output record", "mine"), ("why did the mining shares rise", "mine")]
+    assert out["retired"] == 1
