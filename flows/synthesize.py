@@ -7,7 +7,9 @@ training pairs. Candidates overlapping an evaluation query (the user's query set
 headline titles, sampled as evaluate samples them, and the held-out pairs) are rejected as
 ``decontaminated`` (``synthesize.decontaminate``, :mod:`tasks.synthesize.decontaminate`).
 Passages and the filter pool are seeded samples of the corpus chosen on the workers
-(:mod:`tasks.synthesize.plan`); the flow holds their doc ids only.
+(:mod:`tasks.synthesize.plan`); the flow holds their doc ids only. With ``synthesize.rephrase``
+some training passages are rephrased first (WRAP, :mod:`flows.rephrase`), and the rephrasings are
+passages too.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
+from refinery.flows.rephrase import rephrase
 from refinery.flows.runtime import HOUR, gather, on_workers, run_stage, select_rows_task
 from refinery.storage.location import location
 from refinery.storage.selection import draw_selection
@@ -36,6 +39,7 @@ from refinery.tasks.synthesize.plan import (
     PASSAGE_SALT, Passages, choose_passages, diversity_rows, generation_slices, heldout_size, heldout_tail,
     pairs_artifact, passages_wanted, sample_size, selected_passages,
 )
+from refinery.tasks.synthesize.rephrase import diversity_rows as rephrasing_rows, rephrased_generation_slices
 from refinery.tasks.synthesize.shard_tasks import filter_pairs, generate_candidates, prepare_smollm2
 
 # Loading (and de-quantizing) the local LLM once; then an LLM on a slice of passages (PASSAGES_PER_TASK:
@@ -89,10 +93,16 @@ def _synthesize(run: RunSpec, ingest: dict[str, Any], quality: dict[str, Any], o
     heldout_docs = chosen.doc_ids[len(chosen.doc_ids) - chosen.heldout:] if chosen.heldout else None
     passages = select_rows_task.submit(chosen.shards, chosen.doc_ids, chosen.path, given_order=True).result()
     cache = run.data_home.cache_dir
-    wait_for = [prepare_task.submit(cache, cfg.local_model)] if "smollm2" in cfg.generators and cfg.passages else []
+    local = ("smollm2" in cfg.generators and cfg.passages) or (cfg.rephrase.styles and cfg.rephrase.generator == "smollm2")
+    wait_for = [prepare_task.submit(cache, cfg.local_model)] if local else []
     futures = [generate_task.submit(location(passages["path"]), start, stop, generator, cfg, out, cache,
                                     wait_for=wait_for if generator == "smollm2" else [])
                for generator, start, stop in generation_slices(cfg, passages["docs"], chosen.heldout)]
+    rephrased = rephrase(run, cfg, location(passages["path"]), passages["docs"] - chosen.heldout, out, wait_for)
+    if rephrased and rephrased["path"]:  # WRAP: the rephrasings are passages too
+        futures += [generate_task.submit(location(rephrased["path"]), start, stop, generator, cfg, out, cache,
+                                         wait_for=wait_for if generator == "smollm2" else [])
+                    for generator, start, stop in rephrased_generation_slices(cfg, rephrased["docs"])]
     pool = pool_of(on_workers, run.run_dir / "pools", corpus, filter_pool)
     embeddings = embeddings_of(on_workers, run.run_dir / "embeddings", "base", str(BASE_MODEL_PATH), pool,
                                run.config.evaluate, str(cache))
@@ -104,14 +114,16 @@ def _synthesize(run: RunSpec, ingest: dict[str, Any], quality: dict[str, Any], o
     stats = filter_task.submit(candidates, embeddings, cfg, out, heldout_docs=heldout_docs,
                                heldout_fraction=cfg.heldout_fraction if holds_out and not heldout_docs else None,
                                encoder=run.config.evaluate.encoder, cache_dir=str(cache), clusters=clusters,
-                               evaluation_queries=evaluation, exclude_negatives=sorted(held_out)).result()
+                               evaluation_queries=evaluation, exclude_negatives=sorted(held_out),
+                               rephrased_passages=rephrased and rephrased["path"]).result()
     catalog.put_pairs(run_id, [stats["pairs_path"]])
     if holds_out and dataset is not None:
         catalog.freeze_heldout(dataset, run_id, stats["pairs_path"])
-    catalog.put_metrics(run_id, "synthesize", diversity_rows(stats))
+    catalog.put_metrics(run_id, "synthesize", diversity_rows(stats) + rephrasing_rows(rephrased))
     create_table_artifact(key="synthesized-pairs", **pairs_artifact(run_id, stats, cfg, len(filter_pool)))
     return {**stats, "passages": passages["docs"], "filter_pool_docs": len(filter_pool),
-            "evaluation_task": evaluation_task, **({"selection": selection} if selection else {})}
+            "evaluation_task": evaluation_task, **({"selection": selection} if selection else {}),
+            **({"rephrasings": rephrased} if rephrased else {})}
 
 
 def _select_passages(run: RunSpec, usable: list[Keyed], corpus: list[str], held_out: set[str], extra: int,

@@ -52,7 +52,7 @@ SCHEMA: dict[str, str] = {
     "pairs": """
         run_id VARCHAR, pair_id VARCHAR, query VARCHAR, doc_id VARCHAR, generator VARCHAR,
         prompt_id VARCHAR, kept BOOLEAN, score DOUBLE, rank INTEGER, negative_doc_id VARCHAR,
-        split VARCHAR, style VARCHAR, attributes JSON, reason VARCHAR""",
+        split VARCHAR, style VARCHAR, attributes JSON, reason VARCHAR, original_doc_id VARCHAR""",
     "models": """
         run_id VARCHAR, name VARCHAR, path VARCHAR, base VARCHAR, created_at TIMESTAMPTZ, dataset VARCHAR,
         promoted BOOLEAN, gate JSON, decided_at TIMESTAMPTZ""",
@@ -74,6 +74,11 @@ SHARD_TABLES: dict[str, str] = {
         text VARCHAR, label VARCHAR, n_chars BIGINT, record_id VARCHAR, url VARCHAR, domain VARCHAR,
         fetched_at TIMESTAMPTZ, lang VARCHAR""",
     "doc_attributes": "run_id VARCHAR, doc_id VARCHAR, name VARCHAR, value DOUBLE",
+    # WRAP: documents the synthesize stage derived by rephrasing a chosen passage in a style, every
+    # attempt (``reason`` says why a failed one was not kept; tasks/synthesize/rephrase.py)
+    "rephrasings": """
+        run_id VARCHAR, doc_id VARCHAR, original_doc_id VARCHAR, style VARCHAR, generator VARCHAR, text VARCHAR,
+        kept BOOLEAN, reason VARCHAR""",
 }
 
 # The curated corpus of each run: documents no stage dropped.

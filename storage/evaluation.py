@@ -257,6 +257,11 @@ class EvaluationVerbs:
                       if f.rsplit("/", 1)[-1].startswith("attributes-")]
         return list(dict.fromkeys(paths))
 
+    def put_rephrasings(self, run_id: str, paths: Sequence[str | os.PathLike[str]]) -> int:
+        """The run's `rephrasings` become the rows of these Parquet shards (none: no rephrasings);
+        the count."""
+        return self.replace("rephrasings", run_id, parquet=paths)
+
     def put_model(self, run_id: str, name: str, path: str | None = None, *, base: str | None = None) -> None:
         """Record the run's model ``name`` at ``path`` (fine-tuned from ``base``), replacing the run's
         model of that name; without ``path`` the run has no model of that name."""

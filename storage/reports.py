@@ -101,8 +101,30 @@ class ReportVerbs:
     def synthesis_diversity(self, run_id: str) -> list[dict[str, Any]]:
         """generator, metric, value (to 4 places): the synthesize stage's diversity metrics."""
         return self.query("""SELECT model AS generator, metric, round(value, 4) AS value FROM metrics
-                             WHERE run_id = ? AND stage = 'synthesize' ORDER BY model, metric""",
+                             WHERE run_id = ? AND stage = 'synthesize' AND task IS DISTINCT FROM 'rephrasings'
+                             ORDER BY model, metric""",
                           [run_id]).to_pylist()
+
+    def rephrasing_outcomes(self, run_id: str) -> list[dict[str, Any]]:
+        """style, generator, kept, reason, rephrasings (a count), kept_pairs: what became of the
+        run's rephrasings (WRAP), and the kept pairs of the rephrased passages."""
+        return self.query("""
+            WITH kept_pairs AS (SELECT doc_id, count(*) AS n FROM pairs WHERE run_id = ? AND kept GROUP BY doc_id)
+            SELECT r.style, r.generator, r.kept, r.reason, count(*) AS rephrasings,
+                   coalesce(sum(k.n), 0)::BIGINT AS kept_pairs
+            FROM rephrasings r LEFT JOIN kept_pairs k USING (doc_id) WHERE r.run_id = ?
+            GROUP BY ALL ORDER BY r.style, r.kept DESC, r.reason""", [run_id, run_id]).to_pylist()
+
+    def rephrasing_diversity(self, run_id: str) -> list[dict[str, Any]]:
+        """One row per style and the originals: each diversity metric (to 4 places) of the
+        synthesize stage's `rephrasings` task."""
+        rows = self.query("""SELECT model, metric, round(value, 4) AS value FROM metrics
+                             WHERE run_id = ? AND stage = 'synthesize' AND task = 'rephrasings'
+                             ORDER BY model = 'originals' DESC, model, metric""", [run_id]).to_pylist()
+        table: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            table.setdefault(r["model"], {"texts": r["model"]})[r["metric"]] = r["value"]
+        return list(table.values())
 
     def kept_pair_sample(self, run_id: str, size: int = 8) -> list[dict[str, Any]]:
         """generator, split, query, doc_id, rank of ``size`` kept pairs, chosen by a hash of their id."""

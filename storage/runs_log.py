@@ -19,7 +19,7 @@ STAGE_ROWS: dict[str, tuple[tuple[str, dict[str, str]], ...]] = {
     "quality": (("doc_attributes", {}), ("drops", {"stage": "quality"}), ("metrics", {"stage": "quality"}),
                 ("models", {"name": "quality_classifier"}), ("dedup_clusters", {"kind": "semantic"})),
     # reused by `refinery ablate`'s train-only variants (tasks.runs.reuse_synthesis)
-    "synthesize": (("pairs", {}), ("metrics", {"stage": "synthesize"})),
+    "synthesize": (("pairs", {}), ("metrics", {"stage": "synthesize"}), ("rephrasings", {})),
 }
 
 

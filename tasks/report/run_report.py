@@ -235,12 +235,16 @@ def _pairs_section(run: RunSpec, synth: dict[str, Any]) -> str:
             "Every kept pair trains (the evaluation queries are your query sets).\n")
     decontaminated, examples = decontamination_summary(synth)
     selected, groups = selection_markdown(synth.get("selection"))
+    rephrasings = catalog.rephrasing_outcomes(run.run_id) if synth.get("rephrasings") else []
+    wrap = ["\n**Rephrasings (WRAP)**: every attempt by style and outcome, the kept pairs of the rephrased "
+            "passages, and the diversity of the kept rephrasings beside that of their originals (as shown to the "
+            "generator).\n", markdown_table(rephrasings), "\n", markdown_table(catalog.rephrasing_diversity(run.run_id))]
     return _section("Synthesized pairs", held, *([selected] if selected else []),
-                    *([markdown_table(groups)] if groups else []),
-                    markdown_table(pairs), "\n**Diversity**\n", markdown_table(diversity),
+                    *([markdown_table(groups)] if groups else []), markdown_table(pairs), "\n**Diversity**\n", markdown_table(diversity),
                     "\n**Sample of kept pairs**\n", markdown_table(samples),
                     *(["\n" + decontaminated] if decontaminated else []),
-                    *([markdown_table(examples)] if examples else []))
+                    *([markdown_table(examples)] if examples else []),
+                    *(wrap if rephrasings else []))
 
 
 COUNT_LABELS = {"in_source": "queries in the set", "sampled": "sampled (evaluate.max_queries)",

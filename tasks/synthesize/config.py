@@ -112,6 +112,89 @@ class OpenAIConfig(BaseModel):
         "cached before the next batch starts.")
 
 
+# WRAP (Maini et al. 2024, "Rephrasing the Web"): the styles of its paper, in its words where they fit
+# a news or web document. A style not named here needs its own instruction.
+BUILTIN_REPHRASE_STYLES: dict[str, str] = {
+    "wikipedia": "Rewrite the following text as a paraphrase in high-quality English, like a Wikipedia article.",
+    "qa": "Convert the following text into a conversational format of several questions, each line starting "
+          "with \"Question:\" and followed by a line starting with \"Answer:\".",
+}
+RephraseGeneratorName = Literal["smollm2", "openai"]
+DEFAULT_REPHRASE_GENERATOR: RephraseGeneratorName = "smollm2"
+# A rephrasing costs a few hundred new tokens (a query: ~20), so far fewer documents than passages:
+# SmolLM2 took 29 s for a batch of two 96-token rephrasings on 2 shared cores (about 100 s a batch
+# at 320 tokens), so 16 documents in 2 styles are minutes of CPU.
+DEFAULT_REPHRASE_DOCUMENTS = 16
+# About the length of the shown passage (max_passage_chars 700: ~180 tokens), with room for a Q&A.
+DEFAULT_REPHRASE_MAX_NEW_TOKENS = 320
+
+
+class RephraseStyle(BaseModel):
+    """One way to rephrase a document: a name (stored with each rephrasing) and the instruction
+    the generator is given before the document. A bare name is a built-in style."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9_]+$", description="The style's name (`rephrasings.style`; lower-case "
+                      "letters, digits, underscores). Built in: " + ", ".join(BUILTIN_REPHRASE_STYLES) + ".")
+    instruction: str | None = Field(
+        default=None, min_length=1,
+        description="What the generator is asked to do with the document; unset: the built-in style's.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value):
+        return {"name": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _known(self) -> RephraseStyle:
+        if self.instruction is None and self.name not in BUILTIN_REPHRASE_STYLES:
+            raise ValueError(f"rephrase style {self.name!r} needs an instruction; built in: "
+                             f"{sorted(BUILTIN_REPHRASE_STYLES)}")
+        return self
+
+    @property
+    def prompt(self) -> str:
+        """The instruction sent (the built-in one for a bare name)."""
+        return self.instruction or BUILTIN_REPHRASE_STYLES[self.name]
+
+
+class RephraseConfig(BaseModel):
+    """WRAP: a generator rewrites some of the chosen passages in each style; the rephrasings are
+    derived documents (`rephrasings`), and with `as_passages` passages of their own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    styles: list[RephraseStyle] = Field(
+        default_factory=list,
+        description="Styles to rephrase in: a built-in name (" + ", ".join(BUILTIN_REPHRASE_STYLES) + ") or "
+        "{name, instruction}. Empty: no rephrasing (off).")
+    generator: RephraseGeneratorName = Field(
+        default=DEFAULT_REPHRASE_GENERATOR,
+        description="Who rephrases: 'smollm2' (the local model, `synthesize.local_model`) or 'openai' (the endpoint "
+        "of `synthesize.openai`, its answers cached like the queries').")
+    documents: int = Field(
+        default=DEFAULT_REPHRASE_DOCUMENTS, ge=1,
+        description="Passages rephrased, in each style: the first of the chosen training passages (never a held-out "
+        "one).")
+    max_new_tokens: int = Field(
+        default=DEFAULT_REPHRASE_MAX_NEW_TOKENS, ge=16, le=2048,
+        description="Token limit of one rephrasing; one that hits it is cut at its last complete sentence "
+        "(`rephrase_unfinished` when it has none).")
+    as_passages: bool = Field(
+        default=True,
+        description="The kept rephrasings are passages too: every generator of `synthesize.generators` writes "
+        "queries for them, each pair's `doc_id` the rephrasing's (its consistency check counts the original "
+        "document as the hit).")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> RephraseConfig:
+        names = [s.name for s in self.styles]
+        if len(set(names)) != len(names):
+            raise ValueError(f"rephrase styles must have distinct names: {names}")
+        return self
+
+
 class SynthesizeConfig(BaseModel):
     """How (query, passage) training pairs are synthesized from the curated corpus.
 
@@ -299,9 +382,16 @@ class SynthesizeConfig(BaseModel):
         "and one left to train on). A held-out passage is never trained on, that night or later. With titles nothing "
         "is held out.",
     )
+    rephrase: RephraseConfig = Field(
+        default_factory=RephraseConfig,
+        description="Rephrasing the web (WRAP): the chosen passages rewritten in styles such as a Wikipedia "
+        "article or questions and answers, stored as derived documents (`rephrasings`); off unless `styles` "
+        "is set.")
 
     @model_validator(mode="after")
     def _check_ranges(self) -> SynthesizeConfig:
+        if self.rephrase.styles and self.rephrase.generator == "openai" and not self.openai.model:
+            raise ValueError("rephrase.generator openai needs synthesize.openai.model")
         if "openai" in self.generators and not self.openai.model:
             raise ValueError("the openai generator needs synthesize.openai.model")
         if self.min_query_words > self.max_query_words:

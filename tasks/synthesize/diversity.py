@@ -7,6 +7,7 @@ low embedding dispersion. Also home of the word-set helpers the near-duplicate f
 
 from __future__ import annotations
 
+import gzip
 import re
 from collections.abc import Sequence
 
@@ -100,4 +101,25 @@ def query_diversity(queries: Sequence[str], query_emb: np.ndarray | None = None,
             total = emb.sum(axis=0)
             self_sim = float((emb * emb).sum())
             stats["embedding_dispersion"] = 1.0 - float((total @ total - self_sim) / (n * (n - 1)))
+    return stats
+
+
+def text_diversity(texts: Sequence[str], *, seed: int = 0) -> dict[str, float]:
+    """Diversity statistics of whole documents (rephrasings beside their originals: WRAP).
+
+    Keys:
+    - ``distinct_1`` / ``distinct_2`` and ``self_jaccard``: as :func:`query_diversity`'s, over
+      the documents' lower-cased words;
+    - ``mean_words``: mean number of words per document;
+    - ``compression_ratio``: bytes of the documents (UTF-8, one per line) over bytes of their
+      gzip (Shaib et al. 2024, "Standardizing the measurement of text diversity"): higher means
+      more repeated text, within a document or across them.
+
+    Every value is 0.0 for an empty list (``self_jaccard`` also for a single document).
+    """
+    stats = {k: v for k, v in query_diversity(texts, seed=seed).items()
+             if k in ("distinct_1", "distinct_2", "self_jaccard")}
+    stats["mean_words"] = float(np.mean([len(words(t)) for t in texts])) if texts else 0.0
+    raw = "\n".join(texts).encode("utf-8")
+    stats["compression_ratio"] = len(raw) / len(gzip.compress(raw, mtime=0)) if texts else 0.0
     return stats

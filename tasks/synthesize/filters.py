@@ -29,6 +29,13 @@ a kept candidate), in the order :func:`candidate_filters` applies them:
 - ``filter_per_passage_cap``: its passage and generator already have ``max_pairs_per_passage``
   better-ranked kept candidates.
 
+A candidate of a rephrased passage (WRAP, :mod:`tasks.synthesize.rephrase`) is judged by the same
+filters, its positive the rephrasing; its consistency hit is the original document (the pool holds
+corpus documents; a query the original answers asks about what the rephrasing kept of it, and one
+about what a rephrasing made up finds nothing). After the split, one whose original is held out is
+rejected as ``rephrase_heldout``: trained on, it would leak the held-out text; as an evaluation
+query, its relevant document would be no corpus document.
+
 Rankings take L2-normalised embeddings (as :func:`tasks.embedding.encode` returns), so a dot
 product is a cosine similarity, and score every query against the documents they are given (the
 synthesize stage gives the filter pool: the passages' documents and seeded distractors). Queries
@@ -57,6 +64,9 @@ FILTER_PER_PASSAGE_CAP = "filter_per_passage_cap"
 FILTER_NEAR_DUPLICATE = "filter_near_duplicate"
 # The issue's name, not filter_*: a rule about the evaluation, not about the candidate's quality.
 DECONTAMINATED = "decontaminated"
+# A rephrased passage's candidate (:mod:`tasks.synthesize.rephrase`) whose original the evaluation holds
+# out: set after the filters and the split, so not one of REASONS' steps.
+REPHRASE_HELDOUT = "rephrase_heldout"
 REASONS = (FILTER_UNFINISHED, FILTER_TOO_SHORT, FILTER_TOO_LONG, FILTER_REPETITION, FILTER_COPY,
            DECONTAMINATED, FILTER_CONSISTENCY, FILTER_NEAR_DUPLICATE, FILTER_PER_PASSAGE_CAP)
 

@@ -23,7 +23,7 @@ from refinery.tasks.synthesize.config import SynthesizeConfig
 from refinery.tasks.synthesize.decontaminate import RULES, EvaluationIndex, Matches
 from refinery.tasks.synthesize.diversity import query_diversity
 from refinery.tasks.synthesize.filters import (
-    DECONTAMINATED, candidate_filters, consistency_filter, mine_hard_negatives, run_filters,
+    DECONTAMINATED, REPHRASE_HELDOUT, candidate_filters, consistency_filter, mine_hard_negatives, run_filters,
 )
 from refinery.tasks.synthesize.generators import CACHE_SUBDIRS, build_generator, load_local_model
 from refinery.tasks.synthesize.generators.prompts import shot_queries
@@ -51,8 +51,9 @@ CANDIDATE_SCHEMA = pa.schema([
 
 
 @functools.lru_cache(maxsize=2)
-def _generator(name: str, settings: str, cache_dir: Path):
-    # one model load per worker process and settings, not one per task
+def worker_generator(name: str, settings: str, cache_dir: Path):
+    """The generator ``name`` of these settings (a SynthesizeConfig's JSON), built once per worker
+    process: one model load per worker and settings, not one per task."""
     cfg = SynthesizeConfig.model_validate_json(settings)
     return build_generator(name, cfg, cache_dir=cache_dir, show_progress=False)
 
@@ -78,7 +79,7 @@ def generate_candidates(passages: Path, start: int, stop: int, generator: str, c
     rows = read_shard(passages).slice(start, stop - start)
     doc_ids = rows.column("doc_id").to_pylist()
     texts = rows.column("text").to_pylist()
-    backend = _generator(generator, cfg.model_dump_json(), cache_dir)
+    backend = worker_generator(generator, cfg.model_dump_json(), cache_dir)
     per_passage = backend.generate(texts)
     if getattr(backend, "stats", None):
         get_run_logger().info("%s: %s", generator, ", ".join(f"{v} {k}" for k, v in backend.stats.items()))
@@ -96,7 +97,8 @@ def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: 
                  out_dir: Path, heldout_fraction: float | None = None, encoder: str = "torch",
                  cache_dir: str | None = None, clusters: dict[str, str] | None = None,
                  evaluation_queries: dict[str, str] | None = None,
-                 exclude_negatives: Sequence[str] = (), heldout_docs: Sequence[str] | None = None) -> dict[str, Any]:
+                 exclude_negatives: Sequence[str] = (), heldout_docs: Sequence[str] | None = None,
+                 rephrased_passages: str | None = None) -> dict[str, Any]:
     """Run the filters of :mod:`tasks.synthesize.filters` over every candidate; each one rejected
     stays in the pairs shard with ``kept`` false and its ``reason``.
 
@@ -110,6 +112,9 @@ def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: 
     evaluation queries, and their documents are never a mined hard negative, so training never
     sees their text; nor is a document of ``exclude_negatives`` (a dataset's frozen held-out
     passages, on the nights after the first). ``encoder`` and ``cache_dir`` choose the inference backend (``evaluate.encoder``).
+    ``rephrased_passages``: the shard of rephrased passages some candidates are of
+    (:func:`tasks.synthesize.rephrase.rephrased_passages`); their original document stands in for
+    them in the pool and the split (see :mod:`tasks.synthesize.filters`).
 
     With ``cfg.decontaminate``, candidates overlapping an evaluation query are rejected as
     ``decontaminated`` (:mod:`tasks.synthesize.decontaminate`): the queries of the
@@ -127,13 +132,16 @@ def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: 
     queries = cands.column("query").to_pylist()
     cand_docs = cands.column("doc_id").to_pylist()
     gens = cands.column("generator").to_pylist()
-    positive = np.array([position[d] for d in cand_docs], dtype=np.int64)
+    origin = _originals(rephrased_passages)
+    pool_docs = [origin.get(d, d) for d in cand_docs]  # a rephrasing's place in the pool is its original's
+    derived = np.array([d in origin for d in cand_docs], dtype=bool)
+    positive = np.array([position[d] for d in pool_docs], dtype=np.int64)
     clusters = clusters or {}
     members: dict[str, set[int]] = defaultdict(set)  # cluster id -> its pool documents' positions
     for d, c in clusters.items():
         if d in position:
             members[c].add(position[d])
-    same = [members.get(clusters.get(d), set()) for d in cand_docs]
+    same = [members.get(clusters.get(d), set()) for d in pool_docs]
     with all_cores():  # runs alone, after every candidate is in
         q_emb = encode(cached_encoder(str(BASE_MODEL_PATH), None, encoder, cache_dir), queries, show_progress=False)
     consistent, rank = consistency_filter(q_emb, corpus_emb, positive, cfg.consistency_top_k, same_as_positive=same)
@@ -146,10 +154,14 @@ def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: 
 
     index = _evaluation_index(evaluation_queries if cfg.decontaminate else None)
     kept, reason, dropped, split, found, index = _filter_and_split(
-        filters, index, queries, positives, cand_docs, heldout_fraction,
-        decontaminate=cfg.decontaminate, seed=cfg.seed, heldout_docs=heldout_docs)
+        filters, index, queries, positives, pool_docs, heldout_fraction,
+        decontaminate=cfg.decontaminate, seed=cfg.seed, heldout_docs=heldout_docs, derived=derived)
+    if derived.any():
+        lost = derived & (split == HELDOUT) & kept
+        kept, reason = kept & ~lost, np.where(lost, REPHRASE_HELDOUT, reason)
+        dropped = {**dropped, REPHRASE_HELDOUT: int(lost.sum())}
     train = kept & (split == TRAIN)
-    held_docs = {position[d] for d, s in zip(cand_docs, split) if s == HELDOUT}
+    held_docs = {position[d] for d, s in zip(pool_docs, split) if s == HELDOUT}
     held_docs |= {position[d] for d in exclude_negatives if d in position}
     negative = np.full(len(queries), -1)
     if cfg.hard_negatives and train.any():
@@ -163,7 +175,8 @@ def filter_pairs(candidate_shards: list[str], embedding_shards: list[str], cfg: 
                          ("rank", pa.array(rank, pa.int32())),
                          ("negative_doc_id", pa.array([doc_ids[i] if i >= 0 else None for i in negative], pa.string())),
                          ("split", pa.array(split.tolist(), pa.string())),
-                         ("reason", pa.array(reason.tolist(), pa.string()))):
+                         ("reason", pa.array(reason.tolist(), pa.string())),
+                         ("original_doc_id", pa.array([origin.get(d) for d in cand_docs], pa.string()))):
         pairs = pairs.append_column(name, values)
     path = write_shard(pairs, out_dir / "pairs.parquet")
     gen_col = np.array(gens, dtype=object)
@@ -203,17 +216,20 @@ def _evaluation_index(evaluation_queries: dict[str, str] | None) -> EvaluationIn
 def _filter_and_split(filters: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, dict[str, int]]],
                       index: EvaluationIndex, queries: list[str], positives: list[str], docs: list[str],
                       heldout_fraction: float | None, *, decontaminate: bool, seed: int,
-                      heldout_docs: Sequence[str] | None = None) -> tuple[Any, ...]:
+                      heldout_docs: Sequence[str] | None = None, derived: np.ndarray | None = None) -> tuple[Any, ...]:
     """``filters`` (contaminated mask -> :func:`run_filters`'s outcome) with the candidates that
     overlap ``index`` contaminated, then the split; with a held-out split and ``decontaminate``,
     again with the train passages' candidates that overlap a held-out pair contaminated too (the
-    held-out passages keep the first outcome, the split stays). Returns ``(kept, reason, dropped,
+    held-out passages keep the first outcome, the split stays). ``derived`` marks the candidates of
+    rephrased passages (``docs`` their originals): the split draws among the others, and theirs are
+    no held-out pair. Returns ``(kept, reason, dropped,
     split, matches, index)``, the index of every evaluation query checked (held-out pairs last)."""
     found = index.matches(queries, positives)
     kept, reason, dropped = filters(found.contaminated)
-    split = (split_by_passage(docs, kept, heldout_fraction, seed=seed) if heldout_docs is None
+    derived = np.zeros(len(docs), dtype=bool) if derived is None else derived
+    split = (split_by_passage(docs, kept & ~derived, heldout_fraction, seed=seed) if heldout_docs is None
              else split_of_docs(docs, heldout_docs))
-    held = np.flatnonzero(kept & (split == HELDOUT))
+    held = np.flatnonzero(kept & (split == HELDOUT) & ~derived)
     if not decontaminate or not len(held):
         return kept, reason, dropped, split, found, index
     # a held-out pair's relevant passage is its positive (the document, less the query sentence for
@@ -249,6 +265,14 @@ def _decontamination_stats(cfg: SynthesizeConfig, index: EvaluationIndex, found:
             "index_bytes": index.nbytes,
             "by_rule": {r: int((found.rule[rejected] == k).sum()) for k, r in enumerate(RULES)},
             "by_set": dict(Counter(sets[found.query[i]] for i in rows)), "examples": examples}
+
+
+def _originals(rephrased_passages: str | None) -> dict[str, str]:
+    """{derived doc id: its original's} of a rephrased passages shard (empty for none)."""
+    if rephrased_passages is None:
+        return {}
+    table = read_shard(rephrased_passages)
+    return dict(zip(table.column("doc_id").to_pylist(), table.column("original_doc_id").to_pylist()))
 
 
 def _pair_ids(gens: list[str], docs: list[str], queries: list[str]) -> list[str]:

@@ -145,8 +145,14 @@ def _with_teacher(examples: list[TrainPair], cfg: TrainConfig, base_path: str, c
 
 
 def _training_rows(pairs: pa.Table) -> pa.Table:
-    """The kept training pairs of a synthesize shard, in the columns training reads."""
-    return pairs.filter(pc.field("kept") & (pc.field("split") == TRAIN)).select(list(PAIR_COLUMNS)).cast(
+    """The kept training pairs of a synthesize shard, in the columns training reads; a rephrased
+    passage's pair (WRAP) under its original's doc id: one document to the dev split, the batches
+    (never a negative of its own rephrasing) and the replay (kept while the original is)."""
+    pairs = pairs.filter(pc.field("kept") & (pc.field("split") == TRAIN))
+    if "original_doc_id" in pairs.column_names:
+        pairs = pairs.set_column(pairs.column_names.index("doc_id"), "doc_id",
+                                 pc.coalesce(pairs.column("original_doc_id"), pairs.column("doc_id")))
+    return pairs.select(list(PAIR_COLUMNS)).cast(
         pa.schema([(c, pa.string()) for c in PAIR_COLUMNS]))
 
 

@@ -109,13 +109,23 @@ class OpenAIGenerator(PromptedGenerator):
             for a, s in zip(attrs, samples)
         ]
 
-    def _request(self, chat: list[dict[str, str]], sample: int) -> dict[str, Any]:
-        return {"model": self.model, "messages": chat, "temperature": self.cfg.temperature, "top_p": self.cfg.top_p,
-                "max_tokens": self.cfg.max_new_tokens, "stop": STOP, "seed": self.cfg.seed + sample, "n": 1}
+    def complete(self, chats: Sequence[list[dict[str, str]]], *, max_tokens: int) -> list[tuple[str, bool]]:
+        """One answer per chat, (text, ended by itself), for longer texts than a query (rephrasing:
+        no stop at a line break, up to ``max_tokens``); cached, retried and concurrent like
+        :meth:`generate`'s samples."""
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="openai") as pool:
+            return list(pool.map(lambda chat: self._answer(chat, 0, max_tokens=max_tokens, stop=None), chats))
 
-    def _answer(self, chat: list[dict[str, str]], sample: int) -> tuple[str, bool]:
+    def _request(self, chat: list[dict[str, str]], sample: int, *, max_tokens: int | None = None,
+                 stop: list[str] | None = STOP) -> dict[str, Any]:
+        request = {"model": self.model, "messages": chat, "temperature": self.cfg.temperature, "top_p": self.cfg.top_p,
+                   "max_tokens": max_tokens or self.cfg.max_new_tokens, "stop": stop, "seed": self.cfg.seed + sample,
+                   "n": 1}
+        return request if stop is not None else {k: v for k, v in request.items() if k != "stop"}
+
+    def _answer(self, chat: list[dict[str, str]], sample: int, **options: Any) -> tuple[str, bool]:
         """(text, ended by itself) of one sample: from the cache, else from the endpoint."""
-        request = self._request(chat, sample)
+        request = self._request(chat, sample, **options)
         key = request_key({**request, "sample": sample})
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             self._count("cache_hits")

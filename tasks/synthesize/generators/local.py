@@ -149,6 +149,32 @@ class LocalGenerator(PromptedGenerator):
             for a, samples in zip(attrs, outputs)
         ]
 
+    def complete(self, chats: Sequence[list[dict[str, str]]], *, max_tokens: int) -> list[tuple[str, bool]]:
+        """One sampled answer per chat, (text, ended by itself), up to ``max_tokens`` new tokens, for
+        longer texts than a query (rephrasing): ``batch_size`` chats at a time, left-padded, each
+        batch seeded by ``seed`` and its position, so a rerun gives the same answers."""
+        import torch
+
+        self._load()
+        tok, model = self._tokenizer, self._model
+        prompts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in chats]
+        answers: list[tuple[str, bool]] = []
+        for k, start in enumerate(range(0, len(prompts), self.cfg.batch_size)):
+            encoded = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts[start:start + self.cfg.batch_size]]
+            width = max(len(e) for e in encoded)
+            ids = torch.tensor([[tok.pad_token_id] * (width - len(e)) + e for e in encoded])
+            mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded])
+            torch.manual_seed(self.cfg.seed + k)
+            with torch.inference_mode():
+                generated = model.generate(input_ids=ids, attention_mask=mask, do_sample=True,
+                                           temperature=self.cfg.temperature, top_p=self.cfg.top_p,
+                                           max_new_tokens=max_tokens, pad_token_id=tok.pad_token_id,
+                                           eos_token_id=tok.eos_token_id)
+            new = generated[:, width:]
+            ended = (new == tok.eos_token_id).any(dim=1).tolist()
+            answers += zip(tok.batch_decode(new, skip_special_tokens=True), ended)
+        return answers
+
     def _load(self) -> None:
         if self._model is None:
             self._tokenizer, self._model = load_local_model(self.cfg.local_model, cache_dir=self.cache_dir)
