@@ -44,8 +44,8 @@ DEFAULT_TEACHER_RERANK_DEPTH = 20
 DEFAULT_TEACHER_BATCH_SIZE = 16
 DEFAULT_MARGIN_WEIGHT = 1.0
 # The data map (Dataset Cartography): pairs mapped, a seeded sample so each checkpoint embeds a bounded
-# set (128 queries, positives and negatives cost about one training step on 2 cores, against
-# `eval_every` steps between checkpoints); competitors per mapped pair, half the default batch.
+# set (128 pairs: 15.6 s on 2 busy cores at 128 tokens, three quarters of a step of 32, once per
+# `eval_every` steps; bench/RESULTS.md); competitors per mapped pair, half the default batch.
 DEFAULT_MAP_PAIRS = 128
 DEFAULT_MAP_CANDIDATES = 15
 # The regions, absolute rather than quantiles (a quantile would call a third of the pairs hard even
