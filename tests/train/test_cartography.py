@@ -142,6 +142,7 @@ def _pairs_shard(articles, path):
 def test_the_train_task_leaves_out_mapped_hard_pairs_and_the_catalog_holds_the_map_and_the_drops(
         tiny_base, bbc_articles, tmp_path):
     from refinery.tasks.train.shard_tasks import train_model
+    from refinery.tasks.train.summary import training_artifacts
 
     pairs_path, corpus, rows = _pairs_shard(bbc_articles, tmp_path)
     cfg = CFG.model_copy(update={"epochs": 1, "batch_size": 8, "checkpoint_every": None,
@@ -153,6 +154,10 @@ def test_the_train_task_leaves_out_mapped_hard_pairs_and_the_catalog_holds_the_m
     assert carto["dropped"] == 2 and stats["examples"] == len(rows) - 2
     assert stats["train_pairs"] + stats["dev_pairs"] == len(rows) - 2  # trained on the rest
     assert sum(carto["regions"].values()) == carto["mapped"] == min(MAP.pairs, stats["train_pairs"])
+    # what the stage shows in the UI: pairs per region, and those left out
+    table = training_artifacts("night2", stats)["training-data-map"]["table"]
+    assert {r["region"]: r["pairs"] for r in table} == {
+        **carto["regions"], "left out (hard_to_learn in an earlier map)": 2}
 
     catalog = Catalog(tmp_path / "catalog.duckdb").ensure_schema()
     assert catalog.put_pair_drops("night2", "train", carto["drops_path"]) == 2
