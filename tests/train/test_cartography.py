@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from refinery.storage import Catalog, write_shard
+from refinery.storage import Catalog, read_shard, write_shard
 from refinery.tasks.train.batches import TrainPair
 from refinery.tasks.train.cartography import AMBIGUOUS, EASY, HARD, confidences, plan_map, regions, summarize
 from refinery.tasks.train.checkpoint import fingerprint, load_checkpoint
@@ -190,3 +190,26 @@ def test_the_latest_map_before_a_run_decides_a_pairs_region(tmp_path):
     # night2, resumed: only night1's map was made before it started
     assert catalog.latest_map_region("night2", HARD) == {"p1": "night1", "p3": "night1"}
     assert catalog.latest_map_region("night2", EASY) == {"p2": "night1"}
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
+def test_a_night_leaves_out_the_replayed_pairs_an_earlier_nights_map_found_hard(tiny_base, bbc_articles, tmp_path):
+    """The nightly path: night 2 replays night 1's pairs (`train.replay_ratio`); those night 1's map put
+    in hard_to_learn are left out, the rest of the replay and all of night 2's own pairs train."""
+    from refinery.tasks.train.shard_tasks import train_model
+
+    _, corpus, rows = _pairs_shard(bbc_articles, tmp_path)
+    half = len(rows) // 2
+    night1 = write_shard(pa.Table.from_pylist(rows[:half]), tmp_path / "night1.parquet")
+    night2 = write_shard(pa.Table.from_pylist(rows[half:]), tmp_path / "night2.parquet")
+    cfg = CFG.model_copy(update={"epochs": 1, "batch_size": 8, "checkpoint_every": None, "replay_ratio": 1.0,
+                                 "cartography": CartographyConfig(drop_hard_to_learn=True)})
+    stats = train_model(night2, [corpus], str(tiny_base), tmp_path / "model", cfg, replay=[str(night1)],
+                        hard_to_learn={"pair1": "night1", "pair4": "night1"})
+    assert stats["replay"]["replayed"] == half and stats["cartography"]["dropped"] == 2
+    assert stats["examples"] == len(rows) - 2
+    dropped = read_shard(stats["cartography"]["drops_path"]).to_pylist()
+    assert sorted((r["pair_id"], r["reason"], r["decided_in"]) for r in dropped) == [
+        ("pair1", "cartography", "night1"), ("pair4", "cartography", "night1")]
+    assert "map_path" not in stats["cartography"]  # night 2 draws no map of its own
