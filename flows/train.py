@@ -12,6 +12,7 @@ from refinery.flows.runtime import run_stage
 from refinery.storage.location import location
 from refinery.tasks.runs import RunSpec
 from refinery.tasks.embedding import BASE_MODEL_PATH
+from refinery.tasks.train.cartography import HARD, STAGE
 from refinery.tasks.train.shard_tasks import train_model
 from refinery.tasks.train.summary import BASE_NAME, TUNED_NAME, training_artifacts, training_metric_rows
 
@@ -37,10 +38,18 @@ def _train(run: RunSpec, quality: dict[str, Any], synthesize: dict[str, Any], ou
     cfg, logger = run.config.train, get_run_logger()
     base_path, init = _initial_model(run)
     replay = catalog.earlier_pair_shards(run.config.dataset, run_id) if cfg.replay_ratio else []
+    # at most train.cartography.pairs ids a mapped run, the hard-to-learn share of them
+    hard = catalog.latest_map_region(run_id, HARD) if cfg.cartography.drop_hard_to_learn else {}
     stats = train_task.submit(location(synthesize["pairs_path"]), quality["corpus_shards"], base_path,
                               out / "model", cfg, out / "checkpoint", [r["path"] for r in replay],
-                              str(run.data_home.cache_dir)).result()
+                              str(run.data_home.cache_dir), hard).result()
     stats["init"] = init
+    carto = stats.get("cartography") or {}
+    catalog.put_pair_drops(run_id, STAGE, carto.get("drops_path"))
+    catalog.put_pair_map(run_id, carto.get("map_path"))
+    if carto.get("dropped"):
+        logger.info("train: left out %d pairs an earlier data map put in %s (pair_drops, reason cartography)",
+                    carto["dropped"], HARD)
     if stats.get("skipped"):
         logger.warning("train: no model trained tonight: %s", stats["skipped"])
         catalog.put_model(run_id, TUNED_NAME)

@@ -53,6 +53,12 @@ SCHEMA: dict[str, str] = {
         run_id VARCHAR, pair_id VARCHAR, query VARCHAR, doc_id VARCHAR, generator VARCHAR,
         prompt_id VARCHAR, kept BOOLEAN, score DOUBLE, rank INTEGER, negative_doc_id VARCHAR,
         split VARCHAR, style VARCHAR, attributes JSON, reason VARCHAR, original_doc_id VARCHAR""",
+    # the train stage's data map of its pairs (train.cartography), one row per mapped pair
+    "pair_map": """
+        run_id VARCHAR, pair_id VARCHAR, doc_id VARCHAR, confidence DOUBLE, variability DOUBLE,
+        correctness DOUBLE, checkpoints INTEGER, region VARCHAR""",
+    # pairs a stage left out of its work, with why (``decided_in``: the run whose decision it followed)
+    "pair_drops": "run_id VARCHAR, pair_id VARCHAR, doc_id VARCHAR, stage VARCHAR, reason VARCHAR, decided_in VARCHAR",
     "models": """
         run_id VARCHAR, name VARCHAR, path VARCHAR, base VARCHAR, created_at TIMESTAMPTZ, dataset VARCHAR,
         promoted BOOLEAN, gate JSON, decided_at TIMESTAMPTZ""",

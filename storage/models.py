@@ -1,4 +1,5 @@
-"""Catalog verbs: each dataset's promoted model, the gate's decisions, and the pairs earlier nights trained on.
+"""Catalog verbs: each dataset's promoted model, the gate's decisions, the pairs earlier nights trained on
+and the data maps of them (``pair_map``, ``pair_drops``).
 
 A night's fine-tuned model is a row of ``models`` (name ``tuned``). The promotion gate decides it:
 ``promoted`` true (it replaced the dataset's promoted model) or false (it stays a candidate), with
@@ -31,6 +32,18 @@ _EARLIER_PAIRS = """
       AND v.seq < coalesce((SELECT seq FROM dataset_versions WHERE dataset = $1 AND version = $2), 9223372036854775807)
       AND json_extract_string(s.stats, '$.pairs_path') IS NOT NULL
     ORDER BY v.seq"""
+
+# The pairs whose latest data map (``pair_map`` of the most recently started run before ``$1``, as runs
+# other than ``$1`` go) put them in ``$2``: pair id and the run of that map.
+_LATEST_MAP_REGION = """
+    SELECT pair_id, run_id FROM (
+        SELECT m.pair_id, m.run_id, m.region,
+               row_number() OVER (PARTITION BY m.pair_id ORDER BY r.started_at DESC, m.run_id DESC) AS latest
+        FROM pair_map m JOIN runs r USING (run_id)
+        WHERE m.run_id <> $1 AND m.pair_id IS NOT NULL
+          AND r.started_at <= (SELECT coalesce(max(started_at), now()) FROM runs WHERE run_id = $1))
+    WHERE latest = 1 AND region = $2
+    ORDER BY pair_id"""
 
 _MODEL_ROWS = """
     SELECT m.dataset, m.run_id, m.name, m.promoted, m.base,
@@ -85,6 +98,31 @@ class ModelVerbs:
     def earlier_pair_shards(self, dataset: str, run_id: str) -> list[dict[str, str]]:
         """(run_id, path) of the synthesize pairs shards of the nights before ``run_id`` in ``dataset``."""
         return self.query(_EARLIER_PAIRS, [dataset, run_id]).to_pylist()
+
+    def put_pair_map(self, run_id: str, path: str | None) -> int:
+        """The run's ``pair_map`` becomes the rows of the Parquet file at ``path`` (None: no map); the count."""
+        return self.replace("pair_map", run_id, parquet=[path] if path else [])
+
+    def put_pair_drops(self, run_id: str, stage: str, path: str | None) -> int:
+        """The run's ``pair_drops`` of ``stage`` become the rows of the Parquet file at ``path`` (which has a
+        ``stage`` column of ``stage``; None: none); the count."""
+        return self.replace("pair_drops", run_id, parquet=[path] if path else [], where={"stage": stage})
+
+    def pair_map(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's data map: pair_id, doc_id, confidence, variability, correctness, checkpoints, region."""
+        return self.query("SELECT * EXCLUDE (run_id) FROM pair_map WHERE run_id = ? ORDER BY pair_id",
+                          [run_id]).to_pylist()
+
+    def pair_drops_by_reason(self, run_id: str) -> list[dict[str, Any]]:
+        """stage, reason, decided_in, pairs: the pairs the run's stages left out, counted."""
+        return self.query("SELECT stage, reason, decided_in, count(*) AS pairs FROM pair_drops WHERE run_id = ?"
+                          " GROUP BY ALL ORDER BY stage, pairs DESC, reason, decided_in", [run_id]).to_pylist()
+
+    def latest_map_region(self, run_id: str, region: str) -> dict[str, str]:
+        """Pair id → run, of the pairs whose latest data map before ``run_id`` (by the runs' start) put
+        them in ``region``."""
+        rows = self.query(_LATEST_MAP_REGION, [run_id, region]).to_pylist()
+        return {r["pair_id"]: r["run_id"] for r in rows}
 
     def promotion_history(self, dataset: str) -> list[dict[str, Any]]:
         """Each night the gate decided on, oldest first: run_id, decided_at, promoted, task, and the

@@ -131,3 +131,28 @@ def night_chart(nights: list[dict], path: Path, *, title: str) -> Path:
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+# The data map's regions, in the colours of the paper's figures (Swayamdipta et al. 2020).
+REGION_COLOURS = {"easy_to_learn": "#4477aa", "ambiguous": "#ee7733", "hard_to_learn": "#cc3311"}
+
+
+def data_map_chart(rows: list[dict], path: Path, *, hard_max_confidence: float, ambiguous_min_variability: float,
+                   title: str) -> Path:
+    """The data map: each pair at (variability, confidence), coloured by ``region`` and counted in the
+    legend, with the two thresholds that bound the regions as dashed lines. ``rows``: dicts with
+    ``variability``, ``confidence``, ``region``."""
+    fig, ax = plt.subplots(figsize=(5.2, 4.2))
+    for region, colour in REGION_COLOURS.items():
+        at = [r for r in rows if r["region"] == region]
+        ax.scatter([r["variability"] for r in at], [r["confidence"] for r in at], s=14, color=colour, alpha=0.75,
+                   label=f"{region} ({len(at)})")
+    ax.axvline(ambiguous_min_variability, color="#888888", linestyle="--", linewidth=0.8)
+    ax.plot([0, ambiguous_min_variability], [hard_max_confidence] * 2, color="#888888", linestyle="--", linewidth=0.8)
+    ax.set_xlim(0, max([0.5] + [r["variability"] for r in rows]))
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("variability (std of confidence over checkpoints)")
+    ax.set_ylabel("confidence (mean probability of the positive)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path)

@@ -23,7 +23,7 @@ from refinery.tasks.evaluate.bootstrap import COMPARISONS, INTERVAL_METRIC
 from refinery.tasks.evaluate.labels import SAME_LABEL
 from refinery.tasks.evaluate.query_sets import HEADLINE, QUERY_COUNTS, SYNTHETIC_HELDOUT, describe
 from refinery.tasks.evaluate.summary import fusion_caption
-from refinery.tasks.report.plots import bar_chart, interval_chart, night_chart, s_curve
+from refinery.tasks.report.plots import REGION_COLOURS, bar_chart, data_map_chart, interval_chart, night_chart, s_curve
 from refinery.tasks.report.render import markdown_table, render_html
 from refinery.tasks.selection import selection_markdown
 from refinery.tasks.synthesize.plan import decontamination_summary
@@ -114,6 +114,8 @@ def write_report(run: RunSpec, *, failed_stage: str | None = None, error: str | 
     models = catalog.run_models(run.run_id)
     if models:
         out.append(_section("Models", markdown_table(models)))
+    if trained.get("cartography") and (data_map := _data_map_section(run, files)):
+        out.append(data_map)
     evaluation = markers["evaluate"]
     if evaluation is not None and not evaluation.get("skipped"):
         tasks = evaluation.get("tasks") or [evaluation.get("task", HEADLINE)]
@@ -480,6 +482,29 @@ def _quality_section(run: RunSpec, files: Path) -> str:
                     f"`drops` (first failing rule, in family order).{sampled}\n", markdown_table(rows),
                     f"![drops per rule](report_files/{bars.name})\n",
                     " ".join(f"![{p.stem}](report_files/quality/{p.name})" for p in pngs) + "\n")
+
+
+def _data_map_section(run: RunSpec, files: Path) -> str | None:
+    """The training's data map of its pairs (``pair_map``), plotted with its counts per region, and the
+    pairs an earlier map left out of this training (``pair_drops``)."""
+    cfg = run.config.train.cartography
+    parts = []
+    if rows := run.catalog.pair_map(run.run_id):
+        counts = {r: sum(1 for row in rows if row["region"] == r) for r in REGION_COLOURS}
+        png = data_map_chart(rows, files / "data_map.png", hard_max_confidence=cfg.hard_max_confidence,
+                             ambiguous_min_variability=cfg.ambiguous_min_variability,
+                             title=f"data map: {len(rows)} training pairs over {rows[0]['checkpoints']} checkpoints")
+        parts += [f"{len(rows)} training pairs mapped (`train.cartography`): at each dev scoring, the model's "
+                  "probability of each pair's positive among its hard negative and other pairs' positives. "
+                  f"`hard_to_learn`: confidence under {cfg.hard_max_confidence:g} and variability under "
+                  f"{cfg.ambiguous_min_variability:g}; `ambiguous`: variability from "
+                  f"{cfg.ambiguous_min_variability:g}. Every pair is a row of `pair_map`.\n",
+                  markdown_table([{"region": r, "pairs": n} for r, n in counts.items()]),
+                  f"![data map](report_files/{png.name})\n"]
+    if drops := run.catalog.pair_drops_by_reason(run.run_id):
+        parts += ["**Left out of this training** (`pair_drops`: an earlier map put them in `hard_to_learn`)\n",
+                  markdown_table(drops)]
+    return _section("Training data map", *parts) if parts else None
 
 
 def _promotion_section(run: RunSpec, promotion: dict[str, Any], files: Path) -> str:

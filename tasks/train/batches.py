@@ -15,7 +15,8 @@ class TrainPair:
     ``doc_id`` names the positive's document (the unit of the dev split, and what no two examples
     of a batch may share); ``negative_doc_id`` the negative's. Without ids the texts stand in.
     ``margin``: a teacher's score of the positive minus the negative's, in the student's units
-    (MarginMSE; :mod:`tasks.train.teachers`).
+    (MarginMSE; :mod:`tasks.train.teachers`). ``pair_id``: the synthesize ``pairs`` row it came from
+    (what the data map, :mod:`tasks.train.cartography`, names it by).
     """
 
     query: str
@@ -24,6 +25,7 @@ class TrainPair:
     doc_id: str | None = None
     negative_doc_id: str | None = None
     margin: float | None = None
+    pair_id: str | None = None
 
     @property
     def passage_key(self) -> str:

@@ -43,6 +43,18 @@ DEFAULT_PROMOTE_MIN_CI_LOW = -0.005
 DEFAULT_TEACHER_RERANK_DEPTH = 20
 DEFAULT_TEACHER_BATCH_SIZE = 16
 DEFAULT_MARGIN_WEIGHT = 1.0
+# The data map (Dataset Cartography): pairs mapped, a seeded sample so each checkpoint embeds a bounded
+# set (128 pairs: 15.6 s on 2 busy cores at 128 tokens, three quarters of a step of 32, once per
+# `eval_every` steps; bench/RESULTS.md); competitors per mapped pair, half the default batch.
+DEFAULT_MAP_PAIRS = 128
+DEFAULT_MAP_CANDIDATES = 15
+# The regions, absolute rather than quantiles (a quantile would call a third of the pairs hard even
+# when the model learns them all): chance among 1 + 15 candidates (+ a negative) is ~0.06, and a
+# positive ranked first by a cosine margin of 0.1 at scale 20 already takes ~0.4; under 0.25 across
+# the checkpoints the model keeps preferring other passages. A pair that moves from 0.1 to 0.5 over
+# three checkpoints has a std of ~0.16: at or above 0.15 it is ambiguous, not hard.
+DEFAULT_HARD_MAX_CONFIDENCE = 0.25
+DEFAULT_AMBIGUOUS_MIN_VARIABILITY = 0.15
 TeacherKind = Literal["none", "cross_encoder", "query_likelihood", "fusion"]
 TrainLoss = Literal["mnrl", "marginmse", "mnrl+marginmse"]
 
@@ -83,6 +95,43 @@ class TeacherConfig(BaseModel):
         if self.kind == "cross_encoder" and not self.path:
             raise ValueError("teacher kind 'cross_encoder' needs `path`: a sentence-transformers CrossEncoder folder")
         return self
+
+
+class CartographyConfig(BaseModel):
+    """A data map of the training pairs (Dataset Cartography, Swayamdipta et al. 2020): per mapped pair,
+    the model's confidence in its positive at each dev-scoring checkpoint, and the region of the map
+    its mean and spread put it in; pairs a map put in the hard-to-learn region can be left out of later
+    trainings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(
+        default=False,
+        description="Map a seeded sample of the training pairs (`pairs`) while training: before the first step, "
+        "every `eval_every` steps and after the last, each mapped query's softmax probability (at `scale`) of its "
+        "positive among its positive, its hard negative and the positives of `candidates` other mapped pairs. "
+        "Confidence: the mean over those checkpoints; variability: their standard deviation; correctness: the "
+        "share where the positive ranks first. The map is the `pair_map` table.",
+    )
+    pairs: int = Field(default=DEFAULT_MAP_PAIRS, ge=2, le=4096,
+                       description="Training pairs mapped (a seeded sample, `seed`); each checkpoint embeds their "
+                       "queries, positives and negatives.")
+    candidates: int = Field(default=DEFAULT_MAP_CANDIDATES, ge=1,
+                            description="Other mapped pairs whose positives compete with a pair's own (a fixed "
+                            "seeded group per pair, like in-batch negatives: none shares a query, a passage or a "
+                            "document with it).")
+    hard_max_confidence: float = Field(
+        default=DEFAULT_HARD_MAX_CONFIDENCE, gt=0, lt=1,
+        description="Region `hard_to_learn`: confidence below this and variability below "
+        "`ambiguous_min_variability` (the model keeps giving most of the probability to other passages).")
+    ambiguous_min_variability: float = Field(
+        default=DEFAULT_AMBIGUOUS_MIN_VARIABILITY, gt=0, le=0.5,
+        description="Region `ambiguous`: variability at or above this. The rest is `easy_to_learn`.")
+    drop_hard_to_learn: bool = Field(
+        default=False,
+        description="Leave out of training the pairs whose latest map (of an earlier run: a replayed night, or the "
+        "run whose synthesis this one reuses) put them in `hard_to_learn`; each is a `pair_drops` row with reason "
+        "`cartography`.")
 
 
 class PromotionConfig(BaseModel):
@@ -234,6 +283,9 @@ class TrainConfig(BaseModel):
         "of the dataset's earlier nights, at most this many per new pair (pairs whose passage or hard negative "
         "the dataset has retired since are left out). 0: the night's pairs only.",
     )
+    cartography: CartographyConfig = Field(default_factory=CartographyConfig,
+                                           description="A data map of the training pairs, and dropping its "
+                                           "hard-to-learn ones.")
     promotion: PromotionConfig = Field(default_factory=PromotionConfig,
                                        description="The gate a night's model passes to be promoted.")
     checkpoint_every: int | None = Field(

@@ -6,8 +6,9 @@ whole HF Trainer machinery for what is a single loop here, with no hub or report
 switch off. It runs on CUDA when torch sees a GPU, on the CPU otherwise.
 
 Around the loop: a dev split held out of training and scored as it goes (:mod:`.dev`), the best
-scored step kept as the result, and checkpoints that let a killed training continue where its
-last one left off (:mod:`.checkpoint`).
+scored step kept as the result, a data map of the training pairs scored at the same steps
+(:mod:`.cartography`), and checkpoints that let a killed training continue where its last one
+left off (:mod:`.checkpoint`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 from refinery.storage import swap_folder
 from refinery.storage.location import location, staging_dir
 from refinery.tasks.embedding import BASE_MODEL_PATH, encode, load_encoder
+from refinery.tasks.train import cartography
 from refinery.tasks.train.batches import TrainPair, as_train_pairs, make_batches
 from refinery.tasks.train.checkpoint import (
     fingerprint,
@@ -110,6 +112,10 @@ def fine_tune(
     scored at that step and the best scored step saved, as at the end; the stats say so
     (``stopped_early``, ``planned_steps``). With ``cfg.fit_minutes``, the steps are re-planned once
     from the clock (:func:`_refit`); the stats keep what was decided (``replanned``).
+
+    With ``cfg.cartography.enabled``, the mapped pairs are scored wherever the dev split is (before
+    the first step, every ``eval_every`` steps, at the last) and the stats hold the series
+    (``cartography``: :func:`tasks.train.cartography.new_record`), checkpoints too.
     """
     import torch
     from sentence_transformers.sentence_transformer.losses import (
@@ -158,6 +164,8 @@ def fine_tune(
         return planned
 
     step, losses, curve, seconds_before = 0, [], [], 0.0
+    mapped = cartography.plan_map(plan.train, cfg.cartography, seed=cfg.seed) if cfg.cartography.enabled else None
+    data_map = cartography.new_record(mapped) if mapped is not None else None
     best_step: int | None = None
     best_score: dict[str, float] | None = None
     best_state: dict[str, Any] | None = None
@@ -174,10 +182,13 @@ def fine_tune(
         step = resumed_from = state["step"]
         losses, curve, seconds_before = state["losses"], state["dev"], state["seconds"]
         best_step, best_score, best_state = state["best_step"], state["best_score"], state["best_state"]
+        data_map = state.get("cartography", data_map)
     else:
         scheduler = schedule(total_steps)
         if plan.dev:
             curve.append({"step": 0, **_score(model, plan.dev, cfg.scale)})  # the base model, for comparison
+        if mapped is not None:
+            cartography.add_checkpoint(data_map, 0, cartography.score_checkpoint(model, mapped, cfg.scale))
 
     started = clock()
     limit = cfg.max_minutes * 60 if cfg.max_minutes is not None else None
@@ -222,12 +233,15 @@ def fine_tune(
             if better(score, best_score):
                 best_step, best_score = step, score
                 best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        if mapped is not None and (step % cfg.eval_every == 0 or last):
+            cartography.add_checkpoint(data_map, step, cartography.score_checkpoint(model, mapped, cfg.scale))
         if ckpt_dir is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and not last:
             save_checkpoint(ckpt_dir, {
                 "fingerprint": key, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "rng": rng_state(), "losses": losses, "dev": curve,
                 "best_step": best_step, "best_score": best_score, "best_state": best_state,
-                "total_steps": total_steps, "replanned": replanned, "seconds": seconds_before + clock() - started})
+                "total_steps": total_steps, "replanned": replanned, "seconds": seconds_before + clock() - started,
+                **({"cartography": data_map} if data_map is not None else {})})
         if progress is not None:
             progress.update(1)
             progress.set_postfix(loss=f"{losses[-1]:.3f}", **_time_left(spent, limit))
@@ -272,6 +286,7 @@ def fine_tune(
         "last_learning_rate": scheduler.get_last_lr()[0],
         "fingerprint": key,
         "config": cfg.model_dump(),
+        **({"cartography": data_map} if data_map is not None else {}),
     }
     _save_atomically(model, out_dir, stats)
     remove_checkpoint(ckpt_dir)

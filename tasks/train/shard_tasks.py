@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +17,14 @@ import pyarrow.compute as pc
 from refinery.storage import read_rows, read_shard, write_shard
 from refinery.tasks.embedding import all_cores, load_encoder
 from refinery.tasks.synthesize.split import TRAIN
+from refinery.tasks.train import cartography
 from refinery.tasks.train.batches import TrainPair
 from refinery.tasks.train.config import TrainConfig
 from refinery.tasks.train.finetune import fine_tune, plan_training, read_training_stats
 from refinery.tasks.train.teachers import DEV_CHECK_DISTRACTORS, dev_check, load_teacher, teach
 
-# What training reads of a synthesize pairs shard.
-PAIR_COLUMNS = ("query", "positive", "doc_id", "negative_doc_id")
+# What training reads of a synthesize pairs shard (``pair_id`` null in a shard without one).
+PAIR_COLUMNS = ("query", "positive", "doc_id", "negative_doc_id", "pair_id")
 # The dev split's pairs, beside the model: what later steps fit on (never an evaluation set).
 DEV_PAIRS_FILE = "dev_pairs.parquet"
 # Training passages beside the dev pairs for fitting the hybrid's weight (evaluate): among its own
@@ -30,6 +32,10 @@ DEV_PAIRS_FILE = "dev_pairs.parquet"
 # with the tuned model costs evaluate about as much as a training step.
 DEV_DISTRACTORS_FILE = "dev_distractors.parquet"
 FUSION_DISTRACTORS = 500
+# Beside the model: the training's data map (catalog table `pair_map`) and the pairs it left out
+# because an earlier map put them in the hard-to-learn region (`pair_drops`).
+PAIR_MAP_FILE = "pair_map.parquet"
+PAIR_DROPS_FILE = "pair_drops.parquet"
 
 # What of the training's stats goes into the stage's (the rest is in the model folder's stats file).
 STAGE_STATS = ("loss", "with_margins", "train_pairs", "triplets", "dev_pairs", "dev_passages", "dev_skipped", "steps",
@@ -38,7 +44,8 @@ STAGE_STATS = ("loss", "with_margins", "train_pairs", "triplets", "dev_pairs", "
 
 def train_model(pairs_path: Path, corpus_shards: list[str], base_path: str, out_dir: Path,
                 cfg: TrainConfig, checkpoint_dir: Path | None = None,
-                replay: Sequence[str] = (), cache_dir: str | None = None) -> dict[str, object]:
+                replay: Sequence[str] = (), cache_dir: str | None = None,
+                hard_to_learn: Mapping[str, str] | None = None) -> dict[str, object]:
     """Fine-tune ``base_path`` on (query, positive[, hard negative]) of the kept training pairs, and
     on a seeded sample of the kept training pairs of the ``replay`` shards (earlier nights' pairs),
     at most ``cfg.replay_ratio`` per new pair.
@@ -51,6 +58,11 @@ def train_model(pairs_path: Path, corpus_shards: list[str], base_path: str, out_
     With ``cfg.teacher``, the teacher is measured on the dev split first and, if it beats the starting
     model there, scores the triplets (margins for ``cfg.loss``, false negatives dropped); otherwise the
     training is MNRL on the pairs as they are, and the stats say why (``teacher``).
+
+    ``hard_to_learn`` (pair id → the run whose data map put it there; ``train.cartography.drop_hard_to_learn``):
+    those pairs are left out before ``max_pairs`` is drawn, written to :data:`PAIR_DROPS_FILE` beside the
+    model. With ``cfg.cartography.enabled`` the training's data map is written to :data:`PAIR_MAP_FILE`.
+    The stats' ``cartography`` has both files and the counts.
     """
     pairs = _training_rows(read_shard(pairs_path))
     replayed = _replay_sample(replay, set(pairs.column("query").to_pylist()), corpus_shards,
@@ -66,19 +78,31 @@ def train_model(pairs_path: Path, corpus_shards: list[str], base_path: str, out_
     negative_ids = [d if d in text_of else None for d in mined]
     negatives = [text_of[d] if d else None for d in negative_ids]
     examples = [
-        TrainPair(q, p, n, doc_id=d, negative_doc_id=nd)
-        for q, p, d, n, nd in zip(pairs.column("query").to_pylist(), pairs.column("positive").to_pylist(),
-                                  pairs.column("doc_id").to_pylist(), negatives, negative_ids)
+        TrainPair(q, p, n, doc_id=d, negative_doc_id=nd, pair_id=pid)
+        for q, p, d, n, nd, pid in zip(pairs.column("query").to_pylist(), pairs.column("positive").to_pylist(),
+                                       pairs.column("doc_id").to_pylist(), negatives, negative_ids,
+                                       pairs.column("pair_id").to_pylist())
     ]
+    carto: dict[str, Any] = {}
+    if hard_to_learn:
+        examples, dropped = cartography.drop_mapped(examples, hard_to_learn)
+        carto = {"dropped": dropped.num_rows,
+                 "drops_path": str(write_shard(dropped, out_dir.parent / PAIR_DROPS_FILE))}
     if cfg.max_pairs is not None and len(examples) > cfg.max_pairs:  # a seeded choice, in pair order
         chosen = sorted(random.Random(cfg.seed).sample(range(len(examples)), cfg.max_pairs))
         examples = [examples[i] for i in chosen]
     if why := untrainable(examples, cfg):  # a night of a few documents: no model, and the night goes on
-        return {"skipped": why, "examples": len(examples), "replay": replayed}
+        return {"skipped": why, "examples": len(examples), "replay": replayed,
+                **({"cartography": carto} if carto else {})}
     with all_cores():  # training is the only work left in the run
         examples, teacher, cfg = _with_teacher(examples, cfg, base_path, cache_dir)
         path = fine_tune(examples, base_path=base_path, out_dir=out_dir, cfg=cfg, checkpoint_dir=checkpoint_dir)
     stats = read_training_stats(path) or {}
+    if record := stats.get("cartography"):
+        mapped = cartography.data_map(record, cfg.cartography)
+        carto |= {"mapped": mapped.num_rows, "checkpoints": len(record["steps"]),
+                  "regions": {r: n for r, n in Counter(mapped.column("region").to_pylist()).most_common()},
+                  "map_path": str(write_shard(mapped, out_dir.parent / PAIR_MAP_FILE))}
     dev = plan_training(examples, cfg).dev
     dev_path = write_shard(pa.table({"query": pa.array([e.query for e in dev], pa.string()),
                                      "doc_id": pa.array([e.passage_key for e in dev], pa.string()),
@@ -91,6 +115,7 @@ def train_model(pairs_path: Path, corpus_shards: list[str], base_path: str, out_
             "examples": len(examples),
             "with_negatives": sum(1 for e in examples if e.negative is not None), "replay": replayed,
             "teacher": teacher,
+            **({"cartography": carto} if carto else {}),
             **{k: stats.get(k) for k in STAGE_STATS}}
 
 
@@ -148,6 +173,8 @@ def _training_rows(pairs: pa.Table) -> pa.Table:
     """The kept training pairs of a synthesize shard, in the columns training reads; a rephrased
     passage's pair (WRAP) under its original's doc id: one document to the dev split, the batches
     (never a negative of its own rephrasing) and the replay (kept while the original is)."""
+    if "pair_id" not in pairs.column_names:
+        pairs = pairs.append_column("pair_id", pa.nulls(pairs.num_rows, pa.string()))
     pairs = pairs.filter(pc.field("kept") & (pc.field("split") == TRAIN))
     if "original_doc_id" in pairs.column_names:
         pairs = pairs.set_column(pairs.column_names.index("doc_id"), "doc_id",

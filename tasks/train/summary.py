@@ -34,8 +34,8 @@ def training_metric_rows(stats: dict[str, Any]) -> list[tuple[str, str, str, flo
 
 
 def training_artifacts(run_id: str, stats: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The stage's table artifacts by key (``table``, ``description`` each): the model, and the dev
-    split's curve when there is one."""
+    """The stage's table artifacts by key (``table``, ``description`` each): the model, the dev
+    split's curve when there is one, and the data map's regions when there is one."""
     summary = {k: v for k, v in stats.items() if not isinstance(v, (list, dict))}
     teacher = stats.get("teacher") or {}
     summary |= {f"teacher_{k}": v for k, v in teacher.items() if k in ("kind", "used", "reason", "ndcg@10_start",
@@ -46,4 +46,13 @@ def training_artifacts(run_id: str, stats: dict[str, Any]) -> dict[str, dict[str
         out["training-dev-curve"] = {"table": stats["dev"],
                                      "description": f"Run {run_id}: the dev split's scores during training; "
                                                     f"step {stats['saved_step']} is the saved model."}
+    carto = stats.get("cartography") or {}
+    if carto.get("regions") or carto.get("dropped"):
+        rows = [{"region": r, "pairs": n} for r, n in (carto.get("regions") or {}).items()]
+        if carto.get("dropped"):
+            rows.append({"region": "left out (hard_to_learn in an earlier map)", "pairs": carto["dropped"]})
+        out["training-data-map"] = {"table": rows,
+                                    "description": f"Run {run_id}: the data map's pairs per region over "
+                                                   f"{carto.get('checkpoints', 0)} checkpoints (`pair_map`), and "
+                                                   "the pairs left out by an earlier one (`pair_drops`)."}
     return out

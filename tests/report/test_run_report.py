@@ -54,3 +54,31 @@ def test_the_report_of_a_failed_run_whose_corpus_was_empty(tmp_path, prefect_api
     assert "## Synthesized pairs" not in text and "## Evaluation" not in text
     html = (run.run_dir / "report.html").read_text()
     assert html.startswith("<!doctype html>") and "failed in stage synthesize" in html
+
+
+def test_the_report_draws_the_training_data_map_and_counts_its_regions(tmp_path, prefect_api):
+    from refinery.storage import write_shard
+
+    run = RunSpec(run_id="r2", home=str(tmp_path), config=RefineryConfig())
+    catalog = run.catalog.ensure_schema()
+    catalog.start_run("r2", config={}, run_dir=run.run_dir)
+    catalog.finish_run("r2", status="completed")
+    regions = ["easy_to_learn"] * 5 + ["ambiguous"] * 2 + ["hard_to_learn"]
+    pair_map = pa.table({"pair_id": [f"p{i}" for i in range(8)], "doc_id": [f"d{i}" for i in range(8)],
+                         "confidence": [0.9] * 5 + [0.5, 0.6, 0.1], "variability": [0.05] * 5 + [0.3, 0.2, 0.02],
+                         "correctness": [1.0] * 8, "checkpoints": [4] * 8, "region": regions})
+    catalog.put_pair_map("r2", str(write_shard(pair_map, tmp_path / "pair_map.parquet")))
+    drops = pa.table({"pair_id": ["x1", "x2"], "doc_id": ["d8", "d9"], "stage": ["train"] * 2,
+                      "reason": ["cartography"] * 2, "decided_in": ["r1"] * 2})
+    catalog.put_pair_drops("r2", "train", str(write_shard(drops, tmp_path / "pair_drops.parquet")))
+    StageMarker(run.stage_dir("train")).write({"cartography": {"mapped": 8, "dropped": 2}})
+
+    text = write_report(run).read_text()
+
+    section = text.split("## Training data map\n", 1)[1].split("\n## ", 1)[0]
+    assert "8 training pairs mapped" in section
+    assert "| easy_to_learn | 5 |" in section and "| ambiguous | 2 |" in section and "| hard_to_learn | 1 |" in section
+    assert "![data map](report_files/data_map.png)" in section
+    assert (run.run_dir / "report_files" / "data_map.png").read_bytes().startswith(b"\x89PNG")
+    assert "| train | cartography | r1 | 2 |" in section
+    assert '<img alt="data map" src="report_files/data_map.png"' in (run.run_dir / "report.html").read_text()
