@@ -125,15 +125,18 @@ def plan(config: RefineryConfig, only: str | None = None, *, promoted: str | Non
     if only in (None, CHOOSING):
         methods = choosing_methods(config)
         if not methods:
-            reason = ("no method of choosing the data is configured: set synthesize.selection.weight and/or "
-                      "synthesize.selection.cap_by + cap")
+            reason = ("no method of choosing the data is configured: set synthesize.selection.weight, "
+                      "synthesize.selection.cap_by + cap and/or synthesize.rephrase.styles")
             if only == CHOOSING:
                 raise ConfigError(f"the choosing ablation needs a method to compare: {reason}")
             skipped.append(f"{CHOOSING}: {reason}")
         else:
-            together = _together(methods) if len(methods) > 1 else {}
-            out[CHOOSING] = {"uniform": {"synthesize": {"selection": {}}}, **methods,
-                             **({"together": together} if together else {})}
+            # every variant starts from none of them: a method the config sets is off in the others
+            off = {"synthesize": {"selection": {}, "rephrase": {"styles": []}}}
+            variants = {"uniform": off} | {name: _together({"off": off, name: m}) for name, m in methods.items()}
+            if len(methods) > 1:
+                variants["together"] = _together({"off": off, **methods})
+            out[CHOOSING] = variants
     if only in (None, NIGHTS):
         if promoted is None:
             reason = (f"dataset {config.dataset!r} has no promoted model to train a night from: run a night on it "
@@ -151,7 +154,9 @@ def plan(config: RefineryConfig, only: str | None = None, *, promoted: str | Non
 
 def choosing_methods(config: RefineryConfig) -> dict[str, dict[str, dict[str, Any]]]:
     """Each method of choosing the data the config sets, alone: variant → section overrides
-    (``weighted``: its selection's weight; ``balanced``: its selection's cap)."""
+    (``weighted``: its selection's weight; ``balanced``: its selection's cap; ``rephrased``: its
+    rephrasing styles, WRAP). Semantic dedup is curation: it is the reference run's (the
+    ``curation`` comparison and two reference runs measure it)."""
     selection = config.synthesize.selection
     methods: dict[str, dict[str, dict[str, Any]]] = {}
     if selection.weight is not None:
@@ -160,6 +165,8 @@ def choosing_methods(config: RefineryConfig) -> dict[str, dict[str, dict[str, An
     if selection.cap is not None:
         methods["balanced"] = {"synthesize": {"selection": {"cap_by": selection.cap_by, "cap": selection.cap,
                                                             "seed": selection.seed}}}
+    if config.synthesize.rephrase.styles:
+        methods["rephrased"] = {"synthesize": {"rephrase": config.synthesize.rephrase.model_dump(mode="json")}}
     return methods
 
 

@@ -27,8 +27,8 @@ def test_every_comparison_is_planned_when_the_dataset_has_a_promoted_model():
     assert got.skipped == [
         "losses: no marginmse_cross_encoder: no cross-encoder is configured (train.teacher.kind: cross_encoder, "
         "train.teacher.path: a CrossEncoder folder)",
-        "choosing: no method of choosing the data is configured: set synthesize.selection.weight and/or "
-        "synthesize.selection.cap_by + cap"]
+        "choosing: no method of choosing the data is configured: set synthesize.selection.weight, "
+        "synthesize.selection.cap_by + cap and/or synthesize.rephrase.styles"]
 
 
 def test_losses_compare_mnrl_with_marginmse_per_teacher_and_both():
@@ -111,9 +111,13 @@ def test_an_unknown_comparison_names_the_valid_ones():
 
 def test_choosing_compares_uniform_passages_with_each_configured_method_and_all_of_them():
     cfg = parse_config({"synthesize": {"selection": {"weight": "classifier.score", "temperature": 0.5,
-                                                     "cap_by": "label", "cap": 40, "seed": 3}}})
+                                                     "cap_by": "label", "cap": 40, "seed": 3},
+                                       "rephrase": {"styles": ["qa"], "documents": 8}}})
     choosing = plan(cfg, "choosing").comparisons["choosing"]
-    assert list(choosing) == ["uniform", "weighted", "balanced", "together"]
+    assert list(choosing) == ["uniform", "weighted", "balanced", "rephrased", "together"]
+    rephrase = {n: _variant_config(cfg, v).synthesize.rephrase for n, v in choosing.items()}
+    assert not rephrase["uniform"].styles and not rephrase["weighted"].styles and not rephrase["balanced"].styles
+    assert rephrase["rephrased"] == rephrase["together"] == cfg.synthesize.rephrase
     selections = {n: _variant_config(cfg, v).synthesize.selection for n, v in choosing.items()}
     assert not selections["uniform"].active  # the config's selection is off in the baseline
     assert (selections["weighted"].weight, selections["weighted"].temperature, selections["weighted"].cap) == (
