@@ -46,6 +46,7 @@ from refinery.tasks.evaluate.query_sets import SYNTHETIC_HELDOUT
 from refinery.tasks.exceptions import ConfigError, InputError
 from refinery.tasks.train.config import DEFAULT_REPLAY_RATIO, TeacherConfig
 from refinery.tasks.report.ablation import (
+    BASELINES,
     CHOOSING,
     COMPARISONS,
     CURATION,
@@ -133,9 +134,14 @@ def plan(config: RefineryConfig, only: str | None = None, *, promoted: str | Non
         else:
             # every variant starts from none of them: a method the config sets is off in the others
             off = {"synthesize": {"selection": {}, "rephrase": {"styles": []}}}
-            variants = {"uniform": off} | {name: _together({"off": off, name: m}) for name, m in methods.items()}
-            if len(methods) > 1:
-                variants["together"] = _together({"off": off, **methods})
+            synthesizing = {n: m for n, m in methods.items() if n != CARTOGRAPHY}
+            baseline = off
+            if CARTOGRAPHY in methods:  # the baseline maps its pairs; the cartography variant trains on them
+                baseline = _together({"off": off, "map": {"train": {"cartography": {**methods[CARTOGRAPHY]["train"][
+                    "cartography"], "drop_hard_to_learn": False}}}})
+            variants = {"uniform": baseline} | {name: _together({"off": off, name: m}) for name, m in methods.items()}
+            if len(synthesizing) > 1:
+                variants["together"] = _together({"off": off, **synthesizing})
             out[CHOOSING] = variants
     if only in (None, NIGHTS):
         if promoted is None:
@@ -152,11 +158,16 @@ def plan(config: RefineryConfig, only: str | None = None, *, promoted: str | Non
     return Plan(out, skipped)
 
 
+# The choosing variant that trains on its baseline's pairs, less those the baseline's map found hard.
+CARTOGRAPHY = "cartography"
+
+
 def choosing_methods(config: RefineryConfig) -> dict[str, dict[str, dict[str, Any]]]:
     """Each method of choosing the data the config sets, alone: variant → section overrides
     (``weighted``: its selection's weight; ``balanced``: its selection's cap; ``rephrased``: its
-    rephrasing styles, WRAP). Semantic dedup is curation: it is the reference run's (the
-    ``curation`` comparison and two reference runs measure it)."""
+    rephrasing styles, WRAP; ``cartography``: with ``train.cartography.drop_hard_to_learn``, the
+    baseline's pairs less those the baseline's own data map put in hard-to-learn, so it trains
+    after the baseline, on its synthesis). Semantic dedup is curation: it is the reference run's."""
     selection = config.synthesize.selection
     methods: dict[str, dict[str, dict[str, Any]]] = {}
     if selection.weight is not None:
@@ -167,6 +178,9 @@ def choosing_methods(config: RefineryConfig) -> dict[str, dict[str, dict[str, An
                                                             "seed": selection.seed}}}
     if config.synthesize.rephrase.styles:
         methods["rephrased"] = {"synthesize": {"rephrase": config.synthesize.rephrase.model_dump(mode="json")}}
+    if config.train.cartography.drop_hard_to_learn:
+        methods[CARTOGRAPHY] = {"train": {"cartography": {**config.train.cartography.model_dump(mode="json"),
+                                                          "enabled": True}}}
     return methods
 
 
@@ -290,7 +304,11 @@ def _variant_runs(config: RefineryConfig, comparisons: dict[str, dict[str, dict[
     for comparison, variants in comparisons.items():
         if comparison not in TRAIN_ONLY:
             runs[comparison] = {name: _synthesize(_variant_config(config, o), reference, address)
-                                for name, o in variants.items()}
+                                for name, o in variants.items() if name != CARTOGRAPHY}
+            if CARTOGRAPHY in variants:  # the baseline's pairs, trained after it (dict order) and its map
+                baseline = runs[comparison][BASELINES[comparison]]
+                runs[comparison][CARTOGRAPHY] = _linked(_variant_config(config, variants[CARTOGRAPHY]), reference,
+                                                        baseline)
             continue
         if source is None:
             source = runs.get(HARD_NEGATIVES, {}).get("hard_negatives") or _synthesize(pairs_config, reference, address)

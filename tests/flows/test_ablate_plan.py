@@ -130,3 +130,15 @@ def test_choosing_compares_uniform_passages_with_each_configured_method_and_all_
     assert list(alone.comparisons["choosing"]) == ["uniform", "balanced"]
     with pytest.raises(ConfigError, match="synthesize.selection.weight"):
         plan(parse_config({}), "choosing")
+
+
+def test_the_cartography_variant_trains_after_a_baseline_that_maps_its_pairs():
+    cfg = parse_config({"synthesize": {"selection": {"cap_by": "label", "cap": 4}},
+                        "train": {"cartography": {"drop_hard_to_learn": True, "pairs": 512}}})
+    choosing = plan(cfg, "choosing").comparisons["choosing"]
+    assert list(choosing) == ["uniform", "balanced", "cartography"]  # no "together": one synthesizing method
+    maps = {n: _variant_config(cfg, v).train.cartography for n, v in choosing.items()}
+    assert maps["uniform"].enabled and not maps["uniform"].drop_hard_to_learn and maps["uniform"].pairs == 512
+    assert not maps["balanced"].enabled  # only the baseline pays for a map
+    assert maps["cartography"].enabled and maps["cartography"].drop_hard_to_learn
+    assert not _variant_config(cfg, choosing["cartography"]).synthesize.selection.active
