@@ -133,7 +133,8 @@ def plan(config: RefineryConfig, only: str | None = None, *, promoted: str | Non
             skipped.append(f"{CHOOSING}: {reason}")
         else:
             # every variant starts from none of them: a method the config sets is off in the others
-            off = {"synthesize": {"selection": {}, "rephrase": {"styles": []}}}
+            off = {"synthesize": {"selection": {}, "rephrase": {"styles": []}},
+                   "train": {"cartography": {"enabled": False, "drop_hard_to_learn": False}}}
             synthesizing = {n: m for n, m in methods.items() if n != CARTOGRAPHY}
             baseline = off
             if CARTOGRAPHY in methods:  # the baseline maps its pairs; the cartography variant trains on them

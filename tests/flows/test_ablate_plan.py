@@ -139,6 +139,12 @@ def test_the_cartography_variant_trains_after_a_baseline_that_maps_its_pairs():
     assert list(choosing) == ["uniform", "balanced", "cartography"]  # no "together": one synthesizing method
     maps = {n: _variant_config(cfg, v).train.cartography for n, v in choosing.items()}
     assert maps["uniform"].enabled and not maps["uniform"].drop_hard_to_learn and maps["uniform"].pairs == 512
-    assert not maps["balanced"].enabled  # only the baseline pays for a map
+    # only the baseline pays for a map, and only the cartography variant leaves pairs out by it
+    assert not maps["balanced"].enabled and not maps["balanced"].drop_hard_to_learn
     assert maps["cartography"].enabled and maps["cartography"].drop_hard_to_learn
     assert not _variant_config(cfg, choosing["cartography"]).synthesize.selection.active
+    # a config that drops hard pairs without asking for the comparison: its other variants do not
+    other = parse_config({"synthesize": {"selection": {"weight": "n_chars"}},
+                          "train": {"cartography": {"enabled": True, "drop_hard_to_learn": True}}})
+    weighted = _variant_config(other, plan(other, "choosing").comparisons["choosing"]["weighted"]).train.cartography
+    assert not weighted.drop_hard_to_learn
