@@ -2,7 +2,8 @@
 
 The night's kept documents (quality's corpus shards) are indexed for dedup of later nights (on a
 worker) and hard-linked under the dataset's folder, with what quality decided them from (the
-night's documents, attributes and dedup drops: what a refilter of the dataset reads); then one catalog transaction publishes the
+night's documents, attributes and dedup drops: what a refilter of the dataset reads), and with semantic dedup on,
+the night's semantic index (what later nights' semdedup builds on); then one catalog transaction publishes the
 version: its files, its index files, the input files it read, and the documents it retires (among
 them those of domains the blocklist lists now, whenever they were added). A
 reader of ``curated`` sees the previous version until that commit. The stage's stats name the
@@ -67,6 +68,8 @@ def _publish(run: RunSpec, ingest: dict[str, Any], dedup: dict[str, Any], qualit
     # attributes and dedup's drops, kept with the dataset (a gc of the run takes none of them)
     scored = link_files([*ingest["shards"], *run.catalog.shard_paths("doc_attributes", version), dedup["drops_path"]],
                         home.dataset_scored_dir(dataset, version))
+    if quality.get("semdedup_index"):  # what a later night's semdedup compares with and clusters by
+        link_files(quality["semdedup_index"], home.dataset_semantic_dir(dataset, version))
     blocked = blocked_domains(run.config.dedup)  # the blocklist as it is tonight: listed documents leave
     leaving = [d for d in run.catalog.dataset_domains(dataset) if is_blocked(d, blocked)] if blocked else []
     rows = inputs.to_pylist()

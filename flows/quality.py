@@ -8,6 +8,7 @@ Every score goes to ``doc_attributes`` and every drop (first failing rule) to ``
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +20,14 @@ from refinery.flows.runtime import dask_cluster, gather, run_stage
 from refinery.storage.location import location
 from refinery.tasks.runs import RunSpec
 from refinery.storage import DataHome, StageMarker, sweep_partial_writes, write_shard
-from refinery.storage.shards import write_text_atomic
+from refinery.storage.shards import write_json_atomic, write_text_atomic
 from refinery.tasks.books import check_books
 from refinery.tasks.config import RefineryConfig, dump_config, load_config
 from refinery.tasks.quality import QualityConfig, family_fingerprints
 from refinery.tasks.quality.guard import SNIPPET_CHARS, drop_rate_warnings_by_source, warning_line
 from refinery.tasks.quality.refilter import LATER_STAGES, remove_stale_decisions, rescored_families, unfinish
-from refinery.tasks.quality.semdedup import (apply_drops, assign_shard, dedup_group, embed_kept, fit_centroids,
-                                             groups_of, work_key)
+from refinery.tasks.quality.semdedup import (SEMANTIC_SETTINGS, apply_drops, assign_shard, dedup_group, embed_kept,
+                                             fit_centroids, groups_of, index_settings, work_key)
 from refinery.tasks.quality.shard_tasks import quality_shard, refilter_shard, shard_paths, train_quality_classifier
 from refinery.tasks.embedding import BASE_MODEL_PATH
 from refinery.tasks.evaluate.names import embeddings_key, model_fingerprint
@@ -64,6 +65,7 @@ def quality_flow(run: RunSpec, ingest: dict[str, Any], dedup: dict[str, Any]) ->
 
 
 def _quality(run: RunSpec, ingest: dict[str, Any], dedup: dict[str, Any], out: Path) -> dict[str, Any]:
+    prior = _semantic_prior(run, run.config.quality, out)  # a semdedup the dataset cannot build on fails first
     dedup_drops = location(dedup["drops_path"])
     classifier = (_train_classifier(run, out, ingest["shards"], dedup_drops)
                   if run.config.quality.classifier.enabled else None)
@@ -73,7 +75,8 @@ def _quality(run: RunSpec, ingest: dict[str, Any], dedup: dict[str, Any], out: P
                                classifier=unmapped(classifier)),
         "quality shards",
     )
-    sem = _semdedup(run, run.config.quality, out, [r["shard"] for r in results], [r["corpus"] for r in results])
+    sem = _semdedup(run, run.config.quality, out, [r["shard"] for r in results], [r["corpus"] for r in results],
+                    prior)
     run.catalog.replace("doc_attributes", run.run_id, parquet=[r["attributes"] for r in results] + sem["attributes"])
     _register_decisions(run, [r["drops"] for r in results], sem)
     return _summarize(run, {
@@ -82,21 +85,57 @@ def _quality(run: RunSpec, ingest: dict[str, Any], dedup: dict[str, Any], out: P
         "dropped": sum(r["dropped"] for r in results) + sem["dropped"],
         "corpus_shards": sem["corpus_shards"],
         "semdedup_dropped": sem["dropped"],
+        "semdedup_index": sem.get("index"),
         "classifier": classifier,
         "fingerprints": family_fingerprints(run.config.quality),
     })
 
 
-def _semdedup(run: RunSpec, cfg: QualityConfig, out: Path, shards: list[str], corpus: list[str]) -> dict[str, Any]:
+def _embeddings_dir(run: RunSpec, out: Path) -> Path:
+    enc = run.config.evaluate
+    return out / "semdedup" / "embeddings-{}".format(embeddings_key(
+        "semdedup", model_fingerprint(BASE_MODEL_PATH), backend=enc.encoder, max_seq_length=enc.max_seq_length))
+
+
+def _semantic_prior(run: RunSpec, cfg: QualityConfig, out: Path) -> dict[str, Any] | None:
+    """What semdedup builds on in the run's dataset: the semantic index folders of the versions
+    published before this run (oldest first), the first one's centroids and a shard of the
+    documents the dataset retired since. None when semdedup is off or no earlier night ran it; a
+    ConfigError when the config would cluster or embed differently from those nights."""
+    if not cfg.semdedup.enabled:
+        return None
+    home, dataset = run.data_home, run.config.dataset
+    versions = [v["version"] for v in run.catalog.dataset_versions_of(dataset)]
+    if run.run_id in versions:  # a refilter of a published night builds on the nights before it
+        versions = versions[:versions.index(run.run_id)]
+    folders = [(v, home.dataset_semantic_dir(dataset, v)) for v in versions]
+    folders = [(v, f) for v, f in folders if (f / SEMANTIC_SETTINGS).exists()]
+    if not folders:
+        return None
+    settings = json.loads((folders[-1][1] / SEMANTIC_SETTINGS).read_text())
+    wanted = index_settings(cfg.semdedup, _embeddings_dir(run, out).name)
+    if settings != wanted:
+        differ = ", ".join(f"{k}: {settings.get(k)!r} -> {wanted[k]!r}" for k in wanted if settings.get(k) != wanted[k])
+        raise ConfigError(f"dataset {dataset}'s earlier nights ran semantic dedup with other settings ({differ}); "
+                          "keep them (quality.semdedup, evaluate.encoder), or use another dataset name")
+    _, retired, _ = run.catalog.dataset_index(dataset)
+    return {"folders": [(v, str(f)) for v, f in folders], "centroids": str(folders[0][1] / "centroids.npy"),
+            "retired": str(write_shard(retired, out / "semdedup" / "retired.parquet")) if retired.num_rows else None}
+
+
+def _semdedup(run: RunSpec, cfg: QualityConfig, out: Path, shards: list[str], corpus: list[str],
+              prior: dict[str, Any] | None) -> dict[str, Any]:
     """Semantic dedup of the rules' ``corpus`` shards (those of the ingest ``shards``) under
-    ``cfg.semdedup``: the corpus shards less its drops, how many it dropped, and its drops,
-    dedup_clusters and doc_attributes files. Off: the same shards, nothing dropped."""
+    ``cfg.semdedup``, building on the dataset's earlier nights (``prior``, :func:`_semantic_prior`):
+    the corpus shards less its drops, how many it dropped, its drops, dedup_clusters and
+    doc_attributes files, and the night's semantic index (``index``: what publish links under the
+    dataset). Off: the same shards, nothing dropped."""
     if not cfg.semdedup.enabled:
         return {"corpus_shards": corpus, "dropped": 0, "drops": [], "clusters": [], "attributes": []}
     enc = run.config.evaluate
-    embeddings_dir = out / "semdedup" / "embeddings-{}".format(embeddings_key(
-        "semdedup", model_fingerprint(BASE_MODEL_PATH), backend=enc.encoder, max_seq_length=enc.max_seq_length))
-    work = out / "semdedup" / work_key(corpus, cfg.semdedup, embeddings_dir)
+    embeddings_dir = _embeddings_dir(run, out)
+    folders = prior["folders"] if prior else []
+    work = out / "semdedup" / work_key(corpus, cfg.semdedup, embeddings_dir, [v for v, _ in folders])
     # a refilter's corpus shard reuses the embeddings of the scoring run's corpus of the same shard
     earlier = [embeddings_dir / f"embeddings-{shard_paths(location(s), out)['corpus'].stem}.parquet" for s in shards]
     embeddings = gather(semdedup_embed_task.map(
@@ -104,21 +143,31 @@ def _semdedup(run: RunSpec, cfg: QualityConfig, out: Path, shards: list[str], co
         out_dir=unmapped(embeddings_dir), batch_size=unmapped(enc.encode_batch_size),
         max_seq_length=unmapped(enc.max_seq_length), backend=unmapped(enc.encoder),
         cache_dir=unmapped(str(run.data_home.cache_dir))), "semdedup: embed")
-    fit = semdedup_fit_task.submit(embeddings, cfg.semdedup, work / "centroids.npy").result()
+    fit = semdedup_fit_task.submit(embeddings, cfg.semdedup, work / "centroids.npy",
+                                   prior["centroids"] if prior else None).result()
     if not fit["clusters"]:  # nothing kept to deduplicate
         return {"corpus_shards": corpus, "dropped": 0, "drops": [], "clusters": [], "attributes": []}
     assigned = gather(semdedup_assign_task.map([Path(p) for p in embeddings], centroids=unmapped(Path(fit["centroids"])),
                                                out_dir=unmapped(work)), "semdedup: assign clusters")
     groups = gather(semdedup_group_task.map(
         [[files[j] for files in assigned] for j in range(groups_of(fit["clusters"]))], cfg=unmapped(cfg.semdedup),
-        out_dir=unmapped(work), group=list(range(groups_of(fit["clusters"])))), "semdedup: clusters")
+        out_dir=unmapped(work), group=list(range(groups_of(fit["clusters"]))), prior=unmapped(folders),
+        retired=unmapped(prior["retired"] if prior else None)), "semdedup: clusters")
     drops = [g["drops"] for g in groups]
     kept = gather(semdedup_apply_task.map([location(p) for p in corpus], drops=unmapped(drops), out_dir=unmapped(work)),
                   "semdedup: corpus")
-    get_run_logger().info("semdedup: %d of %d kept documents dropped (%d clusters fitted on %d)",
-                          sum(k["dropped"] for k in kept), fit["docs"], fit["clusters"], fit["sample"])
+    logger = get_run_logger()
+    if prior:
+        logger.info("semdedup: %d of %d kept documents dropped (the dataset's %d clusters; compared with the "
+                    "documents %d earlier nights kept)", sum(k["dropped"] for k in kept), fit["docs"],
+                    fit["clusters"], len(folders))
+    else:
+        logger.info("semdedup: %d of %d kept documents dropped (%d clusters fitted on %d)",
+                    sum(k["dropped"] for k in kept), fit["docs"], fit["clusters"], fit["sample"])
+    settings = write_json_atomic(index_settings(cfg.semdedup, embeddings_dir.name), work / SEMANTIC_SETTINGS)
     return {"corpus_shards": [k["corpus"] for k in kept], "dropped": sum(k["dropped"] for k in kept), "drops": drops,
-            "clusters": [g["clusters"] for g in groups], "attributes": [g["attributes"] for g in groups]}
+            "clusters": [g["clusters"] for g in groups], "attributes": [g["attributes"] for g in groups],
+            "index": [str(settings), fit["centroids"], *(g["kept"] for g in groups)]}
 
 
 def _register_decisions(run: RunSpec, rule_drops: list[str], sem: dict[str, Any]) -> None:
@@ -198,13 +247,15 @@ def refilter_flow(run: RunSpec, ingest: dict[str, Any], dedup: dict[str, Any], q
     refiltered = RunSpec(run_id=run.run_id, home=run.home, config=run.config.model_copy(update={"quality": thresholds}))
     # semdedup decides again over the new corpus (its embeddings reused): the old decisions named
     # kept documents that the new thresholds may drop
-    sem = _semdedup(refiltered, thresholds, out, [r["shard"] for r in results], [r["corpus"] for r in results])
+    sem = _semdedup(refiltered, thresholds, out, [r["shard"] for r in results], [r["corpus"] for r in results],
+                    _semantic_prior(refiltered, thresholds, out))
     run.catalog.replace("doc_attributes", run.run_id, parquet=[
         shard_paths(location(p), out)["attributes"] for p in ingest["shards"]] + sem["attributes"])
     _register_decisions(run, [r["drops"] for r in results], sem)
     stats = _summarize(refiltered, {**quality, "kept": sum(r["kept"] for r in results) - sem["dropped"],
                                     "dropped": sum(r["dropped"] for r in results) + sem["dropped"],
                                     "corpus_shards": sem["corpus_shards"], "semdedup_dropped": sem["dropped"],
+                                    "semdedup_index": sem.get("index"),
                                     "refiltered": True})
     write_text_atomic(dump_config(refiltered.config), run.run_dir / "config.yaml")
     run.catalog.update_run_config(run.run_id, refiltered.config.model_dump(mode="json"))

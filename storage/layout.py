@@ -96,6 +96,11 @@ class DataHome:
         """Where a night's scored documents, attributes and dedup drops are linked (refilter reads them)."""
         return self.dataset_dir(dataset) / "scored" / f"added_in={version}"
 
+    def dataset_semantic_dir(self, dataset: str, version: str) -> Path:
+        """Where a night's semantic index (its semdedup centroids, settings and kept documents'
+        clusters and embeddings) is linked: later nights' semdedup builds on it."""
+        return self.dataset_dir(dataset) / "semantic" / f"added_in={version}"
+
     def dataset_index_dir(self, dataset: str) -> Path:
         return self.dataset_dir(dataset) / "index"
 

@@ -273,14 +273,18 @@ class SemDedupConfig(_Family):
     """Semantic dedup (SemDeDup) of the documents the rules kept: embedded with the evaluate
     encoder, clustered by k-means, and within each cluster a document whose cosine to one already
     kept is above ``1 - epsilon`` is dropped (reason ``semdedup``). Not a scored family: a refilter
-    runs it again over its own corpus, reusing the embeddings, so every option here can change."""
+    runs it again over its own corpus, reusing the embeddings, so every option here can change. A
+    dataset's later nights use its first semdedup night's clusters and compare with the documents
+    earlier nights kept: there, only ``epsilon`` may change."""
 
     enabled: bool = Field(False, description="Drop semantic near-duplicates of kept documents (reason semdedup; "
                           "the kept one in dedup_clusters, kind 'semantic').")
     epsilon: float = Field(DEFAULT_SEMDEDUP_EPSILON, gt=0, lt=1, description="Drop a document whose cosine to a "
                            "kept document of its cluster is above 1 - epsilon (0.05: cosine > 0.95).")
     clusters: int | None = Field(None, ge=1, description="k of k-means; None = one cluster per "
-                                 f"{DEFAULT_SEMDEDUP_DOCS_PER_CLUSTER:,} documents (at most the sample's size).")
+                                 f"{DEFAULT_SEMDEDUP_DOCS_PER_CLUSTER:,} documents (at most the sample's size). "
+                                 "A dataset keeps the k of its first semdedup night: set it for a dataset that "
+                                 "will grow.")
     sample_docs: int = Field(DEFAULT_SEMDEDUP_SAMPLE_DOCS, ge=1, description="k-means is fitted on a seeded "
                              "sample of at most this many documents' embeddings (bounds its memory).")
     seed: int = Field(DEFAULT_SEMDEDUP_SEED, description="Seed of the k-means sample and initialisation.")

@@ -11,6 +11,12 @@ Five steps, each a plain function over files (flows/quality.py maps them on the 
 Within a cluster the members are visited from the least to the most typical (ascending cosine to
 the centroid, then doc id), as SemDeDup keeps the least prototypical copy; each one whose cosine to
 a document kept before it is above ``1 - epsilon`` is dropped and filed under that document.
+
+A dataset's later nights build on its first: they assign their documents to the centroids its
+first semdedup night fitted (so ``semantic_cluster`` names the same cluster on every night) and
+compare them with the documents earlier nights kept in their cluster (the dataset's *semantic
+index*: each night's kept documents with their cluster and embedding, ``kept-g<j>.parquet``),
+which are kept by definition: a night's document that repeats one of them is dropped under it.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import pyarrow.compute as pc
 import xxhash
 
 from refinery.storage import fixed_size_list, read_shard, to_matrix, write_shard
+from refinery.storage.location import location
 from refinery.tasks.embedding import encode
 from refinery.tasks.embedding_tasks import cached_encoder, embed_shard
 from refinery.tasks.quality.config import DEFAULT_SEMDEDUP_DOCS_PER_CLUSTER, SemDedupConfig
@@ -38,6 +45,8 @@ KIND = "semantic"
 # and the highest cosine to a document kept before it in its cluster (NULL for the first).
 CLUSTER_ATTRIBUTE = "semantic_cluster"
 MAX_COSINE_ATTRIBUTE = "semdedup_max_cosine"
+# The file of a night's semantic index that names what it was built with (index_settings).
+SEMANTIC_SETTINGS = "settings.json"
 # Lloyd iterations of the k-means fit (it stops earlier once no sample row changes cluster).
 KMEANS_ITERATIONS = 20
 # Clusters one dedup_group task decides: ~16 x 1,000 documents x 384 floats, ~25 MB.
@@ -109,14 +118,16 @@ def visit_order(doc_ids: list[str], centroid_cosine: np.ndarray) -> np.ndarray:
     return np.lexsort((np.array(doc_ids, dtype=object), np.round(centroid_cosine.astype(np.float64), 6)))
 
 
-def greedy_keep(x: np.ndarray, epsilon: float) -> Kept:
+def greedy_keep(x: np.ndarray, epsilon: float, *, fixed: int = 0) -> Kept:
     """Visit the unit rows ``x`` in order; drop each whose cosine to a row kept before it is above
-    ``1 - epsilon`` (filed under the most similar kept row), keep the others."""
+    ``1 - epsilon`` (filed under the most similar kept row), keep the others. The first ``fixed``
+    rows are kept whatever they resemble (documents earlier nights kept) and not compared."""
     n = len(x)
     kept_by = np.full(n, -1, dtype=np.int64)
     max_cosine = np.full(n, np.nan)
     kept = np.zeros(n, dtype=bool)
-    for start in range(0, n, COSINE_BLOCK):
+    kept[:fixed] = True
+    for start in range(fixed, n, COSINE_BLOCK):
         sims = x[start:start + COSINE_BLOCK] @ x[:start + COSINE_BLOCK].T
         for i in range(start, min(start + COSINE_BLOCK, n)):
             earlier = np.flatnonzero(kept[:i])
@@ -137,11 +148,19 @@ def cluster_count(cfg: SemDedupConfig, docs: int, sample: int) -> int:
     return max(1, min(k, sample))
 
 
-def work_key(corpus_shards: list[str], cfg: SemDedupConfig, embeddings_dir: Path) -> str:
+def index_settings(cfg: SemDedupConfig, embeddings: str) -> dict[str, Any]:
+    """What a dataset's semantic index must share across nights: the clustering (``epsilon`` may
+    change: it decides only a night's own documents) and the embeddings' model and encoder."""
+    return {"clusters": cfg.clusters, "sample_docs": cfg.sample_docs, "seed": cfg.seed, "embeddings": embeddings}
+
+
+def work_key(corpus_shards: list[str], cfg: SemDedupConfig, embeddings_dir: Path, prior: list[str] = ()) -> str:
     """Names the files of one semdedup pass by what they derive from: the corpus shards (named by
-    their decisions), the options and the embeddings; a rerun of the same pass finds them."""
+    their decisions), the options, the embeddings and the dataset's earlier nights it builds on
+    (``prior``); a rerun of the same pass finds them."""
     blob = json.dumps({"corpus": sorted(Path(p).name for p in corpus_shards), "cfg": cfg.model_dump(mode="json"),
-                       "embeddings": embeddings_dir.name}, sort_keys=True)
+                       "embeddings": embeddings_dir.name, **({"prior": list(prior)} if prior else {})},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -176,10 +195,19 @@ def _positions(ids: pa.Array, of: pa.ChunkedArray) -> np.ndarray:
     return pc.index_in(of, value_set=ids).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def fit_centroids(embeddings: list[str], cfg: SemDedupConfig, out: Path) -> dict[str, Any]:
+def fit_centroids(embeddings: list[str], cfg: SemDedupConfig, out: Path, reuse: str | None = None) -> dict[str, Any]:
     """Fit k-means on the ``cfg.sample_docs`` documents with the smallest seeded hash of their doc
     id (the same sample whatever the shards' order), reading one shard at a time; the centroids to
-    ``out`` (.npy). Returns its path, k and the documents seen."""
+    ``out`` (.npy). With ``reuse`` (the dataset's centroids, from its first semdedup night) those are
+    copied to ``out`` instead of fitted. Returns its path, k, the documents seen and the sample."""
+    if reuse is not None:
+        docs = sum(read_shard(p, ["doc_id"]).num_rows for p in embeddings)
+        if not out.exists():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_name(out.name + ".partial.npy")
+            np.save(tmp, np.load(reuse))
+            tmp.replace(out)
+        return {"centroids": str(out), "clusters": len(np.load(out)) if docs else 0, "docs": docs, "sample": 0}
     docs = 0
     sample_keys = np.zeros(0, dtype=np.uint64)
     sample = np.zeros((0, 0), dtype=np.float32)
@@ -233,11 +261,34 @@ def assign_shard(embeddings: Path, centroids: Path, out_dir: Path) -> list[str]:
     return [str(p) for p in paths]
 
 
-def dedup_group(assigned: list[str], cfg: SemDedupConfig, out_dir: Path, group: int) -> dict[str, str]:
-    """Decide every cluster of one group (``assigned``: its files from every shard): drops (reason
-    ``semdedup``), dedup_clusters rows (each kept document that others duplicate, named as the
-    cluster, and those with their cosine to it) and the two attributes of every document."""
-    paths = {k: out_dir / f"{k}-g{group}.parquet" for k in ("drops", "clusters", "attributes")}
+def prior_rows(prior: list[tuple[str, str]], group: int, retired: str | None) -> pa.Table:
+    """The documents earlier nights kept in the clusters of ``group`` (doc_id, cluster, embedding):
+    ``prior`` is (version, its semantic index folder) per earlier night; ``retired`` a shard of the
+    (doc_id, added_in) pairs the dataset has retired since, which are left out."""
+    tables = []
+    gone = read_shard(retired) if retired else None
+    for version, folder in prior:
+        path = location(folder) / f"kept-g{group}.parquet"
+        if not path.exists():
+            continue
+        table = read_shard(path, ["doc_id", "cluster", "embedding"])
+        if not table.num_rows:
+            continue
+        if gone is not None and gone.num_rows:
+            ids = gone.filter(pc.equal(gone.column("added_in"), version)).column("doc_id")
+            table = table.filter(pc.invert(pc.is_in(table.column("doc_id"), value_set=ids.combine_chunks())))
+        tables.append(table)
+    return pa.concat_tables(tables) if tables else pa.table({"doc_id": pa.array([], pa.string())})
+
+
+def dedup_group(assigned: list[str], cfg: SemDedupConfig, out_dir: Path, group: int,
+                prior: list[tuple[str, str]] = (), retired: str | None = None) -> dict[str, str]:
+    """Decide every cluster of one group (``assigned``: its files from every shard) against the
+    documents the dataset's earlier nights kept in it (``prior``, see :func:`prior_rows`): drops
+    (reason ``semdedup``), dedup_clusters rows (each kept document that others duplicate, named as
+    the cluster, and those with their cosine to it), the two attributes of every document, and the
+    night's part of the semantic index (``kept``: its kept documents' cluster and embedding)."""
+    paths = {k: out_dir / f"{k}-g{group}.parquet" for k in ("drops", "clusters", "attributes", "kept")}
     if all(p.exists() for p in paths.values()):
         return {k: str(v) for k, v in paths.items()}
     table = pa.concat_tables([read_shard(p) for p in sorted(assigned)], promote_options="permissive")
@@ -245,23 +296,38 @@ def dedup_group(assigned: list[str], cfg: SemDedupConfig, out_dir: Path, group: 
     cluster = table.column("cluster").to_numpy()
     cosine = table.column("centroid_cosine").to_numpy()
     x = to_matrix(table.column("embedding")).astype(np.float32) if table.num_rows else np.zeros((0, 1), np.float32)
+    earlier = prior_rows(list(prior), group, retired)
+    earlier_ids = np.array(earlier.column("doc_id").to_pylist(), dtype=object)
+    earlier_cluster = earlier.column("cluster").to_numpy() if earlier.num_rows else np.zeros(0, np.int64)
+    earlier_x = to_matrix(earlier.column("embedding")).astype(np.float32) if earlier.num_rows else None
     max_cosine = np.full(len(ids), np.nan)
+    dropped = np.zeros(len(ids), dtype=bool)
     drops: list[str] = []
     clusters: dict[str, list] = {name: [] for name in CLUSTERS_SCHEMA.names}
     for c in np.unique(cluster):
         members = np.flatnonzero(cluster == c)
         members = members[visit_order(ids[members].tolist(), cosine[members])]
-        decided = greedy_keep(x[members], cfg.epsilon)
-        max_cosine[members] = decided.max_cosine
+        before = np.flatnonzero(earlier_cluster == c)
+        before = before[np.argsort(earlier_ids[before].astype(str), kind="stable")]
+        rows = np.concatenate([earlier_x[before], x[members]]) if before.size else x[members]
+        names = np.concatenate([earlier_ids[before], ids[members]])
+        decided = greedy_keep(rows, cfg.epsilon, fixed=before.size)
+        max_cosine[members] = decided.max_cosine[before.size:]
+        dropped[members] = decided.dropped[before.size:]
         for survivor in np.unique(decided.kept_by[decided.dropped]):
             filed = np.flatnonzero(decided.kept_by == survivor)
-            named = ids[members[survivor]]
+            named = names[survivor]
             clusters["cluster_id"] += [named] * (filed.size + 1)
-            clusters["doc_id"] += [named, *ids[members[filed]]]
+            clusters["doc_id"] += [named, *names[filed]]
             clusters["is_survivor"] += [True] + [False] * filed.size
             clusters["cosine"] += [None, *np.round(decided.max_cosine[filed], 4).tolist()]
-            drops += ids[members[filed]].tolist()
+            drops += names[filed].tolist()
     clusters["kind"] = [KIND] * len(clusters["doc_id"])
+    keep = np.flatnonzero(~dropped)
+    write_shard(pa.table({
+        "doc_id": pa.array(ids[keep].tolist(), pa.string()), "cluster": pa.array(cluster[keep], pa.int64()),
+        "embedding": fixed_size_list(x[keep]) if keep.size else pa.array([], pa.list_(pa.float32(), x.shape[1])),
+    }), paths["kept"])
     write_shard(pa.table({"doc_id": drops, "stage": ["quality"] * len(drops), "reason": [REASON] * len(drops)},
                          schema=DROPS_SCHEMA), paths["drops"])
     write_shard(pa.table(clusters, schema=CLUSTERS_SCHEMA), paths["clusters"])

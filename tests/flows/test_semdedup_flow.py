@@ -178,3 +178,76 @@ def test_a_dataset_refilter_refuses_semdedup_it_cannot_run(tmp_path):
     config = parse_config({"home": str(tmp_path), "quality": {"semdedup": {"enabled": True}}}, "a test")
     with pytest.raises(ConfigError, match="quality.semdedup.enabled: false"):
         refilter_sources(DataHome.resolve(config.home, config.catalog), "news", config)
+
+
+def dataset_night(root: Path, records: list[dict], night_no: int, semdedup: dict, dask_address: str) -> RunSpec:
+    """One night of a dataset whose source is a drop folder: tonight's records arrive as a new file."""
+    from refinery.flows.nightly import nightly
+
+    (root / "drop").mkdir(exist_ok=True)
+    (root / "drop" / f"night-{night_no}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    config = root / f"night-{night_no}.yaml"
+    config.write_text(yaml.safe_dump({
+        "home": str(root / "home"), "dataset": "notes", "stages": ["ingest", "dedup", "quality"],
+        "ingest": {"shard_size": 5, "sources": [{"path": str(root / "drop"), "name": "notes"}]},
+        "quality": {"semdedup": semdedup}, "evaluate": {"encoder": "torch"}}))
+    stats = nightly(config_path=str(config), dask_address=dask_address)
+    return RunSpec(run_id=stats["run_id"], home=str(root / "home"), config=load_config(config))
+
+
+def articles(category: str) -> list[dict]:
+    return [{"id": f"{category}-{i}", "text": path.read_text(encoding="utf-8").partition("\n")[2]}
+            for i, path in enumerate(sorted((bbc_folder() / category).glob("*.txt"))[:ARTICLES])]
+
+
+@pytest.fixture(scope="module")
+def two_nights(tmp_path_factory, prefect_api, dask_address):
+    """Night 1 brings one story of each pair, night 2 (a new file) its paraphrase."""
+    root = tmp_path_factory.mktemp("semdedup-nights")
+    semdedup = {"enabled": True, "epsilon": EPSILON, "clusters": 2}
+    first = dataset_night(root, [{"id": f"{s}-0", "text": pair[0]} for s, pair in PARAPHRASES.items()]
+                          + articles("business"), 1, semdedup, dask_address)
+    second = dataset_night(root, [{"id": f"{s}-1", "text": pair[1]} for s, pair in PARAPHRASES.items()]
+                           + articles("tech"), 2, semdedup, dask_address)
+    return root, first, second
+
+
+def test_a_later_night_drops_a_paraphrase_of_a_document_an_earlier_night_kept(two_nights):
+    _, first, second = two_nights
+    assert "semdedup" not in drops(first).values()
+    assert {r for r, reason in drops(second).items() if reason == "semdedup"} == {f"{s}-1" for s in PARAPHRASES}
+    # filed under the earlier night's document, which stays in the dataset
+    names = record_ids(first) | record_ids(second)
+    rows = sorted((names[r["cluster_id"]], names[r["doc_id"]], r["is_survivor"]) for r in second.catalog.query(
+        "SELECT cluster_id, doc_id, is_survivor FROM dedup_clusters WHERE run_id = ? AND kind = 'semantic'",
+        [second.run_id]).to_pylist())
+    assert rows == sorted([(f"{s}-0", f"{s}-0", True) for s in PARAPHRASES]
+                          + [(f"{s}-0", f"{s}-1", False) for s in PARAPHRASES])
+    curated = {names[d] for d in second.catalog.query("SELECT doc_id FROM curated WHERE dataset = 'notes'")
+               .column("doc_id").to_pylist()}
+    assert {f"{s}-0" for s in PARAPHRASES} <= curated and not {f"{s}-1" for s in PARAPHRASES} & curated
+    # the clusters are the dataset's: a paraphrase is in its original's cluster on the other night
+    cluster = {names[r["doc_id"]]: r["value"] for r in second.catalog.query(
+        "SELECT doc_id, value FROM doc_attributes WHERE name = 'semantic_cluster'").to_pylist()}
+    assert all(cluster[f"{s}-1"] == cluster[f"{s}-0"] for s in PARAPHRASES)
+    (books,) = second.catalog.query("SELECT docs_in, docs_kept, docs_dropped FROM runs WHERE run_id = ?",
+                                    [second.run_id]).to_pylist()
+    assert books["docs_in"] == books["docs_kept"] + books["docs_dropped"] == 2 + ARTICLES
+
+
+def test_a_later_night_that_would_cluster_differently_is_refused(two_nights):
+    from refinery.flows.quality import _semantic_prior
+    from refinery.tasks.exceptions import ConfigError
+
+    root, _, second = two_nights
+    data = second.config.model_dump(mode="json")
+    data["quality"]["semdedup"]["clusters"] = 5
+    changed = parse_config(data, "a test")
+    later = RunSpec(run_id="20991231-000000-beef", home=second.home, config=changed)
+    with pytest.raises(ConfigError, match=r"clusters: 2 -> 5"):
+        _semantic_prior(later, changed.quality, root / "out")
+    # epsilon decides only the night's own documents: it may change
+    data["quality"]["semdedup"].update(clusters=2, epsilon=0.3)
+    looser = parse_config(data, "a test")
+    prior = _semantic_prior(RunSpec(run_id=later.run_id, home=second.home, config=looser), looser.quality, root / "out")
+    assert [v for v, _ in prior["folders"]] == [r["version"] for r in second.catalog.dataset_versions_of("notes")]

@@ -58,6 +58,15 @@ def test_a_duplicate_is_filed_under_its_most_similar_kept_document():
     assert np.isnan(kept.max_cosine[0])
 
 
+def test_earlier_nights_documents_are_kept_and_a_new_copy_of_one_is_filed_under_it():
+    # rows 0-1: documents earlier nights kept, themselves at cosine ~1 (never re-decided);
+    # row 2 repeats row 1, row 3 is new
+    x = unit([1, 0, 0], [1, 0.01, 0], [1, 0.012, 0], [0, 1, 0])
+    kept = greedy_keep(x, epsilon=0.05, fixed=2)
+    assert kept.kept_by.tolist() == [-1, -1, 1, -1]
+    assert np.isnan(kept.max_cosine[:2]).all() and kept.max_cosine[2] > 0.99
+
+
 def test_kmeans_separates_two_groups_and_repeats_for_a_seed():
     rng = np.random.default_rng(3)
     a = unit(*(np.array([1, 0, 0]) + rng.normal(0, 0.05, 3) for _ in range(20)))
@@ -136,3 +145,49 @@ def test_embed_kept_reuses_earlier_rows_and_embeds_only_the_new(tmp_path):
     x = to_matrix(table.column("embedding"))
     np.testing.assert_array_equal(x[1:], stand_in)
     assert abs(np.linalg.norm(x[0]) - 1) < 1e-4 and np.count_nonzero(x[0]) > 100
+
+
+def test_a_later_night_reuses_the_centroids_and_drops_a_copy_of_an_earlier_nights_document(tmp_path):
+    """Night 1 fits two clusters and keeps its documents; night 2's documents go to night 1's
+    clusters, and its copy of a night-1 document is dropped and filed under it, unless the dataset
+    retired that document since (then the copy is the one kept)."""
+    cfg = SemDedupConfig(enabled=True, clusters=2, epsilon=0.05, seed=1)
+    one, two = tmp_path / "one", tmp_path / "two"
+    first = doc_ids(4)
+    write_shard(pa.table({"doc_id": first, "embedding": fixed_size_list(
+        unit([1, 0, 0], [1, 0.7, 0], [0, 0, 1], [0, 0.7, 1]))}), one / "embeddings-corpus-a.parquet")
+    fit_one = fit_centroids([str(one / "embeddings-corpus-a.parquet")], cfg, one / "centroids.npy")
+    assigned = assign_shard(one / "embeddings-corpus-a.parquet", one / "centroids.npy", one)
+    night_one = dedup_group(assigned, cfg, one, 0)
+    assert fit_one["clusters"] == 2 and not read_shard(night_one["drops"]).num_rows
+    assert sorted(read_shard(night_one["kept"]).column("doc_id").to_pylist()) == first
+    cluster_of = dict(zip(read_shard(night_one["kept"]).column("doc_id").to_pylist(),
+                          read_shard(night_one["kept"]).column("cluster").to_pylist()))
+
+    # night 2: a copy of first[2], and a document near first[0]'s group but no copy
+    second = doc_ids(2, start=10)
+    write_shard(pa.table({"doc_id": second, "embedding": fixed_size_list(unit([0, 0.001, 1], [1, -0.5, 0]))}),
+                two / "embeddings-corpus-b.parquet")
+
+    def night_two(work, retired=None):
+        fit = fit_centroids([str(two / "embeddings-corpus-b.parquet")], cfg, work / "centroids.npy",
+                            reuse=str(one / "centroids.npy"))
+        files = assign_shard(two / "embeddings-corpus-b.parquet", work / "centroids.npy", work)
+        return fit, dedup_group(files, cfg, work, 0, prior=[("v1", str(one))], retired=retired)
+
+    fit, group = night_two(two / "work")
+    assert fit["sample"] == 0 and np.array_equal(np.load(fit["centroids"]), np.load(one / "centroids.npy"))
+    assert read_shard(group["drops"]).column("doc_id").to_pylist() == [second[0]]
+    assert sorted((c["cluster_id"], c["doc_id"], c["is_survivor"]) for c in read_shard(group["clusters"]).to_pylist()) \
+        == sorted([(first[2], first[2], True), (first[2], second[0], False)])
+    attrs = {(a["doc_id"], a["name"]): a["value"] for a in read_shard(group["attributes"]).to_pylist()}
+    # the same cluster numbers as night 1's: the copy in its original's, the other in first[0]'s
+    assert attrs[(second[0], "semantic_cluster")] == cluster_of[first[2]]
+    assert attrs[(second[1], "semantic_cluster")] == cluster_of[first[0]]
+    assert {d for d, _ in attrs} == set(second)  # night 1's documents get no new rows
+    assert read_shard(group["kept"]).column("doc_id").to_pylist() == [second[1]]
+
+    retired = write_shard(pa.table({"doc_id": [first[2]], "added_in": ["v1"]}), tmp_path / "retired.parquet")
+    _, after_retirement = night_two(two / "work-retired", retired=str(retired))
+    assert not read_shard(after_retirement["drops"]).num_rows
+    assert sorted(read_shard(after_retirement["kept"]).column("doc_id").to_pylist()) == second
