@@ -1,7 +1,7 @@
 """ablate: what curation, each generator, hard negatives, teachers and nights are worth, measured as
 runs (``refinery ablate``).
 
-Six comparisons, each a set of variants. ``curation``: the same synthesize/train/evaluate on the
+Seven comparisons, each a set of variants. ``curation``: the same synthesize/train/evaluate on the
 curated corpus (``curated``) and on every ingested document (``uncurated``,
 ``synthesize.corpus: uncurated``). ``generators``: each of ``synthesize.generators`` alone
 (``<generator>_only``) and all of them (``mix``). ``hard_negatives``: training on (query, passage)
@@ -13,7 +13,10 @@ the same teacher and loss with the hard negatives as mined (``unfiltered``,
 ``train.teacher.false_negative_margin: null``) vs with the teacher's likely false negatives
 dropped (``teacher_filtered``). ``nights``: a night from the base model (``from_base``: ``train.init:
 base``, no replay) vs one from the dataset's promoted model (``from_promoted``: ``train.init:
-promoted`` with replay), when the dataset has one.
+promoted`` with replay), when the dataset has one. ``choosing``: uniform passages (``uniform``) vs
+each configured method of choosing the data alone and the synthesizing ones together
+(:func:`choosing_methods`); its ``cartography`` variant trains on ``uniform``'s pairs less those
+``uniform``'s map put in hard_to_learn (:func:`_train_comparison` keeps the budgets equal).
 
 Every variant is its own run started from the reference run's curation, as ``refinery run
 --from-run`` does (linked, not redone), so all of them are evaluated on the same query sets and
@@ -44,6 +47,7 @@ from refinery.storage.shards import write_text_atomic
 from refinery.tasks.config import CURATION_STAGES, STAGES, RefineryConfig, dump_config, load_config, parse_config
 from refinery.tasks.evaluate.query_sets import SYNTHETIC_HELDOUT
 from refinery.tasks.exceptions import ConfigError, InputError
+from refinery.tasks.train.cartography import HARD
 from refinery.tasks.train.config import DEFAULT_REPLAY_RATIO, TeacherConfig
 from refinery.tasks.report.ablation import (
     BASELINES,
@@ -274,9 +278,8 @@ def ablate_flow(config_path: str | None = None, from_run: str | None = None, onl
                                      "more passages")
                 cap = min(budget.values())
                 logger.info("ablation %s: kept training pairs %s; each variant trains on %d", comparison, budget, cap)
-                results = {name: variant_results(_train_and_evaluate(
-                    run, cap, address, chosen.comparisons[comparison][name].get("train", {})))
-                    for name, run in variants.items()}
+                results = _train_comparison(comparison, variants, chosen.comparisons[comparison], budget, cap,
+                                            from_run, address)
                 for name, result in results.items():
                     if result["teacher_used"] is False:
                         logger.warning("ablation %s: variant %s trained with MNRL, its teacher not used: %s",
@@ -292,6 +295,35 @@ def ablate_flow(config_path: str | None = None, from_run: str | None = None, onl
                                   description=f"Ablations of run {reference.run_id}: tuned nDCG@10 per variant, with "
                                               "paired intervals over base and over the comparison's baseline variant.")
     return {"run_id": from_run, "rows": rows, "skipped": chosen.skipped, "report": str(path)}
+
+
+def _train_comparison(comparison: str, variants: dict[str, RunSpec], overrides: dict[str, dict[str, Any]],
+                      budget: dict[str, int], cap: int, reference: str, address: str) -> dict[str, dict[str, Any]]:
+    """Each variant trained and evaluated on ``cap`` pairs, in the plan's order. With a cartography
+    variant the baseline trains first and maps its pairs; when the pairs its map puts in
+    hard_to_learn leave the cartography variant fewer than ``cap``, every variant trains on what
+    is left, the baseline again in a new run on the same pairs (its first training was the map),
+    so that pairs and steps stay equal."""
+    def train(name: str, run: RunSpec, pairs: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        return variant_results(_train_and_evaluate(run, pairs, address, {**overrides[name].get("train", {}),
+                                                                        **(extra or {})}))
+
+    results: dict[str, dict[str, Any]] = {}
+    if CARTOGRAPHY in variants:
+        base, carto = BASELINES[comparison], variants[CARTOGRAPHY]
+        results[base] = train(base, variants[base], cap)
+        left = budget[CARTOGRAPHY] - len(carto.catalog.latest_map_region(carto.run_id, HARD))
+        if left < cap:
+            get_run_logger().info("ablation %s: the %s map put %d of its pairs in %s; every variant trains on %d "
+                                  "(%s again, in a new run)", comparison, base, budget[CARTOGRAPHY] - left, HARD,
+                                  left, base)
+            cap = left
+            again = _linked(variants[base].config, reference, variants[base])
+            results[base] = train(base, again, cap, {"cartography": {"enabled": False, "drop_hard_to_learn": False}})
+    for name, run in variants.items():
+        if name not in results:
+            results[name] = train(name, run, cap)
+    return {name: results[name] for name in variants}
 
 
 def _variant_runs(config: RefineryConfig, comparisons: dict[str, dict[str, dict[str, Any]]], reference: str,
