@@ -156,14 +156,10 @@ def _semdedup(run: RunSpec, cfg: QualityConfig, out: Path, shards: list[str], co
     drops = [g["drops"] for g in groups]
     kept = gather(semdedup_apply_task.map([location(p) for p in corpus], drops=unmapped(drops), out_dir=unmapped(work)),
                   "semdedup: corpus")
-    logger = get_run_logger()
-    if prior:
-        logger.info("semdedup: %d of %d kept documents dropped (the dataset's %d clusters; compared with the "
-                    "documents %d earlier nights kept)", sum(k["dropped"] for k in kept), fit["docs"],
-                    fit["clusters"], len(folders))
-    else:
-        logger.info("semdedup: %d of %d kept documents dropped (%d clusters fitted on %d)",
-                    sum(k["dropped"] for k in kept), fit["docs"], fit["clusters"], fit["sample"])
+    how = (f"the dataset's {fit['clusters']} clusters; compared with what {len(folders)} earlier nights kept" if prior
+           else f"{fit['clusters']} clusters fitted on {fit['sample']}")
+    get_run_logger().info("semdedup: %d of %d kept documents dropped (%s)", sum(k["dropped"] for k in kept),
+                          fit["docs"], how)
     settings = write_json_atomic(index_settings(cfg.semdedup, embeddings_dir.name), work / SEMANTIC_SETTINGS)
     return {"corpus_shards": [k["corpus"] for k in kept], "dropped": sum(k["dropped"] for k in kept), "drops": drops,
             "clusters": [g["clusters"] for g in groups], "attributes": [g["attributes"] for g in groups],
